@@ -1,0 +1,80 @@
+"""NYSE trading sessions (holidays, early closes, DST) from the maintained exchange_calendars."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+NEW_YORK = ZoneInfo("America/New_York")
+EXCHANGE = "XNYS"
+
+# Extended-hours windows per feed, in New York wall-clock time.
+_PRE_MARKET_OPEN = {"sip": dt.time(4, 0), "iex": dt.time(8, 0)}
+_AFTER_HOURS_CLOSE = {"sip": dt.time(20, 0), "iex": dt.time(17, 0)}
+_EARLY_CLOSE_AFTER_HOURS_CLOSE = dt.time(17, 0)
+_REGULAR_CLOSE = dt.time(16, 0)
+
+
+@dataclass(frozen=True)
+class Session:
+    """One NYSE trading day: its New York date and its regular open and close in UTC."""
+
+    date: dt.date
+    open: dt.datetime
+    close: dt.datetime
+
+    @property
+    def early_close(self) -> bool:
+        """True when the regular session ends before 16:00 New York time."""
+        return self.close.astimezone(NEW_YORK).time() < _REGULAR_CLOSE
+
+    def extended_window(self, feed: str = "sip") -> tuple[dt.datetime, dt.datetime]:
+        """UTC ``[start, end)`` of the minutes a feed can carry bars for on this day."""
+        pre_open = _PRE_MARKET_OPEN.get(feed, _PRE_MARKET_OPEN["sip"])
+        after_close = _AFTER_HOURS_CLOSE.get(feed, _AFTER_HOURS_CLOSE["sip"])
+        if self.early_close:
+            after_close = min(after_close, _EARLY_CLOSE_AFTER_HOURS_CLOSE)
+        start = dt.datetime.combine(self.date, pre_open, NEW_YORK).astimezone(dt.UTC)
+        end = dt.datetime.combine(self.date, after_close, NEW_YORK).astimezone(dt.UTC)
+        return start, end
+
+
+@functools.lru_cache(maxsize=64)
+def _sessions_for_year(year: int) -> tuple[Session, ...]:
+    import exchange_calendars  # imported lazily: it pulls in pandas
+
+    calendar = exchange_calendars.get_calendar(
+        EXCHANGE, start=f"{year}-01-01", end=f"{year}-12-31"
+    )
+    schedule = calendar.schedule
+    return tuple(
+        Session(
+            date=label.date(),
+            open=opened.to_pydatetime().astimezone(dt.UTC),
+            close=closed.to_pydatetime().astimezone(dt.UTC),
+        )
+        for label, opened, closed in zip(
+            schedule.index, schedule["open"], schedule["close"], strict=True
+        )
+    )
+
+
+def trading_sessions(start: dt.date, end: dt.date) -> list[Session]:
+    """All NYSE sessions whose New York date lies in ``[start, end]`` (inclusive)."""
+    if end < start:
+        return []
+    return [
+        session
+        for year in range(start.year, end.year + 1)
+        for session in _sessions_for_year(year)
+        if start <= session.date <= end
+    ]
+
+
+def new_york_date(moment: dt.datetime) -> dt.date:
+    """The New York calendar date of an aware instant (the partition day of a bar)."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment.isoformat()} has no timezone; pass a tz-aware datetime")
+    return moment.astimezone(NEW_YORK).date()

@@ -1,0 +1,90 @@
+"""The ``marketpipe`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from pydantic import SecretStr, ValidationError
+
+from marketpipe import __version__
+from marketpipe.calendar import NEW_YORK
+from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
+from marketpipe.simulator import SimulatorConfig, SimulatorServer
+from marketpipe.simulator.cli import main as simulator_main
+
+
+def _new_york_day_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(first, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)
+    end = dt.datetime.combine(last, dt.time(23, 59), NEW_YORK).astimezone(dt.UTC)
+    return start, end
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Fetch bars from an embedded simulator and print what arrived."""
+    start, end = _new_york_day_bounds(args.start, args.end)
+    try:
+        query = BarsQuery(
+            symbols=tuple(args.symbols.split(",")),
+            timeframe=args.timeframe,
+            start=start,
+            end=end,
+            feed=args.feed,
+        )
+    except ValidationError as exc:
+        print(f"marketpipe demo: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    rows: Counter[str] = Counter()
+    with SimulatorServer(SimulatorConfig(seed=args.seed, rate_limit_per_minute=0)) as server:
+        config = AlpacaConfig(
+            base_url=server.url, key_id=SecretStr("demo"), secret_key=SecretStr("demo")
+        )
+        with AlpacaClient(config) as client:
+            try:
+                for table in client.fetch_batch(query):
+                    for symbol, count in Counter(table.column("symbol").to_pylist()).items():
+                        rows[symbol] += count
+            except ConnectorError as exc:
+                print(f"marketpipe demo: {exc}", file=sys.stderr)
+                return 1
+        requests = len(server.request_log.entries)
+    elapsed = time.perf_counter() - started
+    print(f"Fetched {args.timeframe} {args.feed} bars {args.start} .. {args.end} (simulator)")
+    for symbol in query.symbols:
+        print(f"  {symbol:<8} {rows[symbol]:>9,} bars")
+    total = sum(rows.values())
+    print(f"  {'total':<8} {total:>9,} bars in {requests} requests, {elapsed:.2f}s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``marketpipe`` argument parser."""
+    parser = argparse.ArgumentParser(prog="marketpipe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"marketpipe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
+    demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
+    demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))
+    demo.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 2, 29))
+    demo.add_argument("--timeframe", default="1Min")
+    demo.add_argument("--feed", default="sip", choices=["sip", "iex"])
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=run_demo)
+    commands.add_parser(
+        "simulator", help="run the Alpaca-compatible simulator (see its --help)", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``marketpipe`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulator"]:
+        return simulator_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))

@@ -1,0 +1,51 @@
+"""Vendor connectors: a shared transport plus per-vendor request and parsing logic."""
+
+from marketpipe.connectors.alpaca import AlpacaClient, BarsQuery
+from marketpipe.connectors.auth import (
+    AlpacaKeyAuth,
+    AuthStrategy,
+    BearerTokenAuth,
+    NoAuth,
+    QueryApiKeyAuth,
+)
+from marketpipe.connectors.base_api_client import BaseApiClient, Page
+from marketpipe.connectors.config import AlpacaConfig, ClientConfig
+from marketpipe.connectors.errors import (
+    ApiError,
+    ConnectorError,
+    PaginationError,
+    ResponseFormatError,
+    RetryExhaustedError,
+)
+from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Dataset, OHLCVBar
+from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
+from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
+
+__all__ = [
+    "OHLCV",
+    "OHLCV_SCHEMA",
+    "AlpacaClient",
+    "AlpacaConfig",
+    "AlpacaKeyAuth",
+    "ApiError",
+    "AuthStrategy",
+    "BarsQuery",
+    "BaseApiClient",
+    "BearerTokenAuth",
+    "ClientConfig",
+    "ConnectorError",
+    "Dataset",
+    "HttpTransport",
+    "NoAuth",
+    "NoRateLimit",
+    "OHLCVBar",
+    "Page",
+    "PaginationError",
+    "QueryApiKeyAuth",
+    "RateLimiter",
+    "RequestSpec",
+    "Response",
+    "ResponseFormatError",
+    "RetryExhaustedError",
+    "SlidingWindowRateLimiter",
+]

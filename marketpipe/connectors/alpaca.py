@@ -1,0 +1,167 @@
+"""Alpaca Market Data v2 stock bars: request construction and page parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from marketpipe.connectors.auth import AlpacaKeyAuth, AuthStrategy
+from marketpipe.connectors.base_api_client import BaseApiClient, Page
+from marketpipe.connectors.config import AlpacaConfig, ClientConfig
+from marketpipe.connectors.errors import ResponseFormatError
+from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol
+from marketpipe.connectors.transport import RequestSpec
+from marketpipe.timeframe import Timeframe
+from marketpipe.timeutil import format_rfc3339
+
+Feed = Literal["sip", "iex", "boats", "otc"]
+ADJUSTMENTS = frozenset({"raw", "split", "dividend", "spin-off", "all"})
+_BAR_FIELDS = ("t", "o", "h", "l", "c", "v")
+
+
+def check_adjustment(value: str) -> str:
+    """Accept one adjustment or a comma-separated combination such as ``split,spin-off``."""
+    parts = [part.strip() for part in value.split(",")]
+    unknown = [part for part in parts if part not in ADJUSTMENTS]
+    if unknown or not parts:
+        raise ValueError(
+            f"adjustment {value!r} is not valid; use one of {', '.join(sorted(ADJUSTMENTS))} "
+            "or a comma-separated combination"
+        )
+    return ",".join(parts)
+
+
+class BarsQuery(BaseModel):
+    """Which bars to fetch: symbols, timeframe and an inclusive UTC time range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbols: tuple[Symbol, ...] = Field(min_length=1, description="Tickers to fetch")
+    timeframe: str = Field("1Min", description="Bar width, e.g. 1Min, 5Min, 1Hour, 1Day")
+    start: AwareDatetime = Field(description="First bar start to include (UTC)")
+    end: AwareDatetime = Field(description="Last bar start to include (UTC)")
+    feed: Feed = Field("sip", description="Data feed: sip (all exchanges), iex, boats or otc")
+    adjustment: str = Field("raw", description="Corporate-action adjustment")
+    endpoint: Literal["multi", "single"] = Field(
+        "multi", description="multi = /v2/stocks/bars; single = /v2/stocks/{symbol}/bars"
+    )
+
+    @field_validator("timeframe")
+    @classmethod
+    def _check_timeframe(cls, value: str) -> str:
+        return str(Timeframe.parse(value))
+
+    @field_validator("adjustment")
+    @classmethod
+    def _check_adjustment(cls, value: str) -> str:
+        return check_adjustment(value)
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({symbol for symbol in value if value.count(symbol) > 1})
+        if duplicates:
+            raise ValueError(f"symbols are listed more than once: {', '.join(duplicates)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_range(self) -> BarsQuery:
+        if self.end < self.start:
+            raise ValueError(
+                f"end ({self.end.isoformat()}) is before start ({self.start.isoformat()})"
+            )
+        if self.endpoint == "single" and len(self.symbols) != 1:
+            raise ValueError("endpoint 'single' takes exactly one symbol")
+        return self
+
+
+def bars_table(groups: Iterable[tuple[str, Any]], where: str) -> pa.Table:
+    """Build a canonical OHLCV table from ``(symbol, [alpaca bar, ...])`` groups.
+
+    This checks structure only (fields present, types convertible, timestamps with an
+    offset); value checks such as high >= low belong to the storage layer's validation.
+    """
+    symbols: list[str] = []
+    columns: dict[str, list[Any]] = {name: [] for name in (*_BAR_FIELDS, "n", "vw")}
+    for symbol, rows in groups:
+        if rows is None:
+            continue
+        if not isinstance(symbol, str) or not isinstance(rows, list):
+            raise ResponseFormatError(f"{where}: bars for {symbol!r} are not a list")
+        try:
+            for name in _BAR_FIELDS:
+                columns[name].extend([row[name] for row in rows])
+            for name in ("n", "vw"):
+                columns[name].extend([row.get(name) for row in rows])
+        except KeyError as exc:
+            raise ResponseFormatError(f"{where}: a bar for {symbol} lacks field {exc}") from None
+        except (TypeError, AttributeError):
+            raise ResponseFormatError(f"{where}: a bar for {symbol} is not an object") from None
+        symbols.extend([symbol] * len(rows))
+    try:
+        arrays = [
+            pa.array(symbols, pa.string()),
+            pa.array(columns["t"], pa.string()).cast(OHLCV_SCHEMA.field("timestamp").type),
+            *(pa.array(columns[name], pa.float64()) for name in ("o", "h", "l", "c", "v")),
+            pa.array(columns["n"], pa.int64()),
+            pa.array(columns["vw"], pa.float64()),
+        ]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ResponseFormatError(f"{where}: bars have a malformed value: {exc}") from None
+    return pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA)
+
+
+class AlpacaClient(BaseApiClient[BarsQuery]):
+    """Alpaca Market Data v2 historical stock bars (``GET /v2/stocks/bars``)."""
+
+    vendor: ClassVar[str] = "alpaca"
+    dataset = OHLCV
+
+    def default_auth(self, config: ClientConfig) -> AuthStrategy:
+        """Alpaca's key-id / secret-key headers from the config."""
+        if not isinstance(config, AlpacaConfig):
+            raise TypeError("AlpacaClient needs an AlpacaConfig (or an explicit auth=)")
+        return AlpacaKeyAuth(config.key_id, config.secret_key)
+
+    def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
+        """The bars request for ``query``, continuing at page token ``cursor``."""
+        params = [
+            ("timeframe", query.timeframe),
+            ("start", format_rfc3339(query.start)),
+            ("end", format_rfc3339(query.end)),
+            ("limit", str(self.config.page_size)),
+            ("adjustment", query.adjustment),
+            ("feed", query.feed),
+        ]
+        if query.endpoint == "single":
+            path = f"/v2/stocks/{query.symbols[0]}/bars"
+        else:
+            path = "/v2/stocks/bars"
+            params.insert(0, ("symbols", ",".join(query.symbols)))
+        if cursor is not None:
+            params.append(("page_token", cursor))
+        return RequestSpec(path=path, params=tuple(params), endpoint="stocks/bars")
+
+    def next_cursor(self, page: Page) -> str | None:
+        """``next_page_token``; a null or empty token ends pagination."""
+        payload = page.payload
+        token = payload.get("next_page_token") if isinstance(payload, dict) else None
+        return token or None
+
+    def parse_page(self, page: Page, query: BarsQuery) -> pa.Table:
+        """Handle both endpoints' shapes: ``bars`` as a map (maybe ``{}``), a list or null."""
+        where = f"{page.request.name} page {page.number}"
+        payload = page.payload
+        if not isinstance(payload, dict) or "bars" not in payload:
+            raise ResponseFormatError(f"{where}: expected a JSON object with a 'bars' key")
+        bars = payload["bars"]
+        if bars is None:
+            return bars_table((), where)
+        if isinstance(bars, list):
+            return bars_table(((payload.get("symbol"), bars),), where)
+        if isinstance(bars, dict):
+            return bars_table(bars.items(), where)
+        raise ResponseFormatError(f"{where}: 'bars' is a {type(bars).__name__}, not a map")

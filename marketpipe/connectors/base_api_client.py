@@ -1,0 +1,172 @@
+"""Vendor-agnostic client: vendors describe requests and parse pages; the base paginates."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+import pyarrow as pa
+
+from marketpipe.connectors.auth import AuthStrategy, NoAuth
+from marketpipe.connectors.config import ClientConfig
+from marketpipe.connectors.errors import PaginationError
+from marketpipe.connectors.models import Dataset
+from marketpipe.connectors.rate_limit import RateLimiter, SlidingWindowRateLimiter
+from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
+
+logger = logging.getLogger(__name__)
+
+QueryT = TypeVar("QueryT")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One decoded page of a paginated response, with the cursor that requested it."""
+
+    number: int
+    cursor: str | None
+    request: RequestSpec
+    response: Response
+
+    @property
+    def payload(self) -> Any:
+        """The decoded JSON body."""
+        return self.response.payload
+
+
+class _Pagination(Generic[QueryT]):
+    """Cursor bookkeeping shared by the sync and async page loops."""
+
+    def __init__(self, client: BaseApiClient[QueryT], query: QueryT) -> None:
+        self.client = client
+        self.query = query
+        self.cursor: str | None = None
+        self.number = 0
+        self.done = False
+        self.seen: set[str] = set()
+
+    def next_request(self) -> RequestSpec | None:
+        """The request for the next page, or ``None`` once the last page was seen."""
+        return None if self.done else self.client.build_request(self.query, self.cursor)
+
+    def record(self, spec: RequestSpec, response: Response) -> Page:
+        """Wrap ``response`` as a page and move the cursor on, refusing a repeated cursor."""
+        self.number += 1
+        page = Page(self.number, self.cursor, spec, response)
+        cursor = self.client.next_cursor(page)
+        if cursor is not None and cursor in self.seen:
+            raise PaginationError(
+                f"{spec.name} returned the same cursor again after page {self.number}; "
+                "stopping instead of looping forever"
+            )
+        if cursor is None:
+            self.done = True
+        else:
+            self.seen.add(cursor)
+        self.cursor = cursor
+        return page
+
+
+class BaseApiClient(ABC, Generic[QueryT]):
+    """Cursor-paginated vendor client over the shared :class:`HttpTransport`.
+
+    A vendor implements three methods: :meth:`build_request` (the request for a query and
+    cursor), :meth:`next_cursor` (the cursor for the next page, ``None`` when done) and
+    :meth:`parse_page` (a page as an Arrow table in :attr:`dataset`'s schema). Transport,
+    retries, rate limits, auth and streaming are the base's job.
+    """
+
+    vendor: ClassVar[str]
+    dataset: ClassVar[Dataset]
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        auth: AuthStrategy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        transport: HttpTransport | None = None,
+        **transport_options: Any,
+    ) -> None:
+        """Build the client; ``transport_options`` (clock, sleep, rng ...) go to the transport."""
+        self.config = config
+        if transport is None:
+            clock = transport_options.get("clock", time.time)
+            transport = HttpTransport(
+                config,
+                auth=auth if auth is not None else self.default_auth(config),
+                rate_limiter=rate_limiter
+                or SlidingWindowRateLimiter(config.requests_per_minute, clock=clock),
+                vendor=self.vendor,
+                **transport_options,
+            )
+        self.transport = transport
+
+    def default_auth(self, config: ClientConfig) -> AuthStrategy:
+        """The auth strategy used when none is injected; vendors override this."""
+        return NoAuth()
+
+    @abstractmethod
+    def build_request(self, query: QueryT, cursor: str | None) -> RequestSpec:
+        """The request for ``query``'s page at ``cursor`` (``None`` for the first page)."""
+
+    @abstractmethod
+    def next_cursor(self, page: Page) -> str | None:
+        """The cursor of the page after ``page``, or ``None`` when ``page`` is the last."""
+
+    @abstractmethod
+    def parse_page(self, page: Page, query: QueryT) -> pa.Table:
+        """The rows of ``page`` as a table with :attr:`dataset`'s schema."""
+
+    def paginate(self, query: QueryT) -> Iterator[Page]:
+        """Yield raw pages until :meth:`next_cursor` returns ``None``."""
+        pagination = _Pagination(self, query)
+        while (spec := pagination.next_request()) is not None:
+            yield pagination.record(spec, self.transport.send(spec))
+
+    async def apaginate(self, query: QueryT) -> AsyncIterator[Page]:
+        """Async twin of :meth:`paginate`."""
+        pagination = _Pagination(self, query)
+        while (spec := pagination.next_request()) is not None:
+            yield pagination.record(spec, await self.transport.asend(spec))
+
+    def fetch_batch(self, query: QueryT) -> Iterator[pa.Table]:
+        """Stream parsed rows page by page; only one page is held in memory at a time."""
+        for page in self.paginate(query):
+            yield self._parsed(page, query)
+
+    async def async_fetch_batch(self, query: QueryT) -> AsyncIterator[pa.Table]:
+        """Async twin of :meth:`fetch_batch`, yielding the same tables."""
+        async for page in self.apaginate(query):
+            yield self._parsed(page, query)
+
+    def close(self) -> None:
+        """Release the transport's connections."""
+        self.transport.close()
+
+    def __enter__(self) -> BaseApiClient[QueryT]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _parsed(self, page: Page, query: QueryT) -> pa.Table:
+        table = self.parse_page(page, query)
+        logger.debug(
+            "page %d: %d rows",
+            page.number,
+            table.num_rows,
+            extra={
+                "event": "page",
+                "vendor": self.vendor,
+                "endpoint": page.request.name,
+                "page": page.number,
+                "rows": table.num_rows,
+                "bytes": page.response.body_bytes,
+            },
+        )
+        return table

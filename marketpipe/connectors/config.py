@@ -1,0 +1,114 @@
+"""Validated client configuration: every invalid value fails at construction, naming its field."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+_LOOPBACK_NAMES = {"localhost"}
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(url: str) -> str:
+    """Check a vendor base URL: https (http only on loopback), a host, no query or fragment."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an absolute http(s) URL such as https://data.example.com")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"{url!r} uses plain http; use https (http is allowed only for loopback hosts "
+            "such as 127.0.0.1 or localhost)"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{url!r} must not contain credentials, a query or a fragment")
+    return url.strip().rstrip("/")
+
+
+class ClientConfig(BaseModel):
+    """Transport settings shared by every vendor client."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    base_url: str = Field(description="Vendor API root, e.g. https://data.alpaca.markets")
+    connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to open a connection")
+    read_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for response data")
+    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request, first included")
+    max_retry_seconds: float = Field(
+        300.0, gt=0, description="Upper bound on time spent retrying one request"
+    )
+    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
+    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
+    page_size: int = Field(10_000, ge=1, le=100_000, description="Rows requested per page")
+    requests_per_minute: int = Field(
+        200, ge=1, le=100_000, description="Request budget spent proactively, per minute"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return validate_base_url(value)
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> ClientConfig:
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError(
+                f"backoff_cap ({self.backoff_cap}) must be at least backoff_base "
+                f"({self.backoff_base})"
+            )
+        return self
+
+
+class AlpacaConfig(ClientConfig):
+    """Alpaca Market Data settings; keys and data URL fall back to the ``APCA_*`` environment."""
+
+    DEFAULT_BASE_URL: ClassVar[str] = "https://data.alpaca.markets"
+    ENV_KEY_ID: ClassVar[str] = "APCA_API_KEY_ID"
+    ENV_SECRET_KEY: ClassVar[str] = "APCA_API_SECRET_KEY"
+    ENV_DATA_URL: ClassVar[str] = "APCA_API_DATA_URL"
+
+    base_url: str = Field(DEFAULT_BASE_URL, description="Alpaca data API root")
+    key_id: SecretStr = Field(description="Alpaca API key id (env APCA_API_KEY_ID)")
+    secret_key: SecretStr = Field(description="Alpaca API secret key (env APCA_API_SECRET_KEY)")
+    page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page, at most 10000")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        env_sources = {
+            "key_id": cls.ENV_KEY_ID,
+            "secret_key": cls.ENV_SECRET_KEY,
+            "base_url": cls.ENV_DATA_URL,
+        }
+        for field, variable in env_sources.items():
+            if data.get(field) is None and os.environ.get(variable):
+                data[field] = os.environ[variable]
+        for field, variable in (("key_id", cls.ENV_KEY_ID), ("secret_key", cls.ENV_SECRET_KEY)):
+            if data.get(field) is None:
+                raise ValueError(
+                    f"{field} is missing: set the {variable} environment variable "
+                    f"or pass {field}= explicitly"
+                )
+        return data
+
+    @field_validator("key_id", "secret_key")
+    @classmethod
+    def _non_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value

@@ -1,0 +1,37 @@
+"""Errors raised by connectors; messages name the endpoint and status, never a credential."""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """Base class for every error a connector raises."""
+
+
+class ApiError(ConnectorError):
+    """The vendor rejected a request with a non-retryable status (400, 401, 403, 404, 422 ...)."""
+
+    def __init__(self, status: int, message: str, endpoint: str) -> None:
+        self.status = status
+        self.message = message
+        self.endpoint = endpoint
+        super().__init__(f"{endpoint} answered HTTP {status}: {message}")
+
+
+class RetryExhaustedError(ConnectorError):
+    """A request kept failing with retryable errors until the attempt or time bound ran out."""
+
+    def __init__(self, endpoint: str, attempts: int, last_cause: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.last_cause = last_cause
+        super().__init__(
+            f"{endpoint} failed after {attempts} attempt(s) ({reason}); last error: {last_cause}"
+        )
+
+
+class PaginationError(ConnectorError):
+    """The vendor's cursors would make pagination loop forever."""
+
+
+class ResponseFormatError(ConnectorError):
+    """A successful response did not have the shape the connector expects."""

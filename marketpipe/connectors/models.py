@@ -1,0 +1,95 @@
+"""Canonical, vendor-neutral row models and the Arrow schemas derived from them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import types
+import typing
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pyarrow as pa
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+_SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
+
+
+def check_symbol(value: str) -> str:
+    """Accept exchange tickers like ``AAPL`` or ``BRK.B``; reject anything path-like."""
+    if not isinstance(value, str) or not _SYMBOL_PATTERN.match(value):
+        raise ValueError(
+            f"symbol {value!r} is not a valid ticker: use upper-case letters and digits, "
+            "optionally one class suffix such as BRK.B"
+        )
+    return value
+
+
+Symbol = Annotated[str, AfterValidator(check_symbol)]
+
+
+class OHLCVBar(BaseModel):
+    """One bar of the canonical OHLCV data set; ``timestamp`` is the bar's start in UTC."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: Symbol = Field(description="Ticker, e.g. AAPL")
+    timestamp: AwareDatetime = Field(description="Bar start, UTC")
+    open: float = Field(description="First trade price in the bar")
+    high: float = Field(description="Highest trade price in the bar")
+    low: float = Field(description="Lowest trade price in the bar")
+    close: float = Field(description="Last trade price in the bar")
+    volume: float = Field(description="Traded volume (shares; fractional for some assets)")
+    trade_count: int | None = Field(None, description="Number of trades, if the vendor says")
+    vwap: float | None = Field(None, description="Volume-weighted average price, if known")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _to_utc(cls, value: dt.datetime) -> dt.datetime:
+        return value.astimezone(dt.UTC)
+
+
+_ARROW_TYPES: dict[Any, pa.DataType] = {
+    str: pa.string(),
+    float: pa.float64(),
+    int: pa.int64(),
+    bool: pa.bool_(),
+    dt.datetime: pa.timestamp("ns", tz="UTC"),
+    AwareDatetime: pa.timestamp("ns", tz="UTC"),
+    dt.date: pa.date32(),
+}
+
+
+def _arrow_field(name: str, annotation: Any) -> pa.Field:
+    # pydantic has already stripped Annotated[...] from field annotations.
+    nullable = False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        nullable = len(members) < len(typing.get_args(annotation))
+        (annotation,) = members
+    return pa.field(name, _ARROW_TYPES[annotation], nullable=nullable)
+
+
+def arrow_schema(model: type[BaseModel], dataset: str) -> pa.Schema:
+    """The Arrow schema of a row model: one column per field, in declaration order."""
+    return pa.schema(
+        [_arrow_field(name, info.annotation) for name, info in model.model_fields.items()],
+        metadata={b"marketpipe.dataset": dataset.encode()},
+    )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A kind of data a vendor can deliver (bars, news, fundamentals ...)."""
+
+    name: str
+    row_model: type[BaseModel]
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema every vendor's parsed pages must have."""
+        return arrow_schema(self.row_model, self.name)
+
+
+OHLCV = Dataset("ohlcv", OHLCVBar)
+OHLCV_SCHEMA = OHLCV.schema

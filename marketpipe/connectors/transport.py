@@ -1,0 +1,250 @@
+"""The one HTTP transport every vendor shares: auth, rate limiting, retries, decoding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import requests
+import urllib3.exceptions
+
+from marketpipe import __version__
+from marketpipe.connectors.auth import AuthStrategy, NoAuth
+from marketpipe.connectors.config import ClientConfig
+from marketpipe.connectors.errors import ApiError
+from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter
+from marketpipe.connectors.retry import (
+    RetryableFailure,
+    RetryBudget,
+    RetryCause,
+    RetryPolicy,
+    server_wait_hint,
+)
+
+logger = logging.getLogger(__name__)
+
+_RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
+_USER_AGENT = f"marketpipe/{__version__}"
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """A vendor request, described without credentials: method, path and query."""
+
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    method: str = "GET"
+    endpoint: str = ""
+
+    @property
+    def name(self) -> str:
+        """Short name for logs and errors (the endpoint label, else the path)."""
+        return self.endpoint or self.path
+
+
+@dataclass(frozen=True)
+class Response:
+    """A decoded successful response and what it took to get it."""
+
+    status: int
+    headers: Mapping[str, str]
+    payload: Any
+    body_bytes: int
+    attempts: int
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True)
+class _Success:
+    status: int
+    headers: Mapping[str, str]
+    payload: Any
+    body_bytes: int
+
+
+def _decode_json(body: bytes) -> Any:
+    """Decode with orjson; fall back to the stdlib for non-standard tokens such as NaN."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
+def _vendor_message(body: bytes) -> str:
+    """The vendor's ``message`` from an error body, or the start of the body as text."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        decoded = None
+    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
+        return decoded["message"]
+    text = body.decode("utf-8", errors="replace").strip()
+    return text[:200] or "(empty body)"
+
+
+@dataclass
+class HttpTransport:
+    """Sends :class:`RequestSpec` objects with auth, a shared rate budget and bounded retries.
+
+    Time is injectable: ``clock`` (epoch seconds), ``sleep`` and ``async_sleep`` let tests
+    run retry schedules instantly and deterministically. The async path runs the blocking
+    HTTP exchange in a worker thread and awaits every wait on the event loop.
+    """
+
+    config: ClientConfig
+    auth: AuthStrategy = field(default_factory=NoAuth)
+    rate_limiter: RateLimiter = field(default_factory=NoRateLimit)
+    vendor: str = "http"
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        self.policy = RetryPolicy(
+            max_attempts=self.config.max_attempts,
+            max_elapsed=self.config.max_retry_seconds,
+            base=self.config.backoff_base,
+            cap=self.config.backoff_cap,
+            rng=self.rng,
+        )
+
+    def __repr__(self) -> str:
+        return f"HttpTransport(vendor={self.vendor!r}, base_url={self.config.base_url!r})"
+
+    def send(self, spec: RequestSpec) -> Response:
+        """Send ``spec``, retrying transient failures; raise :class:`ApiError` on 4xx."""
+        budget = RetryBudget(self.policy, spec.name, self.clock())
+        while True:
+            self.sleep(self.rate_limiter.reserve())
+            budget.attempts += 1
+            outcome = self._attempt(spec, budget.attempts)
+            if isinstance(outcome, _Success):
+                return self._response(outcome, budget)
+            self.sleep(self._retry_delay(spec, budget, outcome))
+
+    async def asend(self, spec: RequestSpec) -> Response:
+        """Async twin of :meth:`send` with identical retry behaviour."""
+        budget = RetryBudget(self.policy, spec.name, self.clock())
+        while True:
+            await self.async_sleep(self.rate_limiter.reserve())
+            budget.attempts += 1
+            outcome = await asyncio.to_thread(self._attempt, spec, budget.attempts)
+            if isinstance(outcome, _Success):
+                return self._response(outcome, budget)
+            await self.async_sleep(self._retry_delay(spec, budget, outcome))
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    def _response(self, outcome: _Success, budget: RetryBudget) -> Response:
+        return Response(
+            status=outcome.status,
+            headers=outcome.headers,
+            payload=outcome.payload,
+            body_bytes=outcome.body_bytes,
+            attempts=budget.attempts,
+            elapsed_seconds=self.clock() - budget.started,
+        )
+
+    def _retry_delay(
+        self, spec: RequestSpec, budget: RetryBudget, failure: RetryableFailure
+    ) -> float:
+        delay = budget.next_delay(failure, self.clock())
+        logger.warning(
+            "retrying %s after %s (attempt %d): waiting %.2fs",
+            spec.name,
+            failure.cause.value,
+            budget.attempts,
+            delay,
+            extra={
+                "event": "request.retry",
+                "vendor": self.vendor,
+                "endpoint": spec.name,
+                "cause": failure.cause.value,
+                "attempt": budget.attempts,
+                "delay_s": round(delay, 3),
+                "detail": failure.detail,
+            },
+        )
+        return delay
+
+    def _attempt(self, spec: RequestSpec, attempt: int) -> _Success | RetryableFailure:
+        """One HTTP exchange: success, a retryable failure, or a raised :class:`ApiError`."""
+        url = self.config.base_url + spec.path
+        params = list(spec.params) + list(self.auth.query_params().items())
+        headers = {
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip",
+            "User-Agent": _USER_AGENT,
+            **self.auth.headers(),
+        }
+        started = time.perf_counter()
+        try:
+            response = self.session.request(
+                spec.method,
+                url,
+                params=params,
+                headers=headers,
+                timeout=(self.config.connect_timeout, self.config.read_timeout),
+                stream=True,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            return self._failure(RetryCause.TIMEOUT, exc)
+        except requests.RequestException as exc:
+            return self._failure(RetryCause.CONNECTION, exc)
+        try:
+            body = response.raw.read(decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            return self._failure(RetryCause.TIMEOUT, exc)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            return self._failure(RetryCause.BAD_BODY, exc)
+        finally:
+            response.close()
+        status = response.status_code
+        self.rate_limiter.observe(status, response.headers)
+        logger.debug(
+            "%s %s -> %d",
+            spec.method,
+            spec.name,
+            status,
+            extra={
+                "event": "request",
+                "vendor": self.vendor,
+                "endpoint": spec.name,
+                "status": status,
+                "attempt": attempt,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "bytes": len(body),
+            },
+        )
+        if 200 <= status < 300:
+            try:
+                payload = _decode_json(body)
+            except ValueError as exc:
+                return RetryableFailure(
+                    RetryCause.BAD_BODY, f"undecodable JSON body ({len(body)} bytes): {exc}"
+                )
+            return _Success(status, response.headers, payload, len(body))
+        message = self.auth.redact(_vendor_message(body))
+        if status in _RETRYABLE_STATUSES:
+            cause = RetryCause.RATE_LIMITED if status == 429 else RetryCause.SERVER_ERROR
+            hint = server_wait_hint(response.headers, self.clock())
+            return RetryableFailure(cause, f"HTTP {status}: {message}", hint)
+        if 300 <= status < 400:
+            message = "unexpected redirect (redirects are not followed, to protect credentials)"
+        raise ApiError(status, message, spec.name)
+
+    def _failure(self, cause: RetryCause, exc: BaseException) -> RetryableFailure:
+        # Transport exceptions quote the URL, which may carry a query-string key: redact.
+        return RetryableFailure(cause, self.auth.redact(f"{type(exc).__name__}: {exc}"))

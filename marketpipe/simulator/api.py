@@ -1,0 +1,407 @@
+"""Alpaca Market Data v2 bars, answered from the synthetic market: the wire format exactly.
+
+This module is HTTP-free: :meth:`SimulatorApp.handle` turns a request (path, query,
+headers) into a :class:`Reply`; ``server.py`` puts it on the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import gzip
+import hashlib
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from marketpipe.calendar import NEW_YORK, Session, new_york_date, trading_sessions
+from marketpipe.connectors.alpaca import check_adjustment
+from marketpipe.connectors.models import check_symbol
+from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
+from marketpipe.simulator.market import Bar, SyntheticMarket
+from marketpipe.simulator.request_log import RequestLog
+from marketpipe.timeframe import Timeframe
+from marketpipe.timeutil import parse_rfc3339
+
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 1_000
+GZIP_MIN_BYTES = 256
+_FEEDS = ("sip", "iex", "boats", "otc")
+_COMMON_PARAMS = {"timeframe", "start", "end", "limit", "page_token", "feed", "adjustment"}
+_IGNORED_PARAMS = {"sort", "asof", "currency"}
+_NAN = orjson.Fragment(b"NaN")
+
+
+class BadRequest(Exception):
+    """A client error to answer with ``{"message": ...}``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class SimulatorConfig:
+    """How the simulator behaves: data seed, credentials, rate limit, faults, wire quirks."""
+
+    seed: int = 0
+    key_id: str | None = None
+    secret_key: str | None = None
+    rate_limit_per_minute: int = 200
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    bad_bars: dict[str, float] = field(default_factory=dict)
+    fractional_timestamps: bool = False
+    gzip_level: int = 1
+
+    @property
+    def strict_keys(self) -> bool:
+        """True when only the configured key pair is accepted."""
+        return self.key_id is not None or self.secret_key is not None
+
+
+@dataclass
+class Reply:
+    """What to send back; ``wire_fault`` asks the server to misbehave on the socket."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    wire_fault: str | None = None
+
+
+@dataclass(frozen=True)
+class BarsRequest:
+    """A validated bars query."""
+
+    symbols: tuple[str, ...]
+    timeframe: Timeframe
+    start: dt.datetime
+    end: dt.datetime
+    limit: int
+    feed: str
+    digest: str
+
+
+class PerKeyRateLimit:
+    """Alpaca-style per-key request budget over fixed one-minute windows."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, key: str) -> tuple[bool, dict[str, str]]:
+        """Count one request for ``key``; return whether it is allowed, and the headers."""
+        if self.per_minute <= 0:
+            return True, {}
+        with self._lock:
+            now = self.clock()
+            window_start, used = self._windows.get(key, (now, 0))
+            if now >= window_start + 60:
+                window_start, used = now, 0
+            allowed = used < self.per_minute
+            used += allowed
+            self._windows[key] = (window_start, used)
+        return allowed, {
+            "X-RateLimit-Limit": str(self.per_minute),
+            "X-RateLimit-Remaining": str(self.per_minute - used),
+            "X-RateLimit-Reset": str(math.ceil(window_start + 60)),
+        }
+
+
+def _json(payload: Any) -> bytes:
+    return orjson.dumps(payload)
+
+
+def _number(value: float) -> Any:
+    if math.isnan(value):
+        return _NAN
+    return int(value) if value.is_integer() else value
+
+
+class SimulatorApp:
+    """Routes and answers requests for both bars endpoints."""
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        request_log: RequestLog | None = None,
+    ) -> None:
+        self.config = config or SimulatorConfig()
+        self.clock = clock
+        self.market = SyntheticMarket(self.config.seed, self.config.bad_bars)
+        self.faults = FaultInjector(self.config.faults)
+        self.rate_limit = PerKeyRateLimit(self.config.rate_limit_per_minute, clock)
+        self.log = request_log or RequestLog()
+
+    def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
+        """Answer one GET request and record it in the request log."""
+        started = time.perf_counter()
+        reply, info = self._route(path, query, headers)
+        if (
+            reply.status == 200
+            and "gzip" in headers.get("Accept-Encoding", "")
+            and len(reply.body) > GZIP_MIN_BYTES
+        ):
+            reply.body = gzip.compress(reply.body, compresslevel=self.config.gzip_level, mtime=0)
+            reply.headers["Content-Encoding"] = "gzip"
+        self.log.record(
+            path=path,
+            params={name: value for name, value in query},
+            status=reply.status,
+            fault=info.get("fault"),
+            bars=info.get("bars", 0),
+            body_bytes=len(reply.body),
+            key=info.get("key"),
+            duration_ms=(time.perf_counter() - started) * 1000,
+        )
+        return reply
+
+    def _route(
+        self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]
+    ) -> tuple[Reply, dict[str, Any]]:
+        info: dict[str, Any] = {}
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[:3] == ["v2", "stocks", "bars"]:
+            single_symbol = None
+        elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
+            single_symbol = parts[2]
+        else:
+            return self._error(404, "endpoint not found"), info
+        key, auth_error = self._authenticate(headers)
+        info["key"] = key
+        if auth_error is not None:
+            return auth_error, info
+        allowed, limit_headers = self.rate_limit.spend(key or "")
+        if not allowed:
+            info["fault"] = "rate_limited"
+            return self._error(429, "too many requests.", limit_headers), info
+        symbols_hint = (single_symbol,) if single_symbol else _symbols_hint(query)
+        identity = f"{key}|{path}|{sorted(query)}"
+        fault = self.faults.decide(identity, symbols_hint)
+        info["fault"] = fault
+        if fault is not None:
+            return self._fault_reply(fault, limit_headers), info
+        try:
+            request = self._parse(query, single_symbol)
+            payload, count = self._page(request, query, single_symbol)
+        except BadRequest as exc:
+            return self._error(exc.status, exc.message, limit_headers), info
+        info["bars"] = count
+        return Reply(200, _json(payload), {**limit_headers}), info
+
+    def _authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Reply | None]:
+        key_id = headers.get("APCA-API-KEY-ID", "")
+        secret = headers.get("APCA-API-SECRET-KEY", "")
+        bearer = headers.get("Authorization", "")
+        if key_id and secret:
+            fingerprint = hashlib.sha256(key_id.encode()).hexdigest()[:12]
+            if self.config.strict_keys and (
+                key_id != self.config.key_id or secret != self.config.secret_key
+            ):
+                return fingerprint, self._error(403, "forbidden.")
+            return fingerprint, None
+        if bearer.startswith("Bearer ") and bearer[7:].strip() and not self.config.strict_keys:
+            return hashlib.sha256(bearer.encode()).hexdigest()[:12], None
+        return None, self._error(401, "authentication headers are missing or invalid")
+
+    def _fault_reply(self, fault: str, limit_headers: dict[str, str]) -> Reply:
+        faults = self.config.faults
+        if fault.startswith("fail_symbol:"):
+            symbol = fault.split(":", 1)[1]
+            status = faults.fail_symbols[symbol]
+            return self._error(status, f"injected failure for {symbol}", limit_headers)
+        if fault in STATUS_FAULTS:
+            status = STATUS_FAULTS[fault]
+            headers = dict(limit_headers)
+            if fault == "429_retry_after":
+                headers["Retry-After"] = str(faults.retry_after_seconds)
+            if fault == "429_reset":
+                headers["X-RateLimit-Remaining"] = "0"
+                headers["X-RateLimit-Reset"] = str(
+                    math.ceil(self.clock()) + faults.reset_after_seconds
+                )
+            if status == 502:
+                body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                return Reply(status, body, {**headers, "Content-Type": "text/html"})
+            message = "too many requests." if status == 429 else "internal server error"
+            return self._error(status, message, headers)
+        if fault == "invalid_json":
+            return Reply(200, b'{"bars":{"AAPL":[{"t":"2024-01-02T', dict(limit_headers))
+        # Wire faults still carry a valid body for the "slow" case.
+        return Reply(200, _json({"bars": {}, "next_page_token": None}), dict(limit_headers), fault)
+
+    @staticmethod
+    def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return Reply(status, _json({"message": message}), dict(headers or {}))
+
+    def _parse(self, query: list[tuple[str, str]], single_symbol: str | None) -> BarsRequest:
+        params: dict[str, str] = {}
+        for name, value in query:
+            params[name] = value
+        allowed = _COMMON_PARAMS | _IGNORED_PARAMS | (set() if single_symbol else {"symbols"})
+        unexpected = sorted(set(params) - allowed)
+        if unexpected:
+            raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
+        raw_symbols = [single_symbol] if single_symbol else params.get("symbols", "").split(",")
+        symbols = [symbol.strip() for symbol in raw_symbols if symbol and symbol.strip()]
+        if not symbols:
+            raise BadRequest("symbols is required")
+        for symbol in symbols:
+            try:
+                check_symbol(symbol)
+            except ValueError:
+                raise BadRequest(f"invalid symbol: {symbol}") from None
+        if "timeframe" not in params:
+            raise BadRequest("timeframe is required")
+        try:
+            timeframe = Timeframe.parse(params["timeframe"])
+        except ValueError:
+            raise BadRequest("invalid timeframe", 422) from None
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        start = _parse_time(params.get("start"), "start") or _start_of_new_york_day(now)
+        end = _parse_time(params.get("end"), "end") or now
+        if end < start:
+            raise BadRequest("end should not be before start")
+        try:
+            limit = int(params.get("limit", DEFAULT_LIMIT))
+        except ValueError:
+            raise BadRequest("invalid limit") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
+        feed = params.get("feed", "sip")
+        if feed not in _FEEDS:
+            raise BadRequest(f"invalid feed: {feed}")
+        try:
+            check_adjustment(params.get("adjustment", "raw"))
+        except ValueError:
+            raise BadRequest(f"invalid adjustment: {params['adjustment']}") from None
+        if params.get("sort", "asc") not in ("asc", "desc"):
+            raise BadRequest(f"invalid sort: {params['sort']}")
+        if params.get("sort") == "desc":
+            raise BadRequest("sort=desc is not supported by the simulator", 422)
+        identity = "|".join(
+            f"{name}={params.get(name, '')}"
+            for name in ("symbols", "timeframe", "start", "end", "feed", "adjustment")
+        )
+        return BarsRequest(
+            symbols=tuple(sorted(set(symbols))),
+            timeframe=timeframe,
+            start=start,
+            end=min(end, now),
+            limit=limit,
+            feed=feed,
+            digest=hashlib.sha256(f"{single_symbol}|{identity}".encode()).hexdigest()[:10],
+        )
+
+    def _page(
+        self, request: BarsRequest, query: list[tuple[str, str]], single_symbol: str | None
+    ) -> tuple[dict[str, Any], int]:
+        token = dict(query).get("page_token")
+        position = _decode_token(token, request) if token else (request.symbols[0], None, 0)
+        groups, next_position = self._collect(request, position)
+        next_token = _encode_token(next_position, request) if next_position else None
+        count = sum(len(rows) for rows in groups.values())
+        if single_symbol is not None:
+            rows = groups.get(single_symbol)
+            return {"bars": rows, "symbol": single_symbol, "next_page_token": next_token}, count
+        return {"bars": groups, "next_page_token": next_token}, count
+
+    def _collect(
+        self, request: BarsRequest, position: tuple[str, dt.date | None, int]
+    ) -> tuple[dict[str, list[dict[str, Any]]], tuple[str, dt.date, int] | None]:
+        """Bars from ``position`` on, ordered by symbol then time, at most ``limit`` of them."""
+        first_symbol, first_date, first_index = position
+        sessions = trading_sessions(new_york_date(request.start), new_york_date(request.end))
+        start_s, end_s = request.start.timestamp(), request.end.timestamp()
+        remaining = request.limit
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for symbol in request.symbols[request.symbols.index(first_symbol) :]:
+            resuming = symbol == first_symbol
+            for session in sessions:
+                if resuming and first_date is not None and session.date < first_date:
+                    continue
+                skip = first_index if resuming and session.date == first_date else 0
+                bars = self._session_bars(symbol, session, request, start_s, end_s)
+                taken = bars[skip : skip + remaining]
+                if taken:
+                    groups.setdefault(symbol, []).extend(self._encode_bar(bar) for bar in taken)
+                    remaining -= len(taken)
+                if remaining == 0:
+                    return groups, (symbol, session.date, skip + len(taken))
+        return groups, None
+
+    def _session_bars(
+        self, symbol: str, session: Session, request: BarsRequest, start_s: float, end_s: float
+    ) -> list[Bar]:
+        try:
+            bars = self.market.bars(symbol, session, request.feed, request.timeframe)
+        except ValueError as exc:
+            raise BadRequest(str(exc), 422) from None
+        return [bar for bar in bars if start_s <= bar.t <= end_s]
+
+    def _encode_bar(self, bar: Bar) -> dict[str, Any]:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(bar.t))
+        stamp += ".000000000Z" if self.config.fractional_timestamps else "Z"
+        return {
+            "t": stamp,
+            "o": _number(bar.o),
+            "h": _number(bar.h),
+            "l": _number(bar.l),
+            "c": _number(bar.c),
+            "v": bar.v,
+            "n": bar.n,
+            "vw": _number(bar.vw),
+        }
+
+
+def _symbols_hint(query: list[tuple[str, str]]) -> tuple[str, ...]:
+    return tuple(
+        symbol.strip() for name, value in query if name == "symbols" for symbol in value.split(",")
+    )
+
+
+def _parse_time(value: str | None, name: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            return dt.datetime.combine(day, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)
+        return parse_rfc3339(value, name)
+    except ValueError:
+        raise BadRequest(f"invalid {name}") from None
+
+
+def _start_of_new_york_day(now: dt.datetime) -> dt.datetime:
+    midnight = dt.datetime.combine(new_york_date(now), dt.time(0, 0), NEW_YORK)
+    return midnight.astimezone(dt.UTC)
+
+
+def _encode_token(position: tuple[str, dt.date, int], request: BarsRequest) -> str:
+    symbol, day, index = position
+    text = f"{symbol}|{request.timeframe}|{day.isoformat()}|{index}|{request.digest}"
+    return base64.b64encode(text.encode()).decode()
+
+
+def _decode_token(token: str, request: BarsRequest) -> tuple[str, dt.date, int]:
+    try:
+        symbol, _timeframe, day, index, digest = (
+            base64.b64decode(token, validate=True).decode().split("|")
+        )
+        position = (symbol, dt.date.fromisoformat(day), int(index))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("invalid page_token") from None
+    if digest != request.digest or symbol not in request.symbols or position[2] < 0:
+        raise BadRequest("invalid page_token: it belongs to a different query")
+    return position

@@ -1,0 +1,185 @@
+"""Deterministic synthetic one-minute bars: same seed, same bars, on every machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import math
+import random
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from marketpipe.calendar import NEW_YORK, Session
+from marketpipe.timeframe import Timeframe, TimeframeUnit
+
+BAD_BAR_KINDS = ("high_below_low", "negative_volume", "nan", "duplicate", "out_of_order")
+FEEDS_WITH_DATA = ("sip", "iex")
+# The largest hour bucket that can never span two sessions (the overnight gap is 8 hours).
+MAX_SIMULATED_HOURS = 8
+
+
+class Bar(NamedTuple):
+    """One synthetic bar; ``t`` is the bar start in epoch seconds (UTC)."""
+
+    t: int
+    o: float
+    h: float
+    l: float  # noqa: E741 - Alpaca's field name
+    c: float
+    v: int
+    n: int
+    vw: float
+
+
+class SymbolTraits(NamedTuple):
+    """Per-symbol character of the synthetic market, derived from the seed."""
+
+    base_price: float
+    volatility: float
+    regular_fill: float
+    extended_fill: float
+    mean_volume: float
+    trade_size: int
+
+
+def _floor_cent(value: float) -> float:
+    return max(0.01, math.floor(value * 100) / 100)
+
+
+def _ceil_cent(value: float) -> float:
+    return math.ceil(value * 100) / 100
+
+
+class SyntheticMarket:
+    """Generates bars only for minutes with trades, inside each feed's session window.
+
+    Every (symbol, day) is generated from its own seeded stream, so any page of any query
+    is reproducible without generating the days before it. ``bad_bars`` injects malformed
+    rows (rates per bar) deterministically, for testing quarantine.
+    """
+
+    def __init__(self, seed: int = 0, bad_bars: Mapping[str, float] | None = None) -> None:
+        unknown = set(bad_bars or {}) - set(BAD_BAR_KINDS)
+        if unknown:
+            raise ValueError(
+                f"unknown bad-bar kind(s) {sorted(unknown)}; choose from {BAD_BAR_KINDS}"
+            )
+        self.seed = seed
+        self.bad_bars = {kind: rate for kind, rate in (bad_bars or {}).items() if rate > 0}
+        self._minute_bars = functools.lru_cache(maxsize=256)(self._generate_minute_bars)
+
+    def traits(self, symbol: str) -> SymbolTraits:
+        """The symbol's price level, volatility and liquidity."""
+        rng = random.Random(f"{self.seed}|traits|{symbol}")
+        liquidity = rng.uniform(0.55, 1.0)
+        return SymbolTraits(
+            base_price=round(rng.uniform(5.0, 600.0), 2),
+            volatility=rng.uniform(0.0003, 0.0012),
+            regular_fill=min(1.0, 0.92 + 0.1 * liquidity),
+            extended_fill=0.15 + 0.8 * liquidity,
+            mean_volume=rng.uniform(2_000, 60_000) * liquidity,
+            trade_size=rng.randint(40, 160),
+        )
+
+    def bars(self, symbol: str, session: Session, feed: str, timeframe: Timeframe) -> list[Bar]:
+        """The session's bars for a feed at a timeframe, in the order the vendor sends them."""
+        minute_bars = self._minute_bars(symbol, session, feed)
+        if timeframe.unit is TimeframeUnit.MINUTE and timeframe.amount == 1:
+            return list(minute_bars)
+        return _aggregate(minute_bars, session, timeframe)
+
+    def _generate_minute_bars(self, symbol: str, session: Session, feed: str) -> tuple[Bar, ...]:
+        if feed not in FEEDS_WITH_DATA:
+            return ()
+        traits = self.traits(symbol)
+        rng = random.Random(f"{self.seed}|bars|{symbol}|{session.date.isoformat()}")
+        price = traits.base_price * math.exp(rng.gauss(0.0, 0.03))
+        sip_start, sip_end = session.extended_window("sip")
+        feed_start, feed_end = (int(x.timestamp()) for x in session.extended_window(feed))
+        regular_open, regular_close = int(session.open.timestamp()), int(session.close.timestamp())
+        is_iex = feed == "iex"
+        sigma = traits.volatility
+        bars: list[Bar] = []
+        # The price walk runs over the whole sip window with a fixed number of draws per
+        # minute, so every feed sees the same prices and iex minutes are a subset of sip's.
+        for t in range(int(sip_start.timestamp()), int(sip_end.timestamp()), 60):
+            move = rng.gauss(0.0, sigma)
+            wick_up = abs(rng.gauss(0.0, sigma / 2))
+            wick_down = abs(rng.gauss(0.0, sigma / 2))
+            trade_roll = rng.random()
+            volume_draw = rng.lognormvariate(0.0, 0.8)
+            vwap_position = rng.random()
+            open_price = price
+            price = max(0.5, price * math.exp(move))
+            regular = regular_open <= t < regular_close
+            fill = traits.regular_fill if regular else traits.extended_fill
+            if is_iex:
+                fill *= 0.85 if regular else 0.35
+            if not (feed_start <= t < feed_end) or trade_roll >= fill:
+                continue
+            o, c = round(open_price, 2), round(price, 2)
+            h = max(_ceil_cent(max(open_price, price) * (1 + wick_up)), o, c)
+            low = min(_floor_cent(min(open_price, price) * (1 - wick_down)), o, c)
+            volume_scale = (1.0 if regular else 0.15) * (0.025 if is_iex else 1.0)
+            v = max(1, int(traits.mean_volume * volume_scale * volume_draw))
+            n = max(1, v // traits.trade_size)
+            vw = round(low + (h - low) * vwap_position, 4)
+            bars.append(Bar(t, o, h, low, c, v, n, vw))
+        if self.bad_bars:
+            bars = self._corrupt(bars, symbol, session, feed)
+        return tuple(bars)
+
+    def _corrupt(self, bars: list[Bar], symbol: str, session: Session, feed: str) -> list[Bar]:
+        rng = random.Random(f"{self.seed}|bad|{symbol}|{session.date.isoformat()}|{feed}")
+        result: list[Bar] = []
+        for bar in bars:
+            rolls = {kind: rng.random() for kind in BAD_BAR_KINDS}
+            hit = {kind for kind, rate in self.bad_bars.items() if rolls[kind] < rate}
+            if "high_below_low" in hit:
+                bar = bar._replace(h=bar.l - 0.01, l=bar.h)
+            if "negative_volume" in hit:
+                bar = bar._replace(v=-bar.v)
+            if "nan" in hit:
+                bar = bar._replace(c=math.nan)
+            result.append(bar)
+            if "duplicate" in hit:
+                result.append(bar)
+            if "out_of_order" in hit and len(result) >= 2:
+                result[-1], result[-2] = result[-2], result[-1]
+        return result
+
+
+def _bucket_start(t: int, session: Session, timeframe: Timeframe) -> int:
+    width = timeframe.seconds
+    if width is not None:
+        return t - t % width
+    midnight = dt.datetime.combine(session.date, dt.time(0, 0), NEW_YORK)
+    return int(midnight.timestamp())
+
+
+def _aggregate(minute_bars: tuple[Bar, ...], session: Session, timeframe: Timeframe) -> list[Bar]:
+    """Roll minute bars up into wider bars (N-minute, N-hour or daily)."""
+    if timeframe.unit in (TimeframeUnit.WEEK, TimeframeUnit.MONTH) or (
+        timeframe.unit is TimeframeUnit.HOUR and timeframe.amount > MAX_SIMULATED_HOURS
+    ):
+        raise ValueError(f"timeframe {timeframe} is not supported by the simulator")
+    groups: dict[int, list[Bar]] = {}
+    for bar in minute_bars:
+        groups.setdefault(_bucket_start(bar.t, session, timeframe), []).append(bar)
+    result = []
+    for start, members in groups.items():
+        volume = sum(bar.v for bar in members)
+        vwap = sum(bar.vw * bar.v for bar in members) / volume if volume > 0 else members[-1].vw
+        result.append(
+            Bar(
+                t=start,
+                o=members[0].o,
+                h=max(bar.h for bar in members),
+                l=min(bar.l for bar in members),
+                c=members[-1].c,
+                v=volume,
+                n=sum(bar.n for bar in members),
+                vw=round(vwap, 4),
+            )
+        )
+    return result
