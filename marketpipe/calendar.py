@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import warnings
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -45,9 +46,13 @@ class Session:
 def _sessions_for_year(year: int) -> tuple[Session, ...]:
     import exchange_calendars  # imported lazily: it pulls in pandas
 
-    calendar = exchange_calendars.get_calendar(
-        EXCHANGE, start=f"{year}-01-01", end=f"{year}-12-31"
-    )
+    with warnings.catch_warnings():
+        # exchange_calendars trips pandas deprecation warnings that are not ours to fix.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        calendar = exchange_calendars.get_calendar(
+            EXCHANGE, start=f"{year}-01-01", end=f"{year}-12-31"
+        )
     schedule = calendar.schedule
     return tuple(
         Session(

@@ -28,7 +28,13 @@ FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS)
 
 @dataclass
 class FaultConfig:
-    """Fault rates per request (0..1 each, summing to at most 1) and their parameters."""
+    """Which faults to serve, and their parameters.
+
+    ``rates``: per-request probabilities (0..1 each, summing to at most 1), drawn from
+    ``seed``. ``sequence``: the first ``len(sequence)`` occurrences of every distinct
+    request get these faults in order, for exact retry counts. ``fail_symbols``: every
+    request naming the symbol gets that HTTP status.
+    """
 
     seed: int = 0
     rates: dict[str, float] = field(default_factory=dict)
@@ -37,9 +43,10 @@ class FaultConfig:
     slow_seconds: float = 0.05
     timeout_seconds: float = 2.0
     fail_symbols: dict[str, int] = field(default_factory=dict)
+    sequence: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        unknown = set(self.rates) - set(FAULT_KINDS)
+        unknown = (set(self.rates) | set(self.sequence)) - set(FAULT_KINDS)
         if unknown:
             raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; choose from {FAULT_KINDS}")
         bad = {kind: rate for kind, rate in self.rates.items() if not 0 <= rate <= 1}
@@ -63,11 +70,13 @@ class FaultInjector:
         for symbol in symbols:
             if symbol in self.config.fail_symbols:
                 return f"fail_symbol:{symbol}"
-        if not self.config.rates:
+        if not self.config.rates and not self.config.sequence:
             return None
         with self._lock:
             occurrence = self._seen[identity]
             self._seen[identity] += 1
+        if occurrence < len(self.config.sequence):
+            return self.config.sequence[occurrence]
         roll = random.Random(f"{self.config.seed}|{identity}|{occurrence}").random()
         cumulative = 0.0
         for kind in FAULT_KINDS:

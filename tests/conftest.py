@@ -1,0 +1,75 @@
+"""Shared fixtures: an embedded simulator on an OS-chosen port and an injectable clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
+from marketpipe.simulator import SimulatorConfig, SimulatorServer
+
+
+class FakeClock:
+    """A clock whose sleeps advance time instantly and are recorded."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    with SimulatorServer(SimulatorConfig(seed=7, rate_limit_per_minute=0)) as server:
+        yield server
+
+
+def start_simulator(clock: FakeClock | None = None, **config: Any) -> SimulatorServer:
+    """Start a simulator with the given config fields (caller stops it)."""
+    config.setdefault("seed", 7)
+    config.setdefault("rate_limit_per_minute", 0)
+    options = {"clock": clock} if clock is not None else {}
+    return SimulatorServer(SimulatorConfig(**config), **options).start()
+
+
+def alpaca_client(
+    server: SimulatorServer, clock: FakeClock | None = None, **config: Any
+) -> AlpacaClient:
+    """An AlpacaClient pointed at ``server``; with ``clock``, time is fake and instant."""
+    config.setdefault("key_id", SecretStr("demo"))
+    config.setdefault("secret_key", SecretStr("demo"))
+    config.setdefault("requests_per_minute", 10_000)
+    options: dict[str, Any] = {}
+    if clock is not None:
+        options = {"clock": clock, "sleep": clock.sleep, "async_sleep": clock.async_sleep}
+    return AlpacaClient(AlpacaConfig(base_url=server.url, **config), **options)
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def bars_query(symbols: tuple[str, ...] = ("AAPL",), **fields: Any) -> BarsQuery:
+    """A query over one early-January 2024 trading day unless told otherwise."""
+    fields.setdefault("start", utc(2024, 1, 2))
+    fields.setdefault("end", utc(2024, 1, 3, 5))
+    return BarsQuery(symbols=symbols, **fields)

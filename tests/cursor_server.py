@@ -1,0 +1,54 @@
+"""A tiny scripted cursor-paginated JSON API on loopback, for testing BaseApiClient."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+
+class ScriptedPages:
+    """Pages keyed by cursor (``None`` = first page); records every cursor requested."""
+
+    def __init__(self, pages: dict[str | None, dict[str, Any]]) -> None:
+        self.pages = pages
+        self.requested: list[str | None] = []
+
+
+@contextmanager
+def cursor_api(script: ScriptedPages) -> Iterator[str]:
+    """Serve ``script`` at ``/items?cursor=...``; yield the base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            cursor = query.get("cursor", [None])[0]
+            script.requested.append(cursor)
+            body = orjson.dumps(script.pages[cursor])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
