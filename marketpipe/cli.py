@@ -58,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for symbol in query.symbols:
         print(f"  {symbol:<8} {rows[symbol]:>9,} bars")
     total = sum(rows.values())
-    print(f"  {'total':<8} {total:>9,} bars in {requests} requests, {elapsed:.2f}s")
+    print(f"  {'total':<8} {total:>9,} bars in {requests} request(s), {elapsed:.2f}s")
     return 0
 
 

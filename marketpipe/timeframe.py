@@ -56,9 +56,7 @@ class Timeframe:
         if match and match.group(2) == "m":
             unit = None
         if match is None or unit is None:
-            raise ValueError(
-                f"timeframe {text!r} is not valid; use e.g. 1Min, 5Min, 1Hour or 1Day"
-            )
+            raise ValueError(f"timeframe {text!r} is not valid; use e.g. 1Min, 5Min, 1Hour or 1Day")
         amount = int(match.group(1))
         allowed = _ALLOWED_AMOUNTS[unit]
         if amount not in allowed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import re
 
 import pyarrow as pa
@@ -52,9 +53,7 @@ def test_multi_symbol_pagination_with_a_symbol_spanning_pages(simulator: Simulat
     # limit counts across symbols: every page but the last is full.
     assert [t.num_rows for t in tables[:-1]] == [700] * (len(tables) - 1)
     # Some symbol's bars continue from one page onto the next.
-    spans = [
-        set(a.payload["bars"]) & set(b.payload["bars"]) for a, b in zip(pages, pages[1:], strict=False)
-    ]
+    spans = [set(a.payload["bars"]) & set(b.payload["bars"]) for a, b in itertools.pairwise(pages)]
     assert any(spans)
     # Pages are ordered by symbol, then time.
     seen = [symbol for page in pages for symbol in page.payload["bars"]]

@@ -25,7 +25,9 @@ def test_bearer_and_query_and_none() -> None:
 
 def test_redact_scrubs_raw_and_url_encoded_secrets() -> None:
     auth = QueryApiKeyAuth(SecretStr(SECRET))
-    text = f"GET /x?apikey=s3cr3t%2Fwith%2Bchars%3D%3D failed; raw {SECRET}; plus s3cr3t%2Fwith+chars"
+    text = (
+        f"GET /x?apikey=s3cr3t%2Fwith%2Bchars%3D%3D failed; raw {SECRET}; plus s3cr3t%2Fwith+chars"
+    )
     scrubbed = auth.redact(text)
     assert SECRET not in scrubbed
     assert "s3cr3t%2Fwith%2Bchars%3D%3D" not in scrubbed

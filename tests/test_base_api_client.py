@@ -113,9 +113,12 @@ def test_a_repeated_cursor_stops_pagination_instead_of_looping() -> None:
             "b": {"rows": [3], "next": "a"},
         }
     )
-    with cursor_api(script) as url, _client(url) as client:
-        with pytest.raises(PaginationError, match="same cursor again after page 3"):
-            list(client.paginate("AAPL"))
+    with (
+        cursor_api(script) as url,
+        _client(url) as client,
+        pytest.raises(PaginationError, match="same cursor again after page 3"),
+    ):
+        list(client.paginate("AAPL"))
     assert script.requested == [None, "a", "b"]
 
 

@@ -39,7 +39,8 @@ def test_remote_plain_http_is_refused_but_loopback_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://x.example.com", "data.example.com", "https://u:p@x.example.com", "https://x/?a=1"]
+    "url",
+    ["ftp://x.example.com", "data.example.com", "https://u:p@x.example.com", "https://x/?a=1"],
 )
 def test_malformed_base_urls_are_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="base_url"):

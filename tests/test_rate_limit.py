@@ -11,9 +11,7 @@ from tests.conftest import FakeClock
 
 def _max_in_any_window(times: list[float], window: float = 60.0) -> int:
     ordered = sorted(times)
-    return max(
-        bisect.bisect_left(ordered, t + window) - index for index, t in enumerate(ordered)
-    )
+    return max(bisect.bisect_left(ordered, t + window) - index for index, t in enumerate(ordered))
 
 
 def test_budget_is_never_exceeded_in_any_sixty_second_window(clock: FakeClock) -> None:

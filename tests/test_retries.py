@@ -85,7 +85,9 @@ def test_random_faults_cost_exactly_one_request_each(
 
 
 @pytest.mark.parametrize(
-    "fault_server", [FaultConfig(sequence=("429_retry_after",), retry_after_seconds=3)], indirect=True
+    "fault_server",
+    [FaultConfig(sequence=("429_retry_after",), retry_after_seconds=3)],
+    indirect=True,
 )
 def test_retry_after_is_honoured(fault_server: SimulatorServer, clock: FakeClock) -> None:
     with alpaca_client(fault_server, clock) as client:
@@ -119,9 +121,9 @@ def test_server_errors_back_off_exponentially_with_jitter(
 def test_persistent_failure_stops_at_the_attempt_bound(
     fault_server: SimulatorServer, clock: FakeClock
 ) -> None:
-    with alpaca_client(fault_server, clock, max_attempts=4) as client:
-        with pytest.raises(RetryExhaustedError) as info:
-            list(client.fetch_batch(bars_query(("MSFT",))))
+    client = alpaca_client(fault_server, clock, max_attempts=4)
+    with client, pytest.raises(RetryExhaustedError) as info:
+        list(client.fetch_batch(bars_query(("MSFT",))))
     assert "after 4 attempt(s)" in str(info.value)
     assert "HTTP 500: injected failure for MSFT" in str(info.value)
     assert fault_server.request_log.counts()["requests"] == 4
@@ -135,9 +137,9 @@ def test_persistent_failure_stops_at_the_attempt_bound(
 def test_a_hint_beyond_the_time_bound_fails_now(
     fault_server: SimulatorServer, clock: FakeClock
 ) -> None:
-    with alpaca_client(fault_server, clock, max_retry_seconds=30) as client:
-        with pytest.raises(RetryExhaustedError, match="exceed the 30s retry time limit"):
-            list(client.fetch_batch(bars_query()))
+    client = alpaca_client(fault_server, clock, max_retry_seconds=30)
+    with client, pytest.raises(RetryExhaustedError, match="exceed the 30s retry time limit"):
+        list(client.fetch_batch(bars_query()))
     assert clock.sleeps == []
     assert fault_server.request_log.counts()["requests"] == 1
 
@@ -155,8 +157,6 @@ def test_read_timeouts_are_retried(fault_server: SimulatorServer, clock: FakeClo
 def test_client_errors_are_not_retried(clock: FakeClock) -> None:
     server = start_simulator(clock=clock, key_id="PKGOOD", secret_key="right")
     try:
-        with alpaca_client(server, clock, key_id=SecretStr("PKGOOD"), secret_key=SecretStr("no")):
-            pass
         client = alpaca_client(server, clock, key_id=SecretStr("PKGOOD"), secret_key=SecretStr("x"))
         with client, pytest.raises(ApiError) as forbidden:
             list(client.fetch_batch(bars_query()))
@@ -166,8 +166,6 @@ def test_client_errors_are_not_retried(clock: FakeClock) -> None:
         anonymous.transport.auth = NoAuth()
         with anonymous, pytest.raises(ApiError, match="HTTP 401: authentication headers"):
             list(anonymous.fetch_batch(bars_query()))
-        with alpaca_client(server, clock, key_id=SecretStr("PKGOOD"), secret_key=SecretStr("right")):
-            pass
         assert server.request_log.counts()["by_status"] == {403: 1, 401: 1}
         assert clock.sleeps == []
     finally:

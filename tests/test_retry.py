@@ -61,7 +61,7 @@ def test_budget_enforces_attempts_and_total_time() -> None:
     failure = RetryableFailure(RetryCause.SERVER_ERROR, "HTTP 503: busy")
     budget = RetryBudget(policy, "stocks/bars", started=0)
     budget.attempts = 3
-    with pytest.raises(RetryExhaustedError, match="after 3 attempt.*attempt limit.*HTTP 503"):
+    with pytest.raises(RetryExhaustedError, match=r"after 3 attempt.*attempt limit.*HTTP 503"):
         budget.next_delay(failure, now=1)
     budget = RetryBudget(policy, "stocks/bars", started=0)
     budget.attempts = 1

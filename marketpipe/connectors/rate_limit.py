@@ -80,9 +80,7 @@ class SlidingWindowRateLimiter:
 
     window_seconds = 60.0
 
-    def __init__(
-        self, requests_per_minute: int, *, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, requests_per_minute: int, *, clock: Callable[[], float] = time.time) -> None:
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be >= 1, got {requests_per_minute}")
         self._budget = requests_per_minute

@@ -51,7 +51,9 @@ class FaultConfig:
             raise ValueError(f"unknown fault kind(s) {sorted(unknown)}; choose from {FAULT_KINDS}")
         bad = {kind: rate for kind, rate in self.rates.items() if not 0 <= rate <= 1}
         if bad or sum(self.rates.values()) > 1:
-            raise ValueError(f"fault rates must each be in [0, 1] and sum to <= 1, got {self.rates}")
+            raise ValueError(
+                f"fault rates must each be in [0, 1] and sum to <= 1, got {self.rates}"
+            )
         for symbol, status in self.fail_symbols.items():
             if not 400 <= status <= 599:
                 raise ValueError(f"fail_symbols[{symbol}]: {status} is not an HTTP error status")
