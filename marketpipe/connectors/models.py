@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pyarrow as pa
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 _SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
 
@@ -25,7 +33,17 @@ def check_symbol(value: str) -> str:
     return value
 
 
-Symbol = Annotated[str, AfterValidator(check_symbol)]
+Symbol = Annotated[
+    str,
+    AfterValidator(check_symbol),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _SYMBOL_PATTERN.pattern,
+            "description": "Ticker such as AAPL or BRK.B (upper case)",
+        }
+    ),
+]
 
 
 class OHLCVBar(BaseModel):

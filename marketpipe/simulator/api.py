@@ -57,6 +57,7 @@ class SimulatorConfig:
     rate_limit_per_minute: int = 200
     faults: FaultConfig = field(default_factory=FaultConfig)
     bad_bars: dict[str, float] = field(default_factory=dict)
+    listings: dict[str, dt.date] = field(default_factory=dict)
     fractional_timestamps: bool = False
     gzip_level: int = 1
 
@@ -139,7 +140,7 @@ class SimulatorApp:
     ) -> None:
         self.config = config or SimulatorConfig()
         self.clock = clock
-        self.market = SyntheticMarket(self.config.seed, self.config.bad_bars)
+        self.market = SyntheticMarket(self.config.seed, self.config.bad_bars, self.config.listings)
         self.faults = FaultInjector(self.config.faults)
         self.rate_limit = PerKeyRateLimit(self.config.rate_limit_per_minute, clock)
         self.log = request_log or RequestLog()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import signal
 import sys
 import threading
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"corrupt a share of bars; KIND is one of {', '.join(BAD_BAR_KINDS)}",
     )
     parser.add_argument(
+        "--listing",
+        action="append",
+        default=[],
+        metavar="SYMBOL=YYYY-MM-DD",
+        help="SYMBOL has no bars before this New York date (a new listing)",
+    )
+    parser.add_argument(
         "--fractional-timestamps", action="store_true", help="write t with nanoseconds"
     )
     parser.add_argument("--log-file", type=Path, help="append every request as a JSON line")
@@ -79,6 +87,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         rate_limit_per_minute=args.rate_limit,
         faults=faults,
         bad_bars=dict(parse_assignments(args.bad_bars, float, "--bad-bars")),
+        listings=dict(parse_assignments(args.listing, dt.date.fromisoformat, "--listing")),
         fractional_timestamps=args.fractional_timestamps,
     )
 

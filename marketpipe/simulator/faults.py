@@ -9,7 +9,8 @@ from __future__ import annotations
 import collections
 import random
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from dataclasses import dataclass, field
 
 # HTTP-level faults answer with a status; wire-level faults misbehave on the socket.
@@ -88,7 +89,9 @@ class FaultInjector:
         return None
 
 
-def parse_assignments(pairs: Iterable[str], value_type: type, what: str) -> Mapping[str, object]:
+def parse_assignments(
+    pairs: Iterable[str], value_type: Callable[[str], Any], what: str
+) -> Mapping[str, Any]:
     """Parse ``KEY=VALUE`` command-line pairs, naming the bad pair on error."""
     result: dict[str, object] = {}
     for pair in pairs:

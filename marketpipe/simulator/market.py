@@ -55,10 +55,16 @@ class SyntheticMarket:
 
     Every (symbol, day) is generated from its own seeded stream, so any page of any query
     is reproducible without generating the days before it. ``bad_bars`` injects malformed
-    rows (rates per bar) deterministically, for testing quarantine.
+    rows (rates per bar) deterministically, for testing quarantine; ``listings`` gives
+    symbols a first trading day, before which they have no bars.
     """
 
-    def __init__(self, seed: int = 0, bad_bars: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        bad_bars: Mapping[str, float] | None = None,
+        listings: Mapping[str, dt.date] | None = None,
+    ) -> None:
         unknown = set(bad_bars or {}) - set(BAD_BAR_KINDS)
         if unknown:
             raise ValueError(
@@ -66,6 +72,7 @@ class SyntheticMarket:
             )
         self.seed = seed
         self.bad_bars = {kind: rate for kind, rate in (bad_bars or {}).items() if rate > 0}
+        self.listings = dict(listings or {})
         self._minute_bars = functools.lru_cache(maxsize=256)(self._generate_minute_bars)
 
     def traits(self, symbol: str) -> SymbolTraits:
@@ -89,7 +96,8 @@ class SyntheticMarket:
         return _aggregate(minute_bars, session, timeframe)
 
     def _generate_minute_bars(self, symbol: str, session: Session, feed: str) -> tuple[Bar, ...]:
-        if feed not in FEEDS_WITH_DATA:
+        listed = self.listings.get(symbol)
+        if feed not in FEEDS_WITH_DATA or (listed is not None and session.date < listed):
             return ()
         traits = self.traits(symbol)
         rng = random.Random(f"{self.seed}|bars|{symbol}|{session.date.isoformat()}")

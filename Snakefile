@@ -1,0 +1,24 @@
+# MarketPipe: one-minute bars for the symbols in config/config.yaml, as a Parquet lake of
+# <data_dir>/ohlcv/symbol=S/year=YYYY/month=MM/day=DD/bars.parquet partitions.
+#
+#   snakemake --cores 8        fetch whatever is missing (profiles/default is picked up)
+#   snakemake -n               list exactly the missing partitions
+#
+# The rules live in workflow/rules/; they call functions of the marketpipe package.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
+
+
+rule all:
+    input:
+        all_partitions(),
+    default_target: True

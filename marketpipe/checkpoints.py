@@ -1,0 +1,217 @@
+"""SQLite checkpoints: a ledger row per published partition and per-stream high-water marks.
+
+The store lives under ``data_dir`` in WAL mode, so several jobs (threads or processes)
+can write to it at once. A partition counts as done only when its file exists and its
+ledger row agrees; :meth:`CheckpointStore.reconcile` enforces that at job start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_DIR = "_state"
+STATE_FILE = "checkpoints.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lake_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    known_empty INTEGER NOT NULL,
+    rejected_rows INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    published_at REAL NOT NULL,
+    PRIMARY KEY (symbol, day)
+);
+CREATE TABLE IF NOT EXISTS high_water (
+    symbol TEXT NOT NULL,
+    timeframe TEXT NOT NULL,
+    feed TEXT NOT NULL,
+    adjustment TEXT NOT NULL,
+    last_bar_time TEXT NOT NULL,
+    PRIMARY KEY (symbol, timeframe, feed, adjustment)
+);
+"""
+
+
+def state_path(data_dir: Path | str) -> Path:
+    """Where the checkpoint database of a lake lives."""
+    return Path(data_dir) / STATE_DIR / STATE_FILE
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """What was published for one symbol and day."""
+
+    symbol: str
+    day: dt.date
+    rows: int
+    sha256: str
+    known_empty: bool
+    rejected_rows: int
+    requests: int
+
+
+@dataclass(frozen=True)
+class StreamKey:
+    """One request stream's identity: a symbol at a timeframe, feed and adjustment."""
+
+    symbol: str
+    timeframe: str
+    feed: str
+    adjustment: str
+
+
+class LakeSettingsMismatch(ValueError):
+    """The lake under ``data_dir`` was filled with different settings."""
+
+
+class CheckpointStore:
+    """Checkpoints of one lake; open one per job and close it when done."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        path = state_path(data_dir)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=60000")
+        with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> CheckpointStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def claim_settings(self, settings: dict[str, str]) -> None:
+        """Record the lake's settings on first use; refuse to mix different ones later."""
+        with self._transaction() as db:
+            stored = dict(db.execute("SELECT name, value FROM lake_settings").fetchall())
+            conflicts = {
+                name: (stored[name], value)
+                for name, value in settings.items()
+                if name in stored and stored[name] != value
+            }
+            if conflicts:
+                details = ", ".join(
+                    f"{name} is {old!r} there but {new!r} now"
+                    for name, (old, new) in sorted(conflicts.items())
+                )
+                raise LakeSettingsMismatch(
+                    f"the lake in this data_dir was built with other settings ({details}); "
+                    "use a separate data_dir for each timeframe/feed/adjustment"
+                )
+            db.executemany(
+                "INSERT OR IGNORE INTO lake_settings (name, value) VALUES (?, ?)",
+                sorted(settings.items()),
+            )
+
+    def ledger(
+        self, symbol: str, days: Iterable[dt.date] | None = None
+    ) -> dict[dt.date, LedgerEntry]:
+        """Ledger rows of ``symbol`` (optionally only for ``days``), by day."""
+        rows = self._db.execute(
+            "SELECT symbol, day, rows, sha256, known_empty, rejected_rows, requests "
+            "FROM partitions WHERE symbol = ?",
+            (symbol,),
+        ).fetchall()
+        wanted = set(days) if days is not None else None
+        entries = {}
+        for symbol_, day, count, sha, empty, rejected, requests in rows:
+            parsed = dt.date.fromisoformat(day)
+            if wanted is None or parsed in wanted:
+                entries[parsed] = LedgerEntry(
+                    symbol_, parsed, count, sha, bool(empty), rejected, requests
+                )
+        return entries
+
+    def all_entries(self) -> list[LedgerEntry]:
+        """Every ledger row, ordered by symbol and day."""
+        rows = self._db.execute(
+            "SELECT symbol, day, rows, sha256, known_empty, rejected_rows, requests "
+            "FROM partitions ORDER BY symbol, day"
+        ).fetchall()
+        return [
+            LedgerEntry(s, dt.date.fromisoformat(d), n, h, bool(e), r, q)
+            for s, d, n, h, e, r, q in rows
+        ]
+
+    def forget(self, symbol: str, days: Iterable[dt.date]) -> None:
+        """Drop ledger rows (their files are gone or will be rewritten)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM partitions WHERE symbol = ? AND day = ?",
+                [(symbol, day.isoformat()) for day in days],
+            )
+
+    def publish(
+        self,
+        entry: LedgerEntry,
+        stream: StreamKey | None = None,
+        last_bar: dt.datetime | None = None,
+    ) -> None:
+        """Record a published partition and advance the stream's high-water mark."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO partitions (symbol, day, rows, sha256, known_empty, "
+                "rejected_rows, requests, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.symbol,
+                    entry.day.isoformat(),
+                    entry.rows,
+                    entry.sha256,
+                    int(entry.known_empty),
+                    entry.rejected_rows,
+                    entry.requests,
+                    time.time(),
+                ),
+            )
+            if stream is not None and last_bar is not None:
+                stamp = last_bar.astimezone(dt.UTC).isoformat()
+                db.execute(
+                    "INSERT INTO high_water (symbol, timeframe, feed, adjustment, last_bar_time) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe, feed, adjustment) "
+                    "DO UPDATE SET last_bar_time = max(last_bar_time, excluded.last_bar_time)",
+                    (stream.symbol, stream.timeframe, stream.feed, stream.adjustment, stamp),
+                )
+
+    def last_bar_time(self, stream: StreamKey) -> dt.datetime | None:
+        """The latest bar published for a stream, if any."""
+        row = self._db.execute(
+            "SELECT last_bar_time FROM high_water WHERE symbol = ? AND timeframe = ? "
+            "AND feed = ? AND adjustment = ?",
+            (stream.symbol, stream.timeframe, stream.feed, stream.adjustment),
+        ).fetchone()
+        return dt.datetime.fromisoformat(row[0]) if row else None
+
+    def integrity_check(self) -> str:
+        """SQLite's own ``PRAGMA integrity_check`` verdict (``ok`` when healthy)."""
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])

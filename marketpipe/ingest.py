@@ -1,0 +1,280 @@
+"""Fetch a symbol's missing trading days and publish each day as soon as it is complete.
+
+Bars arrive ordered by time, so a day is complete when a bar of a later day (or the end
+of the stream) arrives. Each day is validated, its bad rows quarantined, its partition
+written atomically, and only then recorded in the checkpoint ledger.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from marketpipe.calendar import NEW_YORK, Session, trading_sessions
+from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
+from marketpipe.connectors import OHLCV_SCHEMA, BarsQuery, BaseApiClient
+from marketpipe.storage import (
+    PARTITION_FILE,
+    file_sha256,
+    partition_path,
+    quarantine_path,
+    write_table,
+)
+from marketpipe.timeframe import Timeframe
+from marketpipe.validation import REASON_COLUMN, validate_bars
+from marketpipe.workflow.planning import contiguous_runs
+
+logger = logging.getLogger(__name__)
+
+QUARANTINE_SCHEMA = OHLCV_SCHEMA.append(pa.field(REASON_COLUMN, pa.string(), nullable=False))
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What the bars are: vendor, timeframe, feed and adjustment (the file provenance)."""
+
+    vendor: str
+    timeframe: Timeframe
+    feed: str
+    adjustment: str
+
+    def key(self, symbol: str) -> StreamKey:
+        """The checkpoint key of ``symbol``'s stream."""
+        return StreamKey(symbol, str(self.timeframe), self.feed, self.adjustment)
+
+    def metadata(self, symbol: str, day: dt.date) -> dict[str, str]:
+        """Key-value metadata written into every partition file (nothing wall-clock)."""
+        return {
+            "marketpipe.vendor": self.vendor,
+            "marketpipe.timeframe": str(self.timeframe),
+            "marketpipe.feed": self.feed,
+            "marketpipe.adjustment": self.adjustment,
+            "marketpipe.symbol": symbol,
+            "marketpipe.day": day.isoformat(),
+        }
+
+
+@dataclass
+class IngestReport:
+    """What one ingest call did."""
+
+    symbol: str
+    planned_days: int
+    missing_days: int = 0
+    requests: int = 0
+    published: list[LedgerEntry] = field(default_factory=list)
+
+    @property
+    def rejected_rows(self) -> int:
+        """Rows sent to quarantine."""
+        return sum(entry.rejected_rows for entry in self.published)
+
+
+def reconcile(
+    store: CheckpointStore, data_dir: Path, symbol: str, days: list[dt.date]
+) -> list[dt.date]:
+    """Make the ledger agree with the files; return the days that still need fetching.
+
+    A ledger row whose file is gone no longer counts; a file without a ledger row (a crash
+    between publishing and recording) is adopted; stale temporary files are removed.
+    """
+    ledger = store.ledger(symbol, days)
+    gone = []
+    missing = []
+    for day in days:
+        path = partition_path(data_dir, symbol, day)
+        if path.parent.is_dir():
+            for stale in path.parent.glob(f".{PARTITION_FILE}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        if not path.exists():
+            missing.append(day)
+            if day in ledger:
+                gone.append(day)
+            continue
+        if day not in ledger:
+            _adopt(store, data_dir, symbol, day, path)
+    if gone:
+        logger.warning(
+            "%s: %d ledger row(s) had no file and were dropped", symbol, len(gone),
+            extra={"event": "ledger.reconciled", "symbol": symbol, "days": len(gone)},
+        )  # fmt: skip
+        store.forget(symbol, gone)
+    return missing
+
+
+def _adopt(store: CheckpointStore, data_dir: Path, symbol: str, day: dt.date, path: Path) -> None:
+    rows = pq.ParquetFile(path).metadata.num_rows
+    rejected_path = quarantine_path(data_dir, symbol, day)
+    rejected = pq.ParquetFile(rejected_path).metadata.num_rows if rejected_path.exists() else 0
+    entry = LedgerEntry(symbol, day, rows, file_sha256(path), rows == 0, rejected, 0)
+    # The high-water mark is not moved here: the stream's next publish will do that.
+    store.publish(entry)
+
+
+def _new_york_day_keys(table: pa.Table) -> pa.Array:
+    local = pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York"))
+    return pc.add(
+        pc.add(pc.multiply(pc.year(local), 10_000), pc.multiply(pc.month(local), 100)),
+        pc.day(local),
+    )
+
+
+def _split_by_day(table: pa.Table) -> list[tuple[dt.date, pa.Table]]:
+    if table.num_rows == 0:
+        return []
+    keys = _new_york_day_keys(table)
+    parts = []
+    for key in pc.unique(keys).to_pylist():
+        day = dt.date(key // 10_000, key // 100 % 100, key % 100)
+        parts.append((day, table.filter(pc.equal(keys, key))))
+    return parts
+
+
+def _day_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(first, dt.time(0, 0), NEW_YORK)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0, 0), NEW_YORK)
+    return start.astimezone(dt.UTC), (end - dt.timedelta(seconds=1)).astimezone(dt.UTC)
+
+
+class _RunPublisher:
+    """Publishes the days of one contiguous run, in order, as the stream completes them."""
+
+    def __init__(
+        self,
+        store: CheckpointStore,
+        data_dir: Path,
+        symbol: str,
+        run: list[dt.date],
+        stream: StreamSettings,
+        report: IngestReport,
+    ) -> None:
+        self.store = store
+        self.data_dir = data_dir
+        self.symbol = symbol
+        self.run = run
+        self.stream = stream
+        self.report = report
+        self.sessions: dict[dt.date, Session] = {
+            session.date: session for session in trading_sessions(run[0], run[-1])
+        }
+        self.next_index = 0
+        self.buffers: dict[dt.date, list[pa.Table]] = collections.defaultdict(list)
+        self.stray: dict[dt.date, list[pa.Table]] = collections.defaultdict(list)
+        self.requests_since_publish = 0
+
+    def add_page(self, table: pa.Table) -> None:
+        self.requests_since_publish += 1
+        self.report.requests += 1
+        planned = set(self.run)
+        for day, part in _split_by_day(table):
+            unpublished = self.next_index < len(self.run) and day >= self.run[self.next_index]
+            if day in planned and unpublished:
+                self.publish_before(day)
+                self.buffers[day].append(part)
+            else:
+                # A bar for a non-session day, or one that arrived after its day was
+                # published: never silently merged, always quarantined with a reason.
+                reason = "arrived after its day" if day in planned else "not a trading session"
+                self.stray[day].append(_with_reason(part, reason))
+
+    def publish_before(self, day: dt.date | None) -> None:
+        """Publish every pending day earlier than ``day`` (all of them for ``None``)."""
+        while self.next_index < len(self.run) and (day is None or self.run[self.next_index] < day):
+            current = self.run[self.next_index]
+            self._publish(current, self.buffers.pop(current, []))
+            self.next_index += 1
+
+    def finish(self) -> None:
+        self.publish_before(None)
+        for day, parts in sorted(self.stray.items()):
+            path = quarantine_path(self.data_dir, self.symbol, day)
+            existing = [pq.read_table(path)] if path.exists() else []
+            table = pa.concat_tables([*existing, *parts]).cast(QUARANTINE_SCHEMA)
+            write_table(path, table, self.stream.metadata(self.symbol, day))
+
+    def _publish(self, day: dt.date, parts: list[pa.Table]) -> None:
+        table = pa.concat_tables(parts) if parts else OHLCV_SCHEMA.empty_table()
+        result = validate_bars(table, self.sessions[day], self.stream.feed, self.stream.timeframe)
+        metadata = self.stream.metadata(self.symbol, day)
+        if result.rejected.num_rows:
+            write_table(
+                quarantine_path(self.data_dir, self.symbol, day),
+                result.rejected.cast(QUARANTINE_SCHEMA),
+                metadata,
+            )
+        written = write_table(
+            partition_path(self.data_dir, self.symbol, day), result.valid, metadata
+        )
+        entry = LedgerEntry(
+            symbol=self.symbol,
+            day=day,
+            rows=written.rows,
+            sha256=written.sha256,
+            known_empty=table.num_rows == 0,
+            rejected_rows=result.rejected.num_rows,
+            requests=self.requests_since_publish,
+        )
+        self.requests_since_publish = 0
+        last_bar = result.valid["timestamp"][-1].as_py() if written.rows else None
+        self.store.publish(entry, self.stream.key(self.symbol), last_bar)
+        self.report.published.append(entry)
+        logger.info(
+            "%s %s: %d bars published%s",
+            self.symbol,
+            day,
+            written.rows,
+            f", {entry.rejected_rows} quarantined" if entry.rejected_rows else "",
+            extra={
+                "event": "partition.published",
+                "symbol": self.symbol,
+                "day": day.isoformat(),
+                "rows": written.rows,
+                "rejected": entry.rejected_rows,
+                "known_empty": entry.known_empty,
+            },
+        )
+
+
+def _with_reason(table: pa.Table, reason: str) -> pa.Table:
+    return table.append_column(REASON_COLUMN, pa.array([reason] * table.num_rows, pa.string()))
+
+
+def ingest_days(
+    client: BaseApiClient[BarsQuery],
+    store: CheckpointStore,
+    data_dir: Path,
+    symbol: str,
+    days: list[dt.date],
+    stream: StreamSettings,
+) -> IngestReport:
+    """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
+
+    Missing days are grouped into runs of consecutive sessions; each run is one paginated
+    request stream, so a resumed or extended backfill never re-requests published days.
+    """
+    days = sorted(days)
+    report = IngestReport(symbol=symbol, planned_days=len(days))
+    missing = reconcile(store, data_dir, symbol, days)
+    report.missing_days = len(missing)
+    for run in contiguous_runs(missing, days):
+        start, end = _day_bounds(run[0], run[-1])
+        query = BarsQuery(
+            symbols=(symbol,),
+            timeframe=str(stream.timeframe),
+            start=start,
+            end=end,
+            feed=stream.feed,  # type: ignore[arg-type]
+            adjustment=stream.adjustment,
+        )
+        publisher = _RunPublisher(store, data_dir, symbol, run, stream, report)
+        for table in client.fetch_batch(query):
+            publisher.add_page(table)
+        publisher.finish()
+    return report

@@ -1,0 +1,100 @@
+"""Vectorised checks of one partition's bars; bad rows are split off with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.calendar import NEW_YORK, Session
+from marketpipe.timeframe import Timeframe, TimeframeUnit
+
+REASON_COLUMN = "reason"
+_PRICES = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Rows that passed, and rejected rows with a ``reason`` column."""
+
+    valid: pa.Table
+    rejected: pa.Table
+
+
+def _grid_seconds(timeframe: Timeframe) -> int:
+    """Bar starts must be multiples of this many seconds (whole minutes or hours)."""
+    if timeframe.unit is TimeframeUnit.MINUTE:
+        return timeframe.amount * 60 if 60 % timeframe.amount == 0 else 60
+    return 3600
+
+
+def _bar_window(session: Session, feed: str, timeframe: Timeframe) -> tuple[int, int]:
+    """Epoch-nanosecond ``[first, last]`` bar start allowed in this session's partition."""
+    if timeframe.unit is TimeframeUnit.DAY:
+        midnight = dt.datetime.combine(session.date, dt.time(0, 0), NEW_YORK)
+        stamp = int(midnight.timestamp()) * 10**9
+        return stamp, stamp
+    start, end = session.extended_window(feed)
+    width = timeframe.seconds or 60
+    return (int(start.timestamp()) - width + 1) * 10**9, (int(end.timestamp()) - 1) * 10**9
+
+
+def validate_bars(
+    table: pa.Table, session: Session, feed: str, timeframe: Timeframe
+) -> ValidationResult:
+    """Split one symbol-day's bars into valid rows and rejected rows with reasons.
+
+    Checks, in order (a row gets the first reason that applies): required values present,
+    prices positive and finite, OHLC consistent, volume non-negative, timestamp on the
+    timeframe grid, timestamp inside the session's window for the feed, and timestamps
+    strictly increasing (duplicates and rows that go back in time are rejected).
+    """
+    count = table.num_rows
+    reasons: list[tuple[pa.ChunkedArray | pa.Array, str]] = []
+
+    def check(ok: pa.ChunkedArray | pa.Array, reason: str) -> None:
+        reasons.append((pc.fill_null(ok, False), reason))
+
+    required = [pc.is_valid(table[name]) for name in ("timestamp", *_PRICES, "volume")]
+    present = required[0]
+    for mask in required[1:]:
+        present = pc.and_(present, mask)
+    check(present, "missing value")
+    for name in _PRICES:
+        price = table[name]
+        check(pc.and_(pc.is_finite(price), pc.greater(price, 0)), f"{name} not a positive number")
+    high, low, open_, close = (table[name] for name in ("high", "low", "open", "close"))
+    check(pc.greater_equal(high, low), "high below low")
+    check(pc.greater_equal(high, pc.max_element_wise(open_, close)), "high below open/close")
+    check(pc.less_equal(low, pc.min_element_wise(open_, close)), "low above open/close")
+    volume = table["volume"]
+    check(pc.and_(pc.is_finite(volume), pc.greater_equal(volume, 0)), "negative volume")
+    nanos = pc.cast(table["timestamp"], pa.int64())
+    grid = _grid_seconds(timeframe) * 10**9
+    check(pc.equal(pc.subtract(nanos, pc.multiply(pc.divide(nanos, grid), grid)), 0), "off grid")
+    first, last = _bar_window(session, feed, timeframe)
+    check(
+        pc.and_(pc.greater_equal(nanos, first), pc.less_equal(nanos, last)),
+        "outside the session window",
+    )
+    reason_values: list[str | None] = [None] * count
+    for mask, reason in reversed(reasons):
+        for index in pc.indices_nonzero(pc.invert(mask)).to_pylist():
+            reason_values[index] = reason
+    # Order check on the rows that passed everything else: keep the first of each run of
+    # equal stamps and any row later than all before it.
+    latest = None
+    nano_values = nanos.to_pylist()
+    for index, stamp in enumerate(nano_values):
+        if reason_values[index] is not None:
+            continue
+        if latest is not None and stamp <= latest:
+            reason_values[index] = "duplicate timestamp" if stamp == latest else "out of order"
+            continue
+        latest = stamp
+    reason_array = pa.array(reason_values, pa.string())
+    bad = pc.is_valid(reason_array)
+    rejected = table.filter(bad).append_column(REASON_COLUMN, reason_array.filter(bad))
+    return ValidationResult(valid=table.filter(pc.invert(bad)), rejected=rejected)

@@ -1,0 +1,1 @@
+"""Workflow glue: configuration, planning, vendor selection and the jobs Snakemake runs."""

@@ -1,0 +1,261 @@
+"""The workflow's configuration: one Pydantic model, exported as the JSON schema Snakemake uses.
+
+``load_settings`` turns Snakemake's ``config`` dict (YAML plus ``--config`` overrides) into
+validated :class:`WorkflowSettings`, or raises :class:`ConfigError` naming every bad key.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from marketpipe.connectors import AlpacaConfig
+from marketpipe.connectors.alpaca import check_adjustment
+from marketpipe.connectors.config import validate_base_url
+from marketpipe.connectors.models import Symbol
+from marketpipe.simulator.faults import FAULT_KINDS
+from marketpipe.simulator.market import BAD_BAR_KINDS
+from marketpipe.timeframe import Timeframe, TimeframeUnit
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+class ConfigError(ValueError):
+    """The workflow configuration is invalid; the message names each bad key."""
+
+
+class AlpacaSettings(BaseModel):
+    """Settings of the Alpaca vendor (also used by the demo simulator, which mimics it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field(
+        AlpacaConfig.DEFAULT_BASE_URL,
+        description="Alpaca data API root (https; http only for loopback)",
+    )
+    feed: Literal["sip", "iex"] = Field(
+        "sip", description="sip = all US exchanges (paid plans); iex = IEX only (free plan)"
+    )
+    adjustment: str = Field(
+        "raw", description="raw, split, dividend, spin-off, all, or a comma-separated mix"
+    )
+    requests_per_minute: int = Field(
+        200, ge=1, le=100_000, description="Request budget (200 on the free plan)"
+    )
+    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
+    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
+    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        return validate_base_url(value)
+
+    @field_validator("adjustment")
+    @classmethod
+    def _check_adjustment(cls, value: str) -> str:
+        return check_adjustment(value)
+
+
+class DemoSettings(BaseModel):
+    """The bundled simulator used by ``vendor: demo``; faults are for testing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(0, description="Seed of the synthetic market")
+    rate_limit_per_minute: int = Field(
+        0, ge=0, description="The simulator's own per-key limit; 0 = none"
+    )
+    faults: dict[str, float] = Field(
+        default_factory=dict, description=f"Fault rates by kind: {', '.join(FAULT_KINDS)}"
+    )
+    fail_symbols: dict[str, int] = Field(
+        default_factory=dict, description="Symbols whose requests always fail, with the status"
+    )
+    bad_bars: dict[str, float] = Field(
+        default_factory=dict, description=f"Malformed-bar rates by kind: {', '.join(BAD_BAR_KINDS)}"
+    )
+    listings: dict[str, dt.date] = Field(
+        default_factory=dict, description="Symbols' first trading days (no bars before)"
+    )
+
+    @field_validator("faults")
+    @classmethod
+    def _check_faults(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown fault kind(s) {unknown}; choose from {list(FAULT_KINDS)}")
+        return value
+
+    @field_validator("bad_bars")
+    @classmethod
+    def _check_bad_bars(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(BAD_BAR_KINDS))
+        if unknown:
+            raise ValueError(f"unknown kind(s) {unknown}; choose from {list(BAD_BAR_KINDS)}")
+        return value
+
+
+class WorkflowConfig(BaseModel):
+    """What to fetch and where to keep it (``config/config.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", title="MarketPipe workflow configuration")
+
+    symbols: list[Symbol] = Field(min_length=1, description="Tickers to fetch")
+    start: dt.date = Field(description="First trading day to fetch (New York date, inclusive)")
+    end: dt.date = Field(description="Last trading day to fetch (New York date, inclusive)")
+    timeframe: str = Field("1Min", description="Bar width: 1Min..59Min, 1Hour..23Hour or 1Day")
+    vendor: Literal["demo", "alpaca"] = Field(
+        "demo", description="demo = the bundled offline simulator; alpaca = the real API"
+    )
+    data_dir: str = Field("data", min_length=1, description="Root of the lake and its state")
+    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({symbol for symbol in value if value.count(symbol) > 1})
+        if duplicates:
+            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _check_timeframe(cls, value: str) -> str:
+        timeframe = Timeframe.parse(value)
+        if timeframe.unit in (TimeframeUnit.WEEK, TimeframeUnit.MONTH):
+            raise ValueError(f"{value!r} spans several days; partitions are per day")
+        return str(timeframe)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> WorkflowConfig:
+        if self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        return self
+
+
+class WorkflowSettings(BaseModel):
+    """Validated configuration plus what follows from it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    config: WorkflowConfig
+
+    @property
+    def data_dir(self) -> Path:
+        """The lake's root directory."""
+        return Path(self.config.data_dir)
+
+    @property
+    def timeframe(self) -> Timeframe:
+        """The configured bar width."""
+        return Timeframe.parse(self.config.timeframe)
+
+    def lake_settings(self) -> dict[str, str]:
+        """What a lake is built with; one data_dir never mixes two of these."""
+        return {
+            "timeframe": self.config.timeframe,
+            "feed": self.config.alpaca.feed,
+            "adjustment": self.config.alpaca.adjustment,
+        }
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON schema of the workflow config, with descriptions and defaults."""
+    schema = WorkflowConfig.model_json_schema()
+    return {"$schema": JSON_SCHEMA_DIALECT, **schema}
+
+
+def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
+    """Accept ``--config`` spellings: dotted keys, comma-separated symbols, YAML dates."""
+    config: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(key, str) and "." in key:
+            section, _, name = key.partition(".")
+            nested = config.setdefault(section, {})
+            if isinstance(nested, dict):
+                nested[name] = value
+                continue
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**value, **config[key]}
+        else:
+            config[key] = value
+    if isinstance(config.get("symbols"), str):
+        config["symbols"] = [s.strip() for s in config["symbols"].split(",") if s.strip()]
+    return _dates_as_text(config)
+
+
+def _dates_as_text(value: Any) -> Any:
+    """YAML turns ``2024-01-02`` into a date; JSON schema expects the ISO text."""
+    if isinstance(value, dict):
+        return {key: _dates_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_dates_as_text(item) for item in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        key = ".".join(str(part) for part in error.path) or "(top level)"
+        messages.append(f"config key {key}: {error.message}")
+    return messages
+
+
+def load_settings(raw: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> WorkflowSettings:
+    """Validate Snakemake's ``config`` against the JSON schema and the model."""
+    config = _normalise(copy.deepcopy(dict(raw)))
+    schema = yaml.safe_load(schema_path.read_text())
+    problems = _schema_errors(config, schema)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    try:
+        parsed = WorkflowConfig.model_validate(config)
+    except ValidationError as exc:
+        lines = [
+            f"config key {'.'.join(map(str, error['loc'])) or '(top level)'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    if parsed.vendor == "alpaca":
+        alpaca_client_config(parsed)
+    return WorkflowSettings(config=parsed)
+
+
+def alpaca_client_config(config: WorkflowConfig) -> AlpacaConfig:
+    """The client settings for ``vendor: alpaca`` (keys from the environment)."""
+    settings = config.alpaca
+    try:
+        return AlpacaConfig(
+            base_url=settings.base_url,
+            requests_per_minute=settings.requests_per_minute,
+            max_attempts=settings.max_attempts,
+            backoff_base=settings.backoff_base,
+            backoff_cap=max(settings.backoff_cap, settings.backoff_base),
+        )
+    except ValidationError as exc:
+        details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise ConfigError(f"vendor alpaca cannot start: {details}") from None
+
+
+def write_schema(path: Path = SCHEMA_PATH) -> None:
+    """Regenerate ``workflow/schemas/config.schema.yaml`` from the model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Generated from marketpipe.workflow.settings.WorkflowConfig; do not edit by hand.\n"
+    header += "# Regenerate: python -m marketpipe.workflow.settings\n"
+    path.write_text(header + yaml.safe_dump(config_json_schema(), sort_keys=False))
+
+
+if __name__ == "__main__":
+    write_schema()
