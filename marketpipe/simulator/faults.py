@@ -10,8 +10,8 @@ import collections
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 # HTTP-level faults answer with a status; wire-level faults misbehave on the socket.
 STATUS_FAULTS = {

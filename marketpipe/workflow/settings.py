@@ -116,8 +116,12 @@ class WorkflowConfig(BaseModel):
         "demo", description="demo = the bundled offline simulator; alpaca = the real API"
     )
     data_dir: str = Field("data", min_length=1, description="Root of the lake and its state")
-    alpaca: AlpacaSettings = Field(default_factory=AlpacaSettings)
-    demo: DemoSettings = Field(default_factory=DemoSettings)
+    alpaca: AlpacaSettings = Field(
+        default_factory=AlpacaSettings, description="Alpaca settings (the demo mimics Alpaca)"
+    )
+    demo: DemoSettings = Field(
+        default_factory=DemoSettings, description="The bundled simulator (vendor: demo)"
+    )
 
     @field_validator("symbols")
     @classmethod

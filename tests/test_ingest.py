@@ -1,0 +1,142 @@
+"""Ingest: missing days only, each day published when complete, checkpoints kept honest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch
+from marketpipe.ingest import StreamSettings, ingest_days
+from marketpipe.simulator import SimulatorServer
+from marketpipe.storage import file_sha256, partition_path, quarantine_path
+from marketpipe.timeframe import Timeframe
+from tests.conftest import alpaca_client, start_simulator
+
+STREAM = StreamSettings("demo", Timeframe.parse("1Min"), "sip", "raw")
+
+
+def _days(start: str, end: str) -> list[dt.date]:
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    return [session.date for session in trading_sessions(first, last)]
+
+
+def _ingest(server: SimulatorServer, data_dir: Path, symbol: str, days: list[dt.date], **kw):
+    with alpaca_client(server, **kw) as client, CheckpointStore(data_dir) as store:
+        return ingest_days(client, store, data_dir, symbol, days, STREAM)
+
+
+def _new_york_times(path: Path) -> list[dt.datetime]:
+    return [t.astimezone(NEW_YORK) for t in pq.read_table(path)["timestamp"].to_pylist()]
+
+
+def test_each_trading_day_becomes_one_partition(simulator: SimulatorServer, tmp_path: Path) -> None:
+    days = _days("2024-03-06", "2024-03-13")  # DST starts on Sunday 2024-03-10
+    report = _ingest(simulator, tmp_path, "AAPL", days)
+    assert report.missing_days == len(days) == 6
+    assert report.requests == 1
+    for day in days:
+        times = _new_york_times(partition_path(tmp_path, "AAPL", day))
+        assert {t.date() for t in times} == {day}
+        assert dt.time(4, 0) <= times[0].time() and times[-1].time() < dt.time(20, 0)
+    dataset = ds.dataset(tmp_path / "ohlcv", partitioning="hive", format="parquet")
+    table = dataset.to_table()
+    assert table.num_rows == sum(entry.rows for entry in report.published)
+    assert sorted(set(pc.unique(table["day"]).to_pylist())) == [6, 7, 8, 11, 12, 13]
+
+
+def test_early_close_and_holiday(simulator: SimulatorServer, tmp_path: Path) -> None:
+    days = _days("2024-11-27", "2024-12-02")
+    assert dt.date(2024, 11, 28) not in days
+    _ingest(simulator, tmp_path, "SPY", days)
+    early = _new_york_times(partition_path(tmp_path, "SPY", dt.date(2024, 11, 29)))
+    assert early[-1].time() < dt.time(17, 0)
+    assert not partition_path(tmp_path, "SPY", dt.date(2024, 11, 28)).exists()
+
+
+def test_days_without_bars_become_known_empty_partitions(tmp_path: Path) -> None:
+    server = start_simulator(listings={"NEWCO": dt.date(2024, 1, 5)})
+    try:
+        days = _days("2024-01-02", "2024-01-08")
+        report = _ingest(server, tmp_path, "NEWCO", days)
+        second = _ingest(server, tmp_path, "NEWCO", days)
+    finally:
+        server.stop()
+    empty = pq.read_table(partition_path(tmp_path, "NEWCO", dt.date(2024, 1, 3)))
+    assert empty.num_rows == 0 and empty.schema.names[:2] == ["symbol", "timestamp"]
+    with CheckpointStore(tmp_path) as store:
+        ledger = store.ledger("NEWCO")
+    assert [ledger[day].known_empty for day in days] == [True, True, True, False, False]
+    assert second.requests == 0 and second.missing_days == 0
+    assert report.requests == 1
+
+
+def test_only_missing_days_are_fetched_in_runs(simulator: SimulatorServer, tmp_path: Path) -> None:
+    days = _days("2024-01-02", "2024-01-31")
+    _ingest(simulator, tmp_path, "MSFT", days)
+    before = {day: file_sha256(partition_path(tmp_path, "MSFT", day)) for day in days}
+    for day in (days[3], days[4], days[12]):
+        partition_path(tmp_path, "MSFT", day).unlink()
+    simulator.request_log.clear()
+    report = _ingest(simulator, tmp_path, "MSFT", days)
+    assert report.missing_days == 3 and report.requests == 2
+    starts = sorted(entry.params["start"][:10] for entry in simulator.request_log.entries)
+    assert starts == [days[3].isoformat(), days[12].isoformat()]
+    after = {day: file_sha256(partition_path(tmp_path, "MSFT", day)) for day in days}
+    assert after == before
+
+
+def test_ledger_is_reconciled_with_the_files(simulator: SimulatorServer, tmp_path: Path) -> None:
+    days = _days("2024-01-02", "2024-01-05")
+    _ingest(simulator, tmp_path, "AAPL", days)
+    with CheckpointStore(tmp_path) as store:
+        store.forget("AAPL", [days[0]])  # a crash between publishing and recording
+    stale = partition_path(tmp_path, "AAPL", days[1]).with_name(".bars.parquet.1.2.tmp")
+    stale.write_bytes(b"partial")
+    report = _ingest(simulator, tmp_path, "AAPL", days)
+    assert report.requests == 0
+    assert not stale.exists()
+    with CheckpointStore(tmp_path) as store:
+        ledger = store.ledger("AAPL")
+        assert ledger[days[0]].sha256 == file_sha256(partition_path(tmp_path, "AAPL", days[0]))
+        assert store.last_bar_time(STREAM.key("AAPL")).astimezone(NEW_YORK).date() == days[-1]
+        assert store.integrity_check() == "ok"
+
+
+def test_malformed_bars_go_to_quarantine_never_the_lake(tmp_path: Path) -> None:
+    bad = {"high_below_low": 0.01, "negative_volume": 0.01, "nan": 0.01,
+           "duplicate": 0.01, "out_of_order": 0.01}  # fmt: skip
+    server = start_simulator(bad_bars=bad)
+    try:
+        days = _days("2024-01-02", "2024-01-05")
+        report = _ingest(server, tmp_path, "AAPL", days)
+    finally:
+        server.stop()
+    assert report.rejected_rows > 0
+    reasons = set()
+    for day in days:
+        path = quarantine_path(tmp_path, "AAPL", day)
+        if path.exists():
+            reasons |= set(pq.read_table(path)["reason"].to_pylist())
+        lake = pq.read_table(partition_path(tmp_path, "AAPL", day))
+        assert pc.all(pc.greater_equal(lake["high"], lake["low"])).as_py()
+        assert pc.all(pc.greater_equal(lake["volume"], 0)).as_py()
+        assert pc.all(pc.is_finite(lake["close"])).as_py()
+        stamps = lake["timestamp"].to_pylist()
+        assert stamps == sorted(set(stamps))
+    assert {"high below low", "negative volume", "close not a positive number",
+            "duplicate timestamp"} <= reasons  # fmt: skip
+
+
+def test_a_lake_never_mixes_settings(simulator: SimulatorServer, tmp_path: Path) -> None:
+    days = _days("2024-01-02", "2024-01-02")
+    _ingest(simulator, tmp_path, "AAPL", days)
+    with CheckpointStore(tmp_path) as store:
+        store.claim_settings({"feed": "sip"})
+        with pytest.raises(LakeSettingsMismatch, match="feed is 'sip' there but 'iex' now"):
+            store.claim_settings({"feed": "iex"})

@@ -1,0 +1,126 @@
+"""Partition paths, deterministic atomic Parquet writes and vectorised bar validation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from marketpipe.calendar import trading_sessions
+from marketpipe.connectors import OHLCV_SCHEMA
+from marketpipe.storage import file_sha256, partition_path, write_atomically, write_table
+from marketpipe.timeframe import Timeframe
+from marketpipe.validation import validate_bars
+
+SESSION = trading_sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 2))[0]
+ONE_MINUTE = Timeframe.parse("1Min")
+
+
+def _bar(minute: int, **changes: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "symbol": "AAPL",
+        "timestamp": dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC) + dt.timedelta(minutes=minute),
+        "open": 10.0,
+        "high": 11.0,
+        "low": 9.5,
+        "close": 10.5,
+        "volume": 100.0,
+        "trade_count": 3,
+        "vwap": 10.2,
+    }
+    row.update(changes)
+    return row
+
+
+def _table(rows: list[dict[str, object]]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=OHLCV_SCHEMA)
+
+
+def test_partition_path_is_hive_style_by_new_york_day(tmp_path: Path) -> None:
+    assert partition_path(tmp_path, "BRK.B", dt.date(2024, 3, 5)) == (
+        tmp_path / "ohlcv" / "symbol=BRK.B" / "year=2024" / "month=03" / "day=05" / "bars.parquet"
+    )
+
+
+def test_same_rows_give_byte_identical_files_with_provenance(tmp_path: Path) -> None:
+    table = _table([_bar(0), _bar(1)])
+    first = write_table(tmp_path / "a.parquet", table, {"marketpipe.feed": "sip"})
+    second = write_table(tmp_path / "b.parquet", table, {"marketpipe.feed": "sip"})
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    assert first.sha256 == second.sha256 == file_sha256(tmp_path / "a.parquet")
+    metadata = pq.read_schema(tmp_path / "a.parquet").metadata
+    assert metadata[b"marketpipe.feed"] == b"sip"
+    assert metadata[b"marketpipe.dataset"] == b"ohlcv"
+    empty = write_table(tmp_path / "empty.parquet", OHLCV_SCHEMA.empty_table(), {})
+    assert empty.rows == 0
+    assert pq.read_table(tmp_path / "empty.parquet").schema.equals(OHLCV_SCHEMA)
+
+
+def test_atomic_write_leaves_no_partial_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "day=02" / "bars.parquet"
+    write_atomically(target, b"old")
+    seen: list[bytes] = []
+
+    def failing_replace(source: str, destination: str) -> None:
+        seen.append(Path(source).read_bytes())
+        raise OSError("disk full")
+
+    monkeypatch.setattr("marketpipe.storage.os.replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomically(target, b"new")
+    assert seen == [b"new"], "the new bytes were complete in the temporary file"
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in target.parent.iterdir()] == ["bars.parquet"]
+
+
+def test_valid_bars_pass_untouched() -> None:
+    table = _table([_bar(0), _bar(1), _bar(2)])
+    result = validate_bars(table, SESSION, "sip", ONE_MINUTE)
+    assert result.valid.equals(table)
+    assert result.rejected.num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"high": 9.0}, "high below low"),
+        ({"high": 10.2}, "high below open/close"),
+        ({"low": 10.4}, "low above open/close"),
+        ({"open": float("nan")}, "open not a positive number"),
+        ({"close": -1.0, "low": -2.0}, "low not a positive number"),
+        ({"open": None}, "missing value"),
+        ({"volume": -5.0}, "negative volume"),
+        ({"timestamp": dt.datetime(2024, 1, 2, 14, 31, 30, tzinfo=dt.UTC)}, "off grid"),
+        ({"timestamp": dt.datetime(2024, 1, 2, 8, 59, tzinfo=dt.UTC)}, "outside the session window"),
+        ({"timestamp": dt.datetime(2024, 1, 3, 1, 0, tzinfo=dt.UTC)}, "outside the session window"),
+    ],
+)  # fmt: skip
+def test_each_bad_row_is_rejected_with_its_reason(change: dict[str, object], reason: str) -> None:
+    table = _table([_bar(0), _bar(5, **change), _bar(6)])
+    result = validate_bars(table, SESSION, "sip", ONE_MINUTE)
+    assert result.valid.num_rows == 2
+    assert result.rejected.column("reason").to_pylist() == [reason]
+
+
+def test_duplicates_and_out_of_order_rows_are_rejected() -> None:
+    table = _table([_bar(0), _bar(1), _bar(1), _bar(3), _bar(2), _bar(4)])
+    result = validate_bars(table, SESSION, "sip", ONE_MINUTE)
+    assert result.rejected.column("reason").to_pylist() == ["duplicate timestamp", "out of order"]
+    minutes = [t.minute for t in result.valid.column("timestamp").to_pylist()]
+    assert minutes == [30, 31, 33, 34]
+
+
+def test_iex_window_and_wider_timeframes() -> None:
+    early = _table([_bar(0, timestamp=dt.datetime(2024, 1, 2, 12, 0, tzinfo=dt.UTC))])
+    assert validate_bars(early, SESSION, "iex", ONE_MINUTE).rejected.num_rows == 1
+    assert validate_bars(early, SESSION, "sip", ONE_MINUTE).rejected.num_rows == 0
+    five = Timeframe.parse("5Min")
+    table = _table([_bar(0), _bar(5), _bar(7)])
+    assert validate_bars(table, SESSION, "sip", five).rejected["reason"].to_pylist() == ["off grid"]
+    daily = _table([_bar(0, timestamp=dt.datetime(2024, 1, 2, 5, 0, tzinfo=dt.UTC))])
+    assert validate_bars(daily, SESSION, "sip", Timeframe.parse("1Day")).rejected.num_rows == 0

@@ -1,0 +1,109 @@
+"""Workflow config: one model, one schema file, clear errors naming the key."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import yaml
+
+from marketpipe.workflow.planning import contiguous_runs, plan_months
+from marketpipe.workflow.settings import (
+    SCHEMA_PATH,
+    ConfigError,
+    config_json_schema,
+    load_settings,
+)
+
+BASE = {"symbols": ["AAPL", "MSFT"], "start": dt.date(2024, 1, 2), "end": dt.date(2024, 2, 29)}
+
+
+def test_schema_file_is_generated_from_the_model() -> None:
+    committed = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert committed == config_json_schema(), "run: python -m marketpipe.workflow.settings"
+    properties = committed["properties"]
+    assert properties["timeframe"]["default"] == "1Min"
+    assert properties["vendor"]["default"] == "demo"
+    assert all("description" in spec for spec in properties.values())
+    for section in committed["$defs"].values():
+        assert all("description" in spec for spec in section["properties"].values())
+
+
+def test_defaults_fill_in() -> None:
+    settings = load_settings(BASE)
+    assert settings.config.vendor == "demo"
+    assert settings.config.timeframe == "1Min"
+    assert str(settings.data_dir) == "data"
+    assert settings.config.alpaca.feed == "sip"
+
+
+def test_command_line_spellings_are_accepted() -> None:
+    raw = {
+        **BASE,
+        "symbols": "AAPL,SPY",
+        "end": "2024-03-01",
+        "alpaca": {"feed": "sip", "adjustment": "raw"},
+        "alpaca.feed": "iex",
+        "demo.listings": {"SPY": dt.date(2024, 2, 1)},
+    }
+    config = load_settings(raw).config
+    assert config.symbols == ["AAPL", "SPY"]
+    assert config.end == dt.date(2024, 3, 1)
+    assert config.alpaca.feed == "iex"
+    assert config.alpaca.adjustment == "raw"
+    assert config.demo.listings == {"SPY": dt.date(2024, 2, 1)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"symbol": ["AAPL"]}, "'symbol' was unexpected"),
+        ({"symbols": []}, "config key symbols"),
+        ({"symbols": ["aapl"]}, "config key symbols.0"),
+        ({"symbols": ["../../etc"]}, "config key symbols.0"),
+        ({"symbols": ["AAPL", "AAPL"]}, "listed more than once: AAPL"),
+        ({"start": "2024-02-30"}, "config key start"),
+        ({"end": dt.date(2023, 12, 1)}, "end (2023-12-01) is before start (2024-01-02)"),
+        ({"timeframe": "61Min"}, "config key timeframe"),
+        ({"timeframe": "1Week"}, "spans several days"),
+        ({"vendor": "polygon"}, "config key vendor"),
+        ({"data_dir": ""}, "config key data_dir"),
+        ({"alpaca": {"requests_per_minute": -5}}, "config key alpaca.requests_per_minute"),
+        ({"alpaca": {"base_url": "http://data.example.com"}}, "plain http; use https"),
+        ({"alpaca": {"feed": "otc"}}, "config key alpaca.feed"),
+        ({"alpaca": {"adjustment": "magic"}}, "adjustment 'magic' is not valid"),
+        ({"demo": {"faults": {"teapot": 0.1}}}, "unknown fault kind"),
+    ],
+)
+def test_bad_configs_name_the_key(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, **changes})
+    assert fragment in str(info.value)
+
+
+def test_alpaca_vendor_needs_keys_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    with pytest.raises(ConfigError, match="set the APCA_API_KEY_ID environment variable"):
+        load_settings({**BASE, "vendor": "alpaca"})
+    monkeypatch.setenv("APCA_API_KEY_ID", "PK")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "SK")
+    assert load_settings({**BASE, "vendor": "alpaca"}).config.vendor == "alpaca"
+
+
+def test_planning_knows_holidays_early_closes_and_dst() -> None:
+    months = plan_months(dt.date(2024, 3, 4), dt.date(2024, 12, 31))
+    days = {day for month in months for day in month.days}
+    assert dt.date(2024, 3, 8) in days and dt.date(2024, 3, 11) in days  # DST starts 03-10
+    assert dt.date(2024, 3, 29) not in days  # Good Friday
+    assert dt.date(2024, 7, 4) not in days and dt.date(2024, 12, 25) not in days
+    assert dt.date(2024, 11, 29) in days  # early close is still a session
+    assert dt.date(2024, 11, 28) not in days  # Thanksgiving
+    assert [month.label for month in months][:2] == ["2024_03", "2024_04"]
+    assert all(day.weekday() < 5 for day in days)
+
+
+def test_contiguous_runs_follow_the_session_sequence() -> None:
+    sessions = [dt.date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9)]
+    runs = contiguous_runs([sessions[0], sessions[3], sessions[4], sessions[1]], sessions)
+    assert runs == [[sessions[0], sessions[1]], [sessions[3], sessions[4]]]
