@@ -17,6 +17,7 @@ from marketpipe.validation import validate_bars
 
 SESSION = trading_sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 2))[0]
 ONE_MINUTE = Timeframe.parse("1Min")
+OUTSIDE = "outside the session window"
 
 
 def _bar(minute: int, **changes: object) -> dict[str, object]:
@@ -96,8 +97,8 @@ def test_valid_bars_pass_untouched() -> None:
         ({"open": None}, "missing value"),
         ({"volume": -5.0}, "negative volume"),
         ({"timestamp": dt.datetime(2024, 1, 2, 14, 31, 30, tzinfo=dt.UTC)}, "off grid"),
-        ({"timestamp": dt.datetime(2024, 1, 2, 8, 59, tzinfo=dt.UTC)}, "outside the session window"),
-        ({"timestamp": dt.datetime(2024, 1, 3, 1, 0, tzinfo=dt.UTC)}, "outside the session window"),
+        ({"timestamp": dt.datetime(2024, 1, 2, 8, 59, tzinfo=dt.UTC)}, OUTSIDE),
+        ({"timestamp": dt.datetime(2024, 1, 3, 1, 0, tzinfo=dt.UTC)}, OUTSIDE),
     ],
 )  # fmt: skip
 def test_each_bad_row_is_rejected_with_its_reason(change: dict[str, object], reason: str) -> None:
