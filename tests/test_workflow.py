@@ -1,0 +1,237 @@
+"""The Snakemake workflow end to end, on the bundled simulator (2 symbols x 3 months)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.checkpoints import CheckpointStore
+from marketpipe.simulator import LoggedRequest, read_request_log
+from marketpipe.storage import file_sha256, partition_path
+from marketpipe.timeframe import Timeframe
+from marketpipe.timeutil import parse_rfc3339
+from marketpipe.validation import validate_bars
+
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOLS = ["AAPL", "MSFT"]
+START, END = dt.date(2024, 1, 2), dt.date(2024, 3, 28)
+DAYS = [session.date for session in trading_sessions(START, END)]
+CONFIG = {"symbols": SYMBOLS, "start": START, "end": END, "data_dir": "lake"}
+
+pytestmark = pytest.mark.workflow
+
+
+def write_config(workdir: Path, **changes: object) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**CONFIG, **changes}))
+
+
+def snakemake(workdir: Path, *args: str, **popen: object) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
+
+
+def lake_hashes(workdir: Path) -> dict[str, str]:
+    root = workdir / "lake" / "ohlcv"
+    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*.parquet"))}
+
+
+def request_log(workdir: Path) -> list[LoggedRequest]:
+    return read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
+
+
+def requested_days(entry: LoggedRequest) -> set[dt.date]:
+    start = parse_rfc3339(entry.params["start"]).astimezone(NEW_YORK).date()
+    end = parse_rfc3339(entry.params["end"]).astimezone(NEW_YORK).date()
+    return {session.date for session in trading_sessions(start, end)}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run: the lake every other scenario must end up identical to."""
+    workdir = tmp_path_factory.mktemp("reference")
+    write_config(workdir)
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def copy_of(reference: Path, tmp_path: Path) -> Path:
+    workdir = tmp_path / "work"
+    shutil.copytree(reference, workdir, ignore=shutil.ignore_patterns(".snakemake"))
+    return workdir
+
+
+def test_default_config_runs_offline_end_to_end(tmp_path: Path) -> None:
+    """The README's main command: the shipped config, the simulator, no keys, no network."""
+    shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert shipped["vendor"] == "demo"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "8"]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=environment)
+    assert result.returncode == 0, result.stderr[-3000:]
+    days = trading_sessions(shipped["start"], shipped["end"])
+    for symbol in shipped["symbols"]:
+        for session in days:
+            assert partition_path(tmp_path / "data", symbol, session.date).exists()
+
+
+def test_fresh_run_fills_every_planned_partition(reference: Path) -> None:
+    for symbol in SYMBOLS:
+        for day in DAYS:
+            assert partition_path(reference / "lake", symbol, day).exists()
+    dataset = ds.dataset(reference / "lake" / "ohlcv", partitioning="hive", format="parquet")
+    table = dataset.to_table()
+    with CheckpointStore(reference / "lake") as store:
+        ledger = store.all_entries()
+    assert len(ledger) == len(SYMBOLS) * len(DAYS)
+    assert table.num_rows == sum(entry.rows for entry in ledger) > 100_000
+    assert set(table["symbol"].to_pylist()) == set(SYMBOLS)
+    dry = snakemake(reference, "-n")
+    assert dry.returncode == 0
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_deleted_partitions_are_planned_and_refetched_exactly(
+    reference: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(reference, tmp_path)
+    deleted = [("AAPL", dt.date(2024, 1, 17)), ("MSFT", dt.date(2024, 2, 8)),
+               ("AAPL", dt.date(2024, 3, 21))]  # fmt: skip
+    for symbol, day in deleted:
+        partition_path(workdir / "lake", symbol, day).unlink()
+    dry = snakemake(workdir, "-n")
+    missing = re.findall(r"Missing output files: (.*)", dry.stdout)
+    named = sorted(path for line in missing for path in line.split(", "))
+    assert named == sorted(str(partition_path("lake", s, d)) for s, d in deleted)
+    already = len(request_log(workdir))
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    new_requests = request_log(workdir)[already:]
+    assert len(new_requests) == 3
+    assert sorted((e.symbols[0], *requested_days(e)) for e in new_requests) == sorted(deleted)
+    assert lake_hashes(workdir) == lake_hashes(reference)
+
+
+def test_extending_end_fetches_only_the_new_days(reference: Path, tmp_path: Path) -> None:
+    workdir = copy_of(reference, tmp_path)
+    already = len(request_log(workdir))
+    result = snakemake(workdir, "--cores", "8", "--config", "end=2024-04-02")
+    assert result.returncode == 0, result.stderr[-3000:]
+    new_requests = request_log(workdir)[already:]
+    assert sorted(e.symbols[0] for e in new_requests) == SYMBOLS  # one request per symbol
+    new_days = {dt.date(2024, 4, 1), dt.date(2024, 4, 2)}  # 03-29 is Good Friday
+    assert all(requested_days(e) == new_days for e in new_requests)
+    for symbol in SYMBOLS:
+        for day in new_days:
+            assert partition_path(workdir / "lake", symbol, day).exists()
+
+
+def test_crash_then_documented_recovery_is_byte_identical(reference: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "crash"
+    write_config(workdir)
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+               "--cores", "8"]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    lake = workdir / "lake" / "ohlcv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if lake.exists() and sum(1 for _ in lake.rglob("bars.parquet")) >= 15:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert snakemake(workdir, "--unlock").returncode == 0
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lake_hashes(workdir) == lake_hashes(reference)
+    with CheckpointStore(workdir / "lake") as store:
+        assert store.integrity_check() == "ok"
+        ledger = {(e.symbol, e.day): e for e in store.all_entries()}
+    assert len(ledger) == len(lake_hashes(workdir))
+    for (symbol, day), entry in ledger.items():
+        assert entry.sha256 == file_sha256(partition_path(workdir / "lake", symbol, day))
+    assert not list((workdir / "lake").rglob("*.tmp"))
+
+
+def test_one_failing_symbol_does_not_stop_the_others(tmp_path: Path) -> None:
+    workdir = tmp_path / "failing"
+    faulty = {"demo": {"fail_symbols": {"MSFT": 500}},
+              "alpaca": {"max_attempts": 2, "backoff_base": 0.01, "backoff_cap": 0.02}}  # fmt: skip
+    write_config(workdir, **faulty, end=dt.date(2024, 2, 29))
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert re.search(r"fetching MSFT 2024-0\d-\d\d\.\.2024-0\d-\d\d failed", output)
+    assert "HTTP 500: injected failure for MSFT" in output
+    days = [day for day in DAYS if day <= dt.date(2024, 2, 29)]
+    assert all(partition_path(workdir / "lake", "AAPL", day).exists() for day in days)
+    assert not any(partition_path(workdir / "lake", "MSFT", day).exists() for day in days)
+    log = workdir / "lake" / "_logs" / "fetch" / "MSFT" / "2024_01.log"
+    assert "HTTP 500" in log.read_text()
+    write_config(workdir, end=dt.date(2024, 2, 29))  # the fault has cleared
+    rerun = snakemake(workdir, "--cores", "8")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert all(partition_path(workdir / "lake", "MSFT", day).exists() for day in days)
+
+
+def test_malformed_bars_land_in_quarantine_only(tmp_path: Path) -> None:
+    workdir = tmp_path / "malformed"
+    bad = {"high_below_low": 0.01, "negative_volume": 0.01, "nan": 0.01, "duplicate": 0.01,
+           "out_of_order": 0.01}  # fmt: skip
+    write_config(workdir, demo={"bad_bars": bad}, end=dt.date(2024, 1, 12))
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    quarantine = ds.dataset(workdir / "lake" / "quarantine", partitioning="hive").to_table()
+    assert quarantine.num_rows > 0
+    assert {"high below low", "negative volume", "duplicate timestamp"} <= set(
+        quarantine["reason"].to_pylist()
+    )
+    sessions = {s.date: s for s in trading_sessions(START, dt.date(2024, 1, 12))}
+    for path in (workdir / "lake" / "ohlcv").rglob("bars.parquet"):
+        day = dt.date.fromisoformat(pq.read_schema(path).metadata[b"marketpipe.day"].decode())
+        check = validate_bars(pq.read_table(path), sessions[day], "sip", Timeframe.parse("1Min"))
+        assert check.rejected.num_rows == 0, path
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("symbols=aapl", "symbols"), ("end=2023-01-01", "end"), ("vendor=bloomberg", "vendor"),
+     ("timeframe=90Min", "timeframe")],
+)  # fmt: skip
+def test_bad_config_stops_before_any_request(tmp_path: Path, override: str, key: str) -> None:
+    write_config(tmp_path)
+    result = snakemake(tmp_path, "--cores", "8", "--config", override)
+    assert result.returncode != 0
+    assert f"config key {key}" in result.stderr or f"{key} (" in result.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_lint_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "good condition" in result.stdout + result.stderr
