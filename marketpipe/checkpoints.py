@@ -8,12 +8,14 @@ ledger row agrees; :meth:`CheckpointStore.reconcile` enforces that at job start.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STATE_DIR = "_state"
 STATE_FILE = "checkpoints.sqlite"
@@ -32,6 +34,23 @@ CREATE TABLE IF NOT EXISTS partitions (
     requests INTEGER NOT NULL,
     published_at REAL NOT NULL,
     PRIMARY KEY (symbol, day)
+);
+CREATE TABLE IF NOT EXISTS job_runs (
+    run_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    planned INTEGER NOT NULL,
+    missing INTEGER NOT NULL,
+    published INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    rejected_rows INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, job)
 );
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
@@ -70,6 +89,26 @@ class StreamKey:
     timeframe: str
     feed: str
     adjustment: str
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What one workflow job did, with its per-endpoint metrics."""
+
+    run_id: str
+    job: str
+    symbol: str
+    status: str
+    error: str | None
+    planned: int
+    missing: int
+    published: int
+    rows: int
+    rejected_rows: int
+    requests: int
+    started_at: float
+    finished_at: float
+    metrics: dict[str, Any]
 
 
 class LakeSettingsMismatch(ValueError):
@@ -211,6 +250,58 @@ class CheckpointStore:
             (stream.symbol, stream.timeframe, stream.feed, stream.adjustment),
         ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row else None
+
+    def record_job(self, record: JobRecord) -> None:
+        """Store what one job did (and its metrics) under its run id."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO job_runs (run_id, job, symbol, status, error, planned, "
+                "missing, published, rows, rejected_rows, requests, started_at, finished_at, "
+                "metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.run_id,
+                    record.job,
+                    record.symbol,
+                    record.status,
+                    record.error,
+                    record.planned,
+                    record.missing,
+                    record.published,
+                    record.rows,
+                    record.rejected_rows,
+                    record.requests,
+                    record.started_at,
+                    record.finished_at,
+                    json.dumps(record.metrics, sort_keys=True),
+                ),
+            )
+
+    def job_records(self, run_id: str) -> list[JobRecord]:
+        """Every job recorded for ``run_id``, in job order."""
+        rows = self._db.execute(
+            "SELECT run_id, job, symbol, status, error, planned, missing, published, rows, "
+            "rejected_rows, requests, started_at, finished_at, metrics FROM job_runs "
+            "WHERE run_id = ? ORDER BY job",
+            (run_id,),
+        ).fetchall()
+        return [JobRecord(*row[:-1], metrics=json.loads(row[-1])) for row in rows]
+
+    def count_partitions(self, symbols: Iterable[str], first: dt.date, last: dt.date) -> int:
+        """How many ledger rows exist for ``symbols`` between two days (inclusive)."""
+        symbols = list(symbols)
+        marks = ",".join("?" * len(symbols))
+        row = self._db.execute(
+            f"SELECT count(*) FROM partitions WHERE symbol IN ({marks}) AND day BETWEEN ? AND ?",
+            (*symbols, first.isoformat(), last.isoformat()),
+        ).fetchone()
+        return int(row[0])
+
+    def high_water_marks(self) -> dict[str, dt.datetime]:
+        """The latest published bar per symbol (over all streams)."""
+        rows = self._db.execute(
+            "SELECT symbol, max(last_bar_time) FROM high_water GROUP BY symbol"
+        ).fetchall()
+        return {symbol: dt.datetime.fromisoformat(stamp) for symbol, stamp in rows}
 
     def integrity_check(self) -> str:
         """SQLite's own ``PRAGMA integrity_check`` verdict (``ok`` when healthy)."""

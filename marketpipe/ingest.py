@@ -72,6 +72,11 @@ class IngestReport:
     published: list[LedgerEntry] = field(default_factory=list)
 
     @property
+    def rows(self) -> int:
+        """Rows published."""
+        return sum(entry.rows for entry in self.published)
+
+    @property
     def rejected_rows(self) -> int:
         """Rows sent to quarantine."""
         return sum(entry.rejected_rows for entry in self.published)
@@ -253,14 +258,17 @@ def ingest_days(
     symbol: str,
     days: list[dt.date],
     stream: StreamSettings,
+    report: IngestReport | None = None,
 ) -> IngestReport:
     """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
 
     Missing days are grouped into runs of consecutive sessions; each run is one paginated
     request stream, so a resumed or extended backfill never re-requests published days.
+    Pass ``report`` to keep the progress made before an exception.
     """
     days = sorted(days)
-    report = IngestReport(symbol=symbol, planned_days=len(days))
+    report = report or IngestReport(symbol=symbol, planned_days=len(days))
+    report.planned_days = len(days)
     missing = reconcile(store, data_dir, symbol, days)
     report.missing_days = len(missing)
     for run in contiguous_runs(missing, days):

@@ -189,7 +189,7 @@ def test_one_failing_symbol_does_not_stop_the_others(tmp_path: Path) -> None:
     days = [day for day in DAYS if day <= dt.date(2024, 2, 29)]
     assert all(partition_path(workdir / "lake", "AAPL", day).exists() for day in days)
     assert not any(partition_path(workdir / "lake", "MSFT", day).exists() for day in days)
-    log = workdir / "lake" / "_logs" / "fetch" / "MSFT" / "2024_01.log"
+    log = workdir / "lake" / "_logs" / "fetch" / "MSFT" / "2024_01.jsonl"
     assert "HTTP 500" in log.read_text()
     write_config(workdir, end=dt.date(2024, 2, 29))  # the fault has cleared
     rerun = snakemake(workdir, "--cores", "8")

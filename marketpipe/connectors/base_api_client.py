@@ -156,17 +156,23 @@ class BaseApiClient(ABC, Generic[QueryT]):
 
     def _parsed(self, page: Page, query: QueryT) -> pa.Table:
         table = self.parse_page(page, query)
-        logger.debug(
-            "page %d: %d rows",
+        response = page.response
+        self.transport.metrics.page(self.vendor, page.request.name, table.num_rows)
+        logger.info(
+            "page %d: %d rows in %d attempt(s)",
             page.number,
             table.num_rows,
+            response.attempts,
             extra={
-                "event": "page",
+                "event": "request",
                 "vendor": self.vendor,
                 "endpoint": page.request.name,
-                "page": page.number,
+                "status": response.status,
+                "attempt": response.attempts,
+                "latency_ms": round(response.elapsed_seconds * 1000, 2),
+                "bytes": response.body_bytes,
                 "rows": table.num_rows,
-                "bytes": page.response.body_bytes,
+                "page": page.number,
             },
         )
         return table

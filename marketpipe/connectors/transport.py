@@ -18,7 +18,7 @@ import urllib3.exceptions
 from marketpipe import __version__
 from marketpipe.connectors.auth import AuthStrategy, NoAuth
 from marketpipe.connectors.config import ClientConfig
-from marketpipe.connectors.errors import ApiError
+from marketpipe.connectors.errors import ApiError, RetryExhaustedError
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter
 from marketpipe.connectors.retry import (
     RetryableFailure,
@@ -27,6 +27,7 @@ from marketpipe.connectors.retry import (
     RetryPolicy,
     server_wait_hint,
 )
+from marketpipe.metrics import MetricsRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class HttpTransport:
     async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
     session: requests.Session = field(default_factory=requests.Session)
+    metrics: MetricsRecorder = field(default_factory=MetricsRecorder)
 
     def __post_init__(self) -> None:
         self.policy = RetryPolicy(
@@ -124,7 +126,7 @@ class HttpTransport:
         """Send ``spec``, retrying transient failures; raise :class:`ApiError` on 4xx."""
         budget = RetryBudget(self.policy, spec.name, self.clock())
         while True:
-            self.sleep(self.rate_limiter.reserve())
+            self.sleep(self._reserve_slot(spec))
             budget.attempts += 1
             outcome = self._attempt(spec, budget.attempts)
             if isinstance(outcome, _Success):
@@ -135,7 +137,7 @@ class HttpTransport:
         """Async twin of :meth:`send` with identical retry behaviour."""
         budget = RetryBudget(self.policy, spec.name, self.clock())
         while True:
-            await self.async_sleep(self.rate_limiter.reserve())
+            await self.async_sleep(self._reserve_slot(spec))
             budget.attempts += 1
             outcome = await asyncio.to_thread(self._attempt, spec, budget.attempts)
             if isinstance(outcome, _Success):
@@ -156,10 +158,28 @@ class HttpTransport:
             elapsed_seconds=self.clock() - budget.started,
         )
 
+    def _reserve_slot(self, spec: RequestSpec) -> float:
+        wait = self.rate_limiter.reserve()
+        if wait > 0:
+            self.metrics.rate_limit_wait(self.vendor, spec.name, wait)
+            logger.info(
+                "rate budget: waiting %.2fs before %s",
+                wait,
+                spec.name,
+                extra={"event": "rate_limit.wait", "vendor": self.vendor, "endpoint": spec.name,
+                       "wait_s": round(wait, 3)},
+            )  # fmt: skip
+        return wait
+
     def _retry_delay(
         self, spec: RequestSpec, budget: RetryBudget, failure: RetryableFailure
     ) -> float:
-        delay = budget.next_delay(failure, self.clock())
+        try:
+            delay = budget.next_delay(failure, self.clock())
+        except RetryExhaustedError:
+            self.metrics.error(self.vendor, spec.name, "retries_exhausted")
+            raise
+        self.metrics.retry(self.vendor, spec.name, failure.cause.value, delay)
         logger.warning(
             "retrying %s after %s (attempt %d): waiting %.2fs",
             spec.name,
@@ -200,18 +220,20 @@ class HttpTransport:
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            return self._failure(RetryCause.TIMEOUT, exc)
+            return self._failure(spec, RetryCause.TIMEOUT, exc, started)
         except requests.RequestException as exc:
-            return self._failure(RetryCause.CONNECTION, exc)
+            return self._failure(spec, RetryCause.CONNECTION, exc, started)
         try:
             body = response.raw.read(decode_content=True)
         except urllib3.exceptions.ReadTimeoutError as exc:
-            return self._failure(RetryCause.TIMEOUT, exc)
+            return self._failure(spec, RetryCause.TIMEOUT, exc, started)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return self._failure(RetryCause.BAD_BODY, exc)
+            return self._failure(spec, RetryCause.BAD_BODY, exc, started)
         finally:
             response.close()
         status = response.status_code
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.attempt(self.vendor, spec.name, status, latency_ms, len(body))
         self.rate_limiter.observe(status, response.headers)
         logger.debug(
             "%s %s -> %d",
@@ -224,7 +246,7 @@ class HttpTransport:
                 "endpoint": spec.name,
                 "status": status,
                 "attempt": attempt,
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+                "latency_ms": round(latency_ms, 2),
                 "bytes": len(body),
             },
         )
@@ -243,8 +265,13 @@ class HttpTransport:
             return RetryableFailure(cause, f"HTTP {status}: {message}", hint)
         if 300 <= status < 400:
             message = "unexpected redirect (redirects are not followed, to protect credentials)"
+        self.metrics.error(self.vendor, spec.name, f"http_{status}")
         raise ApiError(status, message, spec.name)
 
-    def _failure(self, cause: RetryCause, exc: BaseException) -> RetryableFailure:
+    def _failure(
+        self, spec: RequestSpec, cause: RetryCause, exc: BaseException, started: float
+    ) -> RetryableFailure:
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.metrics.attempt(self.vendor, spec.name, cause.value, latency_ms, 0)
         # Transport exceptions quote the URL, which may carry a query-string key: redact.
         return RetryableFailure(cause, self.auth.redact(f"{type(exc).__name__}: {exc}"))

@@ -1,78 +1,29 @@
-"""The functions Snakemake rules call; each is usable (and tested) without Snakemake."""
+"""The functions Snakemake rules and hooks call; each is usable (and tested) without Snakemake."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from marketpipe.checkpoints import CheckpointStore
+from marketpipe.checkpoints import CheckpointStore, JobRecord
 from marketpipe.connectors import ConnectorError
 from marketpipe.ingest import IngestReport, StreamSettings, ingest_days
+from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
+from marketpipe.metrics import MetricsRecorder
+from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client
+
+logger = logging.getLogger(__name__)
 
 
 class FetchFailed(RuntimeError):
     """A (symbol, month) job could not fetch its bars; the message says which and why."""
-
-
-class _CurrentThreadOnly(logging.Filter):
-    """Jobs run as threads of one process: keep each job's log to its own records."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.thread = threading.get_ident()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread
-
-
-class _LevelWhileJobsRun:
-    """Lowers the package logger to INFO while at least one job runs, then restores it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active = 0
-        self._previous = logging.NOTSET
-
-    def __enter__(self) -> None:
-        with self._lock:
-            package_logger = logging.getLogger("marketpipe")
-            if self._active == 0:
-                self._previous = package_logger.level
-                if package_logger.getEffectiveLevel() > logging.INFO:
-                    package_logger.setLevel(logging.INFO)
-            self._active += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._active -= 1
-            if self._active == 0:
-                logging.getLogger("marketpipe").setLevel(self._previous)
-
-
-_JOB_LEVEL = _LevelWhileJobsRun()
-
-
-@contextmanager
-def job_log(path: Path | str) -> Iterator[None]:
-    """Send this thread's ``marketpipe`` log records to ``path`` while the job runs."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_CurrentThreadOnly())
-    package_logger = logging.getLogger("marketpipe")
-    package_logger.addHandler(handler)
-    try:
-        with _JOB_LEVEL:
-            yield
-    finally:
-        package_logger.removeHandler(handler)
-        handler.close()
 
 
 def stream_settings(settings: WorkflowSettings) -> StreamSettings:
@@ -85,34 +36,140 @@ def stream_settings(settings: WorkflowSettings) -> StreamSettings:
     )
 
 
+def run_log_path(settings: WorkflowSettings) -> Path:
+    """The workflow-level JSON log of this run."""
+    return settings.data_dir / "_logs" / "runs" / f"{current_run_id()}.jsonl"
+
+
+def _present_partitions(store: CheckpointStore, settings: WorkflowSettings) -> int:
+    config = settings.config
+    return store.count_partitions(config.symbols, config.start, config.end)
+
+
 def fetch_partitions(
     settings: WorkflowSettings, symbol: str, days: Sequence[dt.date | str], log_path: Path | str
 ) -> IngestReport:
-    """Fetch and publish ``symbol``'s missing partitions among ``days``.
+    """Fetch and publish ``symbol``'s missing partitions among ``days``; log JSON to ``log_path``.
 
-    Raises :class:`FetchFailed` naming the symbol, the days and the vendor's error.
+    The job's outcome and per-endpoint metrics are stored with the checkpoints under the
+    run id. Raises :class:`FetchFailed` naming the symbol, the days and the vendor's error.
     """
     wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
-    label = f"{symbol} {wanted[0]}..{wanted[-1]}" if wanted else symbol
-    logger = logging.getLogger("marketpipe.workflow")
-    with job_log(log_path):
-        try:
-            with CheckpointStore(settings.data_dir) as store, open_client(settings) as client:
+    month = wanted[0].strftime("%Y-%m")
+    label = f"{symbol} {wanted[0]}..{wanted[-1]}"
+    recorder = MetricsRecorder()
+    report = IngestReport(symbol=symbol, planned_days=len(wanted))
+    started = time.time()
+    with json_log_file(log_path), job_context(symbol=symbol, month=month):
+        log_event(logger, "job.start", f"fetching {label}", planned=len(wanted))
+        with CheckpointStore(settings.data_dir) as store:
+            error: str | None = None
+            try:
                 store.claim_settings(settings.lake_settings())
-                report = ingest_days(
-                    client, store, settings.data_dir, symbol, wanted, stream_settings(settings)
-                )
-        except (ConnectorError, ValueError) as exc:
-            logger.error("fetching %s failed: %s", label, exc)
-            raise FetchFailed(f"fetching {label} failed: {exc}") from None
-        logger.info(
-            "%s: %d of %d partitions were missing; %d published with %d request(s), "
-            "%d row(s) quarantined",
-            label,
-            report.missing_days,
-            report.planned_days,
-            len(report.published),
-            report.requests,
-            report.rejected_rows,
-        )
+                with open_client(settings, recorder) as client:
+                    ingest_days(
+                        client, store, settings.data_dir, symbol, wanted,
+                        stream_settings(settings), report,
+                    )  # fmt: skip
+            except (ConnectorError, ValueError) as exc:
+                error = f"fetching {label} failed: {exc}"
+                logger.error(error, extra={"event": "job.failed"})
+                raise FetchFailed(error) from None
+            finally:
+                _finish_job(store, settings, symbol, month, report, recorder, started, error)
     return report
+
+
+def _finish_job(
+    store: CheckpointStore,
+    settings: WorkflowSettings,
+    symbol: str,
+    month: str,
+    report: IngestReport,
+    recorder: MetricsRecorder,
+    started: float,
+    error: str | None,
+) -> None:
+    metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
+    store.record_job(
+        JobRecord(
+            run_id=current_run_id(),
+            job=f"{symbol}/{month}",
+            symbol=symbol,
+            status="failed" if error else "ok",
+            error=error,
+            planned=report.planned_days,
+            missing=report.missing_days,
+            published=len(report.published),
+            rows=report.rows,
+            rejected_rows=report.rejected_rows,
+            requests=sum(stats["requests"] for stats in metrics.values()),
+            started_at=started,
+            finished_at=time.time(),
+            metrics=metrics,
+        )
+    )
+    present, planned = _present_partitions(store, settings), settings.planned_partitions
+    log_event(
+        logger,
+        "job.end",
+        f"{symbol} {month}: {report.missing_days} of {report.planned_days} partitions were "
+        f"missing; {len(report.published)} published with {report.requests} page request(s), "
+        f"{report.rejected_rows} row(s) quarantined",
+        status="failed" if error else "ok",
+        missing=report.missing_days,
+        published=len(report.published),
+        rows=report.rows,
+        rejected=report.rejected_rows,
+        requests=report.requests,
+        seconds=round(time.time() - started, 3),
+    )
+    log_event(
+        logger, "progress", f"{present}/{planned} partitions done", done=present, total=planned
+    )
+    print(
+        f"[marketpipe] {symbol} {month}: {len(report.published)} partition(s) published"
+        f"{' (FAILED)' if error else ''}; lake {present}/{planned} partitions done",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def start_run(settings: WorkflowSettings) -> None:
+    """Log the run's start (Snakemake ``onstart``)."""
+    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        log_event(
+            logger,
+            "run.start",
+            f"run {current_run_id()} started",
+            symbols=",".join(settings.config.symbols),
+            start=settings.config.start.isoformat(),
+            end=settings.config.end.isoformat(),
+            vendor=settings.config.vendor,
+            planned=settings.planned_partitions,
+        )
+
+
+def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
+    """Roll up, save and print the run summary (Snakemake ``onsuccess`` / ``onerror``)."""
+    with CheckpointStore(settings.data_dir) as store:
+        present = _present_partitions(store, settings)
+        summary = build_run_summary(
+            store, current_run_id(), status, settings.planned_partitions, present
+        )
+    path = write_run_summary(settings.data_dir, summary)
+    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        log_event(
+            logger,
+            "run.end",
+            f"run {summary['run_id']} {status}",
+            status=status,
+            summary_path=str(path),
+            requests=summary["requests"],
+            retries=summary["retries"],
+            errors=summary["errors"],
+            jobs_failed=summary["jobs"]["failed"],
+        )
+    print(format_run_summary(summary), flush=True)
+    print(f"  summary: {path}", flush=True)
+    return summary

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import functools
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,7 @@ import jsonschema
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from marketpipe.calendar import trading_sessions
 from marketpipe.connectors import AlpacaConfig
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
@@ -149,7 +151,7 @@ class WorkflowConfig(BaseModel):
 class WorkflowSettings(BaseModel):
     """Validated configuration plus what follows from it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, ignored_types=(functools.cached_property,))
 
     config: WorkflowConfig
 
@@ -162,6 +164,12 @@ class WorkflowSettings(BaseModel):
     def timeframe(self) -> Timeframe:
         """The configured bar width."""
         return Timeframe.parse(self.config.timeframe)
+
+    @functools.cached_property
+    def planned_partitions(self) -> int:
+        """How many partitions the configuration asks for (symbols x sessions)."""
+        sessions = trading_sessions(self.config.start, self.config.end)
+        return len(sessions) * len(self.config.symbols)
 
     def lake_settings(self) -> dict[str, str]:
         """What a lake is built with; one data_dir never mixes two of these."""

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from marketpipe.checkpoints import STATE_DIR
 from marketpipe.connectors import AlpacaClient, AlpacaConfig
+from marketpipe.metrics import MetricsRecorder
 from marketpipe.simulator import FaultConfig, SimulatorConfig, SimulatorServer
 from marketpipe.workflow.settings import WorkflowSettings, alpaca_client_config
 
@@ -36,10 +37,13 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
 
 
 @contextmanager
-def open_client(settings: WorkflowSettings) -> Iterator[AlpacaClient]:
+def open_client(
+    settings: WorkflowSettings, metrics: MetricsRecorder | None = None
+) -> Iterator[AlpacaClient]:
     """A client for the configured vendor, closed (and its simulator stopped) on exit."""
+    options = {"metrics": metrics} if metrics is not None else {}
     if settings.config.vendor == "alpaca":
-        with AlpacaClient(alpaca_client_config(settings.config)) as client:
+        with AlpacaClient(alpaca_client_config(settings.config), **options) as client:
             yield client
         return
     log_path = simulator_log_path(settings.data_dir)
@@ -55,5 +59,5 @@ def open_client(settings: WorkflowSettings) -> Iterator[AlpacaClient]:
             backoff_base=alpaca.backoff_base,
             backoff_cap=max(alpaca.backoff_cap, alpaca.backoff_base),
         )
-        with AlpacaClient(config) as client:
+        with AlpacaClient(config, **options) as client:
             yield client

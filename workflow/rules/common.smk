@@ -1,6 +1,8 @@
-# Configuration and planning shared by the rules. Validation stops a bad config before any
-# request, naming the key (schema: workflow/schemas/config.schema.yaml).
+# Configuration, planning and run hooks shared by the rules. Validation stops a bad config
+# before any request, naming the key (schema: workflow/schemas/config.schema.yaml).
 
+from marketpipe.logs import current_run_id
+from marketpipe.workflow.jobs import finish_run, start_run
 from marketpipe.workflow.planning import month_outputs, plan_months
 from marketpipe.workflow.settings import load_settings
 
@@ -8,6 +10,7 @@ SETTINGS = load_settings(config)
 DATA_DIR = SETTINGS.data_dir
 MONTHS = plan_months(SETTINGS.config.start, SETTINGS.config.end)
 LOG_DIR = DATA_DIR / "_logs"
+RUN_ID = current_run_id()
 
 
 wildcard_constraints:
@@ -22,3 +25,15 @@ def all_partitions():
         for month in MONTHS
         for path in month_outputs(DATA_DIR, symbol, month)
     ]
+
+
+onstart:
+    start_run(SETTINGS)
+
+
+onsuccess:
+    finish_run(SETTINGS, "success")
+
+
+onerror:
+    finish_run(SETTINGS, "failed")

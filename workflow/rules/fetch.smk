@@ -13,7 +13,7 @@ for month in MONTHS:
         output:
             [update(path) for path in month_outputs(DATA_DIR, "{symbol}", month)],
         log:
-            str(LOG_DIR / "fetch" / "{symbol}" / f"{month.label}.log"),
+            str(LOG_DIR / "fetch" / "{symbol}" / f"{month.label}.jsonl"),
         params:
             days=[day.isoformat() for day in month.days],
         run:

@@ -1,0 +1,103 @@
+"""The run summary: every job's outcome and metrics rolled up, printed and saved as JSON."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from marketpipe.checkpoints import CheckpointStore
+from marketpipe.metrics import EndpointStats, merge_endpoint_stats
+from marketpipe.storage import write_atomically
+
+RUNS_DIR = "_runs"
+LATEST = "latest.json"
+
+
+def build_run_summary(
+    store: CheckpointStore, run_id: str, status: str, planned: int, present: int
+) -> dict[str, Any]:
+    """Roll up the jobs recorded under ``run_id``."""
+    records = store.job_records(run_id)
+    endpoints = merge_endpoint_stats(
+        {key: EndpointStats.from_dict(value) for key, value in record.metrics.items()}
+        for record in records
+    )
+    retries: collections.Counter[str] = collections.Counter()
+    errors: collections.Counter[str] = collections.Counter()
+    for stats in endpoints.values():
+        retries.update(stats.retries)
+        errors.update(stats.errors)
+    failures = [
+        {"job": record.job, "symbol": record.symbol, "error": record.error}
+        for record in records
+        if record.status != "ok"
+    ]
+    started = min((record.started_at for record in records), default=time.time())
+    return {
+        "run_id": run_id,
+        "status": status,
+        "started_at": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        "jobs": {
+            "total": len(records),
+            "succeeded": len(records) - len(failures),
+            "failed": len(failures),
+            "failures": failures,
+        },
+        "partitions": {
+            "planned": planned,
+            "present": present,
+            "missing": planned - present,
+            "published": sum(record.published for record in records),
+            "rows": sum(record.rows for record in records),
+            "rejected_rows": sum(record.rejected_rows for record in records),
+        },
+        "requests": sum(stats.requests for stats in endpoints.values()),
+        "retries": dict(sorted(retries.items())),
+        "errors": dict(sorted(errors.items())),
+        "endpoints": {key: stats.to_dict(with_latencies=False) for key, stats in endpoints.items()},
+    }
+
+
+def write_run_summary(data_dir: Path, summary: dict[str, Any]) -> Path:
+    """Save the summary as ``_runs/<run_id>.json`` and ``_runs/latest.json``."""
+    data = (json.dumps(summary, indent=2, sort_keys=False) + "\n").encode()
+    path = Path(data_dir) / RUNS_DIR / f"{summary['run_id']}.json"
+    write_atomically(path, data)
+    write_atomically(path.with_name(LATEST), data)
+    return path
+
+
+def latest_run_summary(data_dir: Path) -> dict[str, Any] | None:
+    """The most recent run's summary, if any run finished."""
+    path = Path(data_dir) / RUNS_DIR / LATEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def format_run_summary(summary: dict[str, Any]) -> str:
+    """A short human-readable report of a run."""
+    jobs, parts = summary["jobs"], summary["partitions"]
+    lines = [
+        f"MarketPipe run {summary['run_id']}: {summary['status']}",
+        f"  partitions: {parts['present']}/{parts['planned']} present, "
+        f"{parts['published']} published this run ({parts['rows']:,} rows, "
+        f"{parts['rejected_rows']:,} quarantined), {parts['missing']} missing",
+        f"  jobs: {jobs['succeeded']} ok, {jobs['failed']} failed",
+        f"  requests: {summary['requests']}, retries: "
+        + (", ".join(f"{k}={v}" for k, v in summary["retries"].items()) or "none"),
+    ]
+    for key, stats in summary["endpoints"].items():
+        latency = stats["latency_ms"]
+        lines.append(
+            f"  {key}: {stats['requests']} requests, {stats['rows']:,} rows, "
+            f"{stats['bytes'] / 1e6:.1f} MB, latency p50 {latency['p50']} ms / p95 "
+            f"{latency['p95']} ms / max {latency['max']} ms, rate-limit waits "
+            f"{stats['rate_limit_waits']} ({stats['rate_limit_wait_seconds']:.1f}s)"
+        )
+    for failure in jobs["failures"]:
+        lines.append(f"  FAILED {failure['job']}: {failure['error']}")
+    return "\n".join(lines)
