@@ -16,9 +16,11 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         all_partitions(),
+        rules.coverage_report.output,
     default_target: True

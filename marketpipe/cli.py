@@ -1,4 +1,4 @@
-"""The ``marketpipe`` command line."""
+"""MarketPipe: plan, inspect, verify and report on a local market-data lake."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
 from marketpipe import __version__
 from marketpipe.calendar import NEW_YORK
+from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
+from marketpipe.commands.plan import build_plan
+from marketpipe.commands.report import make_report
+from marketpipe.commands.status import lake_status
+from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
+from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 
 
 def _new_york_day_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -62,11 +69,92 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> WorkflowSettings:
+    return load_command_settings(args.config, args.set)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    """Print the missing partitions by symbol and month, with their cost."""
+    plan = build_plan(_settings(args))
+    if not plan.jobs:
+        print(f"Nothing to do: all {plan.planned_partitions} planned partitions are present.")
+        return 0
+    print(f"{'symbol':<8} {'month':<8} {'missing':>7} {'streams':>7} {'~bars':>9} {'~requests':>9}")
+    for job in plan.jobs:
+        print(
+            f"{job.symbol:<8} {job.month:<8} {job.missing:>7} {job.runs:>7} "
+            f"{job.estimated_bars:>9,} {job.estimated_requests:>9}"
+        )
+    print(
+        f"{plan.missing_partitions} of {plan.planned_partitions} partitions missing in "
+        f"{len(plan.jobs)} job(s): about {plan.estimated_requests} request(s), "
+        f"{plan.estimated_minutes:.1f} min at {plan.requests_per_minute} requests/min"
+    )
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print per-symbol coverage."""
+    statuses = lake_status(_settings(args))
+    print(
+        f"{'symbol':<8} {'present':>9} {'empty':>6} {'missing':>7} {'bars':>11} "
+        f"{'quarantined':>11}  last bar (UTC)"
+    )
+    for s in statuses:
+        last = s.last_bar.isoformat() if s.last_bar else "-"
+        print(
+            f"{s.symbol:<8} {s.present:>4}/{s.planned:<4} {s.known_empty:>6} {s.missing:>7} "
+            f"{s.rows:>11,} {s.quarantined_rows:>11,}  {last}"
+        )
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Check every partition; exit 1 naming each bad file."""
+    result = verify_lake(_settings(args))
+    for problem in result.problems:
+        print(f"BAD {problem.path}: {problem.problem}")
+    verdict = "OK" if not result.problems else f"{len(result.problems)} problem(s)"
+    print(f"verified {result.checked} partition file(s): {verdict}")
+    return 1 if result.problems else 0
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Write the coverage PNG and HTML page."""
+    png, page = make_report(_settings(args), args.output)
+    print(f"wrote {png}\nwrote {page}")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        help=f"the workflow's config file (default: {DEFAULT_CONFIG})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, as snakemake --config does (e.g. end=2024-03-28)",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``marketpipe`` argument parser."""
     parser = argparse.ArgumentParser(prog="marketpipe", description=__doc__)
     parser.add_argument("--version", action="version", version=f"marketpipe {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    for name, handler, summary in (
+        ("plan", run_plan, "missing partitions by symbol and month, with requests and time"),
+        ("status", run_status, "per symbol: days present, known-empty, missing, quarantined"),
+        ("verify", run_verify, "re-hash partitions against the ledger; exit 1 on problems"),
+        ("report", run_report, "coverage picture (PNG) and HTML page with the latest run"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        _add_config_options(command)
+        command.set_defaults(handler=handler)
+        if name == "report":
+            command.add_argument(
+                "--output", type=Path, help="directory for the files (default: DATA_DIR/_reports)"
+            )
     demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
     demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
     demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))
@@ -87,4 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["simulator"]:
         return simulator_main(argv[1:])
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except (CommandError, ConfigError) as exc:
+        print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
+        return 2

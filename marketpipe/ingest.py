@@ -123,7 +123,8 @@ def _adopt(store: CheckpointStore, data_dir: Path, symbol: str, day: dt.date, pa
     store.publish(entry)
 
 
-def _new_york_day_keys(table: pa.Table) -> pa.Array:
+def new_york_day_keys(table: pa.Table) -> pa.Array:
+    """Each row's New York trading date as the integer YYYYMMDD."""
     local = pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York"))
     return pc.add(
         pc.add(pc.multiply(pc.year(local), 10_000), pc.multiply(pc.month(local), 100)),
@@ -134,7 +135,7 @@ def _new_york_day_keys(table: pa.Table) -> pa.Array:
 def _split_by_day(table: pa.Table) -> list[tuple[dt.date, pa.Table]]:
     if table.num_rows == 0:
         return []
-    keys = _new_york_day_keys(table)
+    keys = new_york_day_keys(table)
     parts = []
     for key in pc.unique(keys).to_pylist():
         day = dt.date(key // 10_000, key // 100 % 100, key % 100)

@@ -26,12 +26,14 @@ def test_environment_yml_lists_the_same_runtime_dependencies_as_pyproject() -> N
     conda_deps = dict(
         _normalise(dep)
         for dep in environment["dependencies"]
-        if isinstance(dep, str) and not dep.startswith(("python", "pip"))
+        if isinstance(dep, str) and _normalise(dep)[0] not in ("python", "pip")
     )
     assert conda_deps == pip_deps
     pip_section = next(dep for dep in environment["dependencies"] if isinstance(dep, dict))
     assert "-e ." in pip_section["pip"], "environment.yml must install the package itself"
-    python = next(dep for dep in environment["dependencies"] if str(dep).startswith("python"))
+    python = next(
+        dep for dep in environment["dependencies"] if _normalise(str(dep))[0] == "python"
+    )
     assert python.replace("python", "") == project["requires-python"]
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from marketpipe.checkpoints import CheckpointStore, JobRecord
+from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
 from marketpipe.ingest import IngestReport, StreamSettings, ingest_days
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
@@ -133,6 +134,15 @@ def _finish_job(
         file=sys.stderr,
         flush=True,
     )
+
+
+def write_coverage_report(
+    settings: WorkflowSettings, output_dir: Path | str, log_path: Path | str
+) -> None:
+    """Refresh the coverage PNG and HTML page, including this run's numbers so far."""
+    with json_log_file(log_path):
+        png, page = make_report(settings, Path(output_dir), run_id=current_run_id())
+        log_event(logger, "report.written", f"wrote {png} and {page}", png=str(png), html=str(page))
 
 
 def start_run(settings: WorkflowSettings) -> None:

@@ -10,6 +10,7 @@ SETTINGS = load_settings(config)
 DATA_DIR = SETTINGS.data_dir
 MONTHS = plan_months(SETTINGS.config.start, SETTINGS.config.end)
 LOG_DIR = DATA_DIR / "_logs"
+REPORT_DIR = DATA_DIR / "_reports"
 RUN_ID = current_run_id()
 
 

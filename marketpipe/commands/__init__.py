@@ -1,0 +1,1 @@
+"""What the ``marketpipe`` commands compute; ``marketpipe.cli`` only formats and prints."""

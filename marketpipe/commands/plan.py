@@ -1,0 +1,117 @@
+"""``marketpipe plan``: the missing partitions, and the requests and time they will cost."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import statistics
+from dataclasses import dataclass
+
+from marketpipe.calendar import trading_sessions
+from marketpipe.checkpoints import CheckpointStore, state_path
+from marketpipe.commands.common import planned_coverage
+from marketpipe.storage import partition_path
+from marketpipe.timeframe import Timeframe, TimeframeUnit
+from marketpipe.workflow.planning import contiguous_runs
+from marketpipe.workflow.settings import WorkflowSettings
+
+PAGE_SIZE = 10_000
+# Share of the feed's session minutes that have trades, for a symbol never fetched before.
+_DEFAULT_FILL = {"sip": 0.9, "iex": 0.6}
+# Any regular full session serves to measure a feed's window length.
+_REFERENCE_DAY = dt.date(2024, 1, 3)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One (symbol, month) job that has partitions to fetch."""
+
+    symbol: str
+    month: str
+    missing: int
+    runs: int
+    estimated_bars: int
+    estimated_requests: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything missing, with the cost at the configured request budget."""
+
+    jobs: list[PlannedJob]
+    planned_partitions: int
+    requests_per_minute: int
+
+    @property
+    def missing_partitions(self) -> int:
+        """Partitions to fetch."""
+        return sum(job.missing for job in self.jobs)
+
+    @property
+    def estimated_requests(self) -> int:
+        """API requests the fetch should take."""
+        return sum(job.estimated_requests for job in self.jobs)
+
+    @property
+    def estimated_minutes(self) -> float:
+        """Minutes the requests take at the rate budget (the floor on a free plan)."""
+        return self.estimated_requests / self.requests_per_minute
+
+
+def default_bars_per_day(timeframe: Timeframe, feed: str) -> float:
+    """A fresh symbol's expected bars per session from the feed's window and timeframe."""
+    if timeframe.unit is TimeframeUnit.DAY:
+        return 1.0
+    (session,) = trading_sessions(_REFERENCE_DAY, _REFERENCE_DAY)
+    start, end = session.extended_window(feed)
+    minutes = (end - start).total_seconds() / 60
+    width = (timeframe.seconds or 60) / 60
+    return math.ceil(minutes / width) * _DEFAULT_FILL.get(feed, 0.9)
+
+
+def _bars_per_day(settings: WorkflowSettings) -> dict[str, float]:
+    """Observed mean bars per non-empty partition, per symbol, from the ledger."""
+    if not state_path(settings.data_dir).exists():
+        return {}
+    observed = {}
+    with CheckpointStore(settings.data_dir) as store:
+        for symbol in settings.config.symbols:
+            rows = [entry.rows for entry in store.ledger(symbol).values() if entry.rows]
+            if rows:
+                observed[symbol] = statistics.fmean(rows)
+    return observed
+
+
+def build_plan(settings: WorkflowSettings) -> Plan:
+    """Find missing partitions (files that do not exist, as Snakemake does) and cost them."""
+    coverage = planned_coverage(settings)
+    observed = _bars_per_day(settings)
+    fallback = (
+        statistics.fmean(observed.values())
+        if observed
+        else default_bars_per_day(settings.timeframe, settings.config.alpaca.feed)
+    )
+    jobs = []
+    for month in coverage.months:
+        for symbol in coverage.symbols:
+            missing = [
+                day
+                for day in month.days
+                if not os.path.exists(partition_path(settings.data_dir, symbol, day))
+            ]
+            if not missing:
+                continue
+            runs = contiguous_runs(missing, list(month.days))
+            per_day = observed.get(symbol, fallback)
+            bars = round(per_day * len(missing))
+            requests = sum(max(1, math.ceil(per_day * len(run) / PAGE_SIZE)) for run in runs)
+            jobs.append(
+                PlannedJob(symbol, month.label.replace("_", "-"), len(missing), len(runs),
+                           bars, requests)
+            )  # fmt: skip
+    return Plan(
+        jobs=jobs,
+        planned_partitions=len(coverage.symbols) * len(coverage.days),
+        requests_per_minute=settings.config.alpaca.requests_per_minute,
+    )
