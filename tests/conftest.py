@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
+from tests.workflow_support import snakemake, write_config
 
 
 class FakeClock:
@@ -73,3 +75,13 @@ def bars_query(symbols: tuple[str, ...] = ("AAPL",), **fields: Any) -> BarsQuery
     fields.setdefault("start", utc(2024, 1, 2))
     fields.setdefault("end", utc(2024, 1, 3, 5))
     return BarsQuery(symbols=symbols, **fields)
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted workflow run: the lake other scenarios must end up identical to."""
+    workdir = tmp_path_factory.mktemp("reference")
+    write_config(workdir)
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir

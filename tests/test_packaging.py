@@ -31,9 +31,7 @@ def test_environment_yml_lists_the_same_runtime_dependencies_as_pyproject() -> N
     assert conda_deps == pip_deps
     pip_section = next(dep for dep in environment["dependencies"] if isinstance(dep, dict))
     assert "-e ." in pip_section["pip"], "environment.yml must install the package itself"
-    python = next(
-        dep for dep in environment["dependencies"] if _normalise(str(dep))[0] == "python"
-    )
+    python = next(dep for dep in environment["dependencies"] if _normalise(str(dep))[0] == "python")
     assert python.replace("python", "") == project["requires-python"]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,65 +16,26 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.calendar import trading_sessions
 from marketpipe.checkpoints import CheckpointStore
-from marketpipe.simulator import LoggedRequest, read_request_log
 from marketpipe.storage import file_sha256, partition_path
 from marketpipe.timeframe import Timeframe
-from marketpipe.timeutil import parse_rfc3339
 from marketpipe.validation import validate_bars
-
-ROOT = Path(__file__).resolve().parents[1]
-SYMBOLS = ["AAPL", "MSFT"]
-START, END = dt.date(2024, 1, 2), dt.date(2024, 3, 28)
-DAYS = [session.date for session in trading_sessions(START, END)]
-CONFIG = {"symbols": SYMBOLS, "start": START, "end": END, "data_dir": "lake"}
+from tests.workflow_support import (
+    DAYS,
+    ROOT,
+    START,
+    SYMBOLS,
+    copy_of,
+    lake_hashes,
+    request_log,
+    requested_days,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
-
-
-def write_config(workdir: Path, **changes: object) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump({**CONFIG, **changes}))
-
-
-def snakemake(workdir: Path, *args: str, **popen: object) -> subprocess.CompletedProcess[str]:
-    command = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args,
-    ]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=workdir)
-
-
-def lake_hashes(workdir: Path) -> dict[str, str]:
-    root = workdir / "lake" / "ohlcv"
-    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*.parquet"))}
-
-
-def request_log(workdir: Path) -> list[LoggedRequest]:
-    return read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
-
-
-def requested_days(entry: LoggedRequest) -> set[dt.date]:
-    start = parse_rfc3339(entry.params["start"]).astimezone(NEW_YORK).date()
-    end = parse_rfc3339(entry.params["end"]).astimezone(NEW_YORK).date()
-    return {session.date for session in trading_sessions(start, end)}
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An uninterrupted run: the lake every other scenario must end up identical to."""
-    workdir = tmp_path_factory.mktemp("reference")
-    write_config(workdir)
-    result = snakemake(workdir, "--cores", "8")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return workdir
-
-
-def copy_of(reference: Path, tmp_path: Path) -> Path:
-    workdir = tmp_path / "work"
-    shutil.copytree(reference, workdir, ignore=shutil.ignore_patterns(".snakemake"))
-    return workdir
 
 
 def test_default_config_runs_offline_end_to_end(tmp_path: Path) -> None:
@@ -147,13 +107,13 @@ def test_extending_end_fetches_only_the_new_days(reference: Path, tmp_path: Path
 def test_crash_then_documented_recovery_is_byte_identical(reference: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "crash"
     write_config(workdir)
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
-               "--cores", "8"]  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        snakemake_command(workdir, "--cores", "8"),
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     lake = workdir / "lake" / "ohlcv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:

@@ -1,0 +1,66 @@
+"""Helpers for tests that run the Snakemake workflow in a temporary directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.simulator import LoggedRequest, read_request_log
+from marketpipe.storage import file_sha256
+from marketpipe.timeutil import parse_rfc3339
+
+ROOT = Path(__file__).resolve().parents[1]
+SYMBOLS = ["AAPL", "MSFT"]
+START, END = dt.date(2024, 1, 2), dt.date(2024, 3, 28)
+DAYS = [session.date for session in trading_sessions(START, END)]
+CONFIG = {"symbols": SYMBOLS, "start": START, "end": END, "data_dir": "lake"}
+
+
+def write_config(workdir: Path, **changes: object) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump({**CONFIG, **changes}))
+
+
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line running the repository's workflow on ``workdir/config.yaml``."""
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args,
+    ]  # fmt: skip
+
+
+def snakemake(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the workflow to completion and capture its output."""
+    return subprocess.run(
+        snakemake_command(workdir, *args), capture_output=True, text=True, timeout=600,
+        cwd=workdir, env=env,
+    )  # fmt: skip
+
+
+def lake_hashes(workdir: Path) -> dict[str, str]:
+    root = workdir / "lake" / "ohlcv"
+    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*.parquet"))}
+
+
+def request_log(workdir: Path) -> list[LoggedRequest]:
+    return read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
+
+
+def requested_days(entry: LoggedRequest) -> set[dt.date]:
+    start = parse_rfc3339(entry.params["start"]).astimezone(NEW_YORK).date()
+    end = parse_rfc3339(entry.params["end"]).astimezone(NEW_YORK).date()
+    return {session.date for session in trading_sessions(start, end)}
+
+
+def copy_of(reference: Path, tmp_path: Path) -> Path:
+    workdir = tmp_path / "work"
+    shutil.copytree(reference, workdir, ignore=shutil.ignore_patterns(".snakemake"))
+    return workdir
