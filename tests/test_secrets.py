@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import traceback
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -18,6 +19,7 @@ from marketpipe.connectors import (
     ConnectorError,
     QueryApiKeyAuth,
     RetryExhaustedError,
+    TlsVerificationError,
 )
 from marketpipe.simulator import FaultConfig
 from tests.conftest import FakeClock, bars_query, start_simulator
@@ -95,3 +97,41 @@ def test_parsed_tables_carry_no_credentials(clock: FakeClock) -> None:
     finally:
         server.stop()
     _assert_clean(repr(table.schema.metadata) + table.to_string())
+
+
+def test_tls_verification_stays_on_and_fails_fast(tmp_path: Path, clock: FakeClock) -> None:
+    import http.server
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        config = AlpacaConfig(
+            base_url=f"https://127.0.0.1:{server.server_address[1]}",
+            key_id=KEY_ID,
+            secret_key=SECRET,
+        )
+        client = AlpacaClient(config, clock=clock, sleep=clock.sleep)
+        assert client.transport.session.verify is True
+        with client, pytest.raises(TlsVerificationError, match="TLS verification failed"):
+            list(client.fetch_batch(bars_query()))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert clock.sleeps == [], "a certificate failure is not retried"

@@ -16,6 +16,7 @@ from marketpipe.connectors.errors import (
     PaginationError,
     ResponseFormatError,
     RetryExhaustedError,
+    TlsVerificationError,
 )
 from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Dataset, OHLCVBar
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
@@ -48,4 +49,5 @@ __all__ = [
     "ResponseFormatError",
     "RetryExhaustedError",
     "SlidingWindowRateLimiter",
+    "TlsVerificationError",
 ]

@@ -33,5 +33,9 @@ class PaginationError(ConnectorError):
     """The vendor's cursors would make pagination loop forever."""
 
 
+class TlsVerificationError(ConnectorError):
+    """The server's TLS certificate did not verify; retrying cannot help, so none is made."""
+
+
 class ResponseFormatError(ConnectorError):
     """A successful response did not have the shape the connector expects."""

@@ -18,7 +18,7 @@ import urllib3.exceptions
 from marketpipe import __version__
 from marketpipe.connectors.auth import AuthStrategy, NoAuth
 from marketpipe.connectors.config import ClientConfig
-from marketpipe.connectors.errors import ApiError, RetryExhaustedError
+from marketpipe.connectors.errors import ApiError, RetryExhaustedError, TlsVerificationError
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter
 from marketpipe.connectors.retry import (
     RetryableFailure,
@@ -219,6 +219,13 @@ class HttpTransport:
                 stream=True,
                 allow_redirects=False,
             )
+        except requests.exceptions.SSLError as exc:
+            self.metrics.error(self.vendor, spec.name, "tls")
+            detail = self.auth.redact(str(exc))[:300]
+            raise TlsVerificationError(
+                f"{spec.name}: TLS verification failed for {self.config.base_url} ({detail}); "
+                "MarketPipe never turns verification off: fix the certificate or the URL"
+            ) from None
         except requests.Timeout as exc:
             return self._failure(spec, RetryCause.TIMEOUT, exc, started)
         except requests.RequestException as exc:
