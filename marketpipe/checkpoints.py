@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from marketpipe.chaos import crash_point
+
 STATE_DIR = "_state"
 STATE_FILE = "checkpoints.sqlite"
 _SCHEMA = """
@@ -241,6 +243,7 @@ class CheckpointStore:
                     "DO UPDATE SET last_bar_time = max(last_bar_time, excluded.last_bar_time)",
                     (stream.symbol, stream.timeframe, stream.feed, stream.adjustment, stamp),
                 )
+            crash_point("checkpoint_commit")
 
     def last_bar_time(self, stream: StreamKey) -> dt.datetime | None:
         """The latest bar published for a stream, if any."""

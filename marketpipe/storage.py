@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from marketpipe.chaos import crash_point
+
 LAKE_DIR = "ohlcv"
 QUARANTINE_DIR = "quarantine"
 PARTITION_FILE = "bars.parquet"
@@ -70,7 +72,7 @@ def parquet_bytes(table: pa.Table, metadata: Mapping[str, str]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, crash_point_name: str | None = None) -> None:
     """Write ``data`` to ``path`` so that readers only ever see the old or the new file.
 
     The bytes go to a temporary file beside the target, are fsynced, and are renamed over
@@ -83,6 +85,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if crash_point_name:
+            crash_point(crash_point_name)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
@@ -97,7 +101,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 def write_table(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:
     """Publish ``table`` as a Parquet file at ``path``, atomically and deterministically."""
     data = parquet_bytes(table, metadata)
-    write_atomically(path, data)
+    write_atomically(path, data, crash_point_name="parquet_write")
     return WrittenFile(path, table.num_rows, hashlib.sha256(data).hexdigest())
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
+from marketpipe import crash_trials
 from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.simulator import LoggedRequest, read_request_log
-from marketpipe.storage import file_sha256
 from marketpipe.timeutil import parse_rfc3339
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,8 +46,8 @@ def snakemake(
 
 
 def lake_hashes(workdir: Path) -> dict[str, str]:
-    root = workdir / "lake" / "ohlcv"
-    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*.parquet"))}
+    """sha256 of every partition of the test lake under ``workdir``."""
+    return crash_trials.lake_hashes(workdir / "lake")
 
 
 def request_log(workdir: Path) -> list[LoggedRequest]:

@@ -16,6 +16,7 @@ import requests
 import urllib3.exceptions
 
 from marketpipe import __version__
+from marketpipe.chaos import crash_point
 from marketpipe.connectors.auth import AuthStrategy, NoAuth
 from marketpipe.connectors.config import ClientConfig
 from marketpipe.connectors.errors import ApiError, RetryExhaustedError, TlsVerificationError
@@ -230,6 +231,7 @@ class HttpTransport:
             return self._failure(spec, RetryCause.TIMEOUT, exc, started)
         except requests.RequestException as exc:
             return self._failure(spec, RetryCause.CONNECTION, exc, started)
+        crash_point("request")
         try:
             body = response.raw.read(decode_content=True)
         except urllib3.exceptions.ReadTimeoutError as exc:
