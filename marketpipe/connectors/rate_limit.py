@@ -69,55 +69,114 @@ class NoRateLimit:
         """Ignore feedback."""
 
 
+@dataclass
+class BudgetState:
+    """The adaptive part of a request budget; both limiters keep one of these.
+
+    ``budget`` is what may be spent per window now, ``ceiling`` the most it may grow back to
+    (the configured budget, or the vendor's ``X-RateLimit-Limit`` when that is lower).
+    """
+
+    budget: int
+    ceiling: int
+    paused_until: float = 0.0
+    last_change: float = 0.0
+
+
+def adapt_budget(
+    state: BudgetState, status: int, headers: Mapping[str, str], now: float, window: float
+) -> BudgetState:
+    """Feed one response back into the budget (additive increase, multiplicative decrease).
+
+    A lower vendor limit caps the budget at once; a 429 halves it and pauses until the
+    vendor's reset; a window without trouble lets it probe back up by a tenth of the ceiling.
+    """
+    info = RateLimitHeaders.from_headers(headers)
+    budget, ceiling = state.budget, state.ceiling
+    paused_until, last_change = state.paused_until, state.last_change
+    if info.limit is not None and 0 < info.limit < ceiling:
+        ceiling = info.limit
+    if status == 429:
+        budget, last_change = max(1, budget // 2), now
+    elif budget < ceiling and now - last_change >= window:
+        budget, last_change = min(ceiling, budget + max(1, ceiling // 10)), now
+    budget = min(budget, ceiling)
+    reset = info.reset_epoch
+    exhausted = status == 429 or info.remaining == 0
+    if exhausted and reset is not None and now < reset <= now + _MAX_RESET_HORIZON_SECONDS:
+        paused_until = max(paused_until, reset)
+    if budget != state.budget:
+        logger.warning(
+            "rate budget %s from %d to %d per window",
+            "lowered" if budget < state.budget else "raised",
+            state.budget,
+            budget,
+            extra={"event": "rate_limit.adapted", "old": state.budget, "new": budget,
+                   "status": status},
+        )  # fmt: skip
+    return BudgetState(budget, ceiling, paused_until, last_change)
+
+
+def earliest_slot(
+    now: float, state: BudgetState, latest: float | None, budget_th_latest: float | None,
+    window: float,
+) -> float:  # fmt: skip
+    """The first send time keeping every window within budget, after the slots booked so far.
+
+    ``latest`` is the last booked slot; ``budget_th_latest`` the ``budget``-th most recent
+    one inside the window (``None`` while fewer than ``budget`` are booked).
+    """
+    slot = max(now, state.paused_until, latest if latest is not None else now)
+    if budget_th_latest is not None:
+        slot = max(slot, budget_th_latest + window)
+    return slot
+
+
 class SlidingWindowRateLimiter:
     """At most ``requests_per_minute`` sends in any 60-second window, shared by all threads.
 
     ``reserve()`` never blocks: it books a slot and tells the caller how long to wait, so
     the same object serves threads (``time.sleep``) and coroutines (``asyncio.sleep``).
-    Server feedback lowers the budget to the vendor's ``X-RateLimit-Limit`` and pauses all
-    callers until ``X-RateLimit-Reset`` when the vendor reports the budget spent.
+    Responses adapt the budget (:func:`adapt_budget`). For one budget across processes,
+    see :class:`marketpipe.rate_budget.SharedRateLimiter`.
     """
 
-    window_seconds = 60.0
-
-    def __init__(self, requests_per_minute: int, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        requests_per_minute: int,
+        *,
+        clock: Callable[[], float] = time.time,
+        window_seconds: float = 60.0,
+    ) -> None:
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be >= 1, got {requests_per_minute}")
-        self._budget = requests_per_minute
+        self.window_seconds = window_seconds
+        self._state = BudgetState(requests_per_minute, requests_per_minute)
         self._clock = clock
         self._lock = threading.Lock()
         self._slots: collections.deque[float] = collections.deque()
-        self._paused_until = 0.0
 
     @property
     def budget(self) -> int:
-        """Current requests-per-minute budget (may have been lowered by the vendor)."""
-        return self._budget
+        """Current budget per window (lowered by the vendor's limit or 429s)."""
+        return self._state.budget
 
     def reserve(self) -> float:
-        """Book the earliest slot that keeps every 60-second window within budget."""
+        """Book the earliest slot that keeps every window within budget."""
         with self._lock:
             now = self._clock()
             while self._slots and self._slots[0] <= now - self.window_seconds:
                 self._slots.popleft()
-            slot = max(now, self._paused_until, self._slots[-1] if self._slots else now)
-            if len(self._slots) >= self._budget:
-                slot = max(slot, self._slots[-self._budget] + self.window_seconds)
+            budget = self._state.budget
+            latest = self._slots[-1] if self._slots else None
+            nth = self._slots[-budget] if len(self._slots) >= budget else None
+            slot = earliest_slot(now, self._state, latest, nth, self.window_seconds)
             self._slots.append(slot)
             return slot - now
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Adopt a lower vendor limit; pause until reset when the vendor says we are out."""
-        info = RateLimitHeaders.from_headers(headers)
+        """Adapt the budget to the vendor's feedback."""
         with self._lock:
-            now = self._clock()
-            if info.limit is not None and 0 < info.limit < self._budget:
-                logger.warning(
-                    "rate budget lowered to the vendor's limit",
-                    extra={"event": "rate_limit.lowered", "old": self._budget, "new": info.limit},
-                )
-                self._budget = info.limit
-            exhausted = status == 429 or info.remaining == 0
-            reset = info.reset_epoch
-            if exhausted and reset is not None and now < reset <= now + _MAX_RESET_HORIZON_SECONDS:
-                self._paused_until = max(self._paused_until, reset)
+            self._state = adapt_budget(
+                self._state, status, headers, self._clock(), self.window_seconds
+            )

@@ -55,6 +55,7 @@ class SimulatorConfig:
     key_id: str | None = None
     secret_key: str | None = None
     rate_limit_per_minute: int = 200
+    rate_limit_window_seconds: float = 60.0
     faults: FaultConfig = field(default_factory=FaultConfig)
     bad_bars: dict[str, float] = field(default_factory=dict)
     listings: dict[str, dt.date] = field(default_factory=dict)
@@ -91,11 +92,14 @@ class BarsRequest:
 
 
 class PerKeyRateLimit:
-    """Alpaca-style per-key request budget over fixed one-minute windows."""
+    """Alpaca-style per-key request budget over fixed windows (one minute by default)."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, per_minute: int, clock: Callable[[], float], window_seconds: float = 60.0
+    ) -> None:
         self.per_minute = per_minute
         self.clock = clock
+        self.window = window_seconds
         self._windows: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
@@ -106,7 +110,7 @@ class PerKeyRateLimit:
         with self._lock:
             now = self.clock()
             window_start, used = self._windows.get(key, (now, 0))
-            if now >= window_start + 60:
+            if now >= window_start + self.window:
                 window_start, used = now, 0
             allowed = used < self.per_minute
             used += allowed
@@ -114,7 +118,7 @@ class PerKeyRateLimit:
         return allowed, {
             "X-RateLimit-Limit": str(self.per_minute),
             "X-RateLimit-Remaining": str(self.per_minute - used),
-            "X-RateLimit-Reset": str(math.ceil(window_start + 60)),
+            "X-RateLimit-Reset": str(math.ceil(window_start + self.window)),
         }
 
 
@@ -142,7 +146,9 @@ class SimulatorApp:
         self.clock = clock
         self.market = SyntheticMarket(self.config.seed, self.config.bad_bars, self.config.listings)
         self.faults = FaultInjector(self.config.faults)
-        self.rate_limit = PerKeyRateLimit(self.config.rate_limit_per_minute, clock)
+        self.rate_limit = PerKeyRateLimit(
+            self.config.rate_limit_per_minute, clock, self.config.rate_limit_window_seconds
+        )
         self.log = request_log or RequestLog()
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:

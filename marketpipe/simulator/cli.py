@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND=RATE",
         help=f"inject a fault into a share of requests; KIND is one of {', '.join(FAULT_KINDS)}",
     )
+    parser.add_argument(
+        "--rate-window", type=float, default=60.0, help="rate-limit window in seconds"
+    )
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent")
     parser.add_argument("--slow-seconds", type=float, default=0.05, help="delay of 'slow'")
@@ -85,6 +88,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         key_id=args.key_id,
         secret_key=args.secret_key,
         rate_limit_per_minute=args.rate_limit,
+        rate_limit_window_seconds=args.rate_window,
         faults=faults,
         bad_bars=dict(parse_assignments(args.bad_bars, float, "--bad-bars")),
         listings=dict(parse_assignments(args.listing, dt.date.fromisoformat, "--listing")),

@@ -51,6 +51,12 @@ class AlpacaSettings(BaseModel):
     requests_per_minute: int = Field(
         200, ge=1, le=100_000, description="Request budget (200 on the free plan)"
     )
+    rate_window_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Length of the rate window (Alpaca counts per minute)"
+    )
+    page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page (max 10000)")
+    connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to connect")
+    read_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for data")
     max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
     backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
     backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
@@ -245,16 +251,22 @@ def load_settings(raw: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Workf
     return WorkflowSettings(config=parsed)
 
 
-def alpaca_client_config(config: WorkflowConfig) -> AlpacaConfig:
-    """The client settings for ``vendor: alpaca`` (keys from the environment)."""
+def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:
+    """The client settings from ``alpaca:`` (keys from the environment unless overridden)."""
     settings = config.alpaca
     try:
         return AlpacaConfig(
-            base_url=settings.base_url,
-            requests_per_minute=settings.requests_per_minute,
-            max_attempts=settings.max_attempts,
-            backoff_base=settings.backoff_base,
-            backoff_cap=max(settings.backoff_cap, settings.backoff_base),
+            **{
+                "base_url": settings.base_url,
+                "requests_per_minute": settings.requests_per_minute,
+                "page_size": settings.page_size,
+                "connect_timeout": settings.connect_timeout,
+                "read_timeout": settings.read_timeout,
+                "max_attempts": settings.max_attempts,
+                "backoff_base": settings.backoff_base,
+                "backoff_cap": max(settings.backoff_cap, settings.backoff_base),
+                **overrides,
+            }
         )
     except ValidationError as exc:
         details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 from marketpipe.checkpoints import STATE_DIR
-from marketpipe.connectors import AlpacaClient, AlpacaConfig
+from marketpipe.connectors import AlpacaClient
 from marketpipe.metrics import MetricsRecorder
+from marketpipe.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.simulator import FaultConfig, SimulatorConfig, SimulatorServer
 from marketpipe.workflow.settings import WorkflowSettings, alpaca_client_config
 
@@ -28,6 +30,7 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
     return SimulatorConfig(
         seed=demo.seed,
         rate_limit_per_minute=demo.rate_limit_per_minute,
+        rate_limit_window_seconds=settings.config.alpaca.rate_window_seconds,
         faults=FaultConfig(
             seed=demo.seed, rates=dict(demo.faults), fail_symbols=dict(demo.fail_symbols)
         ),
@@ -36,28 +39,42 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
     )
 
 
+def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter:
+    """The run-wide request budget every job of this lake shares."""
+    alpaca = settings.config.alpaca
+    return SharedRateLimiter(
+        settings.data_dir / STATE_DIR / BUDGET_FILE,
+        alpaca.requests_per_minute,
+        window_seconds=alpaca.rate_window_seconds,
+    )
+
+
 @contextmanager
 def open_client(
     settings: WorkflowSettings, metrics: MetricsRecorder | None = None
 ) -> Iterator[AlpacaClient]:
-    """A client for the configured vendor, closed (and its simulator stopped) on exit."""
-    options = {"metrics": metrics} if metrics is not None else {}
-    if settings.config.vendor == "alpaca":
-        with AlpacaClient(alpaca_client_config(settings.config), **options) as client:
-            yield client
-        return
-    log_path = simulator_log_path(settings.data_dir)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    alpaca = settings.config.alpaca
-    with SimulatorServer(simulator_config(settings), log_path=log_path) as server:
-        config = AlpacaConfig(
-            base_url=server.url,
-            key_id=SecretStr("demo"),
-            secret_key=SecretStr("demo"),
-            requests_per_minute=alpaca.requests_per_minute,
-            max_attempts=alpaca.max_attempts,
-            backoff_base=alpaca.backoff_base,
-            backoff_cap=max(alpaca.backoff_cap, alpaca.backoff_base),
-        )
-        with AlpacaClient(config, **options) as client:
-            yield client
+    """A client for the configured vendor, closed (and its simulator stopped) on exit.
+
+    Every client of one lake spends the same request budget, across threads and processes.
+    """
+    options: dict[str, Any] = {"metrics": metrics} if metrics is not None else {}
+    limiter = shared_rate_limiter(settings)
+    try:
+        if settings.config.vendor == "alpaca":
+            config = alpaca_client_config(settings.config)
+            with AlpacaClient(config, rate_limiter=limiter, **options) as client:
+                yield client
+            return
+        log_path = simulator_log_path(settings.data_dir)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with SimulatorServer(simulator_config(settings), log_path=log_path) as server:
+            config = alpaca_client_config(
+                settings.config,
+                base_url=server.url,
+                key_id=SecretStr("demo"),
+                secret_key=SecretStr("demo"),
+            )
+            with AlpacaClient(config, rate_limiter=limiter, **options) as client:
+                yield client
+    finally:
+        limiter.close()
