@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from marketpipe.connectors.rate_limit import BudgetState, adapt_budget, earliest_slot
+from marketpipe.connectors.rate_limit import (
+    BudgetState,
+    adapt_budget,
+    earliest_slot,
+    padded_window,
+)
 
 BUDGET_FILE = "rate_budget.sqlite"
 _SCHEMA = (
@@ -40,7 +45,7 @@ class SharedRateLimiter:
             raise ValueError(f"requests_per_window must be >= 1, got {requests_per_window}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.window_seconds = window_seconds
+        self.window_seconds = padded_window(window_seconds)
         self.configured = requests_per_window
         self._clock = clock
         self._lock = threading.Lock()

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import bisect
+import multiprocessing
 import threading
+from pathlib import Path
+
+import pytest
 
 from marketpipe.connectors import SlidingWindowRateLimiter
+from marketpipe.rate_budget import SharedRateLimiter
 from tests.conftest import FakeClock
 
 
@@ -23,7 +28,8 @@ def test_budget_is_never_exceeded_in_any_sixty_second_window(clock: FakeClock) -
     assert _max_in_any_window(sent) == 10
     # The first ten go at once; then each waits for a slot to leave the window.
     assert sent[9] == sent[0]
-    assert sent[10] == sent[0] + 60
+    assert sent[10] == sent[0] + limiter.window_seconds
+    assert limiter.window_seconds == pytest.approx(61.2), "2% margin for network jitter"
 
 
 def test_concurrent_reservations_from_threads_stay_within_budget(clock: FakeClock) -> None:
@@ -70,3 +76,68 @@ def test_past_or_absurd_resets_do_not_pause(clock: FakeClock) -> None:
     limiter.observe(429, {"X-RateLimit-Reset": str(clock.now + 10_000)})
     limiter.observe(429, {"X-RateLimit-Reset": "soon"})
     assert limiter.reserve() == 0
+
+
+def test_429_halves_the_budget_and_quiet_windows_probe_back_up(clock: FakeClock) -> None:
+    limiter = SlidingWindowRateLimiter(40, clock=clock)
+    limiter.observe(429, {})
+    assert limiter.budget == 20
+    limiter.observe(429, {})
+    assert limiter.budget == 10
+    limiter.observe(200, {})
+    assert limiter.budget == 10, "no probing within the same window"
+    clock.sleep(limiter.window_seconds)
+    limiter.observe(200, {})
+    assert limiter.budget == 14
+    for _ in range(10):
+        clock.sleep(limiter.window_seconds)
+        limiter.observe(200, {})
+    assert limiter.budget == 40, "never above the configured budget"
+    limiter.observe(200, {"X-RateLimit-Limit": "25"})
+    clock.sleep(limiter.window_seconds)
+    limiter.observe(200, {})
+    assert limiter.budget == 25, "never above the vendor's limit either"
+
+
+def test_shared_limiter_keeps_one_budget_across_connections(
+    clock: FakeClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "budget.sqlite"
+    first = SharedRateLimiter(path, 10, clock=clock)
+    second = SharedRateLimiter(path, 10, clock=clock)
+    slots = []
+    for index in range(30):
+        limiter = first if index % 2 else second
+        slots.append(clock.now + limiter.reserve())
+    assert _max_in_any_window(slots) == 10
+    second.observe(429, {"X-RateLimit-Reset": str(clock.now + 5)})
+    assert first.budget == 5
+    first.close()
+    second.close()
+
+
+def _frozen_clock() -> float:
+    return 1_000.0
+
+
+def _reserve_many(path: str, count: int, queue: multiprocessing.Queue) -> None:
+    # Every process sees the same frozen "now", so all bookings compete for the same slots.
+    limiter = SharedRateLimiter(path, 7, window_seconds=2.0, clock=_frozen_clock)
+    for _ in range(count):
+        queue.put(_frozen_clock() + limiter.reserve())
+    limiter.close()
+
+
+def test_shared_limiter_holds_across_processes(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    path = str(tmp_path / "budget.sqlite")
+    workers = [context.Process(target=_reserve_many, args=(path, 12, queue)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    slots = [queue.get(timeout=60) for _ in range(36)]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    assert _max_in_any_window(slots, window=2.0) == 7
+    assert max(slots) == pytest.approx(1_000.0 + 2.04 * (36 // 7)), "slots are packed tightly"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import random
 from pathlib import Path
 
@@ -9,7 +11,15 @@ import pytest
 
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.crash_trials import run_crash_trial
-from tests.workflow_support import lake_hashes, snakemake_command, write_config
+from marketpipe.simulator import read_request_log
+from tests.workflow_support import (
+    lake_hashes,
+    max_in_any_window,
+    simulator_process,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -35,3 +45,47 @@ def test_crash_at_a_random_moment_then_recovery_is_byte_identical(
     )
     assert result.crashed, f"the run reached {point} fewer than {nth} times"
     assert result.passed, result
+
+
+ALPACA_ENV = {**os.environ, "APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
+# Snakemake's own defaults but without the profile: every job becomes its own process.
+PROCESS_JOBS = ("--workflow-profile", "none", "--scheduler", "greedy",
+                "--rerun-triggers", "mtime", "--keep-going")  # fmt: skip
+
+
+@pytest.mark.parametrize("jobs", ["threads", "processes"])
+def test_one_request_budget_for_the_whole_run(jobs: str, tmp_path: Path) -> None:
+    budget, window = 6, 2.0
+    log_file = tmp_path / "requests.jsonl"
+    simulator_args = ("--rate-limit", str(budget), "--rate-window", str(window))
+    with simulator_process(log_file, *simulator_args) as url:
+        write_config(
+            tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31),
+            alpaca={"base_url": url, "requests_per_minute": budget,
+                    "rate_window_seconds": window, "page_size": 2500},
+        )  # fmt: skip
+        extra = () if jobs == "threads" else PROCESS_JOBS
+        result = snakemake(tmp_path, "--cores", "8", *extra, env=ALPACA_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = read_request_log(log_file)
+    assert len(served) > 2 * budget, "enough requests for the budget to matter"
+    assert [entry.status for entry in served].count(429) == 0
+    assert max_in_any_window([entry.time for entry in served], window) <= budget
+
+
+def test_client_adapts_when_the_vendor_allows_less_than_configured(tmp_path: Path) -> None:
+    vendor_limit, window = 4, 2.0
+    log_file = tmp_path / "requests.jsonl"
+    simulator_args = ("--rate-limit", str(vendor_limit), "--rate-window", str(window))
+    with simulator_process(log_file, *simulator_args) as url:
+        write_config(
+            tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31),
+            alpaca={"base_url": url, "requests_per_minute": 50,
+                    "rate_window_seconds": window, "page_size": 2500},
+        )  # fmt: skip
+        result = snakemake(tmp_path, "--cores", "8", env=ALPACA_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = read_request_log(log_file)
+    rejected = [entry.status for entry in served].count(429)
+    assert rejected <= 2, f"the client hammered the vendor: {rejected} 429s"
+    assert len(served) - rejected > 3 * vendor_limit

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -64,3 +67,31 @@ def copy_of(reference: Path, tmp_path: Path) -> Path:
     workdir = tmp_path / "work"
     shutil.copytree(reference, workdir, ignore=shutil.ignore_patterns(".snakemake"))
     return workdir
+
+
+@contextmanager
+def simulator_process(log_file: Path, *args: str) -> Iterator[str]:
+    """A simulator in its own process (one server for every job of a run); yields its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "marketpipe.simulator", "--port", "0",
+         "--log-file", str(log_file), *args],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        assert "listening on" in line, line
+        yield line.strip().rsplit(" ", 1)[-1]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of ``times`` inside any half-open window of that length."""
+    ordered = sorted(times)
+    return max(
+        (bisect.bisect_left(ordered, t + window) - index for index, t in enumerate(ordered)),
+        default=0,
+    )

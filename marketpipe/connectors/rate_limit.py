@@ -117,6 +117,12 @@ def adapt_budget(
     return BudgetState(budget, ceiling, paused_until, last_change)
 
 
+def padded_window(window_seconds: float) -> float:
+    """The window the client keeps: 2% longer, so network jitter cannot push the vendor's
+    count over the budget at a window boundary."""
+    return window_seconds * 1.02
+
+
 def earliest_slot(
     now: float, state: BudgetState, latest: float | None, budget_th_latest: float | None,
     window: float,
@@ -150,7 +156,7 @@ class SlidingWindowRateLimiter:
     ) -> None:
         if requests_per_minute < 1:
             raise ValueError(f"requests_per_minute must be >= 1, got {requests_per_minute}")
-        self.window_seconds = window_seconds
+        self.window_seconds = padded_window(window_seconds)
         self._state = BudgetState(requests_per_minute, requests_per_minute)
         self._clock = clock
         self._lock = threading.Lock()

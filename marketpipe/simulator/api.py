@@ -153,6 +153,7 @@ class SimulatorApp:
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""
+        received_at = time.time()
         started = time.perf_counter()
         reply, info = self._route(path, query, headers)
         if (
@@ -171,6 +172,7 @@ class SimulatorApp:
             body_bytes=len(reply.body),
             key=info.get("key"),
             duration_ms=(time.perf_counter() - started) * 1000,
+            received_at=received_at,
         )
         return reply
 

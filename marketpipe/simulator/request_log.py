@@ -21,7 +21,7 @@ class LoggedRequest:
     """One served request."""
 
     seq: int
-    time: float
+    time: float  # arrival, epoch seconds
     path: str
     params: dict[str, str]
     status: int
@@ -59,13 +59,14 @@ class RequestLog:
         body_bytes: int,
         key: str | None,
         duration_ms: float,
+        received_at: float | None = None,
     ) -> LoggedRequest:
-        """Append one request."""
+        """Append one request (``received_at``: when it arrived, epoch seconds)."""
         safe_params = {k: v for k, v in params.items() if k.lower() not in _SECRET_PARAMS}
         with self._lock:
             entry = LoggedRequest(
                 seq=len(self._entries) + 1,
-                time=time.time(),
+                time=received_at if received_at is not None else time.time(),
                 path=path,
                 params=safe_params,
                 status=status,
