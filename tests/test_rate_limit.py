@@ -80,9 +80,14 @@ def test_past_or_absurd_resets_do_not_pause(clock: FakeClock) -> None:
 
 def test_429_halves_the_budget_and_quiet_windows_probe_back_up(clock: FakeClock) -> None:
     limiter = SlidingWindowRateLimiter(40, clock=clock)
+    limiter.observe(429, {"X-RateLimit-Remaining": "3"})
+    assert limiter.budget == 40, "a 429 with budget left is not about our spending"
     limiter.observe(429, {})
     assert limiter.budget == 20
-    limiter.observe(429, {})
+    limiter.observe(429, {"X-RateLimit-Remaining": "0"})
+    assert limiter.budget == 20, "at most one cut per window"
+    clock.sleep(limiter.window_seconds)
+    limiter.observe(429, {"X-RateLimit-Remaining": "0"})
     assert limiter.budget == 10
     limiter.observe(200, {})
     assert limiter.budget == 10, "no probing within the same window"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 from pathlib import Path
@@ -15,6 +16,7 @@ from marketpipe.simulator import read_request_log
 from tests.workflow_support import (
     lake_hashes,
     max_in_any_window,
+    request_log,
     simulator_process,
     snakemake,
     snakemake_command,
@@ -89,3 +91,40 @@ def test_client_adapts_when_the_vendor_allows_less_than_configured(tmp_path: Pat
     rejected = [entry.status for entry in served].count(429)
     assert rejected <= 2, f"the client hammered the vendor: {rejected} 429s"
     assert len(served) - rejected > 3 * vendor_limit
+
+
+FAULT_KINDS_TO_CAUSE = {
+    "429": "429", "429_retry_after": "429", "429_reset": "429", "500": "5xx", "502": "5xx",
+    "503": "5xx", "504": "5xx", "reset": "connection", "timeout": "timeout",
+    "truncate": "bad_body", "invalid_json": "bad_body",
+}  # fmt: skip
+MATRIX_CONFIG = {
+    "end": dt.date(2024, 1, 31),
+    "alpaca": {"page_size": 1000, "read_timeout": 0.5, "max_attempts": 12,
+               "backoff_base": 0.01, "backoff_cap": 0.05},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fault_free(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    workdir = tmp_path_factory.mktemp("fault-free")
+    write_config(workdir, **MATRIX_CONFIG)
+    result = snakemake(workdir, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return lake_hashes(workdir)
+
+
+@pytest.mark.parametrize("fault", list(FAULT_KINDS_TO_CAUSE))
+def test_fault_matrix_lake_is_identical_and_every_retry_is_counted(
+    fault: str, fault_free: dict[str, str], tmp_path: Path
+) -> None:
+    write_config(tmp_path, **MATRIX_CONFIG, demo={"faults": {fault: 0.15}})
+    result = snakemake(tmp_path, "--cores", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lake_hashes(tmp_path) == fault_free
+    served = request_log(tmp_path)
+    injected = sum(entry.fault == fault for entry in served)
+    assert injected >= 2, f"only {injected} {fault} fault(s) in {len(served)} requests"
+    summary = json.loads((tmp_path / "lake" / "_runs" / "latest.json").read_text())
+    assert summary["retries"] == {FAULT_KINDS_TO_CAUSE[fault]: injected}
+    assert summary["requests"] == len(served)

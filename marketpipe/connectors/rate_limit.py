@@ -88,17 +88,22 @@ def adapt_budget(
 ) -> BudgetState:
     """Feed one response back into the budget (additive increase, multiplicative decrease).
 
-    A lower vendor limit caps the budget at once; a 429 halves it and pauses until the
-    vendor's reset; a window without trouble lets it probe back up by a tenth of the ceiling.
+    A lower vendor limit caps the budget at once; a 429 for a spent budget halves it (once
+    per window) and pauses until the vendor's reset; a window without trouble lets it probe
+    back up by a tenth of the ceiling.
     """
     info = RateLimitHeaders.from_headers(headers)
     budget, ceiling = state.budget, state.ceiling
     paused_until, last_change = state.paused_until, state.last_change
     if info.limit is not None and 0 < info.limit < ceiling:
         ceiling = info.limit
-    if status == 429:
+    # A 429 that still shows budget remaining is not about our spending (the vendor is
+    # throttling for another reason): back off through the retry, do not cut the budget.
+    # Cut at most once per window: the effect of a cut takes a window to show.
+    spent = info.remaining is None or info.remaining == 0
+    if status == 429 and spent and now - last_change >= window:
         budget, last_change = max(1, budget // 2), now
-    elif budget < ceiling and now - last_change >= window:
+    elif status != 429 and budget < ceiling and now - last_change >= window:
         budget, last_change = min(ceiling, budget + max(1, ceiling // 10)), now
     budget = min(budget, ceiling)
     reset = info.reset_epoch
