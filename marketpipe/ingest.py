@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.calendar import NEW_YORK, Session, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
-from marketpipe.connectors import OHLCV_SCHEMA, BarsQuery, BaseApiClient
+from marketpipe.connectors import OHLCV_SCHEMA, BarsQuery, BaseApiClient, UnknownSymbolError
 from marketpipe.storage import (
     PARTITION_FILE,
     file_sha256,
@@ -252,6 +252,22 @@ def _with_reason(table: pa.Table, reason: str) -> pa.Table:
     return table.append_column(REASON_COLUMN, pa.array([reason] * table.num_rows, pa.string()))
 
 
+def _has_bars(store: CheckpointStore, symbol: str) -> bool:
+    return any(entry.rows for entry in store.ledger(symbol).values())
+
+
+def _check_symbol_is_known(
+    client: BaseApiClient[BarsQuery], symbol: str, query: BarsQuery, days: int
+) -> None:
+    """A never-seen symbol with no bars at all may be a typo: ask the vendor before recording
+    its days as known-empty (a symbol listed after these days is known, and passes)."""
+    if symbol in client.unknown_symbols((symbol,), query):
+        raise UnknownSymbolError(
+            f"the vendor does not know {symbol}: no bars on any of {days} trading day(s) and "
+            f"no latest bar on the {query.feed} feed; check the symbol in the config"
+        )
+
+
 def ingest_days(
     client: BaseApiClient[BarsQuery],
     store: CheckpointStore,
@@ -283,7 +299,11 @@ def ingest_days(
             adjustment=stream.adjustment,
         )
         publisher = _RunPublisher(store, data_dir, symbol, run, stream, report)
+        rows = 0
         for table in client.fetch_batch(query):
+            rows += table.num_rows
             publisher.add_page(table)
+        if rows == 0 and not _has_bars(store, symbol):
+            _check_symbol_is_known(client, symbol, query, len(run))
         publisher.finish()
     return report

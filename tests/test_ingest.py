@@ -12,6 +12,7 @@ import pytest
 
 from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch
+from marketpipe.connectors import UnknownSymbolError
 from marketpipe.ingest import StreamSettings, ingest_days
 from marketpipe.simulator import SimulatorServer
 from marketpipe.storage import file_sha256, partition_path, quarantine_path
@@ -140,3 +141,25 @@ def test_a_lake_never_mixes_settings(simulator: SimulatorServer, tmp_path: Path)
         store.claim_settings({"feed": "sip"})
         with pytest.raises(LakeSettingsMismatch, match="feed is 'sip' there but 'iex' now"):
             store.claim_settings({"feed": "iex"})
+
+
+def test_an_unknown_symbol_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+    server = start_simulator(unknown_symbols=frozenset({"ZZZZ"}))
+    try:
+        with pytest.raises(UnknownSymbolError, match="the vendor does not know ZZZZ"):
+            _ingest(server, tmp_path, "ZZZZ", _days("2024-01-02", "2024-01-05"))
+        paths = [entry.path for entry in server.request_log.entries]
+    finally:
+        server.stop()
+    assert not list(tmp_path.rglob("bars.parquet"))
+    assert paths == ["/v2/stocks/bars", "/v2/stocks/bars/latest"]
+
+
+def test_a_symbol_listed_later_is_known_and_its_days_known_empty(tmp_path: Path) -> None:
+    server = start_simulator(listings={"NEWCO": dt.date(2024, 3, 1)})
+    try:
+        days = _days("2024-01-02", "2024-01-05")
+        report = _ingest(server, tmp_path, "NEWCO", days)
+    finally:
+        server.stop()
+    assert [entry.known_empty for entry in report.published] == [True] * len(days)

@@ -128,3 +128,47 @@ def test_fault_matrix_lake_is_identical_and_every_retry_is_counted(
     summary = json.loads((tmp_path / "lake" / "_runs" / "latest.json").read_text())
     assert summary["retries"] == {FAULT_KINDS_TO_CAUSE[fault]: injected}
     assert summary["requests"] == len(served)
+
+
+def test_an_unknown_symbol_fails_alone_and_clearly(tmp_path: Path) -> None:
+    write_config(tmp_path, symbols=["AAPL", "ZZZZ"], end=dt.date(2024, 1, 31),
+                 demo={"unknown_symbols": ["ZZZZ"]})  # fmt: skip
+    result = snakemake(tmp_path, "--cores", "8")
+    assert result.returncode != 0
+    assert "the vendor does not know ZZZZ" in result.stdout + result.stderr
+    assert len(list((tmp_path / "lake" / "ohlcv" / "symbol=AAPL").rglob("bars.parquet"))) == 21
+    assert not (tmp_path / "lake" / "ohlcv" / "symbol=ZZZZ").exists()
+
+
+BAD_CONFIGS = [
+    ("symbol=AAPL", "'symbol' was unexpected"),
+    ("symbols=[]", "config key symbols"),
+    ("symbols=aapl", "config key symbols.0"),
+    ("symbols=AAPL,../../etc", "config key symbols.1"),
+    ("start=2024-02-30", "config key start"),
+    ("start=yesterday", "config key start"),
+    ("end=2023-01-01", "end (2023-01-01) is before start (2024-01-02)"),
+    ("timeframe=7Fortnight", "config key timeframe"),
+    ("timeframe=1Week", "config key timeframe: Value error, '1Week' spans several days"),
+    ("vendor=polygon", "config key vendor"),
+    ("data_dir=", "config key data_dir"),
+    ("alpaca={requests_per_minute: -5}", "config key alpaca.requests_per_minute"),
+    ("alpaca={base_url: http://data.example.com}", "uses plain http; use https"),
+    ("alpaca={feed: otc}", "config key alpaca.feed"),
+    ("alpaca={adjustment: magic}", "adjustment 'magic' is not valid"),
+    ("alpaca={page_size: 20000}", "config key alpaca.page_size"),
+    ("demo={faults: {teapot: 0.1}}", "unknown fault kind"),
+    ("vendor=alpaca", "key_id is missing: set the APCA_API_KEY_ID environment variable"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), BAD_CONFIGS)
+def test_bad_config_stops_before_any_request_naming_the_key(
+    override: str, message: str, tmp_path: Path
+) -> None:
+    write_config(tmp_path)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
+    result = snakemake(tmp_path, "--cores", "8", "--config", override, env=environment)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "lake").exists(), "nothing may be fetched or written"

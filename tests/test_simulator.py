@@ -308,3 +308,17 @@ def test_embedded_server_stops_cleanly_and_releases_its_port() -> None:
     again = SimulatorServer(port=port).start()
     assert again.port == port
     again.stop()
+
+
+def test_latest_bars_omit_unknown_symbols_and_refuse_a_limit() -> None:
+    server = start_simulator(unknown_symbols=frozenset({"ZZZZ"}))
+    try:
+        latest = get(server, "/v2/stocks/bars/latest", symbols="AAPL,ZZZZ", feed="iex")
+        refused = get(server, "/v2/stocks/bars/latest", symbols="AAPL", limit="5")
+    finally:
+        server.stop()
+    bars = latest.json()["bars"]
+    assert list(bars) == ["AAPL"]
+    assert set(bars["AAPL"]) == {"t", "o", "h", "l", "c", "v", "n", "vw"}
+    assert refused.status_code == 400
+    assert refused.json() == {"message": "unexpected query parameter(s): limit"}

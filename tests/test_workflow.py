@@ -176,19 +176,6 @@ def test_malformed_bars_land_in_quarantine_only(tmp_path: Path) -> None:
         assert check.rejected.num_rows == 0, path
 
 
-@pytest.mark.parametrize(
-    ("override", "key"),
-    [("symbols=aapl", "symbols"), ("end=2023-01-01", "end"), ("vendor=bloomberg", "vendor"),
-     ("timeframe=90Min", "timeframe")],
-)  # fmt: skip
-def test_bad_config_stops_before_any_request(tmp_path: Path, override: str, key: str) -> None:
-    write_config(tmp_path)
-    result = snakemake(tmp_path, "--cores", "8", "--config", override)
-    assert result.returncode != 0
-    assert f"config key {key}" in result.stderr or f"{key} (" in result.stderr
-    assert not (tmp_path / "lake").exists()
-
-
 def test_lint_is_clean() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", "--lint"], cwd=ROOT, capture_output=True, text=True

@@ -54,6 +54,18 @@ def test_command_line_spellings_are_accepted() -> None:
     assert config.demo.listings == {"SPY": dt.date(2024, 2, 1)}
 
 
+def test_nested_values_given_as_text_are_typed_by_the_schema() -> None:
+    # snakemake --config 'alpaca={requests_per_minute: 100}' delivers nested values as text.
+    raw = {**BASE, "alpaca": {"requests_per_minute": "100", "feed": "iex"},
+           "demo": {"faults": {"500": "0.1"}, "seed": "3"}}  # fmt: skip
+    config = load_settings(raw).config
+    assert config.alpaca.requests_per_minute == 100
+    assert config.demo.faults == {"500": 0.1}
+    assert config.demo.seed == 3
+    with pytest.raises(ConfigError, match=r"config key alpaca\.requests_per_minute"):
+        load_settings({**BASE, "alpaca": {"requests_per_minute": "many"}})
+
+
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [

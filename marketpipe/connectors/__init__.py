@@ -17,6 +17,7 @@ from marketpipe.connectors.errors import (
     ResponseFormatError,
     RetryExhaustedError,
     TlsVerificationError,
+    UnknownSymbolError,
 )
 from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Dataset, OHLCVBar
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
@@ -50,4 +51,5 @@ __all__ = [
     "RetryExhaustedError",
     "SlidingWindowRateLimiter",
     "TlsVerificationError",
+    "UnknownSymbolError",
 ]

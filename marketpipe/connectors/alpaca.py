@@ -145,6 +145,23 @@ class AlpacaClient(BaseApiClient[BarsQuery]):
             params.append(("page_token", cursor))
         return RequestSpec(path=path, params=tuple(params), endpoint="stocks/bars")
 
+    def latest_bars(self, symbols: tuple[str, ...], feed: str = "sip") -> dict[str, Any]:
+        """``GET /v2/stocks/bars/latest``: each known symbol's most recent bar (raw JSON)."""
+        spec = RequestSpec(
+            path="/v2/stocks/bars/latest",
+            params=(("symbols", ",".join(symbols)), ("feed", feed)),
+            endpoint="stocks/bars/latest",
+        )
+        payload = self.transport.send(spec).payload
+        bars = payload.get("bars") if isinstance(payload, dict) else None
+        if not isinstance(bars, dict):
+            raise ResponseFormatError("stocks/bars/latest: expected a 'bars' map")
+        return bars
+
+    def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
+        """Symbols without a latest bar on the query's feed: the vendor does not know them."""
+        return set(symbols) - set(self.latest_bars(symbols, query.feed))
+
     def next_cursor(self, page: Page) -> str | None:
         """``next_page_token``; a null or empty token ends pagination."""
         payload = page.payload

@@ -122,6 +122,10 @@ class BaseApiClient(ABC, Generic[QueryT]):
     def parse_page(self, page: Page, query: QueryT) -> pa.Table:
         """The rows of ``page`` as a table with :attr:`dataset`'s schema."""
 
+    def unknown_symbols(self, symbols: tuple[str, ...], query: QueryT) -> set[str]:
+        """Which of ``symbols`` the vendor does not know; vendors that cannot tell say none."""
+        return set()
+
     def paginate(self, query: QueryT) -> Iterator[Page]:
         """Yield raw pages until :meth:`next_cursor` returns ``None``."""
         pagination = _Pagination(self, query)

@@ -33,6 +33,10 @@ class PaginationError(ConnectorError):
     """The vendor's cursors would make pagination loop forever."""
 
 
+class UnknownSymbolError(ConnectorError):
+    """The vendor does not know a symbol (no bars in the range and no latest bar)."""
+
+
 class TlsVerificationError(ConnectorError):
     """The server's TLS certificate did not verify; retrying cannot help, so none is made."""
 

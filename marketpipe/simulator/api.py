@@ -59,6 +59,7 @@ class SimulatorConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     bad_bars: dict[str, float] = field(default_factory=dict)
     listings: dict[str, dt.date] = field(default_factory=dict)
+    unknown_symbols: frozenset[str] = frozenset()
     fractional_timestamps: bool = False
     gzip_level: int = 1
 
@@ -144,7 +145,10 @@ class SimulatorApp:
     ) -> None:
         self.config = config or SimulatorConfig()
         self.clock = clock
-        self.market = SyntheticMarket(self.config.seed, self.config.bad_bars, self.config.listings)
+        self.market = SyntheticMarket(
+            self.config.seed, self.config.bad_bars, self.config.listings,
+            self.config.unknown_symbols,
+        )  # fmt: skip
         self.faults = FaultInjector(self.config.faults)
         self.rate_limit = PerKeyRateLimit(
             self.config.rate_limit_per_minute, clock, self.config.rate_limit_window_seconds
@@ -181,7 +185,8 @@ class SimulatorApp:
     ) -> tuple[Reply, dict[str, Any]]:
         info: dict[str, Any] = {}
         parts = path.strip("/").split("/")
-        if len(parts) == 3 and parts[:3] == ["v2", "stocks", "bars"]:
+        latest = parts == ["v2", "stocks", "bars", "latest"]
+        if latest or parts == ["v2", "stocks", "bars"]:
             single_symbol = None
         elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
             single_symbol = parts[2]
@@ -202,12 +207,40 @@ class SimulatorApp:
         if fault is not None:
             return self._fault_reply(fault, limit_headers), info
         try:
-            request = self._parse(query, single_symbol)
-            payload, count = self._page(request, query, single_symbol)
+            if latest:
+                payload, count = self._latest(query)
+            else:
+                request = self._parse(query, single_symbol)
+                payload, count = self._page(request, query, single_symbol)
         except BadRequest as exc:
             return self._error(exc.status, exc.message, limit_headers), info
         info["bars"] = count
         return Reply(200, _json(payload), {**limit_headers}), info
+
+    def _latest(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
+        """``/v2/stocks/bars/latest``: each symbol's most recent minute bar (unknown: omitted)."""
+        params = dict(query)
+        unexpected = sorted(set(params) - {"symbols", "feed", "currency"})
+        if unexpected:
+            raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
+        symbols = [s.strip() for s in params.get("symbols", "").split(",") if s.strip()]
+        if not symbols:
+            raise BadRequest("symbols is required")
+        feed = params.get("feed", "sip")
+        if feed not in _FEEDS:
+            raise BadRequest(f"invalid feed: {feed}")
+        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        recent = trading_sessions(new_york_date(now) - dt.timedelta(days=14), new_york_date(now))
+        bars: dict[str, Any] = {}
+        for symbol in sorted(set(symbols)):
+            for session in reversed(recent):
+                minute = Timeframe.parse("1Min")
+                done = [b for b in self.market.bars(symbol, session, feed, minute)
+                        if b.t <= now.timestamp()]  # fmt: skip
+                if done:
+                    bars[symbol] = self._encode_bar(done[-1])
+                    break
+        return {"bars": bars}, len(bars)
 
     def _authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Reply | None]:
         key_id = headers.get("APCA-API-KEY-ID", "")

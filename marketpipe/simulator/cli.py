@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="SYMBOL has no bars before this New York date (a new listing)",
     )
     parser.add_argument(
+        "--unknown-symbol",
+        action="append",
+        default=[],
+        metavar="SYMBOL",
+        help="a ticker the vendor does not know: no bars, no latest bar",
+    )
+    parser.add_argument(
         "--fractional-timestamps", action="store_true", help="write t with nanoseconds"
     )
     parser.add_argument("--log-file", type=Path, help="append every request as a JSON line")
@@ -92,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         faults=faults,
         bad_bars=dict(parse_assignments(args.bad_bars, float, "--bad-bars")),
         listings=dict(parse_assignments(args.listing, dt.date.fromisoformat, "--listing")),
+        unknown_symbols=frozenset(args.unknown_symbol),
         fractional_timestamps=args.fractional_timestamps,
     )
 

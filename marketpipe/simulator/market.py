@@ -56,7 +56,8 @@ class SyntheticMarket:
     Every (symbol, day) is generated from its own seeded stream, so any page of any query
     is reproducible without generating the days before it. ``bad_bars`` injects malformed
     rows (rates per bar) deterministically, for testing quarantine; ``listings`` gives
-    symbols a first trading day, before which they have no bars.
+    symbols a first trading day, before which they have no bars; ``unknown_symbols`` never
+    trade (the vendor does not know them).
     """
 
     def __init__(
@@ -64,6 +65,7 @@ class SyntheticMarket:
         seed: int = 0,
         bad_bars: Mapping[str, float] | None = None,
         listings: Mapping[str, dt.date] | None = None,
+        unknown_symbols: frozenset[str] = frozenset(),
     ) -> None:
         unknown = set(bad_bars or {}) - set(BAD_BAR_KINDS)
         if unknown:
@@ -73,6 +75,7 @@ class SyntheticMarket:
         self.seed = seed
         self.bad_bars = {kind: rate for kind, rate in (bad_bars or {}).items() if rate > 0}
         self.listings = dict(listings or {})
+        self.unknown_symbols = frozenset(unknown_symbols)
         self._minute_bars = functools.lru_cache(maxsize=256)(self._generate_minute_bars)
 
     def traits(self, symbol: str) -> SymbolTraits:
@@ -97,7 +100,8 @@ class SyntheticMarket:
 
     def _generate_minute_bars(self, symbol: str, session: Session, feed: str) -> tuple[Bar, ...]:
         listed = self.listings.get(symbol)
-        if feed not in FEEDS_WITH_DATA or (listed is not None and session.date < listed):
+        unlisted = listed is not None and session.date < listed
+        if feed not in FEEDS_WITH_DATA or unlisted or symbol in self.unknown_symbols:
             return ()
         traits = self.traits(symbol)
         rng = random.Random(f"{self.seed}|bars|{symbol}|{session.date.isoformat()}")

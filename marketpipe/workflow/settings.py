@@ -93,6 +93,9 @@ class DemoSettings(BaseModel):
     listings: dict[str, dt.date] = Field(
         default_factory=dict, description="Symbols' first trading days (no bars before)"
     )
+    unknown_symbols: list[str] = Field(
+        default_factory=list, description="Tickers the simulator does not know"
+    )
 
     @field_validator("faults")
     @classmethod
@@ -222,6 +225,29 @@ def _dates_as_text(value: Any) -> Any:
     return value
 
 
+def _coerce_scalars(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """Turn text into the number or boolean the schema expects.
+
+    ``snakemake --config 'alpaca={requests_per_minute: 100}'`` reads nested values as text.
+    """
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].rsplit("/", 1)[-1]]
+    if isinstance(value, dict) and schema.get("type") == "object":
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            key: _coerce_scalars(
+                item, properties.get(key, extra if isinstance(extra, dict) else {}), root
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, str) and schema.get("type") in ("integer", "number", "boolean"):
+        parsed = yaml.safe_load(value) if value.strip() else value
+        if isinstance(parsed, int | float | bool):
+            return parsed
+    return value
+
+
 def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     messages = []
@@ -235,6 +261,7 @@ def load_settings(raw: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Workf
     """Validate Snakemake's ``config`` against the JSON schema and the model."""
     config = _normalise(copy.deepcopy(dict(raw)))
     schema = yaml.safe_load(schema_path.read_text())
+    config = _coerce_scalars(config, schema, schema)
     problems = _schema_errors(config, schema)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

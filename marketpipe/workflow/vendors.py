@@ -36,6 +36,7 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
         ),
         bad_bars=dict(demo.bad_bars),
         listings=dict(demo.listings),
+        unknown_symbols=frozenset(demo.unknown_symbols),
     )
 
 
