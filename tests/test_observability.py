@@ -92,7 +92,8 @@ def test_no_secret_reaches_any_file_of_a_real_alpaca_run(tmp_path: Path) -> None
     key_id, secret = "PKSECRETPROBE0042", "sk-probe-Zq8vN3-do-not-leak"
     server = subprocess.Popen(
         [sys.executable, "-m", "marketpipe.simulator", "--port", "0", "--key-id", key_id,
-         "--secret-key", secret, "--fault", "500=0.2", "--fault", "reset=0.1", "--rate-limit", "0"],
+         "--secret-key", secret, "--fault", "500=0.2", "--fault", "reset=0.1", "--rate-limit", "0",
+         "--bad-bars", "duplicate=0.01", "--bad-bars", "negative_volume=0.01"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -111,6 +112,7 @@ def test_no_secret_reaches_any_file_of_a_real_alpaca_run(tmp_path: Path) -> None
         if server.stdout:
             server.stdout.close()
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list((workdir / "lake" / "quarantine").rglob("*.parquet")), "quarantine was written"
     logs = list((workdir / "lake" / "_logs").rglob("*.jsonl"))
     assert any('"event": "request.retry"' in path.read_text() for path in logs)
     files = [path for path in workdir.rglob("*") if path.is_file()]
