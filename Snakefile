@@ -21,6 +21,6 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        all_partitions(),
+        pending_partitions(),
         rules.coverage_report.output,
     default_target: True

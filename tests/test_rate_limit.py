@@ -145,4 +145,4 @@ def test_shared_limiter_holds_across_processes(tmp_path: Path) -> None:
         worker.join(timeout=60)
         assert worker.exitcode == 0
     assert _max_in_any_window(slots, window=2.0) == 7
-    assert max(slots) == pytest.approx(1_000.0 + 2.04 * (36 // 7)), "slots are packed tightly"
+    assert max(slots) == pytest.approx(1_000.0 + 2.25 * (36 // 7)), "slots are packed tightly"

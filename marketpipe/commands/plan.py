@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import statistics
 from dataclasses import dataclass
 
 from marketpipe.calendar import trading_sessions
 from marketpipe.checkpoints import CheckpointStore, state_path
 from marketpipe.commands.common import planned_coverage
-from marketpipe.storage import partition_path
 from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.workflow.planning import contiguous_runs
+from marketpipe.workflow.planning import contiguous_runs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 
 PAGE_SIZE = 10_000
@@ -93,23 +91,16 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         else default_bars_per_day(settings.timeframe, settings.config.alpaca.feed)
     )
     jobs = []
-    for month in coverage.months:
-        for symbol in coverage.symbols:
-            missing = [
-                day
-                for day in month.days
-                if not os.path.exists(partition_path(settings.data_dir, symbol, day))
-            ]
-            if not missing:
-                continue
-            runs = contiguous_runs(missing, list(month.days))
-            per_day = observed.get(symbol, fallback)
-            bars = round(per_day * len(missing))
-            requests = sum(max(1, math.ceil(per_day * len(run) / PAGE_SIZE)) for run in runs)
-            jobs.append(
-                PlannedJob(symbol, month.label.replace("_", "-"), len(missing), len(runs),
-                           bars, requests)
-            )  # fmt: skip
+    for pending in pending_jobs(settings.data_dir, coverage.symbols, coverage.months):
+        missing = list(pending.missing)
+        runs = contiguous_runs(missing, list(pending.month.days))
+        per_day = observed.get(pending.symbol, fallback)
+        requests = sum(max(1, math.ceil(per_day * len(run) / PAGE_SIZE)) for run in runs)
+        month = pending.month.label.replace("_", "-")
+        jobs.append(
+            PlannedJob(pending.symbol, month, len(missing), len(runs),
+                       round(per_day * len(missing)), requests)
+        )  # fmt: skip
     return Plan(
         jobs=jobs,
         planned_partitions=len(coverage.symbols) * len(coverage.days),

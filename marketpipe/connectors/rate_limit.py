@@ -123,9 +123,10 @@ def adapt_budget(
 
 
 def padded_window(window_seconds: float) -> float:
-    """The window the client keeps: 2% longer, so network jitter cannot push the vendor's
-    count over the budget at a window boundary."""
-    return window_seconds * 1.02
+    """The window the client keeps: 2% (at least 0.25 s) longer, so that scheduling delays
+    between booking a slot and the request's arrival cannot push the vendor's count over
+    the budget at a window boundary."""
+    return window_seconds + max(0.02 * window_seconds, 0.25)
 
 
 def earliest_slot(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.storage import partition_path
+from marketpipe.storage import PARTITION_FILE, partition_path
 
 
 @dataclass(frozen=True)
@@ -51,3 +52,45 @@ def contiguous_runs(days: list[dt.date], sessions: list[dt.date]) -> list[list[d
         else:
             runs.append([day])
     return runs
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A (symbol, month) whose partitions are not all in the lake yet."""
+
+    symbol: str
+    month: MonthPlan
+    missing: tuple[dt.date, ...]
+
+
+def _present_days(month_dir: Path) -> set[int]:
+    """Days of one symbol-month directory that hold a published partition file."""
+    try:
+        entries = list(os.scandir(month_dir))
+    except FileNotFoundError:
+        return set()
+    return {
+        int(entry.name[4:])
+        for entry in entries
+        if entry.name.startswith("day=")
+        and os.path.exists(os.path.join(entry.path, PARTITION_FILE))
+    }
+
+
+def pending_jobs(
+    data_dir: Path | str, symbols: list[str], months: list[MonthPlan]
+) -> list[PendingJob]:
+    """The (symbol, month) groups with missing partitions, from one pass over the lake.
+
+    Planning work is proportional to what is missing: complete months cost one directory
+    listing, and nothing is asked of Snakemake for them.
+    """
+    pending = []
+    for month in months:
+        for symbol in symbols:
+            month_dir = partition_path(data_dir, symbol, month.days[0]).parent.parent
+            present = _present_days(month_dir)
+            missing = tuple(day for day in month.days if day.day not in present)
+            if missing:
+                pending.append(PendingJob(symbol, month, missing))
+    return pending

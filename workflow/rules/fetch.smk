@@ -5,7 +5,7 @@
 
 from marketpipe.workflow.jobs import fetch_partitions
 
-for month in MONTHS:
+for month in PENDING_MONTHS:
 
     rule:
         name:
