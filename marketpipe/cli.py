@@ -180,3 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, ConfigError) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

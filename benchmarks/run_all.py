@@ -1,0 +1,46 @@
+"""Run every benchmark with its full-size defaults, one after another (about 10 minutes here).
+
+python benchmarks/run_all.py          # results in benchmarks/results/*.json
+python benchmarks/run_all.py --smoke  # tiny sizes: checks the scripts work, not timings
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FULL = {
+    "requests_floor.py": [],
+    "fetch_memory.py": [],
+    "planning.py": [],
+    "incremental.py": [],
+}
+SMOKE = {
+    "requests_floor.py": ["--symbols", "2", "--months", "1"],
+    "fetch_memory.py": ["--months", "1", "2", "--repeats", "1"],
+    "planning.py": ["--symbols", "3", "--years", "1"],
+    "incremental.py": ["--symbols", "3"],
+    "crash_trials.py": ["--trials", "1"],
+}
+
+
+def main() -> int:
+    """Run the scripts; stop at the first that fails."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    parser.add_argument("--output-dir", type=Path, help="where to write the JSON results")
+    args = parser.parse_args()
+    for script, script_args in (SMOKE if args.smoke else FULL).items():
+        extra = ["--output", str(args.output_dir / script.replace(".py", ".json"))] if (
+            args.output_dir
+        ) else []  # fmt: skip
+        print(f"== {script} {' '.join(script_args)}", flush=True)
+        subprocess.run([sys.executable, str(HERE / script), *script_args, *extra], check=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
