@@ -3,38 +3,35 @@
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-@contextmanager
-def simulator_process(*extra_args: str) -> Iterator[str]:
-    """Run ``python -m marketpipe.simulator`` on an OS-chosen port; yield its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "marketpipe.simulator", "--port", "0", *extra_args],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"simulator did not start: {line!r}")
-        yield line.strip().rsplit(" ", 1)[-1]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        if process.stdout:
-            process.stdout.close()
+def run_workflow(workdir: Path, config: dict[str, Any], *args: str) -> tuple[float, list[Any]]:
+    """Run the repository's workflow on ``config`` in ``workdir`` (``--cores 2``).
+
+    Returns the wall time and the requests the bundled simulator served.
+    """
+    from marketpipe.simulator import read_request_log
+
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--configfile", "config.yaml", "--cores", "2", *args]  # fmt: skip
+    started = time.perf_counter()
+    subprocess.run(command, cwd=workdir, check=True, capture_output=True)
+    elapsed = time.perf_counter() - started
+    served = read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
+    return elapsed, served
 
 
 def run_child(script: Path, args: Sequence[str]) -> dict[str, Any]:

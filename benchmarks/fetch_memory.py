@@ -20,7 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, run_child, simulator_process, write_results
+from common import median, run_child, write_results
+
+from marketpipe.simulator.process import simulator_subprocess
 
 START = dt.date(2024, 1, 1)
 
@@ -76,7 +78,7 @@ def main() -> int:
         print(json.dumps(measure(args.url, args.symbol, args.months[0])))
         return 0
     runs: dict[int, list[dict[str, float]]] = {months: [] for months in args.months}
-    with simulator_process("--rate-limit", "0") as url:
+    with simulator_subprocess("--rate-limit", "0") as url:
         for _ in range(args.repeats):
             for months in args.months:
                 child_args = ["--child", "--url", url, "--symbol", args.symbol]

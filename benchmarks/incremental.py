@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results
+from common import run_workflow, write_results
 from fixture_lake import symbols, write_fixture_lake
 
-from marketpipe.simulator import read_request_log
-
-ROOT = Path(__file__).resolve().parents[1]
 HISTORY = (dt.date(2024, 1, 2), dt.date(2024, 1, 31))
 NEW_DAY = dt.date(2024, 2, 1)
 
@@ -44,13 +37,7 @@ def main() -> int:
         write_fixture_lake(workdir / "lake", tickers, *HISTORY)
         config = {"symbols": tickers, "start": HISTORY[0], "end": NEW_DAY, "data_dir": "lake",
                   "alpaca": {"requests_per_minute": 100_000}}  # fmt: skip
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                   "--configfile", "config.yaml", "--cores", "2"]  # fmt: skip
-        started = time.perf_counter()
-        subprocess.run(command, cwd=workdir, check=True, capture_output=True)
-        elapsed = time.perf_counter() - started
-        served = read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
+        elapsed, served = run_workflow(workdir, config)
     in_requests = sum(entry.duration_ms for entry in served) / 1000
     overhead = elapsed - in_requests
     print(f"{args.symbols} symbols, one new day: {len(served)} requests "

@@ -12,22 +12,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results
+from common import run_workflow, write_results
 from fixture_lake import symbols
 
-from marketpipe.simulator import read_request_log
-
-ROOT = Path(__file__).resolve().parents[1]
 MONTH_ENDS = [dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(2024, 3, 28),
               dt.date(2024, 4, 30), dt.date(2024, 5, 31), dt.date(2024, 6, 28)]  # fmt: skip
 
@@ -44,13 +37,7 @@ def main() -> int:
         config = {"symbols": symbols(args.symbols), "start": dt.date(2024, 1, 2),
                   "end": MONTH_ENDS[args.months - 1], "data_dir": "lake",
                   "alpaca": {"requests_per_minute": 100_000}}  # fmt: skip
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-        command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                   "--configfile", "config.yaml", "--cores", "2"]  # fmt: skip
-        started = time.perf_counter()
-        subprocess.run(command, cwd=workdir, check=True, capture_output=True)
-        elapsed = time.perf_counter() - started
-        served = read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
+        elapsed, served = run_workflow(workdir, config)
     bars = sum(entry.bars for entry in served)
     floor = math.ceil(bars / 10_000)
     ratio = len(served) / floor

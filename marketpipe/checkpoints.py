@@ -11,13 +11,14 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from marketpipe.chaos import crash_point
+from marketpipe.sqlite_store import connect, transaction
 
 STATE_DIR = "_state"
 STATE_FILE = "checkpoints.sqlite"
@@ -121,12 +122,7 @@ class CheckpointStore:
     """Checkpoints of one lake; open one per job and close it when done."""
 
     def __init__(self, data_dir: Path | str) -> None:
-        path = state_path(data_dir)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=60000")
+        self._db = connect(state_path(data_dir))
         with self._transaction() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -142,15 +138,8 @@ class CheckpointStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)
 
     def claim_settings(self, settings: dict[str, str]) -> None:
         """Record the lake's settings on first use; refuse to mix different ones later."""

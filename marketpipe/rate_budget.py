@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from marketpipe.connectors.rate_limit import (
@@ -20,6 +20,7 @@ from marketpipe.connectors.rate_limit import (
     earliest_slot,
     padded_window,
 )
+from marketpipe.sqlite_store import connect, transaction
 
 BUDGET_FILE = "rate_budget.sqlite"
 _SCHEMA = (
@@ -44,15 +45,12 @@ class SharedRateLimiter:
         if requests_per_window < 1:
             raise ValueError(f"requests_per_window must be >= 1, got {requests_per_window}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.window_seconds = padded_window(window_seconds)
         self.configured = requests_per_window
         self._clock = clock
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                   check_same_thread=False)  # fmt: skip
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=60000")
+        # Slots are cheap to lose in a crash (the window moves on), so commits need no fsync.
+        self._db = connect(self.path, durable=False, shared_across_threads=True)
         with self._transaction() as db:
             for statement in _SCHEMA:
                 db.execute(statement)
@@ -64,16 +62,8 @@ class SharedRateLimiter:
                     (requests_per_window, requests_per_window, requests_per_window),
                 )
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self._lock)
 
     def _state(self, db: sqlite3.Connection) -> BudgetState:
         budget, ceiling, paused, changed = db.execute(

@@ -7,8 +7,7 @@ import datetime as dt
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import yaml
@@ -16,6 +15,7 @@ import yaml
 from marketpipe import crash_trials
 from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.simulator import LoggedRequest, read_request_log
+from marketpipe.simulator.process import simulator_subprocess
 from marketpipe.timeutil import parse_rfc3339
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,23 +69,9 @@ def copy_of(reference: Path, tmp_path: Path) -> Path:
     return workdir
 
 
-@contextmanager
-def simulator_process(log_file: Path, *args: str) -> Iterator[str]:
-    """A simulator in its own process (one server for every job of a run); yields its URL."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "marketpipe.simulator", "--port", "0",
-         "--log-file", str(log_file), *args],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        line = process.stdout.readline() if process.stdout else ""
-        assert "listening on" in line, line
-        yield line.strip().rsplit(" ", 1)[-1]
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout:
-            process.stdout.close()
+def simulator_process(log_file: Path, *args: str) -> AbstractContextManager[str]:
+    """A simulator in its own process that logs to ``log_file``; yields its URL."""
+    return simulator_subprocess("--log-file", str(log_file), *args)
 
 
 def max_in_any_window(times: list[float], window: float) -> int:

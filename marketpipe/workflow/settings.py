@@ -72,6 +72,13 @@ class AlpacaSettings(BaseModel):
         return check_adjustment(value)
 
 
+def _known_kinds(value: dict[str, float], kinds: tuple[str, ...], what: str) -> dict[str, float]:
+    unknown = sorted(set(value) - set(kinds))
+    if unknown:
+        raise ValueError(f"unknown {what} kind(s) {unknown}; choose from {list(kinds)}")
+    return value
+
+
 class DemoSettings(BaseModel):
     """The bundled simulator used by ``vendor: demo``; faults are for testing."""
 
@@ -100,18 +107,12 @@ class DemoSettings(BaseModel):
     @field_validator("faults")
     @classmethod
     def _check_faults(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(FAULT_KINDS))
-        if unknown:
-            raise ValueError(f"unknown fault kind(s) {unknown}; choose from {list(FAULT_KINDS)}")
-        return value
+        return _known_kinds(value, FAULT_KINDS, "fault")
 
     @field_validator("bad_bars")
     @classmethod
     def _check_bad_bars(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - set(BAD_BAR_KINDS))
-        if unknown:
-            raise ValueError(f"unknown kind(s) {unknown}; choose from {list(BAD_BAR_KINDS)}")
-        return value
+        return _known_kinds(value, BAD_BAR_KINDS, "bad-bar")
 
 
 class WorkflowConfig(BaseModel):
