@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import math
 import random
 from collections.abc import Mapping
 from typing import NamedTuple
+
+import numpy as np
 
 from marketpipe.calendar import NEW_YORK, Session
 from marketpipe.timeframe import Timeframe, TimeframeUnit
@@ -40,14 +43,6 @@ class SymbolTraits(NamedTuple):
     extended_fill: float
     mean_volume: float
     trade_size: int
-
-
-def _floor_cent(value: float) -> float:
-    return max(0.01, math.floor(value * 100) / 100)
-
-
-def _ceil_cent(value: float) -> float:
-    return math.ceil(value * 100) / 100
 
 
 class SyntheticMarket:
@@ -104,39 +99,42 @@ class SyntheticMarket:
         if feed not in FEEDS_WITH_DATA or unlisted or symbol in self.unknown_symbols:
             return ()
         traits = self.traits(symbol)
-        rng = random.Random(f"{self.seed}|bars|{symbol}|{session.date.isoformat()}")
-        price = traits.base_price * math.exp(rng.gauss(0.0, 0.03))
-        sip_start, sip_end = session.extended_window("sip")
+        stream = hashlib.sha256(f"{self.seed}|bars|{symbol}|{session.date}".encode()).digest()
+        rng = np.random.Generator(np.random.PCG64(int.from_bytes(stream[:16], "big")))
+        sip_start, sip_end = (int(x.timestamp()) for x in session.extended_window("sip"))
         feed_start, feed_end = (int(x.timestamp()) for x in session.extended_window(feed))
-        regular_open, regular_close = int(session.open.timestamp()), int(session.close.timestamp())
-        is_iex = feed == "iex"
-        sigma = traits.volatility
-        bars: list[Bar] = []
-        # The price walk runs over the whole sip window with a fixed number of draws per
-        # minute, so every feed sees the same prices and iex minutes are a subset of sip's.
-        for t in range(int(sip_start.timestamp()), int(sip_end.timestamp()), 60):
-            move = rng.gauss(0.0, sigma)
-            wick_up = abs(rng.gauss(0.0, sigma / 2))
-            wick_down = abs(rng.gauss(0.0, sigma / 2))
-            trade_roll = rng.random()
-            volume_draw = rng.lognormvariate(0.0, 0.8)
-            vwap_position = rng.random()
-            open_price = price
-            price = max(0.5, price * math.exp(move))
-            regular = regular_open <= t < regular_close
-            fill = traits.regular_fill if regular else traits.extended_fill
-            if is_iex:
-                fill *= 0.85 if regular else 0.35
-            if not (feed_start <= t < feed_end) or trade_roll >= fill:
-                continue
-            o, c = round(open_price, 2), round(price, 2)
-            h = max(_ceil_cent(max(open_price, price) * (1 + wick_up)), o, c)
-            low = min(_floor_cent(min(open_price, price) * (1 - wick_down)), o, c)
-            volume_scale = (1.0 if regular else 0.15) * (0.025 if is_iex else 1.0)
-            v = max(1, int(traits.mean_volume * volume_scale * volume_draw))
-            n = max(1, v // traits.trade_size)
-            vw = round(low + (h - low) * vwap_position, 4)
-            bars.append(Bar(t, o, h, low, c, v, n, vw))
+        # The price walk spans the whole sip window with the same draws for every feed, so
+        # all feeds see the same prices and iex minutes are a subset of sip's.
+        times = np.arange(sip_start, sip_end, 60, dtype=np.int64)
+        count, sigma = len(times), traits.volatility
+        start_price = traits.base_price * math.exp(rng.normal(0.0, 0.03))
+        moves = rng.normal(0.0, sigma, count)
+        wick_up = np.abs(rng.normal(0.0, sigma / 2, count))
+        wick_down = np.abs(rng.normal(0.0, sigma / 2, count))
+        trade_roll = rng.random(count)
+        volume_draw = rng.lognormal(0.0, 0.8, count)
+        vwap_position = rng.random(count)
+        close = np.maximum(0.5, start_price * np.exp(np.cumsum(moves)))
+        opened = np.concatenate(([start_price], close[:-1]))
+        regular = (times >= session.open.timestamp()) & (times < session.close.timestamp())
+        fill = np.where(regular, traits.regular_fill, traits.extended_fill)
+        if feed == "iex":
+            fill = fill * np.where(regular, 0.85, 0.35)
+        keep = (times >= feed_start) & (times < feed_end) & (trade_roll < fill)
+        o, c = np.round(opened, 2), np.round(close, 2)
+        h = np.maximum(np.ceil(np.maximum(opened, close) * (1 + wick_up) * 100) / 100,
+                       np.maximum(o, c))  # fmt: skip
+        low = np.minimum(np.floor(np.minimum(opened, close) * (1 - wick_down) * 100) / 100,
+                         np.minimum(o, c))  # fmt: skip
+        low = np.maximum(low, 0.01)
+        scale = np.where(regular, 1.0, 0.15) * (0.025 if feed == "iex" else 1.0)
+        volume = np.maximum(1, (traits.mean_volume * scale * volume_draw).astype(np.int64))
+        trades = np.maximum(1, volume // traits.trade_size)
+        vwap = np.round(low + (h - low) * vwap_position, 4)
+        columns = (times, o, h, low, c, volume, trades, vwap)
+        bars = [
+            Bar(*row) for row in zip(*(column[keep].tolist() for column in columns), strict=True)
+        ]
         if self.bad_bars:
             bars = self._corrupt(bars, symbol, session, feed)
         return tuple(bars)
