@@ -14,12 +14,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 FULL = {
     "requests_floor.py": [],
+    "throughput.py": [],
     "fetch_memory.py": [],
     "planning.py": [],
     "incremental.py": [],
 }
 SMOKE = {
     "requests_floor.py": ["--symbols", "2", "--months", "1"],
+    "throughput.py": ["--symbols", "1", "--rounds", "1"],
     "fetch_memory.py": ["--months", "1", "2", "--repeats", "1"],
     "planning.py": ["--symbols", "3", "--years", "1"],
     "incremental.py": ["--symbols", "3"],

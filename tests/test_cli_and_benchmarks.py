@@ -45,5 +45,7 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     assert planning["partitions"] == 3 * 253
     incremental = json.loads((tmp_path / "incremental.json").read_text())
     assert incremental["requests"] == 3
+    throughput = json.loads((tmp_path / "throughput.json").read_text())
+    assert throughput["rows"] > 10_000 and throughput["speedup"] > 0
     crashes = json.loads((tmp_path / "crash_trials.json").read_text())
     assert crashes["failed"] == 0 and len(crashes["trials"]) == 1

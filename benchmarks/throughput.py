@@ -1,0 +1,114 @@
+"""End-to-end rows/s: MarketPipe's workflow vs what a user writes with alpaca-py today.
+
+Both sides fetch the same symbols and days from one simulator process (no rate limit) and
+write the same hive layout; runs alternate, and the median of each side is reported.
+The alpaca-py side is the common script: `get_stock_bars` per symbol and day, `.df`,
+`to_parquet`.
+
+    python benchmarks/throughput.py                         # 10 symbols x 1 month, 2 rounds
+    python benchmarks/throughput.py --symbols 2 --rounds 1  # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, median, write_results
+from fixture_lake import symbols
+
+from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.simulator.process import simulator_subprocess
+from marketpipe.storage import partition_path
+
+START, END = dt.date(2024, 1, 2), dt.date(2024, 1, 31)
+
+
+def alpaca_py_backfill(url: str, tickers: list[str], lake: Path) -> int:
+    """The baseline: one get_stock_bars call per symbol and day, then .df and to_parquet."""
+    from alpaca.data.enums import DataFeed
+    from alpaca.data.historical import StockHistoricalDataClient
+    from alpaca.data.requests import StockBarsRequest
+    from alpaca.data.timeframe import TimeFrame
+
+    client = StockHistoricalDataClient("demo", "demo", url_override=url)
+    rows = 0
+    for ticker in tickers:
+        for session in trading_sessions(START, END):
+            day_start = dt.datetime.combine(session.date, dt.time(0, 0), NEW_YORK)
+            request = StockBarsRequest(
+                symbol_or_symbols=ticker, timeframe=TimeFrame.Minute, feed=DataFeed.SIP,
+                start=day_start, end=day_start + dt.timedelta(days=1, seconds=-1),
+            )  # fmt: skip
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                frame = client.get_stock_bars(request).df
+            path = partition_path(lake, ticker, session.date)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(path)
+            rows += len(frame)
+    return rows
+
+
+def marketpipe_backfill(url: str, tickers: list[str], workdir: Path) -> None:
+    """MarketPipe: the workflow, vendor alpaca, pointed at the same simulator."""
+    config = {
+        "symbols": tickers, "start": START, "end": END, "data_dir": "lake", "vendor": "alpaca",
+        "alpaca": {"base_url": url, "requests_per_minute": 100_000},
+    }  # fmt: skip
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    environment = {**os.environ, "APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--configfile", "config.yaml", "--cores", "2"]  # fmt: skip
+    subprocess.run(command, cwd=workdir, env=environment, check=True, capture_output=True)
+
+
+def main() -> int:
+    """Alternate both sides and print the medians and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    tickers = symbols(args.symbols)
+    rows = 0
+    seconds: dict[str, list[float]] = {"marketpipe": [], "alpaca-py": []}
+    with simulator_subprocess("--rate-limit", "0") as url, tempfile.TemporaryDirectory() as tmp:
+        for round_number in range(args.rounds):
+            for side in ("marketpipe", "alpaca-py"):
+                workdir = Path(tmp) / f"{side}-{round_number}"
+                workdir.mkdir()
+                started = time.perf_counter()
+                if side == "marketpipe":
+                    marketpipe_backfill(url, tickers, workdir)
+                else:
+                    rows = alpaca_py_backfill(url, tickers, workdir / "lake" / "ohlcv")
+                seconds[side].append(time.perf_counter() - started)
+    ours, theirs = median(seconds["marketpipe"]), median(seconds["alpaca-py"])
+    print(f"{args.symbols} symbols x {START}..{END}: {rows:,} rows per side")
+    print(f"{'side':<12} {'median s':>9} {'rows/s':>10}")
+    for side, value in (("marketpipe", ours), ("alpaca-py", theirs)):
+        print(f"{side:<12} {value:>9.2f} {rows / value:>10,.0f}")
+    print(f"marketpipe is {theirs / ours:.2f}x the alpaca-py baseline (target >= 3x)")
+    path = write_results(
+        "throughput",
+        {"symbols": args.symbols, "rows": rows, "seconds": seconds, "speedup": theirs / ours},
+        args.output,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
