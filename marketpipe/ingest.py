@@ -21,7 +21,6 @@ from marketpipe.calendar import NEW_YORK, Session, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.connectors import OHLCV_SCHEMA, BarsQuery, BaseApiClient, UnknownSymbolError
 from marketpipe.storage import (
-    PARTITION_FILE,
     file_sha256,
     partition_path,
     quarantine_path,
@@ -95,9 +94,10 @@ def reconcile(
     missing = []
     for day in days:
         path = partition_path(data_dir, symbol, day)
-        if path.parent.is_dir():
-            for stale in path.parent.glob(f".{PARTITION_FILE}.*.tmp"):
-                stale.unlink(missing_ok=True)
+        for directory in (path.parent, quarantine_path(data_dir, symbol, day).parent):
+            if directory.is_dir():
+                for stale in directory.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
         if not path.exists():
             missing.append(day)
             if day in ledger:

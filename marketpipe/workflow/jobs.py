@@ -76,6 +76,10 @@ def fetch_partitions(
                 error = f"fetching {label} failed: {exc}"
                 logger.error(error, extra={"event": "job.failed"})
                 raise FetchFailed(error) from None
+            except BaseException as exc:
+                error = f"fetching {label} failed: {type(exc).__name__}: {exc}"
+                logger.error(error, extra={"event": "job.failed"})
+                raise
             finally:
                 _finish_job(store, settings, symbol, month, report, recorder, started, error)
     return report
