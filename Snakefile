@@ -21,6 +21,6 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        pending_partitions(),
+        pending_targets(),
         rules.coverage_report.output,
     default_target: True

@@ -6,6 +6,7 @@
 from marketpipe.logs import current_run_id
 from marketpipe.workflow.jobs import finish_run, start_run
 from marketpipe.workflow.planning import month_outputs, pending_jobs, plan_months
+from marketpipe.storage import partition_path
 from marketpipe.workflow.settings import load_settings
 
 SETTINGS = load_settings(config)
@@ -22,9 +23,20 @@ wildcard_constraints:
     symbol=r"[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?",
 
 
-def pending_partitions():
-    """Every partition of the (symbol, month) jobs that have something to fetch."""
-    return [path for job in PENDING for path in month_outputs(DATA_DIR, job.symbol, job.month)]
+def pending_targets():
+    """The missing partitions to request: each one of a partly present month (so `-n` names
+    them all), and only the first of a month with nothing yet.
+
+    Requesting one output is enough to schedule a whole month, and at scale asking Snakemake
+    for every path of an empty history dominates planning: it matches each requested path
+    against every rule's outputs (125,800 x 1,260 for 100 symbols x 5 years).
+    """
+    targets = []
+    for job in PENDING:
+        whole_month = len(job.missing) == len(job.month.days)
+        days = job.missing[:1] if whole_month else job.missing
+        targets.extend(str(partition_path(DATA_DIR, job.symbol, day)) for day in days)
+    return targets
 
 
 onstart:

@@ -6,7 +6,7 @@ from marketpipe.workflow.jobs import write_coverage_report
 
 rule coverage_report:
     input:
-        pending_partitions(),
+        pending_targets(),
     output:
         png=report(
             str(REPORT_DIR / "coverage.png"),
