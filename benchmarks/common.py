@@ -28,8 +28,10 @@ def run_workflow(workdir: Path, config: dict[str, Any], *args: str) -> tuple[flo
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
                "--configfile", "config.yaml", "--cores", "2", *args]  # fmt: skip
     started = time.perf_counter()
-    subprocess.run(command, cwd=workdir, check=True, capture_output=True)
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"the workflow failed in {workdir}:\n{result.stderr[-4000:]}")
     served = read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
     return elapsed, served
 
