@@ -17,6 +17,11 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def workflow_command(*args: str) -> list[str]:
+    """``python -m snakemake`` on this repository's Snakefile, plus ``args``."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]
+
+
 def run_workflow(workdir: Path, config: dict[str, Any], *args: str) -> tuple[float, list[Any]]:
     """Run the repository's workflow on ``config`` in ``workdir`` (``--cores 2``).
 
@@ -25,8 +30,7 @@ def run_workflow(workdir: Path, config: dict[str, Any], *args: str) -> tuple[flo
     from marketpipe.simulator import read_request_log
 
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--configfile", "config.yaml", "--cores", "2", *args]  # fmt: skip
+    command = workflow_command("--configfile", "config.yaml", "--cores", "2", *args)
     started = time.perf_counter()
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started

@@ -23,22 +23,20 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results
+from common import workflow_command, write_results
 
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.crash_trials import lake_hashes, run_crash_trial
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = {"symbols": ["AAPL", "MSFT"], "start": "2024-01-02", "end": "2024-03-28",
           "data_dir": "lake"}  # fmt: skip
 ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 110}
 
 
 def _command(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args,
-    ]  # fmt: skip
+    return workflow_command(
+        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args
+    )
 
 
 def _prepare(workdir: Path) -> None:

@@ -21,10 +21,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_results
+from common import workflow_command, write_results
 from fixture_lake import symbols, write_fixture_lake
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _timed(command: list[str], cwd: Path) -> float:
@@ -45,8 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     start, end = dt.date(2020, 1, 2), dt.date(2020 + args.years - 1, 12, 31)
     tickers = symbols(args.symbols)
-    snakemake = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-                 "--configfile", "config.yaml", "-n", "--quiet", "rules"]  # fmt: skip
+    snakemake = workflow_command("--configfile", "config.yaml", "-n", "--quiet", "rules")
     plan = [sys.executable, "-m", "marketpipe.cli", "plan", "--config", "config.yaml"]
     results: dict[str, float | int] = {}
     with tempfile.TemporaryDirectory(prefix="marketpipe-plan-") as scratch:

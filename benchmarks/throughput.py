@@ -25,7 +25,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, median, write_results
+from common import median, workflow_command, write_results
 from fixture_lake import symbols
 
 from marketpipe.calendar import NEW_YORK, trading_sessions
@@ -69,8 +69,7 @@ def marketpipe_backfill(url: str, tickers: list[str], workdir: Path) -> None:
     }  # fmt: skip
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     environment = {**os.environ, "APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--configfile", "config.yaml", "--cores", "2"]  # fmt: skip
+    command = workflow_command("--configfile", "config.yaml", "--cores", "2")
     subprocess.run(command, cwd=workdir, env=environment, check=True, capture_output=True)
 
 
