@@ -119,3 +119,19 @@ def test_contiguous_runs_follow_the_session_sequence() -> None:
     sessions = [dt.date(2024, 1, d) for d in (2, 3, 4, 5, 8, 9)]
     runs = contiguous_runs([sessions[0], sessions[3], sessions[4], sessions[1]], sessions)
     assert runs == [[sessions[0], sessions[1]], [sessions[3], sessions[4]]]
+
+
+def test_alpaca_base_url_comes_from_the_environment_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from marketpipe.workflow.settings import alpaca_client_config
+
+    monkeypatch.setenv("APCA_API_KEY_ID", "PK")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "SK")
+    monkeypatch.delenv("APCA_API_DATA_URL", raising=False)
+    config = load_settings({**BASE, "vendor": "alpaca"}).config
+    assert alpaca_client_config(config).base_url == "https://data.alpaca.markets"
+    monkeypatch.setenv("APCA_API_DATA_URL", "https://data.sandbox.alpaca.markets")
+    assert alpaca_client_config(config).base_url == "https://data.sandbox.alpaca.markets"
+    pinned = load_settings({**BASE, "alpaca": {"base_url": "http://127.0.0.1:9"}}).config
+    assert alpaca_client_config(pinned).base_url == "http://127.0.0.1:9"

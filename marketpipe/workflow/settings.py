@@ -38,9 +38,10 @@ class AlpacaSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str = Field(
-        AlpacaConfig.DEFAULT_BASE_URL,
-        description="Alpaca data API root (https; http only for loopback)",
+    base_url: str | None = Field(
+        None,
+        description="Alpaca data API root (https; http only for loopback); default: "
+        f"$APCA_API_DATA_URL, else {AlpacaConfig.DEFAULT_BASE_URL}",
     )
     feed: Literal["sip", "iex"] = Field(
         "sip", description="sip = all US exchanges (paid plans); iex = IEX only (free plan)"
@@ -63,8 +64,8 @@ class AlpacaSettings(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _check_base_url(cls, value: str) -> str:
-        return validate_base_url(value)
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_base_url(value)
 
     @field_validator("adjustment")
     @classmethod
@@ -283,9 +284,10 @@ def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConf
     """The client settings from ``alpaca:`` (keys from the environment unless overridden)."""
     settings = config.alpaca
     try:
+        base_url = {"base_url": settings.base_url} if settings.base_url else {}
         return AlpacaConfig(
             **{
-                "base_url": settings.base_url,
+                **base_url,
                 "requests_per_minute": settings.requests_per_minute,
                 "page_size": settings.page_size,
                 "connect_timeout": settings.connect_timeout,
