@@ -78,6 +78,17 @@ def trading_sessions(start: dt.date, end: dt.date) -> list[Session]:
     ]
 
 
+def new_york_midnight(day: dt.date) -> dt.datetime:
+    """00:00 New York time on ``day``, in UTC (the start of that trading date)."""
+    return dt.datetime.combine(day, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)
+
+
+def new_york_days_range(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """UTC ``[start, end]`` covering the New York dates ``first`` to ``last`` inclusive."""
+    end = new_york_midnight(last + dt.timedelta(days=1)) - dt.timedelta(seconds=1)
+    return new_york_midnight(first), end
+
+
 def new_york_date(moment: dt.datetime) -> dt.date:
     """The New York calendar date of an aware instant (the partition day of a bar)."""
     if moment.tzinfo is None:

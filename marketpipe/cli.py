@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import SecretStr, ValidationError
 
 from marketpipe import __version__
-from marketpipe.calendar import NEW_YORK
+from marketpipe.calendar import new_york_days_range
 from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.report import make_report
@@ -25,15 +25,9 @@ from marketpipe.simulator.cli import main as simulator_main
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 
 
-def _new_york_day_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(first, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)
-    end = dt.datetime.combine(last, dt.time(23, 59), NEW_YORK).astimezone(dt.UTC)
-    return start, end
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """Fetch bars from an embedded simulator and print what arrived."""
-    start, end = _new_york_day_bounds(args.start, args.end)
+    start, end = new_york_days_range(args.start, args.end)
     try:
         query = BarsQuery(
             symbols=tuple(args.symbols.split(",")),

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.calendar import NEW_YORK, Session, trading_sessions
+from marketpipe.calendar import Session, new_york_days_range, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.connectors import OHLCV_SCHEMA, BarsQuery, BaseApiClient, UnknownSymbolError
 from marketpipe.storage import (
@@ -141,12 +141,6 @@ def _split_by_day(table: pa.Table) -> list[tuple[dt.date, pa.Table]]:
         day = dt.date(key // 10_000, key // 100 % 100, key % 100)
         parts.append((day, table.filter(pc.equal(keys, key))))
     return parts
-
-
-def _day_bounds(first: dt.date, last: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(first, dt.time(0, 0), NEW_YORK)
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(0, 0), NEW_YORK)
-    return start.astimezone(dt.UTC), (end - dt.timedelta(seconds=1)).astimezone(dt.UTC)
 
 
 class _RunPublisher:
@@ -289,7 +283,7 @@ def ingest_days(
     missing = reconcile(store, data_dir, symbol, days)
     report.missing_days = len(missing)
     for run in contiguous_runs(missing, days):
-        start, end = _day_bounds(run[0], run[-1])
+        start, end = new_york_days_range(run[0], run[-1])
         query = BarsQuery(
             symbols=(symbol,),
             timeframe=str(stream.timeframe),

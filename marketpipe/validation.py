@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.calendar import NEW_YORK, Session
+from marketpipe.calendar import Session, new_york_midnight
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 REASON_COLUMN = "reason"
@@ -33,8 +32,7 @@ def _grid_seconds(timeframe: Timeframe) -> int:
 def _bar_window(session: Session, feed: str, timeframe: Timeframe) -> tuple[int, int]:
     """Epoch-nanosecond ``[first, last]`` bar start allowed in this session's partition."""
     if timeframe.unit is TimeframeUnit.DAY:
-        midnight = dt.datetime.combine(session.date, dt.time(0, 0), NEW_YORK)
-        stamp = int(midnight.timestamp()) * 10**9
+        stamp = int(new_york_midnight(session.date).timestamp()) * 10**9
         return stamp, stamp
     start, end = session.extended_window(feed)
     width = timeframe.seconds or 60

@@ -20,7 +20,12 @@ from typing import Any
 
 import orjson
 
-from marketpipe.calendar import NEW_YORK, Session, new_york_date, trading_sessions
+from marketpipe.calendar import (
+    Session,
+    new_york_date,
+    new_york_midnight,
+    trading_sessions,
+)
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.models import check_symbol
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
@@ -419,15 +424,14 @@ def _parse_time(value: str | None, name: str) -> dt.datetime | None:
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
-            return dt.datetime.combine(day, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)
+            return new_york_midnight(day)
         return parse_rfc3339(value, name)
     except ValueError:
         raise BadRequest(f"invalid {name}") from None
 
 
 def _start_of_new_york_day(now: dt.datetime) -> dt.datetime:
-    midnight = dt.datetime.combine(new_york_date(now), dt.time(0, 0), NEW_YORK)
-    return midnight.astimezone(dt.UTC)
+    return new_york_midnight(new_york_date(now))
 
 
 def _encode_token(position: tuple[str, dt.date, int], request: BarsRequest) -> str:

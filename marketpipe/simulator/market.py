@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from marketpipe.calendar import NEW_YORK, Session
+from marketpipe.calendar import Session, new_york_midnight
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 BAD_BAR_KINDS = ("high_below_low", "negative_volume", "nan", "duplicate", "out_of_order")
@@ -163,8 +163,7 @@ def _bucket_start(t: int, session: Session, timeframe: Timeframe) -> int:
     width = timeframe.seconds
     if width is not None:
         return t - t % width
-    midnight = dt.datetime.combine(session.date, dt.time(0, 0), NEW_YORK)
-    return int(midnight.timestamp())
+    return int(new_york_midnight(session.date).timestamp())
 
 
 def _aggregate(minute_bars: tuple[Bar, ...], session: Session, timeframe: Timeframe) -> list[Bar]:
