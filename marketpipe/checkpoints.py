@@ -55,6 +55,11 @@ CREATE TABLE IF NOT EXISTS job_runs (
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, job)
 );
+CREATE TABLE IF NOT EXISTS open_jobs (
+    job TEXT PRIMARY KEY,
+    symbols TEXT NOT NULL,
+    days TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,
@@ -233,6 +238,27 @@ class CheckpointStore:
                     (stream.symbol, stream.timeframe, stream.feed, stream.adjustment, stamp),
                 )
             crash_point("checkpoint_commit")
+
+    def open_job(self, job: str, symbols: Iterable[str], days: Iterable[dt.date]) -> None:
+        """Note that ``job`` may publish partitions of ``symbols`` x ``days`` from now on."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO open_jobs (job, symbols, days) VALUES (?, ?, ?)",
+                (job, json.dumps(list(symbols)), json.dumps([day.isoformat() for day in days])),
+            )
+
+    def close_job(self, job: str) -> None:
+        """``job`` ended (either way) with its ledger rows and files in agreement."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM open_jobs WHERE job = ?", (job,))
+
+    def open_jobs(self) -> dict[str, tuple[list[str], list[dt.date]]]:
+        """Jobs that never closed (the process died): their symbols and days, by job."""
+        rows = self._db.execute("SELECT job, symbols, days FROM open_jobs ORDER BY job").fetchall()
+        return {
+            job: (json.loads(symbols), [dt.date.fromisoformat(day) for day in json.loads(days)])
+            for job, symbols, days in rows
+        }
 
     def last_bar_time(self, stream: StreamKey) -> dt.datetime | None:
         """The latest bar published for a stream, if any."""

@@ -22,6 +22,7 @@ from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
+from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 
 
@@ -68,15 +69,17 @@ def _settings(args: argparse.Namespace) -> WorkflowSettings:
 
 
 def run_plan(args: argparse.Namespace) -> int:
-    """Print the missing partitions by symbol and month, with their cost."""
+    """Print the missing partitions by job (symbols and month), with their cost."""
     plan = build_plan(_settings(args))
     if not plan.jobs:
         print(f"Nothing to do: all {plan.planned_partitions} planned partitions are present.")
         return 0
-    print(f"{'symbol':<8} {'month':<8} {'missing':>7} {'streams':>7} {'~bars':>9} {'~requests':>9}")
+    print(
+        f"{'symbols':<24} {'month':<8} {'missing':>7} {'streams':>7} {'~bars':>9} {'~requests':>9}"
+    )
     for job in plan.jobs:
         print(
-            f"{job.symbol:<8} {job.month:<8} {job.missing:>7} {job.runs:>7} "
+            f"{symbols_label(job.symbols):<24} {job.month:<8} {job.missing:>7} {job.runs:>7} "
             f"{job.estimated_bars:>9,} {job.estimated_requests:>9}"
         )
     print(

@@ -1,15 +1,18 @@
-"""Fetch a symbol's missing trading days and publish each day as soon as it is complete.
+"""Fetch symbols' missing trading days and publish each day as soon as it is complete.
 
-Bars arrive ordered by time, so a day is complete when a bar of a later day (or the end
-of the stream) arrives. Each day is validated, its bad rows quarantined, its partition
-written atomically, and only then recorded in the checkpoint ledger.
+Symbols missing the same run of days share one paginated stream. Bars arrive ordered by
+symbol, then time, so a day is complete when a bar of a later day or a later symbol (or
+the end of the stream) arrives. Each day is validated, its bad rows quarantined, its
+partition written atomically, and only then recorded in the checkpoint ledger.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
+import itertools
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,16 @@ import pyarrow.parquet as pq
 
 from marketpipe.calendar import Session, new_york_days_range, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
-from marketpipe.connectors import OHLCV_SCHEMA, BarsQuery, BaseApiClient, UnknownSymbolError
+from marketpipe.connectors import (
+    OHLCV_SCHEMA,
+    ApiError,
+    BarsQuery,
+    BaseApiClient,
+    ConnectorError,
+    ResponseFormatError,
+    TlsVerificationError,
+    UnknownSymbolError,
+)
 from marketpipe.storage import (
     file_sha256,
     partition_path,
@@ -60,12 +72,20 @@ class StreamSettings:
         }
 
 
+class SymbolsFailed(ConnectorError):
+    """Some symbols could not be fetched; the others were published. Names each one and why."""
+
+    def __init__(self, errors: dict[str, ConnectorError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{symbol}: {error}" for symbol, error in errors.items()))
+
+
 @dataclass
 class IngestReport:
-    """What one ingest call did."""
+    """What one ingest call did; day counts are partitions (symbol-days)."""
 
-    symbol: str
-    planned_days: int
+    symbols: tuple[str, ...]
+    planned_days: int = 0
     missing_days: int = 0
     requests: int = 0
     published: list[LedgerEntry] = field(default_factory=list)
@@ -168,10 +188,11 @@ class _RunPublisher:
         self.buffers: dict[dt.date, list[pa.Table]] = collections.defaultdict(list)
         self.stray: dict[dt.date, list[pa.Table]] = collections.defaultdict(list)
         self.requests_since_publish = 0
+        self.rows_received = 0
 
     def add_page(self, table: pa.Table) -> None:
-        self.requests_since_publish += 1
-        self.report.requests += 1
+        """Take this symbol's rows of one page, publishing the days they complete."""
+        self.rows_received += table.num_rows
         planned = set(self.run)
         for day, part in _split_by_day(table):
             unpublished = self.next_index < len(self.run) and day >= self.run[self.next_index]
@@ -192,12 +213,14 @@ class _RunPublisher:
             self.next_index += 1
 
     def finish(self) -> None:
+        """Publish the remaining days and quarantine stray rows (safe to call again)."""
         self.publish_before(None)
         for day, parts in sorted(self.stray.items()):
             path = quarantine_path(self.data_dir, self.symbol, day)
             existing = [pq.read_table(path)] if path.exists() else []
             table = pa.concat_tables([*existing, *parts]).cast(QUARANTINE_SCHEMA)
             write_table(path, table, self.stream.metadata(self.symbol, day))
+        self.stray.clear()
 
     def _publish(self, day: dt.date, parts: list[pa.Table]) -> None:
         table = pa.concat_tables(parts) if parts else OHLCV_SCHEMA.empty_table()
@@ -250,54 +273,164 @@ def _has_bars(store: CheckpointStore, symbol: str) -> bool:
     return any(entry.rows for entry in store.ledger(symbol).values())
 
 
-def _check_symbol_is_known(
-    client: BaseApiClient[BarsQuery], symbol: str, query: BarsQuery, days: int
-) -> None:
-    """A never-seen symbol with no bars at all may be a typo: ask the vendor before recording
-    its days as known-empty (a symbol listed after these days is known, and passes)."""
-    if symbol in client.unknown_symbols((symbol,), query):
-        raise UnknownSymbolError(
-            f"the vendor does not know {symbol}: no bars on any of {days} trading day(s) and "
-            f"no latest bar on the {query.feed} feed; check the symbol in the config"
+def _split_by_symbol(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Consecutive same-symbol slices of a page, in page order."""
+    if table.num_rows == 0:
+        return []
+    column = table["symbol"].combine_chunks()
+    changes = pc.indices_nonzero(pc.not_equal(column[1:], column[:-1])).to_numpy() + 1
+    bounds = [0, *changes.tolist(), table.num_rows]
+    return [
+        (column[begin].as_py(), table.slice(begin, end - begin))
+        for begin, end in itertools.pairwise(bounds)
+    ]
+
+
+def _can_isolate(error: ConnectorError) -> bool:
+    """Whether fetching symbols one by one could get past ``error`` (not auth or TLS)."""
+    if isinstance(error, TlsVerificationError):
+        return False
+    return not (isinstance(error, ApiError) and error.status in (401, 403))
+
+
+@dataclass
+class _Ingest:
+    """One ingest call's shared state."""
+
+    client: BaseApiClient[BarsQuery]
+    store: CheckpointStore
+    data_dir: Path
+    stream: StreamSettings
+    report: IngestReport
+
+    def query(self, symbols: tuple[str, ...], run: list[dt.date]) -> BarsQuery:
+        """The bars request of one stream."""
+        start, end = new_york_days_range(run[0], run[-1])
+        return BarsQuery(
+            symbols=symbols,
+            timeframe=str(self.stream.timeframe),
+            start=start,
+            end=end,
+            feed=self.stream.feed,  # type: ignore[arg-type]
+            adjustment=self.stream.adjustment,
         )
+
+    def run_stream(
+        self, symbols: tuple[str, ...], run: list[dt.date]
+    ) -> dict[str, UnknownSymbolError]:
+        """Fetch ``run`` for ``symbols`` in one paginated stream; return unknown symbols.
+
+        A symbol's days are published once a later symbol's bars arrive; a symbol with no
+        bars waits for the end, so a typo is not recorded as a string of empty days.
+        """
+        publishers = {
+            symbol: _RunPublisher(self.store, self.data_dir, symbol, run, self.stream, self.report)
+            for symbol in symbols
+        }
+        position = {symbol: index for index, symbol in enumerate(symbols)}
+        current = 0
+        query = self.query(symbols, run)
+        for table in self.client.fetch_batch(query):
+            self.report.requests += 1
+            parts = _split_by_symbol(table)
+            charged = parts[0][0] if parts else symbols[min(current, len(symbols) - 1)]
+            publishers[charged].requests_since_publish += 1
+            for symbol, part in parts:
+                if symbol not in position:
+                    raise ResponseFormatError(f"a page has bars for {symbol}, not requested")
+                while current < position[symbol]:
+                    if publishers[symbols[current]].rows_received:
+                        publishers[symbols[current]].finish()
+                    current += 1
+                publishers[symbol].add_page(part)
+        silent = [symbol for symbol in symbols if not publishers[symbol].rows_received]
+        doubtful = tuple(symbol for symbol in silent if not _has_bars(self.store, symbol))
+        unknown = self.client.unknown_symbols(doubtful, query) if doubtful else set()
+        for symbol in symbols:
+            if symbol not in unknown:
+                publishers[symbol].finish()
+        return {
+            symbol: UnknownSymbolError(
+                f"the vendor does not know {symbol}: no bars on any of {len(run)} trading "
+                f"day(s) and no latest bar on the {query.feed} feed; check the symbol in the config"
+            )
+            for symbol in sorted(unknown)
+        }
 
 
 def ingest_days(
     client: BaseApiClient[BarsQuery],
     store: CheckpointStore,
     data_dir: Path,
-    symbol: str,
+    symbols: Sequence[str],
     days: list[dt.date],
     stream: StreamSettings,
     report: IngestReport | None = None,
 ) -> IngestReport:
     """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
 
-    Missing days are grouped into runs of consecutive sessions; each run is one paginated
-    request stream, so a resumed or extended backfill never re-requests published days.
-    Pass ``report`` to keep the progress made before an exception.
+    Each symbol's missing days are grouped into runs of consecutive sessions; symbols with
+    the same run share one paginated request stream, so a resumed or extended backfill never
+    re-requests published days and thin symbols fill each other's pages. When a shared
+    stream fails, its unfinished symbols are retried one by one so that one bad symbol cannot
+    hold back the rest. Raises :class:`SymbolsFailed` naming the symbols that still failed,
+    after publishing the others. Pass ``report`` to keep the progress made before an exception.
     """
     days = sorted(days)
-    report = report or IngestReport(symbol=symbol, planned_days=len(days))
-    report.planned_days = len(days)
-    missing = reconcile(store, data_dir, symbol, days)
-    report.missing_days = len(missing)
-    for run in contiguous_runs(missing, days):
-        start, end = new_york_days_range(run[0], run[-1])
-        query = BarsQuery(
-            symbols=(symbol,),
-            timeframe=str(stream.timeframe),
-            start=start,
-            end=end,
-            feed=stream.feed,  # type: ignore[arg-type]
-            adjustment=stream.adjustment,
-        )
-        publisher = _RunPublisher(store, data_dir, symbol, run, stream, report)
-        rows = 0
-        for table in client.fetch_batch(query):
-            rows += table.num_rows
-            publisher.add_page(table)
-        if rows == 0 and not _has_bars(store, symbol):
-            _check_symbol_is_known(client, symbol, query, len(run))
-        publisher.finish()
+    symbols = tuple(sorted(symbols))
+    report = report or IngestReport(symbols=symbols)
+    report.planned_days = len(days) * len(symbols)
+    streams: dict[tuple[dt.date, ...], list[str]] = {}
+    for symbol in symbols:
+        missing = reconcile(store, data_dir, symbol, days)
+        report.missing_days += len(missing)
+        for run in contiguous_runs(missing, days):
+            streams.setdefault(tuple(run), []).append(symbol)
+    ingest = _Ingest(client, store, data_dir, stream, report)
+    errors: dict[str, ConnectorError] = {}
+    for run, members in sorted(streams.items()):
+        try:
+            errors.update(ingest.run_stream(tuple(members), list(run)))
+        except ConnectorError as error:
+            if not _can_isolate(error):
+                raise
+            if len(members) == 1:
+                errors[members[0]] = error
+                continue
+            logger.warning(
+                "a stream of %d symbols failed (%s); fetching them one by one", len(members),
+                error, extra={"event": "stream.split", "symbols": members},
+            )  # fmt: skip
+            errors.update(_one_by_one(ingest, members, list(run), days))
+    if errors:
+        raise SymbolsFailed(dict(sorted(errors.items())))
     return report
+
+
+def _one_by_one(
+    ingest: _Ingest, symbols: list[str], run: list[dt.date], days: list[dt.date]
+) -> dict[str, ConnectorError]:
+    """Fetch each symbol's still-missing days of ``run`` alone; return the failures.
+
+    Two failures in a row without a success mean the vendor itself is failing: the
+    remaining symbols are not tried (a rerun will), rather than waiting out every retry.
+    """
+    errors: dict[str, ConnectorError] = {}
+    failures_in_a_row = 0
+    for symbol in symbols:
+        if failures_in_a_row >= 2:
+            errors[symbol] = ConnectorError(
+                "not fetched: the vendor failed for the symbols before it as well"
+            )
+            continue
+        missing = reconcile(ingest.store, ingest.data_dir, symbol, run)
+        try:
+            for part in contiguous_runs(missing, days):
+                errors.update(ingest.run_stream((symbol,), part))
+            failures_in_a_row = 0
+        except ConnectorError as error:
+            if not _can_isolate(error):
+                raise
+            errors[symbol] = error
+            failures_in_a_row += 1
+    return errors

@@ -45,7 +45,8 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     planning = json.loads((tmp_path / "planning.json").read_text())
     assert planning["partitions"] == 3 * 253
     incremental = json.loads((tmp_path / "incremental.json").read_text())
-    assert incremental["requests"] == 3
+    assert incremental["one_per_symbol"]["requests"] == 3
+    assert incremental["packed"]["requests"] == incremental["packed"]["floor"] == 1
     throughput = json.loads((tmp_path / "throughput.json").read_text())
     assert throughput["rows"] > 10_000 and throughput["speedup"] > 0
     crashes = json.loads((tmp_path / "crash_trials.json").read_text())

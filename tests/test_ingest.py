@@ -13,10 +13,12 @@ import pytest
 from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch
 from marketpipe.connectors import UnknownSymbolError
-from marketpipe.ingest import StreamSettings, ingest_days
-from marketpipe.simulator import SimulatorServer
+from marketpipe.ingest import StreamSettings, SymbolsFailed, ingest_days
+from marketpipe.simulator import FaultConfig, SimulatorServer
 from marketpipe.storage import file_sha256, partition_path, quarantine_path
 from marketpipe.timeframe import Timeframe
+from marketpipe.workflow.jobs import recover_interrupted_jobs
+from marketpipe.workflow.settings import load_settings
 from tests.conftest import alpaca_client, start_simulator
 
 STREAM = StreamSettings("demo", Timeframe.parse("1Min"), "sip", "raw")
@@ -29,7 +31,7 @@ def _days(start: str, end: str) -> list[dt.date]:
 
 def _ingest(server: SimulatorServer, data_dir: Path, symbol: str, days: list[dt.date], **kw):
     with alpaca_client(server, **kw) as client, CheckpointStore(data_dir) as store:
-        return ingest_days(client, store, data_dir, symbol, days, STREAM)
+        return ingest_days(client, store, data_dir, [symbol], days, STREAM)
 
 
 def _new_york_times(path: Path) -> list[dt.datetime]:
@@ -146,8 +148,9 @@ def test_a_lake_never_mixes_settings(simulator: SimulatorServer, tmp_path: Path)
 def test_an_unknown_symbol_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
     server = start_simulator(unknown_symbols=frozenset({"ZZZZ"}))
     try:
-        with pytest.raises(UnknownSymbolError, match="the vendor does not know ZZZZ"):
+        with pytest.raises(SymbolsFailed, match="ZZZZ: the vendor does not know ZZZZ") as failed:
             _ingest(server, tmp_path, "ZZZZ", _days("2024-01-02", "2024-01-05"))
+        assert isinstance(failed.value.errors["ZZZZ"], UnknownSymbolError)
         paths = [entry.path for entry in server.request_log.entries]
     finally:
         server.stop()
@@ -163,3 +166,106 @@ def test_a_symbol_listed_later_is_known_and_its_days_known_empty(tmp_path: Path)
     finally:
         server.stop()
     assert [entry.known_empty for entry in report.published] == [True] * len(days)
+
+
+def _lake(data_dir: Path) -> dict[str, str]:
+    return {
+        path.relative_to(data_dir).as_posix(): file_sha256(path)
+        for path in sorted(data_dir.rglob("*.parquet"))
+    }
+
+
+def test_symbols_missing_the_same_days_share_pages(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    """Packed: the page limit counts bars across symbols, so only the last page is partial;
+    the partitions are byte-identical to fetching each symbol alone."""
+    days = _days("2024-01-02", "2024-01-05")
+    symbols = ["SPY", "AAPL", "MSFT"]
+    with alpaca_client(simulator, page_size=1000) as client, CheckpointStore(tmp_path) as store:
+        report = ingest_days(client, store, tmp_path, symbols, days, STREAM)
+    bars = sum(entry.rows for entry in report.published)
+    assert report.requests == len(simulator.request_log.entries) == -(-bars // 1000)
+    assert {entry.symbols for entry in simulator.request_log.entries} == {("AAPL", "MSFT", "SPY")}
+    with CheckpointStore(tmp_path) as store:
+        assert sum(entry.requests for entry in store.all_entries()) == report.requests
+    alone = tmp_path / "alone"
+    for symbol in symbols:
+        _ingest(simulator, alone, symbol, days, page_size=1000)
+    assert _lake(alone) == {
+        name: digest for name, digest in _lake(tmp_path).items() if name.startswith("ohlcv")
+    }
+
+
+def test_a_failing_symbol_in_a_shared_stream_fails_alone(tmp_path: Path) -> None:
+    server = start_simulator(faults=FaultConfig(fail_symbols={"MSFT": 500}))
+    days = _days("2024-01-02", "2024-01-03")
+    try:
+        with (
+            alpaca_client(server, max_attempts=1) as client,
+            CheckpointStore(tmp_path) as store,
+            pytest.raises(SymbolsFailed, match=r"MSFT: .*HTTP 500") as failed,
+        ):
+            ingest_days(client, store, tmp_path, ["AAPL", "MSFT", "SPY"], days, STREAM)
+        requested = [entry.symbols for entry in server.request_log.entries]
+    finally:
+        server.stop()
+    assert list(failed.value.errors) == ["MSFT"]
+    assert requested == [("AAPL", "MSFT", "SPY"), ("AAPL",), ("MSFT",), ("SPY",)]
+    for symbol, expected in (("AAPL", True), ("MSFT", False), ("SPY", True)):
+        assert all(partition_path(tmp_path, symbol, day).exists() == expected for day in days)
+
+
+def test_when_the_vendor_fails_for_everyone_the_split_gives_up_early(tmp_path: Path) -> None:
+    failing = {symbol: 503 for symbol in ("AAA", "BBB", "CCC", "DDD")}
+    server = start_simulator(faults=FaultConfig(fail_symbols=failing))
+    try:
+        with (
+            alpaca_client(server, max_attempts=1) as client,
+            CheckpointStore(tmp_path) as store,
+            pytest.raises(SymbolsFailed) as failed,
+        ):
+            ingest_days(
+                client, store, tmp_path, list(failing), _days("2024-01-02", "2024-01-02"), STREAM
+            )
+        requests = len(server.request_log.entries)
+    finally:
+        server.stop()
+    assert requests == 3  # the shared stream, then AAA and BBB alone
+    assert "the vendor failed for the symbols before it" in str(failed.value.errors["DDD"])
+
+
+def test_an_unknown_symbol_in_a_shared_stream_writes_nothing_for_it(tmp_path: Path) -> None:
+    server = start_simulator(unknown_symbols=frozenset({"ZZZZ"}))
+    days = _days("2024-01-02", "2024-01-03")
+    try:
+        with (
+            alpaca_client(server) as client,
+            CheckpointStore(tmp_path) as store,
+            pytest.raises(SymbolsFailed, match="ZZZZ: the vendor does not know ZZZZ"),
+        ):
+            ingest_days(client, store, tmp_path, ["AAPL", "ZZZZ"], days, STREAM)
+    finally:
+        server.stop()
+    assert all(partition_path(tmp_path, "AAPL", day).exists() for day in days)
+    assert not list(tmp_path.glob("ohlcv/symbol=ZZZZ"))
+
+
+def test_a_run_after_a_crash_reconciles_the_interrupted_jobs(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    """A file published just before a kill, with no ledger row, in a month that now looks
+    complete on disk: no job will touch it again, so the next run's start adopts it."""
+    days = _days("2024-01-02", "2024-01-03")
+    _ingest(simulator, tmp_path, "AAPL", days)
+    with CheckpointStore(tmp_path) as store:
+        store.forget("AAPL", [days[-1]])
+        store.open_job("run-1/AAPL", ["AAPL"], days)
+    settings = load_settings({"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-03",
+                              "data_dir": str(tmp_path)})  # fmt: skip
+    assert recover_interrupted_jobs(settings) == 1
+    with CheckpointStore(tmp_path) as store:
+        assert store.open_jobs() == {}
+        entry = store.ledger("AAPL")[days[-1]]
+    assert entry.sha256 == file_sha256(partition_path(tmp_path, "AAPL", days[-1]))
+    assert recover_interrupted_jobs(settings) == 0

@@ -90,13 +90,23 @@ def test_deleted_partitions_are_planned_and_refetched_exactly(
     assert lake_hashes(workdir) == lake_hashes(reference)
 
 
-def test_extending_end_fetches_only_the_new_days(reference: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("symbols_per_job", "requested"),
+    [(10, [tuple(SYMBOLS)]), (1, [(symbol,) for symbol in SYMBOLS])],
+    ids=["packed", "one-per-symbol"],
+)
+def test_extending_end_fetches_only_the_new_days(
+    reference: Path, tmp_path: Path, symbols_per_job: int, requested: list[tuple[str, ...]]
+) -> None:
+    """One request per symbol at most; by default both symbols share it (a page holds both)."""
     workdir = copy_of(reference, tmp_path)
     already = len(request_log(workdir))
-    result = snakemake(workdir, "--cores", "8", "--config", "end=2024-04-02")
+    result = snakemake(
+        workdir, "--cores", "8", "--config", "end=2024-04-02", f"symbols_per_job={symbols_per_job}"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     new_requests = request_log(workdir)[already:]
-    assert sorted(e.symbols[0] for e in new_requests) == SYMBOLS  # one request per symbol
+    assert sorted(tuple(e.symbols) for e in new_requests) == requested
     new_days = {dt.date(2024, 4, 1), dt.date(2024, 4, 2)}  # 03-29 is Good Friday
     assert all(requested_days(e) == new_days for e in new_requests)
     for symbol in SYMBOLS:
@@ -149,8 +159,8 @@ def test_one_failing_symbol_does_not_stop_the_others(tmp_path: Path) -> None:
     days = [day for day in DAYS if day <= dt.date(2024, 2, 29)]
     assert all(partition_path(workdir / "lake", "AAPL", day).exists() for day in days)
     assert not any(partition_path(workdir / "lake", "MSFT", day).exists() for day in days)
-    log = workdir / "lake" / "_logs" / "fetch" / "MSFT" / "2024_01.jsonl"
-    assert "HTTP 500" in log.read_text()
+    log = workdir / "lake" / "_logs" / "fetch" / "2024_01" / "AAPL-MSFT.jsonl"
+    assert "fetching them one by one" in log.read_text() and "HTTP 500" in log.read_text()
     write_config(workdir, end=dt.date(2024, 2, 29))  # the fault has cleared
     rerun = snakemake(workdir, "--cores", "8")
     assert rerun.returncode == 0, rerun.stderr[-3000:]

@@ -11,7 +11,7 @@ from marketpipe.calendar import trading_sessions
 from marketpipe.checkpoints import CheckpointStore, state_path
 from marketpipe.commands.common import planned_coverage
 from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.workflow.planning import contiguous_runs, pending_jobs
+from marketpipe.workflow.planning import contiguous_runs, fetch_jobs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 
 PAGE_SIZE = 10_000
@@ -23,9 +23,9 @@ _REFERENCE_DAY = dt.date(2024, 1, 3)
 
 @dataclass(frozen=True)
 class PlannedJob:
-    """One (symbol, month) job that has partitions to fetch."""
+    """One workflow job: symbols of one month missing the same partitions."""
 
-    symbol: str
+    symbols: tuple[str, ...]
     month: str
     missing: int
     runs: int
@@ -90,15 +90,17 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         if observed
         else default_bars_per_day(settings.timeframe, settings.config.alpaca.feed)
     )
+    pending = pending_jobs(settings.data_dir, coverage.symbols, coverage.months)
     jobs = []
-    for pending in pending_jobs(settings.data_dir, coverage.symbols, coverage.months):
-        missing = list(pending.missing)
-        runs = contiguous_runs(missing, list(pending.month.days))
-        per_day = observed.get(pending.symbol, fallback)
+    for job in fetch_jobs(pending, settings.config.symbols_per_job):
+        # The job's symbols miss the same days, so each run of days is one shared stream.
+        missing = list(job.pending[0].missing)
+        runs = contiguous_runs(missing, list(job.month.days))
+        per_day = sum(observed.get(symbol, fallback) for symbol in job.symbols)
         requests = sum(max(1, math.ceil(per_day * len(run) / PAGE_SIZE)) for run in runs)
-        month = pending.month.label.replace("_", "-")
+        month = job.month.label.replace("_", "-")
         jobs.append(
-            PlannedJob(pending.symbol, month, len(missing), len(runs),
+            PlannedJob(job.symbols, month, len(missing) * len(job.symbols), len(runs),
                        round(per_day * len(missing)), requests)
         )  # fmt: skip
     return Plan(

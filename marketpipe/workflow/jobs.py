@@ -7,16 +7,24 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marketpipe.checkpoints import CheckpointStore, JobRecord
+from marketpipe.checkpoints import CheckpointStore, JobRecord, state_path
 from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
-from marketpipe.ingest import IngestReport, StreamSettings, ingest_days
+from marketpipe.ingest import (
+    IngestReport,
+    StreamSettings,
+    SymbolsFailed,
+    ingest_days,
+    reconcile,
+)
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
+from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client
 
@@ -24,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 class FetchFailed(RuntimeError):
-    """A (symbol, month) job could not fetch its bars; the message says which and why."""
+    """A job could not fetch some symbols' bars; the message says which and why."""
 
 
 def stream_settings(settings: WorkflowSettings) -> StreamSettings:
@@ -48,31 +56,43 @@ def _present_partitions(store: CheckpointStore, settings: WorkflowSettings) -> i
 
 
 def fetch_partitions(
-    settings: WorkflowSettings, symbol: str, days: Sequence[dt.date | str], log_path: Path | str
+    settings: WorkflowSettings,
+    symbols: Sequence[str],
+    days: Sequence[dt.date | str],
+    log_path: Path | str,
 ) -> IngestReport:
-    """Fetch and publish ``symbol``'s missing partitions among ``days``; log JSON to ``log_path``.
+    """Fetch and publish the missing partitions of ``symbols`` among ``days``; log JSON to
+    ``log_path``.
 
     The job's outcome and per-endpoint metrics are stored with the checkpoints under the
-    run id. Raises :class:`FetchFailed` naming the symbol, the days and the vendor's error.
+    run id. Raises :class:`FetchFailed` naming each failed symbol, the days and the vendor's
+    error, after publishing every symbol that could be fetched.
     """
     wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
+    symbols = tuple(sorted(symbols))
     month = wanted[0].strftime("%Y-%m")
-    label = f"{symbol} {wanted[0]}..{wanted[-1]}"
+    label = f"{symbols_label(symbols)} {wanted[0]}..{wanted[-1]}"
     recorder = MetricsRecorder()
-    report = IngestReport(symbol=symbol, planned_days=len(wanted))
+    report = IngestReport(symbols=symbols)
     started = time.time()
-    with json_log_file(log_path), job_context(symbol=symbol, month=month):
-        log_event(logger, "job.start", f"fetching {label}", planned=len(wanted))
+    with json_log_file(log_path), job_context(symbol=",".join(symbols), month=month):
+        log_event(logger, "job.start", f"fetching {label}", planned=len(wanted) * len(symbols))
         with CheckpointStore(settings.data_dir) as store:
             error: str | None = None
+            failed = symbols
+            token = f"{current_run_id()}/{label}"
             try:
                 store.claim_settings(settings.lake_settings())
+                store.open_job(token, symbols, wanted)
                 with open_client(settings, recorder) as client:
                     ingest_days(
-                        client, store, settings.data_dir, symbol, wanted,
+                        client, store, settings.data_dir, symbols, wanted,
                         stream_settings(settings), report,
                     )  # fmt: skip
             except (ConnectorError, ValueError) as exc:
+                if isinstance(exc, SymbolsFailed):
+                    failed = tuple(exc.errors)
+                    label = f"{symbols_label(failed)} {wanted[0]}..{wanted[-1]}"
                 error = f"fetching {label} failed: {exc}"
                 logger.error(error, extra={"event": "job.failed"})
                 raise FetchFailed(error) from None
@@ -81,35 +101,51 @@ def fetch_partitions(
                 logger.error(error, extra={"event": "job.failed"})
                 raise
             finally:
-                _finish_job(store, settings, symbol, month, report, recorder, started, error)
+                job = _JobOutcome(symbols, failed if error else (), month, started, error)
+                _finish_job(store, settings, job, report, recorder)
+                store.close_job(token)
     return report
+
+
+@dataclass(frozen=True)
+class _JobOutcome:
+    """Who a job was for and how it ended."""
+
+    symbols: tuple[str, ...]
+    failed: tuple[str, ...]
+    month: str
+    started: float
+    error: str | None
+
+    @property
+    def label(self) -> str:
+        """``AAPL..SPY (3 symbols)/2024-01``."""
+        return f"{symbols_label(self.symbols)} {self.month}"
 
 
 def _finish_job(
     store: CheckpointStore,
     settings: WorkflowSettings,
-    symbol: str,
-    month: str,
+    job: _JobOutcome,
     report: IngestReport,
     recorder: MetricsRecorder,
-    started: float,
-    error: str | None,
 ) -> None:
+    status = "failed" if job.error else "ok"
     metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
     store.record_job(
         JobRecord(
             run_id=current_run_id(),
-            job=f"{symbol}/{month}",
-            symbol=symbol,
-            status="failed" if error else "ok",
-            error=error,
+            job=job.label,
+            symbol=",".join(job.failed or job.symbols),
+            status=status,
+            error=job.error,
             planned=report.planned_days,
             missing=report.missing_days,
             published=len(report.published),
             rows=report.rows,
             rejected_rows=report.rejected_rows,
             requests=sum(stats["requests"] for stats in metrics.values()),
-            started_at=started,
+            started_at=job.started,
             finished_at=time.time(),
             metrics=metrics,
         )
@@ -118,23 +154,24 @@ def _finish_job(
     log_event(
         logger,
         "job.end",
-        f"{symbol} {month}: {report.missing_days} of {report.planned_days} partitions were "
-        f"missing; {len(report.published)} published with {report.requests} page request(s), "
+        f"{job.label}: {report.missing_days} of {report.planned_days} partitions were missing;"
+        f" {len(report.published)} published with {report.requests} page request(s), "
         f"{report.rejected_rows} row(s) quarantined",
-        status="failed" if error else "ok",
+        status=status,
         missing=report.missing_days,
         published=len(report.published),
         rows=report.rows,
         rejected=report.rejected_rows,
         requests=report.requests,
-        seconds=round(time.time() - started, 3),
+        seconds=round(time.time() - job.started, 3),
     )
     log_event(
         logger, "progress", f"{present}/{planned} partitions done", done=present, total=planned
     )
+    failed = f" (FAILED: {symbols_label(job.failed)})" if job.error else ""
     print(
-        f"[marketpipe] {symbol} {month}: {len(report.published)} partition(s) published"
-        f"{' (FAILED)' if error else ''}; lake {present}/{planned} partitions done",
+        f"[marketpipe] {job.label}: {len(report.published)} partition(s) published{failed}; "
+        f"lake {present}/{planned} partitions done",
         file=sys.stderr,
         flush=True,
     )
@@ -149,9 +186,28 @@ def write_coverage_report(
         log_event(logger, "report.written", f"wrote {png} and {page}", png=str(png), html=str(page))
 
 
+def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
+    """Reconcile the ledger of jobs a crash interrupted; return how many there were.
+
+    A kill between writing a partition and recording it leaves a file the ledger does not
+    know. Its job's month may look complete on disk, so no job would reconcile it again.
+    """
+    if not state_path(settings.data_dir).exists():
+        return 0
+    with CheckpointStore(settings.data_dir) as store:
+        interrupted = store.open_jobs()
+        for job, (symbols, days) in interrupted.items():
+            for symbol in symbols:
+                reconcile(store, settings.data_dir, symbol, days)
+            store.close_job(job)
+            log_event(logger, "job.recovered", f"reconciled the ledger of interrupted job {job}")
+    return len(interrupted)
+
+
 def start_run(settings: WorkflowSettings) -> None:
-    """Log the run's start (Snakemake ``onstart``)."""
+    """Log the run's start and recover from a crashed run (Snakemake ``onstart``)."""
     with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        recover_interrupted_jobs(settings)
         log_event(
             logger,
             "run.start",

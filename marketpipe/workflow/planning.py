@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +36,6 @@ def plan_months(start: dt.date, end: dt.date) -> list[MonthPlan]:
             sessions, key=lambda session: (session.date.year, session.date.month)
         )
     ]
-
-
-def month_outputs(data_dir: Path | str, symbol: str, plan: MonthPlan) -> list[str]:
-    """The partition paths one (symbol, month) job produces; ``symbol`` may be a wildcard."""
-    return [str(partition_path(data_dir, symbol, day)) for day in plan.days]
 
 
 def contiguous_runs(days: list[dt.date], sessions: list[dt.date]) -> list[list[dt.date]]:
@@ -94,3 +90,80 @@ def pending_jobs(
             if missing:
                 pending.append(PendingJob(symbol, month, missing))
     return pending
+
+
+def symbols_label(symbols: Sequence[str]) -> str:
+    """``AAPL``, or ``AAPL..SPY (3 symbols)`` for several."""
+    if len(symbols) == 1:
+        return symbols[0]
+    return f"{symbols[0]}..{symbols[-1]} ({len(symbols)} symbols)"
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """One Snakemake job: the missing days of a few symbols in one month, fetched together.
+
+    Symbols missing the same days share one request stream, so their bars fill the same
+    pages (Alpaca's page limit counts bars across symbols): a stream wastes at most the
+    unused part of its last page, however many symbols it carries.
+    """
+
+    month: MonthPlan
+    pending: tuple[PendingJob, ...]
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """The job's symbols, sorted as the vendor pages them."""
+        return tuple(group.symbol for group in self.pending)
+
+    @property
+    def name(self) -> str:
+        """A readable label: the month and the symbol range."""
+        first, last = self.symbols[0], self.symbols[-1]
+        return (
+            f"{self.month.label}/{first}" if first == last else f"{self.month.label}/{first}-{last}"
+        )
+
+    def outputs(self, data_dir: Path | str) -> list[str]:
+        """Every partition path of the job's symbols in its month (present ones stay)."""
+        return [
+            str(partition_path(data_dir, symbol, day))
+            for symbol in self.symbols
+            for day in self.month.days
+        ]
+
+    def targets(self, data_dir: Path | str) -> list[str]:
+        """The paths to request so Snakemake schedules this job.
+
+        Every missing partition when some are present (so ``-n`` names them all), but one
+        path for a month with nothing yet: at scale, asking Snakemake for every path of an
+        empty history dominates planning (it matches each requested path against every
+        rule's outputs).
+        """
+        if all(len(group.missing) == len(self.month.days) for group in self.pending):
+            return [str(partition_path(data_dir, self.symbols[0], self.month.days[0]))]
+        return [
+            str(partition_path(data_dir, group.symbol, day))
+            for group in self.pending
+            for day in group.missing
+        ]
+
+
+def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob]:
+    """Group pending (symbol, month) work into jobs of up to ``symbols_per_job`` symbols.
+
+    Only symbols of the same month missing the same days share a job, since only they can
+    share a stream; each group is split into jobs in symbol order.
+    """
+    if symbols_per_job < 1:
+        raise ValueError(f"symbols_per_job must be at least 1, got {symbols_per_job}")
+    groups: dict[tuple[MonthPlan, tuple[dt.date, ...]], list[PendingJob]] = {}
+    for job in pending:
+        groups.setdefault((job.month, job.missing), []).append(job)
+    jobs = []
+    for (month, _), members in groups.items():
+        members.sort(key=lambda job: job.symbol)
+        for index in range(0, len(members), symbols_per_job):
+            jobs.append(FetchJob(month, tuple(members[index : index + symbols_per_job])))
+    jobs.sort(key=lambda job: (job.month.label, job.symbols))
+    return jobs

@@ -129,6 +129,13 @@ class WorkflowConfig(BaseModel):
         "demo", description="demo = the bundled offline simulator; alpaca = the real API"
     )
     data_dir: str = Field("data", min_length=1, description="Root of the lake and its state")
+    symbols_per_job: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Symbols one job fetches together per month; their bars share pages "
+        "(fewer requests); 1 = one job and stream per (symbol, month)",
+    )
     alpaca: AlpacaSettings = Field(
         default_factory=AlpacaSettings, description="Alpaca settings (the demo mimics Alpaca)"
     )

@@ -1,20 +1,21 @@
-# One job per (symbol, month): its outputs are that month's planned day partitions,
-# marked update() so a rerun keeps the days that exist and fetches only the missing ones.
-# Rules are generated per month because outputs cannot depend on wildcards; month values
-# reach the job through params (a run: block would see the loop variable's last value).
+# One job per month and group of up to `symbols_per_job` symbols missing the same days:
+# its outputs are those symbols' partitions of the month, marked update() so a rerun keeps
+# the days that exist and fetches only the missing ones. Symbols and days reach the job
+# through params (a run: block would see the loop variable's last value).
 
 from marketpipe.workflow.jobs import fetch_partitions
 
-for month in PENDING_MONTHS:
+for index, job in enumerate(FETCH_JOBS):
 
     rule:
         name:
-            f"fetch_{month.label}"
+            f"fetch_{job.month.label}_{index}"
         output:
-            [update(path) for path in month_outputs(DATA_DIR, "{symbol}", month)],
+            [update(path) for path in job.outputs(DATA_DIR)],
         log:
-            str(LOG_DIR / "fetch" / "{symbol}" / f"{month.label}.jsonl"),
+            str(LOG_DIR / "fetch" / f"{job.name}.jsonl"),
         params:
-            days=[day.isoformat() for day in month.days],
+            symbols=list(job.symbols),
+            days=[day.isoformat() for day in job.month.days],
         run:
-            fetch_partitions(SETTINGS, wildcards.symbol, params.days, log[0])
+            fetch_partitions(SETTINGS, params.symbols, params.days, log[0])
