@@ -26,11 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import workflow_command, write_results
 
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.crash_trials import lake_hashes, run_crash_trial
+from marketpipe.crash_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 
 CONFIG = {"symbols": ["AAPL", "MSFT"], "start": "2024-01-02", "end": "2024-03-28",
           "data_dir": "lake"}  # fmt: skip
-ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 110}
 
 
 def _command(workdir: Path, *args: str) -> list[str]:
@@ -60,7 +59,7 @@ def main() -> int:
         results = []
         for trial in range(args.trials):
             point = rng.choice(CRASH_POINTS)
-            nth = rng.randint(1, ARRIVALS[point])
+            nth = rng.randint(1, SMALL_RUN_ARRIVALS[point])
             workdir = Path(scratch) / f"trial-{trial}"
             _prepare(workdir)
             result = run_crash_trial(

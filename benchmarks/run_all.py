@@ -21,7 +21,7 @@ FULL = {
 }
 SMOKE = {
     "requests_floor.py": ["--symbols", "2", "--months", "1"],
-    "throughput.py": ["--symbols", "1", "--rounds", "1"],
+    "throughput.py": ["--symbols", "1", "--months", "1", "--rounds", "1"],
     "fetch_memory.py": ["--months", "1", "2", "--repeats", "1"],
     "planning.py": ["--symbols", "3", "--years", "1"],
     "incremental.py": ["--symbols", "3"],

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,29 +214,36 @@ class CheckpointStore:
         last_bar: dt.datetime | None = None,
     ) -> None:
         """Record a published partition and advance the stream's high-water mark."""
+        self.publish_many([(entry, stream, last_bar)])
+
+    def publish_many(
+        self, records: Sequence[tuple[LedgerEntry, StreamKey | None, dt.datetime | None]]
+    ) -> None:
+        """Record several published partitions in one transaction (see :meth:`publish`)."""
+        if not records:
+            return
+        now = time.time()
         with self._transaction() as db:
-            db.execute(
+            db.executemany(
                 "INSERT OR REPLACE INTO partitions (symbol, day, rows, sha256, known_empty, "
                 "rejected_rows, requests, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.symbol,
-                    entry.day.isoformat(),
-                    entry.rows,
-                    entry.sha256,
-                    int(entry.known_empty),
-                    entry.rejected_rows,
-                    entry.requests,
-                    time.time(),
-                ),
-            )
-            if stream is not None and last_bar is not None:
-                stamp = last_bar.astimezone(dt.UTC).isoformat()
-                db.execute(
-                    "INSERT INTO high_water (symbol, timeframe, feed, adjustment, last_bar_time) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe, feed, adjustment) "
-                    "DO UPDATE SET last_bar_time = max(last_bar_time, excluded.last_bar_time)",
-                    (stream.symbol, stream.timeframe, stream.feed, stream.adjustment, stamp),
-                )
+                [
+                    (entry.symbol, entry.day.isoformat(), entry.rows, entry.sha256,
+                     int(entry.known_empty), entry.rejected_rows, entry.requests, now)
+                    for entry, _, _ in records
+                ],
+            )  # fmt: skip
+            db.executemany(
+                "INSERT INTO high_water (symbol, timeframe, feed, adjustment, last_bar_time) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe, feed, adjustment) "
+                "DO UPDATE SET last_bar_time = max(last_bar_time, excluded.last_bar_time)",
+                [
+                    (stream.symbol, stream.timeframe, stream.feed, stream.adjustment,
+                     last_bar.astimezone(dt.UTC).isoformat())
+                    for _, stream, last_bar in records
+                    if stream is not None and last_bar is not None
+                ],
+            )  # fmt: skip
             crash_point("checkpoint_commit")
 
     def open_job(self, job: str, symbols: Iterable[str], days: Iterable[dt.date]) -> None:

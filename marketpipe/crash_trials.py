@@ -13,6 +13,11 @@ from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
 from marketpipe.checkpoints import CheckpointStore
 from marketpipe.storage import LAKE_DIR, file_sha256
 
+# How often each crash point is at least reached by a cold run of two liquid symbols over
+# 2024-01-02..2024-03-28 (three jobs, about a dozen pages, one ledger commit per page), so a
+# crash drawn from 1..N always happens.
+SMALL_RUN_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 12}
+
 
 def lake_hashes(data_dir: Path) -> dict[str, str]:
     """sha256 of every file in the lake, by path relative to ``<data_dir>/ohlcv``."""

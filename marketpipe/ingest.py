@@ -163,19 +163,42 @@ def _split_by_day(table: pa.Table) -> list[tuple[dt.date, pa.Table]]:
     return parts
 
 
+class _LedgerBatch:
+    """Ledger rows of published partitions, committed together once per page.
+
+    One commit per page instead of per partition; a crash in between leaves files the
+    ledger does not know, which the next run adopts (see ``reconcile``).
+    """
+
+    def __init__(self, store: CheckpointStore, report: IngestReport) -> None:
+        self.store = store
+        self.report = report
+        self.pending: list[tuple[LedgerEntry, StreamKey | None, dt.datetime | None]] = []
+
+    def add(self, entry: LedgerEntry, stream: StreamKey, last_bar: dt.datetime | None) -> None:
+        """Queue the row of a partition that is already at its final path."""
+        self.pending.append((entry, stream, last_bar))
+
+    def commit(self) -> None:
+        """Record the queued rows in one transaction."""
+        self.store.publish_many(self.pending)
+        self.report.published.extend(entry for entry, _, _ in self.pending)
+        self.pending = []
+
+
 class _RunPublisher:
     """Publishes the days of one contiguous run, in order, as the stream completes them."""
 
     def __init__(
         self,
-        store: CheckpointStore,
+        ledger: _LedgerBatch,
         data_dir: Path,
         symbol: str,
         run: list[dt.date],
         stream: StreamSettings,
         report: IngestReport,
     ) -> None:
-        self.store = store
+        self.ledger = ledger
         self.data_dir = data_dir
         self.symbol = symbol
         self.run = run
@@ -246,8 +269,7 @@ class _RunPublisher:
         )
         self.requests_since_publish = 0
         last_bar = result.valid["timestamp"][-1].as_py() if written.rows else None
-        self.store.publish(entry, self.stream.key(self.symbol), last_bar)
-        self.report.published.append(entry)
+        self.ledger.add(entry, self.stream.key(self.symbol), last_bar)
         logger.info(
             "%s %s: %d bars published%s",
             self.symbol,
@@ -323,8 +345,17 @@ class _Ingest:
         A symbol's days are published once a later symbol's bars arrive; a symbol with no
         bars waits for the end, so a typo is not recorded as a string of empty days.
         """
+        ledger = _LedgerBatch(self.store, self.report)
+        try:
+            return self._stream(symbols, run, ledger)
+        finally:
+            ledger.commit()
+
+    def _stream(
+        self, symbols: tuple[str, ...], run: list[dt.date], ledger: _LedgerBatch
+    ) -> dict[str, UnknownSymbolError]:
         publishers = {
-            symbol: _RunPublisher(self.store, self.data_dir, symbol, run, self.stream, self.report)
+            symbol: _RunPublisher(ledger, self.data_dir, symbol, run, self.stream, self.report)
             for symbol in symbols
         }
         position = {symbol: index for index, symbol in enumerate(symbols)}
@@ -343,6 +374,7 @@ class _Ingest:
                         publishers[symbols[current]].finish()
                     current += 1
                 publishers[symbol].add_page(part)
+            ledger.commit()
         silent = [symbol for symbol in symbols if not publishers[symbol].rows_received]
         doubtful = tuple(symbol for symbol in silent if not _has_bars(self.store, symbol))
         unknown = self.client.unknown_symbols(doubtful, query) if doubtful else set()

@@ -102,15 +102,21 @@ def json_formatter() -> logging.Formatter:
     )
 
 
-class _ThreadOnly(logging.Filter):
-    """Jobs run as threads of one process: keep each job's log to its own records."""
+_log_owner: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "marketpipe_log_owner", default=None
+)
 
-    def __init__(self) -> None:
+
+class _OwnContextOnly(logging.Filter):
+    """Jobs run as threads of one process: keep each job's log to its own records, including
+    those of helper threads started with a copy of the job's context."""
+
+    def __init__(self, owner: object) -> None:
         super().__init__()
-        self.thread = threading.get_ident()
+        self.owner = owner
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread == self.thread
+        return _log_owner.get() is self.owner
 
 
 class _PackageLevel:
@@ -153,10 +159,17 @@ def _json_file_handler(path: Path | str, mode: str) -> logging.Handler:
 def json_log_file(
     path: Path | str, *, this_thread_only: bool = True, mode: str = "w"
 ) -> Iterator[None]:
-    """Write ``marketpipe`` records (INFO and up) as JSON lines to ``path`` meanwhile."""
+    """Write ``marketpipe`` records (INFO and up) as JSON lines to ``path`` meanwhile.
+
+    With ``this_thread_only``, only records logged in this context count: this thread's, and
+    those of threads it starts with ``contextvars.copy_context()``.
+    """
     handler = _json_file_handler(path, mode)
+    owner_token = None
     if this_thread_only:
-        handler.addFilter(_ThreadOnly())
+        owner = object()
+        owner_token = _log_owner.set(owner)
+        handler.addFilter(_OwnContextOnly(owner))
     package = logging.getLogger("marketpipe")
     package.addHandler(handler)
     try:
@@ -165,6 +178,8 @@ def json_log_file(
     finally:
         package.removeHandler(handler)
         handler.close()
+        if owner_token is not None:
+            _log_owner.reset(owner_token)
 
 
 def log_event(logger: logging.Logger, event: str, message: str, **fields: Any) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.crash_trials import run_crash_trial
+from marketpipe.crash_trials import SMALL_RUN_ARRIVALS, run_crash_trial
 from marketpipe.simulator import read_request_log
 from tests.workflow_support import (
     lake_hashes,
@@ -25,15 +25,12 @@ from tests.workflow_support import (
 
 pytestmark = pytest.mark.workflow
 
-# Upper bounds on how often each point is reached in the reference run (2 symbols x 3 months).
-_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 110}
-
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_crash_at_a_random_moment_then_recovery_is_byte_identical(
     point: str, reference: Path, tmp_path: Path
 ) -> None:
-    nth = random.Random(f"crash-trial-{point}").randint(1, _ARRIVALS[point])
+    nth = random.Random(f"crash-trial-{point}").randint(1, SMALL_RUN_ARRIVALS[point])
     workdir = tmp_path / "trial"
     write_config(workdir)
     result = run_crash_trial(

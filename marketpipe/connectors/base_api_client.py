@@ -16,6 +16,7 @@ from marketpipe.connectors.config import ClientConfig
 from marketpipe.connectors.errors import PaginationError
 from marketpipe.connectors.models import Dataset
 from marketpipe.connectors.rate_limit import RateLimiter, SlidingWindowRateLimiter
+from marketpipe.connectors.read_ahead import ReadAhead
 from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
 
 logger = logging.getLogger(__name__)
@@ -139,9 +140,16 @@ class BaseApiClient(ABC, Generic[QueryT]):
             yield pagination.record(spec, await self.transport.asend(spec))
 
     def fetch_batch(self, query: QueryT) -> Iterator[pa.Table]:
-        """Stream parsed rows page by page; only one page is held in memory at a time."""
-        for page in self.paginate(query):
-            yield self._parsed(page, query)
+        """Stream parsed rows page by page.
+
+        The next page is requested and parsed in a worker thread while the caller works on
+        the current one; besides the page being parsed, at most two tables are held.
+        """
+        ahead = ReadAhead(self._parsed(page, query) for page in self.paginate(query))
+        try:
+            yield from ahead
+        finally:
+            ahead.close()
 
     async def async_fetch_batch(self, query: QueryT) -> AsyncIterator[pa.Table]:
         """Async twin of :meth:`fetch_batch`, yielding the same tables."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import collections
 import datetime as dt
 import gzip
 import hashlib
@@ -18,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from marketpipe.calendar import (
@@ -37,10 +40,11 @@ from marketpipe.timeutil import parse_rfc3339
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 1_000
 GZIP_MIN_BYTES = 256
+# Encoded sessions kept in memory (about 100 kB each for a liquid symbol's 1-minute bars).
+ENCODED_SESSIONS_KEPT = 2048
 _FEEDS = ("sip", "iex", "boats", "otc")
 _COMMON_PARAMS = {"timeframe", "start", "end", "limit", "page_token", "feed", "adjustment"}
 _IGNORED_PARAMS = {"sort", "asof", "currency"}
-_NAN = orjson.Fragment(b"NaN")
 
 
 class BadRequest(Exception):
@@ -132,10 +136,9 @@ def _json(payload: Any) -> bytes:
     return orjson.dumps(payload)
 
 
-def _number(value: float) -> Any:
-    if math.isnan(value):
-        return _NAN
-    return int(value) if value.is_integer() else value
+def _json_list(encoded: list[bytes]) -> orjson.Fragment:
+    """A JSON array of already encoded items, embedded as is by ``orjson.dumps``."""
+    return orjson.Fragment(b"[" + b",".join(encoded) + b"]")
 
 
 class SimulatorApp:
@@ -159,6 +162,10 @@ class SimulatorApp:
             self.config.rate_limit_per_minute, clock, self.config.rate_limit_window_seconds
         )
         self.log = request_log or RequestLog()
+        self._encoded: collections.OrderedDict[tuple[str, dt.date, str, str], Any] = (
+            collections.OrderedDict()
+        )
+        self._cache_lock = threading.Lock()
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""
@@ -243,7 +250,7 @@ class SimulatorApp:
                 done = [b for b in self.market.bars(symbol, session, feed, minute)
                         if b.t <= now.timestamp()]  # fmt: skip
                 if done:
-                    bars[symbol] = self._encode_bar(done[-1])
+                    bars[symbol] = orjson.Fragment(self._encode_bars(done[-1:])[0])
                     break
         return {"bars": bars}, len(bars)
 
@@ -356,9 +363,10 @@ class SimulatorApp:
     ) -> tuple[dict[str, Any], int]:
         token = dict(query).get("page_token")
         position = _decode_token(token, request) if token else (request.symbols[0], None, 0)
-        groups, next_position = self._collect(request, position)
+        encoded, next_position = self._collect(request, position)
         next_token = _encode_token(next_position, request) if next_position else None
-        count = sum(len(rows) for rows in groups.values())
+        count = sum(len(rows) for rows in encoded.values())
+        groups = {symbol: _json_list(rows) for symbol, rows in encoded.items()}
         if single_symbol is not None:
             rows = groups.get(single_symbol)
             return {"bars": rows, "symbol": single_symbol, "next_page_token": next_token}, count
@@ -366,13 +374,13 @@ class SimulatorApp:
 
     def _collect(
         self, request: BarsRequest, position: tuple[str, dt.date | None, int]
-    ) -> tuple[dict[str, list[dict[str, Any]]], tuple[str, dt.date, int] | None]:
-        """Bars from ``position`` on, ordered by symbol then time, at most ``limit`` of them."""
+    ) -> tuple[dict[str, list[bytes]], tuple[str, dt.date, int] | None]:
+        """Encoded bars from ``position`` on, ordered by symbol then time, at most ``limit``."""
         first_symbol, first_date, first_index = position
         sessions = trading_sessions(new_york_date(request.start), new_york_date(request.end))
         start_s, end_s = request.start.timestamp(), request.end.timestamp()
         remaining = request.limit
-        groups: dict[str, list[dict[str, Any]]] = {}
+        groups: dict[str, list[bytes]] = {}
         for symbol in request.symbols[request.symbols.index(first_symbol) :]:
             resuming = symbol == first_symbol
             for session in sessions:
@@ -382,7 +390,7 @@ class SimulatorApp:
                 bars = self._session_bars(symbol, session, request, start_s, end_s)
                 taken = bars[skip : skip + remaining]
                 if taken:
-                    groups.setdefault(symbol, []).extend(self._encode_bar(bar) for bar in taken)
+                    groups.setdefault(symbol, []).extend(taken)
                     remaining -= len(taken)
                 if remaining == 0:
                     return groups, (symbol, session.date, skip + len(taken))
@@ -390,26 +398,59 @@ class SimulatorApp:
 
     def _session_bars(
         self, symbol: str, session: Session, request: BarsRequest, start_s: float, end_s: float
-    ) -> list[Bar]:
+    ) -> list[bytes]:
+        """The session's bars inside ``[start_s, end_s]``, each encoded as JSON."""
+        times, encoded = self._encoded_session(symbol, session, request.feed, request.timeframe)
+        return encoded[bisect.bisect_left(times, start_s) : bisect.bisect_right(times, end_s)]
+
+    def _encoded_session(
+        self, symbol: str, session: Session, feed: str, timeframe: Timeframe
+    ) -> tuple[list[int], list[bytes]]:
+        """Bar times and JSON encodings of one session, generated once and kept in a bounded
+        cache: pages of a paginated stream, and reruns, ask for the same sessions again."""
+        key = (symbol, session.date, feed, str(timeframe))
+        with self._cache_lock:
+            cached = self._encoded.get(key)
+            if cached is not None:
+                self._encoded.move_to_end(key)
+                return cached
         try:
-            bars = self.market.bars(symbol, session, request.feed, request.timeframe)
+            bars = self.market.bars(symbol, session, feed, timeframe)
         except ValueError as exc:
             raise BadRequest(str(exc), 422) from None
-        return [bar for bar in bars if start_s <= bar.t <= end_s]
+        encoded = ([bar.t for bar in bars], self._encode_bars(bars))
+        with self._cache_lock:
+            self._encoded[key] = encoded
+            while len(self._encoded) > ENCODED_SESSIONS_KEPT:
+                self._encoded.popitem(last=False)
+        return encoded
 
-    def _encode_bar(self, bar: Bar) -> dict[str, Any]:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(bar.t))
-        stamp += ".000000000Z" if self.config.fractional_timestamps else "Z"
-        return {
-            "t": stamp,
-            "o": _number(bar.o),
-            "h": _number(bar.h),
-            "l": _number(bar.l),
-            "c": _number(bar.c),
-            "v": bar.v,
-            "n": bar.n,
-            "vw": _number(bar.vw),
-        }
+    def _encode_bars(self, bars: list[Bar]) -> list[bytes]:
+        """Each bar as Alpaca's JSON object: whole-number prices as integers, NaN as is."""
+        if not bars:
+            return []
+        t, o, h, low, c, v, n, vw = (list(column) for column in zip(*bars, strict=True))
+        stamps = np.datetime_as_string(np.array(t, dtype="datetime64[s]"), unit="s").tolist()
+        suffix = ".000000000Z" if self.config.fractional_timestamps else "Z"
+        stamps = [f"{stamp}{suffix}".encode() for stamp in stamps]
+        prices = [_json_numbers(column) for column in (o, h, low, c, vw)]
+        return [
+            b'{"t":"%s","o":%s,"h":%s,"l":%s,"c":%s,"v":%d,"n":%d,"vw":%s}' % fields
+            for fields in zip(stamps, *prices[:4], v, n, prices[4], strict=True)
+        ]
+
+
+def _json_numbers(values: list[float]) -> list[bytes]:
+    """Encode floats for JSON the way Alpaca does: ``187`` for whole numbers, ``NaN`` for NaN."""
+    array = np.asarray(values, dtype=np.float64)
+    encoded = orjson.dumps(values).strip(b"[]").split(b",")
+    with np.errstate(invalid="ignore"):
+        whole = np.flatnonzero(np.floor(array) == array).tolist()
+    for index in whole:
+        encoded[index] = b"%d" % int(array[index])
+    for index in np.flatnonzero(np.isnan(array)).tolist():
+        encoded[index] = b"NaN"
+    return encoded
 
 
 def _symbols_hint(query: list[tuple[str, str]]) -> tuple[str, ...]:
