@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.metadata
+import json
+import os
+import threading
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -42,8 +47,53 @@ class Session:
         return start, end
 
 
+def calendar_cache_dir() -> Path:
+    """Where computed session tables are kept: ``$MARKETPIPE_CACHE_DIR``, else the user's
+    cache directory (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``marketpipe/``."""
+    explicit = os.environ.get("MARKETPIPE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "marketpipe"
+
+
+def _cache_file(year: int) -> Path:
+    # Keyed by the library's version: a release that learns a new holiday gets a new file.
+    version = importlib.metadata.version("exchange-calendars")
+    return calendar_cache_dir() / "calendars" / f"{EXCHANGE}-{version}-{year}.json"
+
+
 @functools.lru_cache(maxsize=64)
 def _sessions_for_year(year: int) -> tuple[Session, ...]:
+    """The year's sessions; computing them costs ~0.5 s (pandas), so they are cached on disk."""
+    path = _cache_file(year)
+    try:
+        rows = json.loads(path.read_text())
+        return tuple(
+            Session(dt.date.fromisoformat(day), _utc(opened), _utc(closed))
+            for day, opened, closed in rows
+        )
+    except (OSError, ValueError, TypeError):
+        pass  # not cached yet (or unreadable): compute, then try to cache
+    sessions = _compute_sessions(year)
+    rows = [
+        [s.date.isoformat(), int(s.open.timestamp()), int(s.close.timestamp())] for s in sessions
+    ]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps(rows))
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a read-only home only costs the recomputation next time
+    return sessions
+
+
+def _utc(epoch_seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(epoch_seconds, dt.UTC)
+
+
+def _compute_sessions(year: int) -> tuple[Session, ...]:
     import exchange_calendars  # imported lazily: it pulls in pandas
 
     with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -77,6 +78,13 @@ def validate_bars(
         pc.and_(pc.greater_equal(nanos, first), pc.less_equal(nanos, last)),
         "outside the session window",
     )
+    passed = reasons[0][0]
+    for mask, _ in reasons[1:]:
+        passed = pc.and_(passed, mask)
+    stamps = pc.fill_null(nanos, 0).to_numpy()  # rows without a timestamp are rejected above
+    if pc.all(passed).as_py() is not False and bool(np.all(np.diff(stamps) > 0)):
+        # The common case: every row is clean and in order, so no reasons are needed.
+        return ValidationResult(valid=table, rejected=_with_reasons(table.slice(0, 0), []))
     reason_values: list[str | None] = [None] * count
     for mask, reason in reversed(reasons):
         for index in pc.indices_nonzero(pc.invert(mask)).to_pylist():
@@ -84,8 +92,7 @@ def validate_bars(
     # Order check on the rows that passed everything else: keep the first of each run of
     # equal stamps and any row later than all before it.
     latest = None
-    nano_values = nanos.to_pylist()
-    for index, stamp in enumerate(nano_values):
+    for index, stamp in enumerate(stamps.tolist()):
         if reason_values[index] is not None:
             continue
         if latest is not None and stamp <= latest:
@@ -94,5 +101,9 @@ def validate_bars(
         latest = stamp
     reason_array = pa.array(reason_values, pa.string())
     bad = pc.is_valid(reason_array)
-    rejected = table.filter(bad).append_column(REASON_COLUMN, reason_array.filter(bad))
+    rejected = _with_reasons(table.filter(bad), reason_array.filter(bad))
     return ValidationResult(valid=table.filter(pc.invert(bad)), rejected=rejected)
+
+
+def _with_reasons(table: pa.Table, reasons: pa.Array | list[str]) -> pa.Table:
+    return table.append_column(REASON_COLUMN, pa.array(reasons, pa.string()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,18 @@ from pydantic import SecretStr
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from tests.workflow_support import snakemake, write_config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _calendar_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep computed calendars (for this process and the workflows it starts) out of ~/.cache."""
+    previous = os.environ.get("MARKETPIPE_CACHE_DIR")
+    os.environ["MARKETPIPE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        del os.environ["MARKETPIPE_CACHE_DIR"]
+    else:
+        os.environ["MARKETPIPE_CACHE_DIR"] = previous
 
 
 class FakeClock:
