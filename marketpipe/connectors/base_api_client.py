@@ -145,11 +145,17 @@ class BaseApiClient(ABC, Generic[QueryT]):
         The next page is requested and parsed in a worker thread while the caller works on
         the current one; besides the page being parsed, at most two tables are held.
         """
-        ahead = ReadAhead(self._parsed(page, query) for page in self.paginate(query))
+        ahead = ReadAhead(self._parsed_pages(query))
         try:
             yield from ahead
         finally:
             ahead.close()
+
+    def _parsed_pages(self, query: QueryT) -> Iterator[pa.Table]:
+        for page in self.paginate(query):
+            table = self._parsed(page, query)
+            del page  # the decoded page is the bulk of memory; free it before the next request
+            yield table
 
     async def async_fetch_batch(self, query: QueryT) -> AsyncIterator[pa.Table]:
         """Async twin of :meth:`fetch_batch`, yielding the same tables."""
