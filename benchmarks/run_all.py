@@ -16,6 +16,7 @@ FULL = {
     "requests_floor.py": [],
     "throughput.py": [],
     "fetch_memory.py": [],
+    "workflow_memory.py": [],
     "planning.py": [],
     "incremental.py": [],
 }
@@ -23,6 +24,7 @@ SMOKE = {
     "requests_floor.py": ["--symbols", "2", "--months", "1"],
     "throughput.py": ["--symbols", "1", "--months", "1", "--rounds", "1"],
     "fetch_memory.py": ["--months", "1", "2", "--repeats", "1"],
+    "workflow_memory.py": ["--months", "1", "2", "--cores", "1", "--repeats", "1"],
     "planning.py": ["--symbols", "3", "--years", "1"],
     "incremental.py": ["--symbols", "3"],
     "crash_trials.py": ["--trials", "1"],

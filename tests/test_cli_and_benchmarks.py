@@ -40,6 +40,8 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     memory = json.loads((tmp_path / "fetch_memory.json").read_text())
     assert memory["summary"]["2"]["rows"] > memory["summary"]["1"]["rows"] > 10_000
+    workflow_memory = json.loads((tmp_path / "workflow_memory.json").read_text())
+    assert workflow_memory["summary"]["1"]["short_mb"] > 50
     floor = json.loads((tmp_path / "requests_floor.json").read_text())
     assert floor["requests"] >= floor["floor"] > 0
     planning = json.loads((tmp_path / "planning.json").read_text())
