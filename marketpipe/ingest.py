@@ -369,6 +369,12 @@ class _Ingest:
             for symbol, part in parts:
                 if symbol not in position:
                     raise ResponseFormatError(f"a page has bars for {symbol}, not requested")
+                if position[symbol] < current:
+                    # Its days may be published already: never patch them, refetch instead.
+                    raise ResponseFormatError(
+                        f"bars for {symbol} came after bars for {symbols[current]}; "
+                        "the vendor's pages are not ordered by symbol"
+                    )
                 while current < position[symbol]:
                     if publishers[symbols[current]].rows_received:
                         publishers[symbols[current]].finish()

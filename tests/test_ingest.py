@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -12,7 +14,7 @@ import pytest
 
 from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch
-from marketpipe.connectors import UnknownSymbolError
+from marketpipe.connectors import AlpacaClient, BarsQuery, UnknownSymbolError
 from marketpipe.ingest import StreamSettings, SymbolsFailed, ingest_days
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from marketpipe.storage import file_sha256, partition_path, quarantine_path
@@ -269,3 +271,40 @@ def test_a_run_after_a_crash_reconciles_the_interrupted_jobs(
         entry = store.ledger("AAPL")[days[-1]]
     assert entry.sha256 == file_sha256(partition_path(tmp_path, "AAPL", days[-1]))
     assert recover_interrupted_jobs(settings) == 0
+
+
+class _PagesOutOfSymbolOrder:
+    """A vendor whose pages do not follow the symbol order they promise."""
+
+    def __init__(self, real: AlpacaClient) -> None:
+        self.real = real
+        self.queries: list[tuple[str, ...]] = []
+
+    def fetch_batch(self, query: BarsQuery) -> Iterator[pa.Table]:
+        """Each symbol's bars in time order, but the last symbol's first."""
+        self.queries.append(query.symbols)
+        table = pa.concat_tables(self.real.fetch_batch(query))
+        if len(query.symbols) > 1:
+            last = pc.equal(table["symbol"], query.symbols[-1])
+            table = pa.concat_tables([table.filter(last), table.filter(pc.invert(last))])
+        yield from (pa.Table.from_batches([b]) for b in table.to_batches(max_chunksize=500))
+
+    def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
+        return self.real.unknown_symbols(symbols, query)
+
+
+def test_pages_out_of_symbol_order_are_refetched_not_patched(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    days = _days("2024-01-02", "2024-01-03")
+    with alpaca_client(simulator, page_size=500) as real, CheckpointStore(tmp_path) as store:
+        vendor = _PagesOutOfSymbolOrder(real)
+        ingest_days(vendor, store, tmp_path, ["AAPL", "MSFT"], days, STREAM)  # type: ignore[arg-type]
+    assert vendor.queries == [("AAPL", "MSFT"), ("AAPL",), ("MSFT",)]
+    alone = tmp_path / "alone"
+    for symbol in ("AAPL", "MSFT"):
+        _ingest(simulator, alone, symbol, days)
+    assert _lake(alone) == {
+        name: digest for name, digest in _lake(tmp_path).items() if name.startswith("ohlcv")
+    }
+    assert not list(tmp_path.glob("quarantine/**/*.parquet"))
