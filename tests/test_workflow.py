@@ -114,6 +114,21 @@ def test_extending_end_fetches_only_the_new_days(
             assert partition_path(workdir / "lake", symbol, day).exists()
 
 
+def test_jobs_as_separate_processes_see_the_plan_of_their_run(
+    reference: Path, tmp_path: Path
+) -> None:
+    """Each job process reads the workflow again while earlier jobs have already written
+    partitions; it must still find its own job (the plan is the run's, not the lake's)."""
+    workdir = tmp_path / "processes"
+    write_config(workdir, symbols_per_job=1)
+    separate_processes = ("--workflow-profile", "none", "--scheduler", "greedy",
+                          "--rerun-triggers", "mtime", "--keep-going")  # fmt: skip
+    result = snakemake(workdir, "--cores", "1", *separate_processes)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lake_hashes(workdir) == lake_hashes(reference)
+    assert not list((workdir / "lake" / "_state").glob("plans/*"))
+
+
 def test_crash_then_documented_recovery_is_byte_identical(reference: Path, tmp_path: Path) -> None:
     workdir = tmp_path / "crash"
     write_config(workdir)

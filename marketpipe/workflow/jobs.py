@@ -24,7 +24,7 @@ from marketpipe.ingest import (
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
-from marketpipe.workflow.planning import symbols_label
+from marketpipe.workflow.planning import plan_path, symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client
 
@@ -228,6 +228,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             store, current_run_id(), status, settings.planned_partitions, present
         )
     path = write_run_summary(settings.data_dir, summary)
+    plan_path(settings.data_dir, current_run_id()).unlink(missing_ok=True)
     with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
         log_event(
             logger,

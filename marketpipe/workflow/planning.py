@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -166,4 +167,44 @@ def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob
         for index in range(0, len(members), symbols_per_job):
             jobs.append(FetchJob(month, tuple(members[index : index + symbols_per_job])))
     jobs.sort(key=lambda job: (job.month.label, job.symbols))
+    return jobs
+
+
+def plan_path(data_dir: Path | str, run_id: str) -> Path:
+    """Where a run keeps its fetch jobs for the job processes it starts."""
+    return Path(data_dir) / "_state" / "plans" / f"{run_id}.json"
+
+
+def save_fetch_jobs(path: Path, jobs: list[FetchJob]) -> None:
+    """Write the run's jobs (month, then each symbol's missing days) atomically."""
+    payload = [
+        {"month": job.month.label, "missing": {group.symbol: _iso(group.missing)
+                                               for group in job.pending}}
+        for job in jobs
+    ]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(payload))
+    os.replace(temporary, path)
+
+
+def _iso(days: tuple[dt.date, ...]) -> list[str]:
+    return [day.isoformat() for day in days]
+
+
+def load_fetch_jobs(path: Path, months: list[MonthPlan]) -> list[FetchJob] | None:
+    """The jobs saved by :func:`save_fetch_jobs`, or ``None`` when there is no such file."""
+    try:
+        payload = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    by_label = {month.label: month for month in months}
+    jobs = []
+    for item in payload:
+        month = by_label[item["month"]]
+        pending = tuple(
+            PendingJob(symbol, month, tuple(dt.date.fromisoformat(day) for day in days))
+            for symbol, days in item["missing"].items()
+        )
+        jobs.append(FetchJob(month, pending))
     return jobs

@@ -6,18 +6,31 @@
 
 from marketpipe.logs import current_run_id
 from marketpipe.workflow.jobs import finish_run, start_run
-from marketpipe.workflow.planning import fetch_jobs, pending_jobs, plan_months
+from marketpipe.workflow.planning import (
+    fetch_jobs,
+    load_fetch_jobs,
+    pending_jobs,
+    plan_months,
+    plan_path,
+    save_fetch_jobs,
+)
 from marketpipe.workflow.settings import load_settings
 
 SETTINGS = load_settings(config)
 DATA_DIR = SETTINGS.data_dir
 MONTHS = plan_months(SETTINGS.config.start, SETTINGS.config.end)
-FETCH_JOBS = fetch_jobs(
-    pending_jobs(DATA_DIR, SETTINGS.config.symbols, MONTHS), SETTINGS.config.symbols_per_job
-)
 LOG_DIR = DATA_DIR / "_logs"
 REPORT_DIR = DATA_DIR / "_reports"
 RUN_ID = current_run_id()
+PLAN_PATH = plan_path(DATA_DIR, RUN_ID)
+# The main process plans from the lake and saves the plan when the run starts. A job that
+# Snakemake runs as a separate process reads this file again while other jobs are writing
+# partitions, so it takes the run's saved plan rather than the lake's changed state.
+FETCH_JOBS = None if workflow.is_main_process else load_fetch_jobs(PLAN_PATH, MONTHS)
+if FETCH_JOBS is None:
+    FETCH_JOBS = fetch_jobs(
+        pending_jobs(DATA_DIR, SETTINGS.config.symbols, MONTHS), SETTINGS.config.symbols_per_job
+    )
 
 
 def pending_targets():
@@ -26,6 +39,7 @@ def pending_targets():
 
 
 onstart:
+    save_fetch_jobs(PLAN_PATH, FETCH_JOBS)
     start_run(SETTINGS)
 
 

@@ -1,0 +1,66 @@
+"""Planning: which jobs fetch what, and the plan a run hands to its job processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from marketpipe.storage import partition_path
+from marketpipe.workflow.planning import (
+    MonthPlan,
+    PendingJob,
+    fetch_jobs,
+    load_fetch_jobs,
+    plan_months,
+    save_fetch_jobs,
+)
+
+MONTHS = plan_months(dt.date(2024, 1, 2), dt.date(2024, 2, 29))
+JANUARY, FEBRUARY = MONTHS
+
+
+def _pending(
+    symbol: str, month: MonthPlan = JANUARY, missing: tuple[dt.date, ...] | None = None
+) -> PendingJob:
+    return PendingJob(symbol, month, month.days if missing is None else missing)
+
+
+def test_symbols_missing_the_same_days_share_jobs_of_bounded_size() -> None:
+    pending = [_pending(symbol) for symbol in ("SPY", "AAPL", "MSFT", "QQQ", "IWM")]
+    jobs = fetch_jobs(pending, symbols_per_job=2)
+    assert [job.symbols for job in jobs] == [("AAPL", "IWM"), ("MSFT", "QQQ"), ("SPY",)]
+    assert jobs[0].name == "2024_01/AAPL-IWM" and jobs[2].name == "2024_01/SPY"
+
+
+def test_different_missing_days_or_months_never_share_a_job() -> None:
+    hole = (JANUARY.days[3],)
+    pending = [_pending("AAPL"), _pending("MSFT", missing=hole), _pending("SPY", FEBRUARY),
+               _pending("QQQ", missing=hole)]  # fmt: skip
+    jobs = fetch_jobs(pending, symbols_per_job=10)
+    assert sorted((job.month.label, job.symbols) for job in jobs) == [
+        ("2024_01", ("AAPL",)), ("2024_01", ("MSFT", "QQQ")), ("2024_02", ("SPY",)),
+    ]  # fmt: skip
+
+
+def test_targets_name_each_missing_partition_unless_the_month_is_empty(tmp_path: Path) -> None:
+    (empty,) = fetch_jobs([_pending("AAPL"), _pending("MSFT")], 10)
+    assert empty.targets(tmp_path) == [str(partition_path(tmp_path, "AAPL", JANUARY.days[0]))]
+    assert len(empty.outputs(tmp_path)) == 2 * len(JANUARY.days)
+    holes = (JANUARY.days[3], JANUARY.days[9])
+    (partly,) = fetch_jobs([_pending("MSFT", missing=holes)], 10)
+    assert partly.targets(tmp_path) == [str(partition_path(tmp_path, "MSFT", d)) for d in holes]
+
+
+def test_a_saved_plan_reads_back_identical(tmp_path: Path) -> None:
+    jobs = fetch_jobs([_pending("AAPL"), _pending("MSFT", FEBRUARY, FEBRUARY.days[2:5])], 10)
+    path = tmp_path / "plans" / "run.json"
+    save_fetch_jobs(path, jobs)
+    assert load_fetch_jobs(path, MONTHS) == jobs
+    assert load_fetch_jobs(tmp_path / "missing.json", MONTHS) is None
+
+
+def test_symbols_per_job_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="symbols_per_job must be at least 1"):
+        fetch_jobs([_pending("AAPL")], 0)
