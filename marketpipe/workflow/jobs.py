@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 from marketpipe.checkpoints import CheckpointStore, JobRecord, state_path
 from marketpipe.commands.report import make_report
@@ -33,6 +38,32 @@ logger = logging.getLogger(__name__)
 
 class FetchFailed(RuntimeError):
     """A job could not fetch some symbols' bars; the message says which and why."""
+
+
+def configure_workflow_process() -> None:
+    """Process-wide memory settings for the Snakemake process whose threads run the jobs.
+
+    Jobs and their read-ahead threads come and go, and per-thread allocator caches kept
+    what they freed: the workflow's peak RSS grew with the number of jobs and varied by
+    ~60 MB between identical runs. Arrow uses the system allocator, and glibc shares two
+    malloc arenas among all threads (measured: same speed, steady and lower peak).
+    ``ARROW_DEFAULT_MEMORY_POOL`` and ``MALLOC_ARENA_MAX`` still win when set.
+    """
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
+    if not os.environ.get("MALLOC_ARENA_MAX"):
+        _limit_malloc_arenas(2)
+
+
+def _limit_malloc_arenas(count: int) -> None:
+    """glibc's ``mallopt(M_ARENA_MAX, count)``; a no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_arena_max = -8  # from glibc's malloc.h
+    mallopt(m_arena_max, count)
 
 
 def stream_settings(settings: WorkflowSettings) -> StreamSettings:

@@ -5,7 +5,7 @@
 # packed into jobs of up to `symbols_per_job` symbols that miss the same days.
 
 from marketpipe.logs import current_run_id
-from marketpipe.workflow.jobs import finish_run, start_run
+from marketpipe.workflow.jobs import configure_workflow_process, finish_run, start_run
 from marketpipe.workflow.planning import (
     fetch_jobs,
     load_fetch_jobs,
@@ -16,6 +16,7 @@ from marketpipe.workflow.planning import (
 )
 from marketpipe.workflow.settings import load_settings
 
+configure_workflow_process()
 SETTINGS = load_settings(config)
 DATA_DIR = SETTINGS.data_dir
 MONTHS = plan_months(SETTINGS.config.start, SETTINGS.config.end)
