@@ -196,14 +196,12 @@ class _RunPublisher:
         symbol: str,
         run: list[dt.date],
         stream: StreamSettings,
-        report: IngestReport,
     ) -> None:
         self.ledger = ledger
         self.data_dir = data_dir
         self.symbol = symbol
         self.run = run
         self.stream = stream
-        self.report = report
         self.sessions: dict[dt.date, Session] = {
             session.date: session for session in trading_sessions(run[0], run[-1])
         }
@@ -355,7 +353,7 @@ class _Ingest:
         self, symbols: tuple[str, ...], run: list[dt.date], ledger: _LedgerBatch
     ) -> dict[str, UnknownSymbolError]:
         publishers = {
-            symbol: _RunPublisher(ledger, self.data_dir, symbol, run, self.stream, self.report)
+            symbol: _RunPublisher(ledger, self.data_dir, symbol, run, self.stream)
             for symbol in symbols
         }
         position = {symbol: index for index, symbol in enumerate(symbols)}
