@@ -54,8 +54,9 @@ def median(values: Sequence[float]) -> float:
 
 
 def write_results(name: str, payload: dict[str, Any], output: Path | None = None) -> Path:
-    """Write ``payload`` as JSON under ``benchmarks/results`` (or ``output``)."""
+    """Write ``payload`` as JSON under ``benchmarks/results`` (or ``output``) and say where."""
     path = output or RESULTS_DIR / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
     return path

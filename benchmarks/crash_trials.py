@@ -77,12 +77,11 @@ def main() -> int:
         print(f"{point:<18} {crashed!s:<8} {passed!s:<7} {count}")
     failed = [r for r in results if not r.passed]
     print(f"\n{len(results) - len(failed)}/{len(results)} trials recovered byte-identically")
-    path = write_results(
+    write_results(
         "crash_trials",
         {"seed": args.seed, "trials": [asdict(r) for r in results], "failed": len(failed)},
         args.output,
     )
-    print(f"wrote {path}")
     return 1 if failed else 0
 
 

@@ -104,12 +104,11 @@ def main() -> int:
             f"{row['median_peak_rss_mb']:>12.1f}"
         )
     print(f"ratio {largest} / {smallest} months: {ratio:.3f}")
-    path = write_results(
+    write_results(
         "fetch_memory",
         {"symbol": args.symbol, "runs": runs, "summary": summary, "rss_ratio": ratio},
         args.output,
     )
-    print(f"wrote {path}")
     return 0
 
 

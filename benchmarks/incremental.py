@@ -57,8 +57,7 @@ def main() -> int:
         print(f"  {mode:>14}: {result['requests']} requests (floor {result['floor']}); "
               f"{result['seconds']:.1f}s in all, {result['request_seconds']:.1f}s serving "
               f"requests, {result['overhead_seconds']:.1f}s overhead")  # fmt: skip
-    path = write_results("incremental", {"symbols": args.symbols, **results}, args.output)
-    print(f"wrote {path}")
+    write_results("incremental", {"symbols": args.symbols, **results}, args.output)
     packed, single = results["packed"], results["one_per_symbol"]
     return 0 if single["requests"] == args.symbols and packed["requests"] <= args.symbols else 1
 

@@ -68,9 +68,8 @@ def main() -> int:
     for name, seconds, target in rows:
         verdict = "ok" if seconds <= target else "MISSED"
         print(f"{name:<42} {seconds:>8.2f} {target:>6.0f}s  {verdict}")
-    path = write_results("planning", {"symbols": args.symbols, "years": args.years, **results},
+    write_results("planning", {"symbols": args.symbols, "years": args.years, **results},
                          args.output)  # fmt: skip
-    print(f"wrote {path}")
     return 0
 
 

@@ -44,13 +44,12 @@ def main() -> int:
     print(f"{args.symbols} symbols x {args.months} month(s): {bars:,} bars")
     print(f"requests {len(served)}, floor {floor}, ratio {ratio:.3f} (target <= 1.10), "
           f"{elapsed:.1f}s, {bars / elapsed:,.0f} rows/s end to end")  # fmt: skip
-    path = write_results(
+    write_results(
         "requests_floor",
         {"symbols": args.symbols, "months": args.months, "bars": bars,
          "requests": len(served), "floor": floor, "ratio": ratio, "seconds": elapsed},
         args.output,
     )  # fmt: skip
-    print(f"wrote {path}")
     return 0
 
 

@@ -121,7 +121,7 @@ def main() -> int:
     for side, value in (("marketpipe", ours), ("alpaca-py", theirs)):
         print(f"{side:<12} {value:>9.2f} {rows / value:>10,.0f}")
     print(f"marketpipe is {theirs / ours:.2f}x the alpaca-py baseline (target >= 3x)")
-    path = write_results(
+    write_results(
         "throughput",
         {
             "symbols": args.symbols,
@@ -132,7 +132,6 @@ def main() -> int:
         },
         args.output,
     )
-    print(f"wrote {path}")
     return 0
 
 

@@ -84,11 +84,10 @@ def main() -> int:
         first, second = median(samples[f"{cores}:{short}"]), median(samples[f"{cores}:{long}"])
         summary[str(cores)] = {"short_mb": first, "long_mb": second, "ratio": second / first}
         print(f"{cores:>5} {first:>12.1f} {second:>13.1f} {second / first:>6.2f}")
-    path = write_results(
+    write_results(
         "workflow_memory", {"months": args.months, "samples": samples, "summary": summary},
         args.output,
     )  # fmt: skip
-    print(f"wrote {path}")
     return 0
 
 
