@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import importlib.metadata
 import json
 import os
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from marketpipe.storage import write_atomically
 
 NEW_YORK = ZoneInfo("America/New_York")
 EXCHANGE = "XNYS"
@@ -79,13 +81,8 @@ def _sessions_for_year(year: int) -> tuple[Session, ...]:
     rows = [
         [s.date.isoformat(), int(s.open.timestamp()), int(s.close.timestamp())] for s in sessions
     ]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps(rows))
-        os.replace(temporary, path)
-    except OSError:
-        pass  # a read-only home only costs the recomputation next time
+    with contextlib.suppress(OSError):  # a read-only home only costs recomputing next time
+        write_atomically(path, json.dumps(rows).encode())
     return sessions
 
 

@@ -82,7 +82,7 @@ def validate_bars(
     for mask, _ in reasons[1:]:
         passed = pc.and_(passed, mask)
     stamps = pc.fill_null(nanos, 0).to_numpy()  # rows without a timestamp are rejected above
-    if pc.all(passed).as_py() is not False and bool(np.all(np.diff(stamps) > 0)):
+    if pc.all(passed).as_py() and bool(np.all(np.diff(stamps) > 0)):
         # The common case: every row is clean and in order, so no reasons are needed.
         return ValidationResult(valid=table, rejected=_with_reasons(table.slice(0, 0), []))
     reason_values: list[str | None] = [None] * count

@@ -162,9 +162,9 @@ class SimulatorApp:
             self.config.rate_limit_per_minute, clock, self.config.rate_limit_window_seconds
         )
         self.log = request_log or RequestLog()
-        self._encoded: collections.OrderedDict[tuple[str, dt.date, str, str], Any] = (
-            collections.OrderedDict()
-        )
+        self._encoded: collections.OrderedDict[
+            tuple[str, dt.date, str, str], tuple[list[int], list[bytes]]
+        ] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:

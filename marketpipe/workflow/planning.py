@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.storage import PARTITION_FILE, partition_path
+from marketpipe.storage import PARTITION_FILE, partition_path, write_atomically
 
 
 @dataclass(frozen=True)
@@ -182,10 +182,7 @@ def save_fetch_jobs(path: Path, jobs: list[FetchJob]) -> None:
                                                for group in job.pending}}
         for job in jobs
     ]  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(payload))
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(payload).encode())
 
 
 def _iso(days: tuple[dt.date, ...]) -> list[str]:
