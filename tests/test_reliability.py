@@ -12,8 +12,9 @@ import pytest
 
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.crash_trials import SMALL_RUN_ARRIVALS, run_crash_trial
-from marketpipe.simulator import read_request_log
+from marketpipe.simulator import LoggedRequest, read_request_log
 from tests.workflow_support import (
+    PROCESS_JOBS,
     lake_hashes,
     max_in_any_window,
     request_log,
@@ -47,44 +48,41 @@ def test_crash_at_a_random_moment_then_recovery_is_byte_identical(
 
 
 ALPACA_ENV = {**os.environ, "APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
-# Snakemake's own defaults but without the profile: every job becomes its own process.
-PROCESS_JOBS = ("--workflow-profile", "none", "--scheduler", "greedy",
-                "--rerun-triggers", "mtime", "--keep-going")  # fmt: skip
+
+
+def _rate_limited_run(
+    workdir: Path, vendor_limit: int, budget: int, *extra: str
+) -> list[LoggedRequest]:
+    """A workflow run against a simulator process allowing ``vendor_limit`` requests per
+    2-second window, with a configured budget of ``budget``; the requests it served."""
+    log_file = workdir / "requests.jsonl"
+    window = 2.0
+    with simulator_process(
+        log_file, "--rate-limit", str(vendor_limit), "--rate-window", str(window)
+    ) as url:
+        write_config(
+            workdir, vendor="alpaca", end=dt.date(2024, 1, 31),
+            alpaca={"base_url": url, "requests_per_minute": budget,
+                    "rate_window_seconds": window, "page_size": 2500},
+        )  # fmt: skip
+        result = snakemake(workdir, "--cores", "8", *extra, env=ALPACA_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return read_request_log(log_file)
 
 
 @pytest.mark.parametrize("jobs", ["threads", "processes"])
 def test_one_request_budget_for_the_whole_run(jobs: str, tmp_path: Path) -> None:
-    budget, window = 6, 2.0
-    log_file = tmp_path / "requests.jsonl"
-    simulator_args = ("--rate-limit", str(budget), "--rate-window", str(window))
-    with simulator_process(log_file, *simulator_args) as url:
-        write_config(
-            tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31),
-            alpaca={"base_url": url, "requests_per_minute": budget,
-                    "rate_window_seconds": window, "page_size": 2500},
-        )  # fmt: skip
-        extra = () if jobs == "threads" else PROCESS_JOBS
-        result = snakemake(tmp_path, "--cores", "8", *extra, env=ALPACA_ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = read_request_log(log_file)
+    budget = 6
+    extra = () if jobs == "threads" else PROCESS_JOBS
+    served = _rate_limited_run(tmp_path, budget, budget, *extra)
     assert len(served) > 2 * budget, "enough requests for the budget to matter"
     assert [entry.status for entry in served].count(429) == 0
-    assert max_in_any_window([entry.time for entry in served], window) <= budget
+    assert max_in_any_window([entry.time for entry in served], 2.0) <= budget
 
 
 def test_client_adapts_when_the_vendor_allows_less_than_configured(tmp_path: Path) -> None:
-    vendor_limit, window = 4, 2.0
-    log_file = tmp_path / "requests.jsonl"
-    simulator_args = ("--rate-limit", str(vendor_limit), "--rate-window", str(window))
-    with simulator_process(log_file, *simulator_args) as url:
-        write_config(
-            tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31),
-            alpaca={"base_url": url, "requests_per_minute": 50,
-                    "rate_window_seconds": window, "page_size": 2500},
-        )  # fmt: skip
-        result = snakemake(tmp_path, "--cores", "8", env=ALPACA_ENV)
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = read_request_log(log_file)
+    vendor_limit = 4
+    served = _rate_limited_run(tmp_path, vendor_limit, 50)
     rejected = [entry.status for entry in served].count(429)
     assert rejected <= 2, f"the client hammered the vendor: {rejected} 429s"
     assert len(served) - rejected > 3 * vendor_limit

@@ -23,6 +23,7 @@ from marketpipe.timeframe import Timeframe
 from marketpipe.validation import validate_bars
 from tests.workflow_support import (
     DAYS,
+    PROCESS_JOBS,
     ROOT,
     START,
     SYMBOLS,
@@ -121,9 +122,7 @@ def test_jobs_as_separate_processes_see_the_plan_of_their_run(
     partitions; it must still find its own job (the plan is the run's, not the lake's)."""
     workdir = tmp_path / "processes"
     write_config(workdir, symbols_per_job=1)
-    separate_processes = ("--workflow-profile", "none", "--scheduler", "greedy",
-                          "--rerun-triggers", "mtime", "--keep-going")  # fmt: skip
-    result = snakemake(workdir, "--cores", "1", *separate_processes)
+    result = snakemake(workdir, "--cores", "1", *PROCESS_JOBS)
     assert result.returncode == 0, result.stderr[-3000:]
     assert lake_hashes(workdir) == lake_hashes(reference)
     assert not list((workdir / "lake" / "_state").glob("plans/*"))

@@ -25,6 +25,11 @@ DAYS = [session.date for session in trading_sessions(START, END)]
 CONFIG = {"symbols": SYMBOLS, "start": START, "end": END, "data_dir": "lake"}
 
 
+# Snakemake's own defaults but without the profile: every job becomes its own process.
+PROCESS_JOBS = ("--workflow-profile", "none", "--scheduler", "greedy",
+                "--rerun-triggers", "mtime", "--keep-going")  # fmt: skip
+
+
 def write_config(workdir: Path, **changes: object) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump({**CONFIG, **changes}))
