@@ -102,7 +102,8 @@ def fetch_partitions(
     wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
     symbols = tuple(sorted(symbols))
     month = wanted[0].strftime("%Y-%m")
-    label = f"{symbols_label(symbols)} {wanted[0]}..{wanted[-1]}"
+    span = f"{wanted[0]}..{wanted[-1]}"
+    label = f"{symbols_label(symbols)} {span}"
     recorder = MetricsRecorder()
     report = IngestReport(symbols=symbols)
     started = time.time()
@@ -123,7 +124,7 @@ def fetch_partitions(
             except (ConnectorError, ValueError) as exc:
                 if isinstance(exc, SymbolsFailed):
                     failed = tuple(exc.errors)
-                    label = f"{symbols_label(failed)} {wanted[0]}..{wanted[-1]}"
+                    label = f"{symbols_label(failed)} {span}"
                 error = f"fetching {label} failed: {exc}"
                 logger.error(error, extra={"event": "job.failed"})
                 raise FetchFailed(error) from None
