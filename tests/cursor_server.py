@@ -18,6 +18,20 @@ class ScriptedPages:
     def __init__(self, pages: dict[str | None, dict[str, Any]]) -> None:
         self.pages = pages
         self.requested: list[str | None] = []
+        self._arrived = threading.Condition()
+
+    def record(self, cursor: str | None) -> None:
+        """Note that ``cursor`` was requested and wake anyone waiting for it."""
+        with self._arrived:
+            self.requested.append(cursor)
+            self._arrived.notify_all()
+
+    def wait_for_requests(self, count: int, timeout: float = 30.0) -> list[str | None]:
+        """Block until ``count`` requests arrived (a safety timeout, not a pacing sleep)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requested) >= count, timeout):
+                raise AssertionError(f"only {self.requested} arrived; expected {count} requests")
+            return list(self.requested)
 
 
 @contextmanager
@@ -31,7 +45,7 @@ def cursor_api(script: ScriptedPages) -> Iterator[str]:
         def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             cursor = query.get("cursor", [None])[0]
-            script.requested.append(cursor)
+            script.record(cursor)
             body = orjson.dumps(script.pages[cursor])
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -93,16 +93,31 @@ def test_pagination_follows_next_cursor_until_none() -> None:
     ]  # fmt: skip
 
 
-def test_pagination_is_lazy_one_request_per_page_consumed() -> None:
+def test_pagination_reads_exactly_one_page_ahead_of_the_reader() -> None:
+    cursors = [None, "c1", "c2", "c3", "c4"]
+    script = _pages(len(cursors))
+    with cursor_api(script) as url, _client(url) as client:
+        batches = client.fetch_batch("AAPL")
+        for taken in range(1, len(cursors) + 1):
+            assert next(batches).num_rows == 3
+            # Page `taken` is in hand: the request for the next one may be in flight, no more.
+            expected = cursors[: taken + 1]
+            assert len(script.requested) <= len(expected)
+            assert script.wait_for_requests(len(expected)) == expected
+        assert next(batches, None) is None
+        batches.close()
+    assert script.requested == cursors
+
+
+def test_closing_a_fetch_early_stops_paginating() -> None:
     script = _pages(5)
     with cursor_api(script) as url, _client(url) as client:
         batches = client.fetch_batch("AAPL")
-        first = next(batches)
-        assert first.num_rows == 3
-        assert script.requested == [None]
         next(batches)
-        assert script.requested == [None, "c1"]
         batches.close()
+        requested_at_close = list(script.requested)
+    assert requested_at_close in ([None], [None, "c1"])
+    assert script.requested == requested_at_close
 
 
 def test_a_repeated_cursor_stops_pagination_instead_of_looping() -> None:

@@ -41,6 +41,25 @@ def test_an_error_arrives_after_the_items_before_it() -> None:
     assert received == [1]
 
 
+def test_the_worker_is_exactly_one_item_ahead_of_the_reader() -> None:
+    produced = []
+
+    def source() -> Iterator[int]:
+        for number in range(5):
+            produced.append(number)
+            yield number
+
+    ahead = ReadAhead(source())
+    iterator = iter(ahead)
+    for taken in range(1, 6):
+        assert next(iterator) == taken - 1
+        assert len(produced) <= taken + 1
+        assert ahead.wait_parked(timeout=30)
+        assert len(produced) == min(taken + 1, 5)
+    assert next(iterator, None) is None
+    ahead.close()
+
+
 def test_closing_early_stops_the_worker_one_item_ahead() -> None:
     produced = []
 
@@ -53,8 +72,9 @@ def test_closing_early_stops_the_worker_one_item_ahead() -> None:
     iterator = iter(ahead)
     assert next(iterator) == 0
     ahead.close()
-    # One item handed over, one waiting in reserve, one being offered when close came.
-    assert len(produced) <= 3
+    # One item handed over, at most one being produced when close came.
+    assert len(produced) <= 2
+    assert not ahead._thread.is_alive()
 
 
 def test_the_worker_sees_the_callers_context() -> None:

@@ -143,7 +143,7 @@ class BaseApiClient(ABC, Generic[QueryT]):
         """Stream parsed rows page by page.
 
         The next page is requested and parsed in a worker thread while the caller works on
-        the current one; besides the page being parsed, at most two tables are held.
+        the current one, and no further: at most two pages are held, the caller's and the next.
         """
         ahead = ReadAhead(self._parsed_pages(query))
         try:
