@@ -21,6 +21,5 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        pending_targets(),
-        rules.coverage_report.output,
+        run_targets(),
     default_target: True

@@ -125,6 +125,15 @@ def trading_sessions(start: dt.date, end: dt.date) -> list[Session]:
     ]
 
 
+def next_session(day: dt.date) -> Session:
+    """The first NYSE session after the New York date ``day``."""
+    # NYSE never closes for more than a few days in a row; two weeks is a wide margin.
+    later = trading_sessions(day + dt.timedelta(days=1), day + dt.timedelta(days=15))
+    if not later:
+        raise ValueError(f"no NYSE session in the two weeks after {day}")
+    return later[0]
+
+
 def new_york_midnight(day: dt.date) -> dt.datetime:
     """00:00 New York time on ``day``, in UTC (the start of that trading date)."""
     return dt.datetime.combine(day, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)

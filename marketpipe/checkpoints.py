@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS partitions (
     rejected_rows INTEGER NOT NULL,
     requests INTEGER NOT NULL,
     published_at REAL NOT NULL,
+    flagged_rows INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (symbol, day)
 );
 CREATE TABLE IF NOT EXISTS job_runs (
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS job_runs (
     started_at REAL NOT NULL,
     finished_at REAL NOT NULL,
     metrics TEXT NOT NULL,
+    flagged_rows INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, job)
 );
 CREATE TABLE IF NOT EXISTS open_jobs (
@@ -69,6 +71,12 @@ CREATE TABLE IF NOT EXISTS high_water (
     PRIMARY KEY (symbol, timeframe, feed, adjustment)
 );
 """
+# Columns added after the first release, for stores created before them: (table, column, type).
+_ADDED_COLUMNS = (
+    ("partitions", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
+    ("job_runs", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
+)
+_LEDGER_COLUMNS = "symbol, day, rows, sha256, known_empty, rejected_rows, requests, flagged_rows"
 
 
 def state_path(data_dir: Path | str) -> Path:
@@ -87,6 +95,7 @@ class LedgerEntry:
     known_empty: bool
     rejected_rows: int
     requests: int
+    flagged_rows: int = 0  # kept rows with open or close outside [low, high]
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,15 @@ class JobRecord:
     started_at: float
     finished_at: float
     metrics: dict[str, Any]
+    flagged_rows: int = 0
+
+
+def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
+    symbol, day, rows, sha256, known_empty, rejected, requests, flagged = row
+    return LedgerEntry(
+        symbol, dt.date.fromisoformat(day), rows, sha256, bool(known_empty), rejected, requests,
+        flagged,
+    )  # fmt: skip
 
 
 class LakeSettingsMismatch(ValueError):
@@ -132,6 +150,10 @@ class CheckpointStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            for table, column, kind in _ADDED_COLUMNS:
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the database connection."""
@@ -174,30 +196,22 @@ class CheckpointStore:
     ) -> dict[dt.date, LedgerEntry]:
         """Ledger rows of ``symbol`` (optionally only for ``days``), by day."""
         rows = self._db.execute(
-            "SELECT symbol, day, rows, sha256, known_empty, rejected_rows, requests "
-            "FROM partitions WHERE symbol = ?",
-            (symbol,),
+            f"SELECT {_LEDGER_COLUMNS} FROM partitions WHERE symbol = ?", (symbol,)
         ).fetchall()
         wanted = set(days) if days is not None else None
         entries = {}
-        for symbol_, day, count, sha, empty, rejected, requests in rows:
-            parsed = dt.date.fromisoformat(day)
-            if wanted is None or parsed in wanted:
-                entries[parsed] = LedgerEntry(
-                    symbol_, parsed, count, sha, bool(empty), rejected, requests
-                )
+        for row in rows:
+            entry = _ledger_entry(row)
+            if wanted is None or entry.day in wanted:
+                entries[entry.day] = entry
         return entries
 
     def all_entries(self) -> list[LedgerEntry]:
         """Every ledger row, ordered by symbol and day."""
         rows = self._db.execute(
-            "SELECT symbol, day, rows, sha256, known_empty, rejected_rows, requests "
-            "FROM partitions ORDER BY symbol, day"
+            f"SELECT {_LEDGER_COLUMNS} FROM partitions ORDER BY symbol, day"
         ).fetchall()
-        return [
-            LedgerEntry(s, dt.date.fromisoformat(d), n, h, bool(e), r, q)
-            for s, d, n, h, e, r, q in rows
-        ]
+        return [_ledger_entry(row) for row in rows]
 
     def forget(self, symbol: str, days: Iterable[dt.date]) -> None:
         """Drop ledger rows (their files are gone or will be rewritten)."""
@@ -225,11 +239,12 @@ class CheckpointStore:
         now = time.time()
         with self._transaction() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO partitions (symbol, day, rows, sha256, known_empty, "
-                "rejected_rows, requests, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (entry.symbol, entry.day.isoformat(), entry.rows, entry.sha256,
-                     int(entry.known_empty), entry.rejected_rows, entry.requests, now)
+                     int(entry.known_empty), entry.rejected_rows, entry.requests,
+                     entry.flagged_rows, now)
                     for entry, _, _ in records
                 ],
             )  # fmt: skip
@@ -282,7 +297,7 @@ class CheckpointStore:
             db.execute(
                 "INSERT OR REPLACE INTO job_runs (run_id, job, symbol, status, error, planned, "
                 "missing, published, rows, rejected_rows, requests, started_at, finished_at, "
-                "metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metrics, flagged_rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.run_id,
                     record.job,
@@ -298,6 +313,7 @@ class CheckpointStore:
                     record.started_at,
                     record.finished_at,
                     json.dumps(record.metrics, sort_keys=True),
+                    record.flagged_rows,
                 ),
             )
 
@@ -305,11 +321,13 @@ class CheckpointStore:
         """Every job recorded for ``run_id``, in job order."""
         rows = self._db.execute(
             "SELECT run_id, job, symbol, status, error, planned, missing, published, rows, "
-            "rejected_rows, requests, started_at, finished_at, metrics FROM job_runs "
-            "WHERE run_id = ? ORDER BY job",
+            "rejected_rows, requests, started_at, finished_at, metrics, flagged_rows "
+            "FROM job_runs WHERE run_id = ? ORDER BY job",
             (run_id,),
         ).fetchall()
-        return [JobRecord(*row[:-1], metrics=json.loads(row[-1])) for row in rows]
+        return [
+            JobRecord(*row[:-2], metrics=json.loads(row[-2]), flagged_rows=row[-1]) for row in rows
+        ]
 
     def count_partitions(self, symbols: Iterable[str], first: dt.date, last: dt.date) -> int:
         """How many ledger rows exist for ``symbols`` between two days (inclusive)."""

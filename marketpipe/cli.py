@@ -22,6 +22,7 @@ from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
+from marketpipe.workflow.jobs import run_scope_notes
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 
@@ -68,11 +69,20 @@ def _settings(args: argparse.Namespace) -> WorkflowSettings:
     return load_command_settings(args.config, args.set)
 
 
+def _print_not_final(settings: WorkflowSettings) -> None:
+    """Name the sessions of the range that are not final yet, and when each will be."""
+    for line in run_scope_notes(settings):
+        print(line[0].upper() + line[1:] + ".")
+
+
 def run_plan(args: argparse.Namespace) -> int:
     """Print the missing partitions by job (symbols and month), with their cost."""
-    plan = build_plan(_settings(args))
+    settings = _settings(args)
+    plan = build_plan(settings)
     if not plan.jobs:
-        print(f"Nothing to do: all {plan.planned_partitions} planned partitions are present.")
+        if plan.planned_partitions:
+            print(f"Nothing to do: all {plan.planned_partitions} planned partitions are present.")
+        _print_not_final(settings)
         return 0
     print(
         f"{'symbols':<24} {'month':<8} {'missing':>7} {'streams':>7} {'~bars':>9} {'~requests':>9}"
@@ -87,22 +97,25 @@ def run_plan(args: argparse.Namespace) -> int:
         f"{len(plan.jobs)} job(s): about {plan.estimated_requests} request(s), "
         f"{plan.estimated_minutes:.1f} min at {plan.requests_per_minute} requests/min"
     )
+    _print_not_final(settings)
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
     """Print per-symbol coverage."""
-    statuses = lake_status(_settings(args))
+    settings = _settings(args)
+    statuses = lake_status(settings)
     print(
         f"{'symbol':<8} {'present':>9} {'empty':>6} {'missing':>7} {'bars':>11} "
-        f"{'quarantined':>11}  last bar (UTC)"
+        f"{'quarantined':>11} {'flagged':>8}  last bar (UTC)"
     )
     for s in statuses:
         last = s.last_bar.isoformat() if s.last_bar else "-"
         print(
             f"{s.symbol:<8} {s.present:>4}/{s.planned:<4} {s.known_empty:>6} {s.missing:>7} "
-            f"{s.rows:>11,} {s.quarantined_rows:>11,}  {last}"
+            f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,}  {last}"
         )
+    _print_not_final(settings)
     return 0
 
 

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.calendar import Session, new_york_days_range, trading_sessions
+from marketpipe import clock
+from marketpipe.calendar import Session, new_york_midnight, trading_sessions
 from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.connectors import (
     OHLCV_SCHEMA,
@@ -32,6 +33,7 @@ from marketpipe.connectors import (
     TlsVerificationError,
     UnknownSymbolError,
 )
+from marketpipe.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
 from marketpipe.storage import (
     file_sha256,
     partition_path,
@@ -39,7 +41,7 @@ from marketpipe.storage import (
     write_table,
 )
 from marketpipe.timeframe import Timeframe
-from marketpipe.validation import REASON_COLUMN, validate_bars
+from marketpipe.validation import REASON_COLUMN, count_flagged, validate_bars
 from marketpipe.workflow.planning import contiguous_runs
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,12 @@ class StreamSettings:
     timeframe: Timeframe
     feed: str
     adjustment: str
+    settle: dt.timedelta = dt.timedelta(minutes=DEFAULT_SETTLE_MINUTES)
+
+    @property
+    def finality(self) -> Finality:
+        """When this stream's sessions are final."""
+        return Finality(self.feed, self.timeframe, self.settle)
 
     def key(self, symbol: str) -> StreamKey:
         """The checkpoint key of ``symbol``'s stream."""
@@ -100,6 +108,11 @@ class IngestReport:
         """Rows sent to quarantine."""
         return sum(entry.rejected_rows for entry in self.published)
 
+    @property
+    def flagged_rows(self) -> int:
+        """Rows kept but flagged (open or close outside [low, high])."""
+        return sum(entry.flagged_rows for entry in self.published)
+
 
 def reconcile(
     store: CheckpointStore, data_dir: Path, symbol: str, days: list[dt.date]
@@ -135,10 +148,13 @@ def reconcile(
 
 
 def _adopt(store: CheckpointStore, data_dir: Path, symbol: str, day: dt.date, path: Path) -> None:
-    rows = pq.ParquetFile(path).metadata.num_rows
+    table = pq.read_table(path)
+    rows = table.num_rows
     rejected_path = quarantine_path(data_dir, symbol, day)
     rejected = pq.ParquetFile(rejected_path).metadata.num_rows if rejected_path.exists() else 0
-    entry = LedgerEntry(symbol, day, rows, file_sha256(path), rows == 0, rejected, 0)
+    entry = LedgerEntry(
+        symbol, day, rows, file_sha256(path), rows == 0, rejected, 0, count_flagged(table)
+    )
     # The high-water mark is not moved here: the stream's next publish will do that.
     store.publish(entry)
 
@@ -264,22 +280,27 @@ class _RunPublisher:
             known_empty=table.num_rows == 0,
             rejected_rows=result.rejected.num_rows,
             requests=self.requests_since_publish,
+            flagged_rows=result.flagged,
         )
         self.requests_since_publish = 0
         last_bar = result.valid["timestamp"][-1].as_py() if written.rows else None
         self.ledger.add(entry, self.stream.key(self.symbol), last_bar)
         logger.info(
-            "%s %s: %d bars published%s",
+            "%s %s: %d bars published%s%s",
             self.symbol,
             day,
             written.rows,
             f", {entry.rejected_rows} quarantined" if entry.rejected_rows else "",
+            f", {entry.flagged_rows} flagged (open/close outside [low, high])"
+            if entry.flagged_rows
+            else "",
             extra={
                 "event": "partition.published",
                 "symbol": self.symbol,
                 "day": day.isoformat(),
                 "rows": written.rows,
                 "rejected": entry.rejected_rows,
+                "flagged": entry.flagged_rows,
                 "known_empty": entry.known_empty,
             },
         )
@@ -324,13 +345,13 @@ class _Ingest:
     report: IngestReport
 
     def query(self, symbols: tuple[str, ...], run: list[dt.date]) -> BarsQuery:
-        """The bars request of one stream."""
-        start, end = new_york_days_range(run[0], run[-1])
+        """The bars request of one stream: its first day's midnight to its last bar window."""
+        (last,) = trading_sessions(run[-1], run[-1])
         return BarsQuery(
             symbols=symbols,
             timeframe=str(self.stream.timeframe),
-            start=start,
-            end=end,
+            start=new_york_midnight(run[0]),
+            end=self.stream.finality.request_end(last),
             feed=self.stream.feed,  # type: ignore[arg-type]
             adjustment=self.stream.adjustment,
         )
@@ -402,8 +423,12 @@ def ingest_days(
     days: list[dt.date],
     stream: StreamSettings,
     report: IngestReport | None = None,
+    now: dt.datetime | None = None,
 ) -> IngestReport:
     """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
+
+    Every day must be final at ``now`` (default: :func:`marketpipe.clock.now`); a day that is
+    not is refused with a :class:`ValueError` naming it, before any request.
 
     Each symbol's missing days are grouped into runs of consecutive sessions; symbols with
     the same run share one paginated request stream, so a resumed or extended backfill never
@@ -413,6 +438,7 @@ def ingest_days(
     after publishing the others. Pass ``report`` to keep the progress made before an exception.
     """
     days = sorted(days)
+    _require_final(days, stream.finality, now if now is not None else clock.now())
     symbols = tuple(sorted(symbols))
     report = report or IngestReport(symbols=symbols)
     report.planned_days = len(days) * len(symbols)
@@ -441,6 +467,22 @@ def ingest_days(
     if errors:
         raise SymbolsFailed(dict(sorted(errors.items())))
     return report
+
+
+def _require_final(days: list[dt.date], finality: Finality, now: dt.datetime) -> None:
+    """Refuse days that are not NYSE sessions, or not final at ``now``."""
+    if not days:
+        return
+    sessions = {session.date: session for session in trading_sessions(days[0], days[-1])}
+    for day in days:
+        session = sessions.get(day)
+        if session is None:
+            raise ValueError(f"{day} is not an NYSE session; there are no bars to fetch for it")
+        if not finality.is_final(session, now):
+            raise ValueError(
+                f"{day} is not final until {describe_final_at(finality.final_at(session))}; "
+                "its bars may still change, so it is neither fetched nor written before then"
+            )
 
 
 def _one_by_one(

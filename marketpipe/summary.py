@@ -55,6 +55,7 @@ def build_run_summary(
             "published": sum(record.published for record in records),
             "rows": sum(record.rows for record in records),
             "rejected_rows": sum(record.rejected_rows for record in records),
+            "flagged_rows": sum(record.flagged_rows for record in records),
         },
         "requests": sum(stats.requests for stats in endpoints.values()),
         "retries": dict(sorted(retries.items())),
@@ -85,7 +86,8 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         f"MarketPipe run {summary['run_id']}: {summary['status']}",
         f"  partitions: {parts['present']}/{parts['planned']} present, "
         f"{parts['published']} published this run ({parts['rows']:,} rows, "
-        f"{parts['rejected_rows']:,} quarantined), {parts['missing']} missing",
+        f"{parts['rejected_rows']:,} quarantined, {parts.get('flagged_rows', 0):,} flagged), "
+        f"{parts['missing']} missing",
         f"  jobs: {jobs['succeeded']} ok, {jobs['failed']} failed",
         f"  requests: {summary['requests']}, retries: "
         + (", ".join(f"{k}={v}" for k, v in summary["retries"].items()) or "none"),

@@ -17,10 +17,29 @@ _PRICES = ("open", "high", "low", "close")
 
 @dataclass(frozen=True)
 class ValidationResult:
-    """Rows that passed, and rejected rows with a ``reason`` column."""
+    """Rows that passed, rejected rows with a ``reason`` column, and how many kept rows are
+    flagged: real but unusual (open or close outside [low, high])."""
 
     valid: pa.Table
     rejected: pa.Table
+    flagged: int = 0
+
+
+def outside_range(table: pa.Table) -> pa.ChunkedArray | pa.Array:
+    """Rows whose open or close lies outside [low, high].
+
+    Real Alpaca bars do this (open and close use stricter trade filters than high and low),
+    so such rows are kept and counted as flagged, never quarantined.
+    """
+    high, low, open_, close = (table[name] for name in ("high", "low", "open", "close"))
+    above = pc.greater(pc.max_element_wise(open_, close), high)
+    below = pc.less(pc.min_element_wise(open_, close), low)
+    return pc.fill_null(pc.or_(above, below), False)
+
+
+def count_flagged(table: pa.Table) -> int:
+    """How many rows of a partition :func:`outside_range` flags."""
+    return int(pc.sum(outside_range(table)).as_py() or 0) if table.num_rows else 0
 
 
 def _grid_seconds(timeframe: Timeframe) -> int:
@@ -45,10 +64,12 @@ def validate_bars(
 ) -> ValidationResult:
     """Split one symbol-day's bars into valid rows and rejected rows with reasons.
 
-    Checks, in order (a row gets the first reason that applies): required values present,
-    prices positive and finite, OHLC consistent, volume non-negative, timestamp on the
-    timeframe grid, timestamp inside the session's window for the feed, and timestamps
-    strictly increasing (duplicates and rows that go back in time are rejected).
+    Only what cannot be real is rejected. Checks, in order (a row gets the first reason that
+    applies): required values present, prices positive and finite, high not below low,
+    volume non-negative, timestamp on the timeframe grid, timestamp inside the session's
+    window for the feed, and timestamps strictly increasing (duplicates and rows that go
+    back in time are rejected). Kept rows with open or close outside [low, high] are
+    counted in ``flagged``.
     """
     count = table.num_rows
     reasons: list[tuple[pa.ChunkedArray | pa.Array, str]] = []
@@ -64,10 +85,7 @@ def validate_bars(
     for name in _PRICES:
         price = table[name]
         check(pc.and_(pc.is_finite(price), pc.greater(price, 0)), f"{name} not a positive number")
-    high, low, open_, close = (table[name] for name in ("high", "low", "open", "close"))
-    check(pc.greater_equal(high, low), "high below low")
-    check(pc.greater_equal(high, pc.max_element_wise(open_, close)), "high below open/close")
-    check(pc.less_equal(low, pc.min_element_wise(open_, close)), "low above open/close")
+    check(pc.greater_equal(table["high"], table["low"]), "high below low")
     volume = table["volume"]
     check(pc.and_(pc.is_finite(volume), pc.greater_equal(volume, 0)), "negative volume")
     nanos = pc.cast(table["timestamp"], pa.int64())
@@ -84,7 +102,8 @@ def validate_bars(
     stamps = pc.fill_null(nanos, 0).to_numpy()  # rows without a timestamp are rejected above
     if pc.all(passed).as_py() and bool(np.all(np.diff(stamps) > 0)):
         # The common case: every row is clean and in order, so no reasons are needed.
-        return ValidationResult(valid=table, rejected=_with_reasons(table.slice(0, 0), []))
+        rejected = _with_reasons(table.slice(0, 0), [])
+        return ValidationResult(valid=table, rejected=rejected, flagged=count_flagged(table))
     reason_values: list[str | None] = [None] * count
     for mask, reason in reversed(reasons):
         for index in pc.indices_nonzero(pc.invert(mask)).to_pylist():
@@ -102,7 +121,8 @@ def validate_bars(
     reason_array = pa.array(reason_values, pa.string())
     bad = pc.is_valid(reason_array)
     rejected = _with_reasons(table.filter(bad), reason_array.filter(bad))
-    return ValidationResult(valid=table.filter(pc.invert(bad)), rejected=rejected)
+    valid = table.filter(pc.invert(bad))
+    return ValidationResult(valid=valid, rejected=rejected, flagged=count_flagged(valid))
 
 
 def _with_reasons(table: pa.Table, reasons: pa.Array | list[str]) -> pa.Table:

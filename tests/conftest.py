@@ -58,11 +58,16 @@ def simulator() -> Iterator[SimulatorServer]:
         yield server
 
 
-def start_simulator(clock: FakeClock | None = None, **config: Any) -> SimulatorServer:
-    """Start a simulator with the given config fields (caller stops it)."""
+def start_simulator(
+    clock: FakeClock | None = None, market_now: dt.datetime | None = None, **config: Any
+) -> SimulatorServer:
+    """Start a simulator with the given config fields (caller stops it); ``market_now``
+    pins the market's clock."""
     config.setdefault("seed", 7)
     config.setdefault("rate_limit_per_minute", 0)
-    options = {"clock": clock} if clock is not None else {}
+    options: dict[str, Any] = {"clock": clock} if clock is not None else {}
+    if market_now is not None:
+        options["market_clock"] = lambda: market_now
     return SimulatorServer(SimulatorConfig(**config), **options).start()
 
 

@@ -7,17 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from marketpipe.calendar import trading_sessions
 from marketpipe.storage import partition_path
 from marketpipe.workflow.planning import (
     MonthPlan,
     PendingJob,
+    RunPlan,
     fetch_jobs,
-    load_fetch_jobs,
+    load_run_plan,
     plan_months,
-    save_fetch_jobs,
+    save_run_plan,
 )
 
-MONTHS = plan_months(dt.date(2024, 1, 2), dt.date(2024, 2, 29))
+MONTHS = plan_months([s.date for s in trading_sessions(dt.date(2024, 1, 2), dt.date(2024, 2, 29))])
 JANUARY, FEBRUARY = MONTHS
 
 
@@ -53,12 +55,16 @@ def test_targets_name_each_missing_partition_unless_the_month_is_empty(tmp_path:
     assert partly.targets(tmp_path) == [str(partition_path(tmp_path, "MSFT", d)) for d in holes]
 
 
-def test_a_saved_plan_reads_back_identical(tmp_path: Path) -> None:
+def test_a_saved_plan_reads_back_identical_with_its_instant(tmp_path: Path) -> None:
     jobs = fetch_jobs([_pending("AAPL"), _pending("MSFT", FEBRUARY, FEBRUARY.days[2:5])], 10)
+    # A month planned while its last sessions were not final yet keeps its own days.
+    partial = MonthPlan(2024, 3, (dt.date(2024, 3, 1),))
+    jobs += fetch_jobs([_pending("SPY", partial)], 10)
     path = tmp_path / "plans" / "run.json"
-    save_fetch_jobs(path, jobs)
-    assert load_fetch_jobs(path, MONTHS) == jobs
-    assert load_fetch_jobs(tmp_path / "missing.json", MONTHS) is None
+    now = dt.datetime(2024, 3, 4, 19, 5, tzinfo=dt.UTC)
+    save_run_plan(path, RunPlan(now, jobs))
+    assert load_run_plan(path) == RunPlan(now, jobs)
+    assert load_run_plan(tmp_path / "missing.json") is None
 
 
 def test_symbols_per_job_must_be_positive() -> None:

@@ -104,7 +104,8 @@ def test_alpaca_vendor_needs_keys_before_any_request(monkeypatch: pytest.MonkeyP
 
 
 def test_planning_knows_holidays_early_closes_and_dst() -> None:
-    months = plan_months(dt.date(2024, 3, 4), dt.date(2024, 12, 31))
+    settings = load_settings({**BASE, "start": "2024-03-04", "end": "2024-12-31"})
+    months = plan_months(settings.final_days)
     days = {day for month in months for day in month.days}
     assert dt.date(2024, 3, 8) in days and dt.date(2024, 3, 11) in days  # DST starts 03-10
     assert dt.date(2024, 3, 29) not in days  # Good Friday

@@ -58,4 +58,4 @@ class Coverage:
 def planned_coverage(settings: WorkflowSettings) -> Coverage:
     """The symbols and trading days the configuration asks for."""
     config = settings.config
-    return Coverage(list(config.symbols), plan_months(config.start, config.end))
+    return Coverage(list(config.symbols), plan_months(settings.final_days))

@@ -93,7 +93,8 @@ def _status_rows(statuses: list[SymbolStatus]) -> str:
         cells.append(
             f"<tr><td>{html.escape(s.symbol)}</td><td>{s.present}/{s.planned}</td>"
             f"<td>{s.known_empty}</td><td class='{'bad' if s.missing else ''}'>{s.missing}</td>"
-            f"<td>{s.rows:,}</td><td>{s.quarantined_rows:,}</td><td>{html.escape(last)}</td></tr>"
+            f"<td>{s.rows:,}</td><td>{s.quarantined_rows:,}</td><td>{s.flagged_rows:,}</td>"
+            f"<td>{html.escape(last)}</td></tr>"
         )
     return "\n".join(cells)
 
@@ -117,7 +118,8 @@ def _summary_html(summary: dict[str, Any] | None) -> str:
         f"<p>Run <code>{html.escape(summary['run_id'])}</code>: "
         f"<strong>{html.escape(summary['status'])}</strong>, {jobs['succeeded']} job(s) ok, "
         f"{jobs['failed']} failed; {parts['published']} partition(s) published "
-        f"({parts['rows']:,} rows, {parts['rejected_rows']:,} quarantined); "
+        f"({parts['rows']:,} rows, {parts['rejected_rows']:,} quarantined, "
+        f"{parts.get('flagged_rows', 0):,} flagged); "
         f"{summary['requests']} request(s); retries "
         f"{html.escape(json.dumps(summary['retries']))}.</p>"
         + (f"<ul class='bad'>{failures}</ul>" if failures else "")
@@ -149,12 +151,12 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><title>MarketPipe coverage</title>
 <style>{_STYLE}</style></head><body>
 <h1>MarketPipe coverage</h1>
-<p>{len(config.symbols)} symbol(s), {config.start} to {config.end}, {config.timeframe}
+<p>{len(config.symbols)} symbol(s), {config.start} to {settings.end}, {config.timeframe}
 {html.escape(config.alpaca.feed)} bars, lake <code>{html.escape(str(settings.data_dir))}</code>.</p>
 <img alt="coverage heat map" src="data:image/png;base64,{image}">
 <h2>Per symbol</h2>
 <table><tr><th>symbol</th><th>days present</th><th>known empty</th><th>missing</th>
-<th>bars</th><th>quarantined rows</th><th>last bar (UTC)</th></tr>
+<th>bars</th><th>quarantined rows</th><th>flagged rows</th><th>last bar (UTC)</th></tr>
 {_status_rows(statuses)}
 </table>
 <h2>Latest run</h2>

@@ -22,6 +22,7 @@ class SymbolStatus:
     missing: int
     rows: int
     quarantined_rows: int
+    flagged_rows: int
     last_bar: dt.datetime | None
 
 
@@ -46,6 +47,7 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
                     missing=len(days) - len(present),
                     rows=sum(entry.rows for entry in entries),
                     quarantined_rows=sum(entry.rejected_rows for entry in entries),
+                    flagged_rows=sum(entry.flagged_rows for entry in entries),
                     last_bar=last_bars.get(symbol),
                 )
             )

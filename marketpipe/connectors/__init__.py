@@ -16,6 +16,7 @@ from marketpipe.connectors.errors import (
     PaginationError,
     ResponseFormatError,
     RetryExhaustedError,
+    SubscriptionError,
     TlsVerificationError,
     UnknownSymbolError,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryExhaustedError",
     "SlidingWindowRateLimiter",
+    "SubscriptionError",
     "TlsVerificationError",
     "UnknownSymbolError",
 ]

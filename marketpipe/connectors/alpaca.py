@@ -11,13 +11,24 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from marketpipe.connectors.auth import AlpacaKeyAuth, AuthStrategy
 from marketpipe.connectors.base_api_client import BaseApiClient, Page
 from marketpipe.connectors.config import AlpacaConfig, ClientConfig
-from marketpipe.connectors.errors import ResponseFormatError
+from marketpipe.connectors.errors import (
+    ApiError,
+    ConnectorError,
+    ResponseFormatError,
+    SubscriptionError,
+)
 from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol
 from marketpipe.connectors.transport import RequestSpec
 from marketpipe.timeframe import Timeframe
 from marketpipe.timeutil import format_rfc3339
 
 Feed = Literal["sip", "iex", "boats", "otc"]
+# The free plan's refusal of SIP data of the last 15 minutes; some captures carry no `code`,
+# so the message text decides.
+_RECENT_SIP_REFUSAL = "subscription does not permit querying recent sip data"
+# Latest-bar endpoints serve SIP 15 minutes late to every plan; `sip` itself is refused on
+# the free plan, and whether a symbol exists does not depend on the last 15 minutes.
+_LATEST_FEED = {"sip": "delayed_sip"}
 ADJUSTMENTS = frozenset({"raw", "split", "dividend", "spin-off", "all"})
 _BAR_FIELDS = ("t", "o", "h", "l", "c", "v")
 
@@ -145,22 +156,41 @@ class AlpacaClient(BaseApiClient[BarsQuery]):
             params.append(("page_token", cursor))
         return RequestSpec(path=path, params=tuple(params), endpoint="stocks/bars")
 
+    def explain(self, error: ApiError) -> ConnectorError:
+        """Name the plan, the feed and the fix when Alpaca refuses recent SIP data."""
+        if error.status != 403 or _RECENT_SIP_REFUSAL not in error.message.lower():
+            return error
+        return SubscriptionError(
+            403,
+            f"{error.message} (feed sip): Alpaca's free plan serves SIP bars only once they "
+            "are 15 minutes old. MarketPipe asks only for final sessions, so this means "
+            "settle_minutes is below 15 or this machine's clock (or MARKETPIPE_NOW) is ahead. "
+            "Fix the clock, keep settle_minutes >= 15, use 'alpaca: {feed: iex}', or use a "
+            "plan with real-time SIP data; not retried",
+            error.endpoint,
+        )
+
     def latest_bars(self, symbols: tuple[str, ...], feed: str = "sip") -> dict[str, Any]:
-        """``GET /v2/stocks/bars/latest``: each known symbol's most recent bar (raw JSON)."""
+        """``GET /v2/stocks/bars/latest``: each known symbol's most recent bar (raw JSON).
+
+        ``feed`` may be ``delayed_sip`` (SIP as of 15 minutes ago, served to every plan).
+        """
         spec = RequestSpec(
             path="/v2/stocks/bars/latest",
             params=(("symbols", ",".join(symbols)), ("feed", feed)),
             endpoint="stocks/bars/latest",
         )
-        payload = self.transport.send(spec).payload
+        payload = self.send(spec).payload
         bars = payload.get("bars") if isinstance(payload, dict) else None
         if not isinstance(bars, dict):
             raise ResponseFormatError("stocks/bars/latest: expected a 'bars' map")
         return bars
 
     def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
-        """Symbols without a latest bar on the query's feed: the vendor does not know them."""
-        return set(symbols) - set(self.latest_bars(symbols, query.feed))
+        """Symbols without a latest bar on the query's feed (SIP: delayed SIP, which every
+        plan may read): the vendor does not know them."""
+        feed = _LATEST_FEED.get(query.feed, query.feed)
+        return set(symbols) - set(self.latest_bars(symbols, feed))
 
     def next_cursor(self, page: Page) -> str | None:
         """``next_page_token``; a null or empty token ends pagination."""

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from marketpipe.connectors.auth import AuthStrategy, NoAuth
 from marketpipe.connectors.config import ClientConfig
-from marketpipe.connectors.errors import PaginationError
+from marketpipe.connectors.errors import ApiError, ConnectorError, PaginationError
 from marketpipe.connectors.models import Dataset
 from marketpipe.connectors.rate_limit import RateLimiter, SlidingWindowRateLimiter
 from marketpipe.connectors.read_ahead import ReadAhead
@@ -123,6 +123,25 @@ class BaseApiClient(ABC, Generic[QueryT]):
     def parse_page(self, page: Page, query: QueryT) -> pa.Table:
         """The rows of ``page`` as a table with :attr:`dataset`'s schema."""
 
+    def explain(self, error: ApiError) -> ConnectorError:
+        """The error to raise for a rejected request; vendors turn known rejections into
+        clearer errors (the default keeps ``error``)."""
+        return error
+
+    def send(self, spec: RequestSpec) -> Response:
+        """Send one request through the shared transport, with vendor-explained rejections."""
+        try:
+            return self.transport.send(spec)
+        except ApiError as error:
+            raise self.explain(error) from None
+
+    async def asend(self, spec: RequestSpec) -> Response:
+        """Async twin of :meth:`send`."""
+        try:
+            return await self.transport.asend(spec)
+        except ApiError as error:
+            raise self.explain(error) from None
+
     def unknown_symbols(self, symbols: tuple[str, ...], query: QueryT) -> set[str]:
         """Which of ``symbols`` the vendor does not know; vendors that cannot tell say none."""
         return set()
@@ -131,13 +150,13 @@ class BaseApiClient(ABC, Generic[QueryT]):
         """Yield raw pages until :meth:`next_cursor` returns ``None``."""
         pagination = _Pagination(self, query)
         while (spec := pagination.next_request()) is not None:
-            yield pagination.record(spec, self.transport.send(spec))
+            yield pagination.record(spec, self.send(spec))
 
     async def apaginate(self, query: QueryT) -> AsyncIterator[Page]:
         """Async twin of :meth:`paginate`."""
         pagination = _Pagination(self, query)
         while (spec := pagination.next_request()) is not None:
-            yield pagination.record(spec, await self.transport.asend(spec))
+            yield pagination.record(spec, await self.asend(spec))
 
     def fetch_batch(self, query: QueryT) -> Iterator[pa.Table]:
         """Stream parsed rows page by page.

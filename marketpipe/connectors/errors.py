@@ -17,6 +17,10 @@ class ApiError(ConnectorError):
         super().__init__(f"{endpoint} answered HTTP {status}: {message}")
 
 
+class SubscriptionError(ApiError):
+    """The account's plan does not cover the data asked for; retrying cannot help."""
+
+
 class RetryExhaustedError(ConnectorError):
     """A request kept failing with retryable errors until the attempt or time bound ran out."""
 

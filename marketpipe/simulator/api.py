@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
 
+from marketpipe import clock as market_clock
 from marketpipe.calendar import (
     Session,
     new_york_date,
@@ -31,10 +32,16 @@ from marketpipe.calendar import (
 )
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.models import check_symbol
+from marketpipe.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
-from marketpipe.simulator.market import Bar, SyntheticMarket
+from marketpipe.simulator.market import (
+    DEFAULT_OUTSIDE_RANGE_RATE,
+    Bar,
+    SyntheticMarket,
+    daily_recalculation,
+)
 from marketpipe.simulator.request_log import RequestLog
-from marketpipe.timeframe import Timeframe
+from marketpipe.timeframe import Timeframe, TimeframeUnit
 from marketpipe.timeutil import parse_rfc3339
 
 MAX_LIMIT = 10_000
@@ -43,22 +50,36 @@ GZIP_MIN_BYTES = 256
 # Encoded sessions kept in memory (about 100 kB each for a liquid symbol's 1-minute bars).
 ENCODED_SESSIONS_KEPT = 2048
 _FEEDS = ("sip", "iex", "boats", "otc")
+# Latest endpoints also serve SIP delayed by 15 minutes, to every plan.
+_LATEST_FEEDS = (*_FEEDS, "delayed_sip")
+# Alpaca's answer when the free plan asks for SIP data of the last 15 minutes (Market Data FAQ).
+RECENT_SIP_CODE = 42210000
+RECENT_SIP_MESSAGE = "subscription does not permit querying recent SIP data"
 _COMMON_PARAMS = {"timeframe", "start", "end", "limit", "page_token", "feed", "adjustment"}
 _IGNORED_PARAMS = {"sort", "asof", "currency"}
 
 
 class BadRequest(Exception):
-    """A client error to answer with ``{"message": ...}``."""
+    """A client error to answer with ``{"message": ...}`` (and Alpaca's ``code`` if any)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
+
+
+def _recent_sip_refused() -> BadRequest:
+    return BadRequest(RECENT_SIP_MESSAGE, 403, RECENT_SIP_CODE)
 
 
 @dataclass
 class SimulatorConfig:
-    """How the simulator behaves: data seed, credentials, rate limit, faults, wire quirks."""
+    """How the simulator behaves: data seed, credentials, rate limit, faults, wire quirks.
+
+    ``plan`` is the subscription the keys have: ``free`` (Alpaca's Basic plan) refuses SIP
+    data of the last 15 minutes, as the real API does; ``paid`` serves it.
+    """
 
     seed: int = 0
     key_id: str | None = None
@@ -69,6 +90,8 @@ class SimulatorConfig:
     bad_bars: dict[str, float] = field(default_factory=dict)
     listings: dict[str, dt.date] = field(default_factory=dict)
     unknown_symbols: frozenset[str] = frozenset()
+    outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE
+    plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
 
@@ -99,6 +122,7 @@ class BarsRequest:
     limit: int
     feed: str
     digest: str
+    as_of: float
 
 
 class PerKeyRateLimit:
@@ -149,13 +173,19 @@ class SimulatorApp:
         config: SimulatorConfig | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        market_clock: Callable[[], dt.datetime] = market_clock.now,
         request_log: RequestLog | None = None,
     ) -> None:
+        """``clock`` paces rate-limit windows; ``market_clock`` says what time the market is at
+        (by default :func:`marketpipe.clock.now`, which tests pin with ``MARKETPIPE_NOW``)."""
+        if config is not None and config.plan not in ("paid", "free"):
+            raise ValueError(f"plan must be 'paid' or 'free', got {config.plan!r}")
         self.config = config or SimulatorConfig()
         self.clock = clock
+        self.market_clock = market_clock
         self.market = SyntheticMarket(
             self.config.seed, self.config.bad_bars, self.config.listings,
-            self.config.unknown_symbols,
+            self.config.unknown_symbols, self.config.outside_range_rate,
         )  # fmt: skip
         self.faults = FaultInjector(self.config.faults)
         self.rate_limit = PerKeyRateLimit(
@@ -225,12 +255,16 @@ class SimulatorApp:
                 request = self._parse(query, single_symbol)
                 payload, count = self._page(request, query, single_symbol)
         except BadRequest as exc:
-            return self._error(exc.status, exc.message, limit_headers), info
+            return self._error(exc.status, exc.message, limit_headers, exc.code), info
         info["bars"] = count
         return Reply(200, _json(payload), {**limit_headers}), info
 
     def _latest(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
-        """``/v2/stocks/bars/latest``: each symbol's most recent minute bar (unknown: omitted)."""
+        """``/v2/stocks/bars/latest``: each symbol's most recent complete minute bar.
+
+        Unknown symbols are omitted. ``delayed_sip`` is SIP as of 15 minutes ago; on the free
+        plan ``sip`` is refused, and an omitted feed means IEX.
+        """
         params = dict(query)
         unexpected = sorted(set(params) - {"symbols", "feed", "currency"})
         if unexpected:
@@ -238,17 +272,20 @@ class SimulatorApp:
         symbols = [s.strip() for s in params.get("symbols", "").split(",") if s.strip()]
         if not symbols:
             raise BadRequest("symbols is required")
-        feed = params.get("feed", "sip")
-        if feed not in _FEEDS:
+        feed = params.get("feed", "iex" if self.config.plan == "free" else "sip")
+        if feed not in _LATEST_FEEDS:
             raise BadRequest(f"invalid feed: {feed}")
-        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+        if feed == "sip" and self.config.plan == "free":
+            raise _recent_sip_refused()
+        now = self.market_clock()
+        if feed == "delayed_sip":
+            feed, now = "sip", now - FREE_PLAN_SIP_DELAY
         recent = trading_sessions(new_york_date(now) - dt.timedelta(days=14), new_york_date(now))
+        minute = Timeframe.parse("1Min")
         bars: dict[str, Any] = {}
         for symbol in sorted(set(symbols)):
             for session in reversed(recent):
-                minute = Timeframe.parse("1Min")
-                done = [b for b in self.market.bars(symbol, session, feed, minute)
-                        if b.t <= now.timestamp()]  # fmt: skip
+                done = self.market.bars(symbol, session, feed, minute, as_of=now.timestamp())
                 if done:
                     bars[symbol] = orjson.Fragment(self._encode_bars(done[-1:])[0])
                     break
@@ -296,8 +333,14 @@ class SimulatorApp:
         return Reply(200, _json({"bars": {}, "next_page_token": None}), dict(limit_headers), fault)
 
     @staticmethod
-    def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
-        return Reply(status, _json({"message": message}), dict(headers or {}))
+    def _error(
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        code: int | None = None,
+    ) -> Reply:
+        body = {"message": message} if code is None else {"code": code, "message": message}
+        return Reply(status, _json(body), dict(headers or {}))
 
     def _parse(self, query: list[tuple[str, str]], single_symbol: str | None) -> BarsRequest:
         params: dict[str, str] = {}
@@ -322,20 +365,30 @@ class SimulatorApp:
             timeframe = Timeframe.parse(params["timeframe"])
         except ValueError:
             raise BadRequest("invalid timeframe", 422) from None
-        now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
-        start = _parse_time(params.get("start"), "start") or _start_of_new_york_day(now)
-        end = _parse_time(params.get("end"), "end") or now
+        now = self.market_clock()
+        free = self.config.plan == "free"
+        delayed = now - FREE_PLAN_SIP_DELAY
+        # The free plan's defaults: `end` is 15 minutes ago unless the feed is real-time for
+        # it (IEX), and a missing feed means SIP when `end` is old enough, else silently IEX.
+        explicit_end = _parse_time(params.get("end"), "end")
+        feed = params.get("feed") or ("sip" if not free or (explicit_end or now) <= delayed
+                                      else "iex")  # fmt: skip
+        if feed not in _FEEDS:
+            raise BadRequest(f"invalid feed: {feed}")
+        end = explicit_end or (delayed if free and feed == "sip" else now)
+        start = _parse_time(params.get("start"), "start") or min(
+            _start_of_new_york_day(now), delayed
+        )
         if end < start:
             raise BadRequest("end should not be before start")
+        if free and feed == "sip" and end > delayed:
+            raise _recent_sip_refused()
         try:
             limit = int(params.get("limit", DEFAULT_LIMIT))
         except ValueError:
             raise BadRequest("invalid limit") from None
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
-        feed = params.get("feed", "sip")
-        if feed not in _FEEDS:
-            raise BadRequest(f"invalid feed: {feed}")
         try:
             check_adjustment(params.get("adjustment", "raw"))
         except ValueError:
@@ -356,6 +409,7 @@ class SimulatorApp:
             limit=limit,
             feed=feed,
             digest=hashlib.sha256(f"{single_symbol}|{identity}".encode()).hexdigest()[:10],
+            as_of=now.timestamp(),
         )
 
     def _page(
@@ -400,8 +454,26 @@ class SimulatorApp:
         self, symbol: str, session: Session, request: BarsRequest, start_s: float, end_s: float
     ) -> list[bytes]:
         """The session's bars inside ``[start_s, end_s]``, each encoded as JSON."""
-        times, encoded = self._encoded_session(symbol, session, request.feed, request.timeframe)
+        if _settled(session, request.timeframe, request.as_of):
+            times, encoded = self._encoded_session(symbol, session, request.feed, request.timeframe)
+        else:  # still changing: what exists at this instant, never cached
+            bars = self._market_bars(symbol, session, request.feed, request.timeframe,
+                                     request.as_of)  # fmt: skip
+            times, encoded = [bar.t for bar in bars], self._encode_bars(bars)
         return encoded[bisect.bisect_left(times, start_s) : bisect.bisect_right(times, end_s)]
+
+    def _market_bars(
+        self,
+        symbol: str,
+        session: Session,
+        feed: str,
+        timeframe: Timeframe,
+        as_of: float | None = None,
+    ) -> list[Bar]:
+        try:
+            return self.market.bars(symbol, session, feed, timeframe, as_of)
+        except ValueError as exc:
+            raise BadRequest(str(exc), 422) from None
 
     def _encoded_session(
         self, symbol: str, session: Session, feed: str, timeframe: Timeframe
@@ -414,10 +486,7 @@ class SimulatorApp:
             if cached is not None:
                 self._encoded.move_to_end(key)
                 return cached
-        try:
-            bars = self.market.bars(symbol, session, feed, timeframe)
-        except ValueError as exc:
-            raise BadRequest(str(exc), 422) from None
+        bars = self._market_bars(symbol, session, feed, timeframe)
         encoded = ([bar.t for bar in bars], self._encode_bars(bars))
         with self._cache_lock:
             self._encoded[key] = encoded
@@ -438,6 +507,13 @@ class SimulatorApp:
             b'{"t":"%s","o":%s,"h":%s,"l":%s,"c":%s,"v":%d,"n":%d,"vw":%s}' % fields
             for fields in zip(stamps, *prices[:4], v, n, prices[4], strict=True)
         ]
+
+
+def _settled(session: Session, timeframe: Timeframe, as_of: float) -> bool:
+    """Whether ``session``'s bars have their final form at ``as_of`` (then they are cached)."""
+    if timeframe.unit is TimeframeUnit.DAY:
+        return as_of >= daily_recalculation(session).timestamp()
+    return as_of >= session.extended_window("sip")[1].timestamp()
 
 
 def _json_numbers(values: list[float]) -> list[bytes]:

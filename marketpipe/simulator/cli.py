@@ -13,7 +13,7 @@ from types import FrameType
 
 from marketpipe.simulator.api import SimulatorConfig
 from marketpipe.simulator.faults import FAULT_KINDS, FaultConfig, parse_assignments
-from marketpipe.simulator.market import BAD_BAR_KINDS
+from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
 from marketpipe.simulator.server import SimulatorServer
 
 
@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The simulator's argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m marketpipe.simulator",
-        description="Serve Alpaca-compatible market data bars on loopback, offline.",
+        description="Serve Alpaca-compatible market data bars on loopback, offline. The "
+        "market's clock is the real one, or MARKETPIPE_NOW (an RFC-3339 instant) when set.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
     parser.add_argument("--port", type=int, default=0, help="port; 0 lets the OS choose")
@@ -74,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a ticker the vendor does not know: no bars, no latest bar",
     )
     parser.add_argument(
+        "--plan",
+        choices=["paid", "free"],
+        default="paid",
+        help="the keys' subscription: free refuses SIP data of the last 15 minutes (HTTP 403)",
+    )
+    parser.add_argument(
+        "--outside-range-rate",
+        type=float,
+        default=DEFAULT_OUTSIDE_RANGE_RATE,
+        help="share of bars with open or close outside [low, high], as real data has",
+    )
+    parser.add_argument(
         "--fractional-timestamps", action="store_true", help="write t with nanoseconds"
     )
     parser.add_argument("--log-file", type=Path, help="append every request as a JSON line")
@@ -100,6 +113,8 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         bad_bars=dict(parse_assignments(args.bad_bars, float, "--bad-bars")),
         listings=dict(parse_assignments(args.listing, dt.date.fromisoformat, "--listing")),
         unknown_symbols=frozenset(args.unknown_symbol),
+        outside_range_rate=args.outside_range_rate,
+        plan=args.plan,
         fractional_timestamps=args.fractional_timestamps,
     )
 

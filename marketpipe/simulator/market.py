@@ -12,13 +12,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from marketpipe.calendar import Session, new_york_midnight
+from marketpipe.calendar import NEW_YORK, Session, new_york_midnight
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 BAD_BAR_KINDS = ("high_below_low", "negative_volume", "nan", "duplicate", "out_of_order")
 FEEDS_WITH_DATA = ("sip", "iex")
 # The largest hour bucket that can never span two sessions (the overnight gap is 8 hours).
 MAX_SIMULATED_HOURS = 8
+# Share of minute bars whose open or close lies outside [low, high], as in real SIP data
+# (open and close use stricter trade filters than high and low; Alpaca FAQ, forum t/7054).
+DEFAULT_OUTSIDE_RANGE_RATE = 0.003
+# Alpaca recalculates daily bars the next morning (forum t/16170); before that a session's
+# daily bar is the plain roll-up of its minute bars.
+DAILY_RECALCULATED_AT = dt.time(6, 0)
 
 
 class Bar(NamedTuple):
@@ -52,7 +58,8 @@ class SyntheticMarket:
     is reproducible without generating the days before it. ``bad_bars`` injects malformed
     rows (rates per bar) deterministically, for testing quarantine; ``listings`` gives
     symbols a first trading day, before which they have no bars; ``unknown_symbols`` never
-    trade (the vendor does not know them).
+    trade (the vendor does not know them). ``outside_range_rate`` of the bars have an open
+    or close outside [low, high], as real bars can.
     """
 
     def __init__(
@@ -61,6 +68,7 @@ class SyntheticMarket:
         bad_bars: Mapping[str, float] | None = None,
         listings: Mapping[str, dt.date] | None = None,
         unknown_symbols: frozenset[str] = frozenset(),
+        outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE,
     ) -> None:
         unknown = set(bad_bars or {}) - set(BAD_BAR_KINDS)
         if unknown:
@@ -71,6 +79,9 @@ class SyntheticMarket:
         self.bad_bars = {kind: rate for kind, rate in (bad_bars or {}).items() if rate > 0}
         self.listings = dict(listings or {})
         self.unknown_symbols = frozenset(unknown_symbols)
+        if not 0 <= outside_range_rate <= 1:
+            raise ValueError(f"outside_range_rate must be in [0, 1], got {outside_range_rate}")
+        self.outside_range_rate = outside_range_rate
         self._minute_bars = functools.lru_cache(maxsize=256)(self._generate_minute_bars)
 
     def traits(self, symbol: str) -> SymbolTraits:
@@ -86,12 +97,41 @@ class SyntheticMarket:
             trade_size=rng.randint(40, 160),
         )
 
-    def bars(self, symbol: str, session: Session, feed: str, timeframe: Timeframe) -> list[Bar]:
-        """The session's bars for a feed at a timeframe, in the order the vendor sends them."""
+    def bars(
+        self,
+        symbol: str,
+        session: Session,
+        feed: str,
+        timeframe: Timeframe,
+        as_of: float | None = None,
+    ) -> list[Bar]:
+        """The session's bars for a feed at a timeframe, in the order the vendor sends them.
+
+        ``as_of`` (epoch seconds) is when they are asked for: only minute bars whose minute
+        is over exist yet, wider bars are rolled up from those (so the current one is
+        partial), and a daily bar is provisional until it is recalculated the next morning.
+        ``None`` means long after the session: every bar in its final form.
+        """
         minute_bars = self._minute_bars(symbol, session, feed)
+        if as_of is not None:
+            minute_bars = tuple(bar for bar in minute_bars if bar.t + 60 <= as_of)
         if timeframe.unit is TimeframeUnit.MINUTE and timeframe.amount == 1:
             return list(minute_bars)
-        return _aggregate(minute_bars, session, timeframe)
+        bars = _aggregate(minute_bars, session, timeframe)
+        recalculated = as_of is None or as_of >= daily_recalculation(session).timestamp()
+        if timeframe.unit is TimeframeUnit.DAY and bars and recalculated:
+            bars = [self._recalculated_daily(bars[0], symbol, session)]
+        return bars
+
+    def _recalculated_daily(self, bar: Bar, symbol: str, session: Session) -> Bar:
+        """The daily bar after the vendor's overnight recalculation.
+
+        Trades that count only towards daily volume (extended-hours form-T prints and the
+        like) make the final daily volume exceed the sum of the minute bars.
+        """
+        rng = random.Random(f"{self.seed}|daily|{symbol}|{session.date.isoformat()}")
+        extra = int(bar.v * rng.uniform(0.002, 0.02))
+        return bar._replace(v=bar.v + extra, n=bar.n + max(1, extra // 100))
 
     def _generate_minute_bars(self, symbol: str, session: Session, feed: str) -> tuple[Bar, ...]:
         listed = self.listings.get(symbol)
@@ -127,6 +167,7 @@ class SyntheticMarket:
         low = np.minimum(np.floor(np.minimum(opened, close) * (1 - wick_down) * 100) / 100,
                          np.minimum(o, c))  # fmt: skip
         low = np.maximum(low, 0.01)
+        o, c = self._outside_range(o, c, h, low, symbol, session)
         scale = np.where(regular, 1.0, 0.15) * (0.025 if feed == "iex" else 1.0)
         volume = np.maximum(1, (traits.mean_volume * scale * volume_draw).astype(np.int64))
         trades = np.maximum(1, volume // traits.trade_size)
@@ -138,6 +179,34 @@ class SyntheticMarket:
         if self.bad_bars:
             bars = self._corrupt(bars, symbol, session, feed)
         return tuple(bars)
+
+    def _outside_range(
+        self,
+        opens: np.ndarray,
+        closes: np.ndarray,
+        highs: np.ndarray,
+        lows: np.ndarray,
+        symbol: str,
+        session: Session,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Move the open or close of a few bars just outside [low, high], as real data has.
+
+        Drawn from a stream of its own, so every other value stays what the seed gives.
+        """
+        if self.outside_range_rate <= 0:
+            return opens, closes
+        stream = hashlib.sha256(f"{self.seed}|outside|{symbol}|{session.date}".encode()).digest()
+        rng = np.random.Generator(np.random.PCG64(int.from_bytes(stream[:16], "big")))
+        count = len(opens)
+        hit = rng.random(count) < self.outside_range_rate
+        which = rng.integers(0, 4, count)
+        step = rng.integers(1, 6, count) / 100
+        opens, closes = opens.copy(), closes.copy()
+        moves = ((opens, highs, 1), (opens, lows, -1), (closes, highs, 1), (closes, lows, -1))
+        for kind, (target, bound, sign) in enumerate(moves):
+            chosen = hit & (which == kind)
+            target[chosen] = np.round(bound[chosen] + sign * step[chosen], 2)
+        return np.maximum(opens, 0.01), np.maximum(closes, 0.01)
 
     def _corrupt(self, bars: list[Bar], symbol: str, session: Session, feed: str) -> list[Bar]:
         rng = random.Random(f"{self.seed}|bad|{symbol}|{session.date.isoformat()}|{feed}")
@@ -157,6 +226,12 @@ class SyntheticMarket:
             if "out_of_order" in hit and len(result) >= 2:
                 result[-1], result[-2] = result[-2], result[-1]
         return result
+
+
+def daily_recalculation(session: Session) -> dt.datetime:
+    """When the vendor recalculates ``session``'s daily bar: the next calendar morning."""
+    morning = session.date + dt.timedelta(days=1)
+    return dt.datetime.combine(morning, DAILY_RECALCULATED_AT, NEW_YORK).astimezone(dt.UTC)
 
 
 def _bucket_start(t: int, session: Session, timeframe: Timeframe) -> int:

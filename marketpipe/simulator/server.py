@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import socket
 import struct
@@ -14,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from marketpipe.clock import now as market_now
 from marketpipe.connectors.config import is_loopback_host
 from marketpipe.simulator.api import Reply, SimulatorApp, SimulatorConfig
 from marketpipe.simulator.request_log import RequestLog
@@ -121,11 +123,14 @@ class SimulatorServer:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        market_clock: Callable[[], dt.datetime] = market_now,
         log_path: Path | None = None,
     ) -> None:
         if not is_loopback_host(host):
             raise ValueError(f"host {host!r} is not a loopback address; the simulator is local")
-        self.app = SimulatorApp(config, clock=clock, request_log=RequestLog(log_path))
+        self.app = SimulatorApp(
+            config, clock=clock, market_clock=market_clock, request_log=RequestLog(log_path)
+        )
         self._address = (host, port)
         self._httpd: _HttpServer | None = None
         self._thread: threading.Thread | None = None

@@ -19,6 +19,7 @@ import pyarrow as pa
 from marketpipe.checkpoints import CheckpointStore, JobRecord, state_path
 from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
+from marketpipe.finality import describe_final_at
 from marketpipe.ingest import (
     IngestReport,
     StreamSettings,
@@ -29,7 +30,7 @@ from marketpipe.ingest import (
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
-from marketpipe.workflow.planning import plan_path, symbols_label
+from marketpipe.workflow.planning import not_final_notes, plan_path, symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client
 
@@ -73,6 +74,7 @@ def stream_settings(settings: WorkflowSettings) -> StreamSettings:
         timeframe=settings.timeframe,
         feed=settings.config.alpaca.feed,
         adjustment=settings.config.alpaca.adjustment,
+        settle=settings.finality.settle,
     )
 
 
@@ -83,7 +85,7 @@ def run_log_path(settings: WorkflowSettings) -> Path:
 
 def _present_partitions(store: CheckpointStore, settings: WorkflowSettings) -> int:
     config = settings.config
-    return store.count_partitions(config.symbols, config.start, config.end)
+    return store.count_partitions(config.symbols, config.start, settings.end)
 
 
 def fetch_partitions(
@@ -119,7 +121,7 @@ def fetch_partitions(
                 with open_client(settings, recorder) as client:
                     ingest_days(
                         client, store, settings.data_dir, symbols, wanted,
-                        stream_settings(settings), report,
+                        stream_settings(settings), report, now=settings.now,
                     )  # fmt: skip
             except (ConnectorError, ValueError) as exc:
                 if isinstance(exc, SymbolsFailed):
@@ -180,6 +182,7 @@ def _finish_job(
             started_at=job.started,
             finished_at=time.time(),
             metrics=metrics,
+            flagged_rows=report.flagged_rows,
         )
     )
     present, planned = _present_partitions(store, settings), settings.planned_partitions
@@ -188,12 +191,13 @@ def _finish_job(
         "job.end",
         f"{job.label}: {report.missing_days} of {report.planned_days} partitions were missing;"
         f" {len(report.published)} published with {report.requests} page request(s), "
-        f"{report.rejected_rows} row(s) quarantined",
+        f"{report.rejected_rows} row(s) quarantined, {report.flagged_rows} flagged",
         status=status,
         missing=report.missing_days,
         published=len(report.published),
         rows=report.rows,
         rejected=report.rejected_rows,
+        flagged=report.flagged_rows,
         requests=report.requests,
         seconds=round(time.time() - job.started, 3),
     )
@@ -236,6 +240,34 @@ def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
     return len(interrupted)
 
 
+def run_scope_notes(settings: WorkflowSettings) -> list[str]:
+    """What a run leaves out because it is not final yet, and why (empty when nothing is)."""
+    pending = settings.pending_sessions
+    if settings.final_sessions:
+        if not pending:
+            return []
+        notes = not_final_notes(pending, settings.finality)
+        return [f"not fetched yet: {notes[0]}", *notes[1:], "the first run after that fetches it"]
+    config = settings.config
+    if not pending:
+        return [
+            f"nothing to fetch: no NYSE session is final between {config.start} and "
+            f"{config.end} (end resolved to {settings.end})"
+        ]
+    first = pending[0]
+    final_at = describe_final_at(settings.finality.final_at(first))
+    return [
+        f"nothing to fetch: no session of {config.start}..{config.end} is final yet; the "
+        f"first, {first.date}, is final at {final_at} (bars of unfinished sessions can change)"
+    ]
+
+
+def announce_run_scope(settings: WorkflowSettings) -> None:
+    """Print :func:`run_scope_notes` for the person or scheduler running the workflow."""
+    for line in run_scope_notes(settings):
+        print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
+
+
 def start_run(settings: WorkflowSettings) -> None:
     """Log the run's start and recover from a crashed run (Snakemake ``onstart``)."""
     with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
@@ -246,7 +278,7 @@ def start_run(settings: WorkflowSettings) -> None:
             f"run {current_run_id()} started",
             symbols=",".join(settings.config.symbols),
             start=settings.config.start.isoformat(),
-            end=settings.config.end.isoformat(),
+            end=settings.end.isoformat(),
             vendor=settings.config.vendor,
             planned=settings.planned_partitions,
         )

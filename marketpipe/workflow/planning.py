@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketpipe.calendar import trading_sessions
+from marketpipe.calendar import Session
+from marketpipe.finality import Finality, describe_final_at
 from marketpipe.storage import PARTITION_FILE, partition_path, write_atomically
 
 
@@ -28,15 +29,23 @@ class MonthPlan:
         return f"{self.year:04d}_{self.month:02d}"
 
 
-def plan_months(start: dt.date, end: dt.date) -> list[MonthPlan]:
-    """Trading sessions in ``[start, end]``, grouped by month; months without one are left out."""
-    sessions = trading_sessions(start, end)
+def plan_months(days: Sequence[dt.date]) -> list[MonthPlan]:
+    """Sorted trading days (the final sessions of a range) grouped by month."""
     return [
-        MonthPlan(year, month, tuple(session.date for session in group))
-        for (year, month), group in itertools.groupby(
-            sessions, key=lambda session: (session.date.year, session.date.month)
-        )
+        MonthPlan(year, month, tuple(group))
+        for (year, month), group in itertools.groupby(days, key=lambda day: (day.year, day.month))
     ]
+
+
+def not_final_notes(pending: Sequence[Session], finality: Finality, shown: int = 3) -> list[str]:
+    """Lines naming the sessions that are not final yet and when each becomes final."""
+    lines = [
+        f"{session.date} is not final until {describe_final_at(finality.final_at(session))}"
+        for session in pending[:shown]
+    ]
+    if len(pending) > shown:
+        lines.append(f"and {len(pending) - shown} later session(s), through {pending[-1].date}")
+    return lines
 
 
 def contiguous_runs(days: list[dt.date], sessions: list[dt.date]) -> list[list[dt.date]]:
@@ -175,13 +184,24 @@ def plan_path(data_dir: Path | str, run_id: str) -> Path:
     return Path(data_dir) / "_state" / "plans" / f"{run_id}.json"
 
 
-def save_fetch_jobs(path: Path, jobs: list[FetchJob]) -> None:
-    """Write the run's jobs (month, then each symbol's missing days) atomically."""
-    payload = [
-        {"month": job.month.label, "missing": {group.symbol: _iso(group.missing)
-                                               for group in job.pending}}
-        for job in jobs
-    ]  # fmt: skip
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run decided when it started: its instant and its fetch jobs."""
+
+    now: dt.datetime
+    jobs: list[FetchJob]
+
+
+def save_run_plan(path: Path, plan: RunPlan) -> None:
+    """Write the run's instant and jobs (month days, each symbol's missing days) atomically."""
+    payload = {
+        "now": plan.now.isoformat(),
+        "jobs": [
+            {"month": job.month.label, "days": _iso(job.month.days),
+             "missing": {group.symbol: _iso(group.missing) for group in job.pending}}
+            for job in plan.jobs
+        ],
+    }  # fmt: skip
     write_atomically(path, json.dumps(payload).encode())
 
 
@@ -189,19 +209,26 @@ def _iso(days: tuple[dt.date, ...]) -> list[str]:
     return [day.isoformat() for day in days]
 
 
-def load_fetch_jobs(path: Path, months: list[MonthPlan]) -> list[FetchJob] | None:
-    """The jobs saved by :func:`save_fetch_jobs`, or ``None`` when there is no such file."""
+def _dates(values: list[str]) -> tuple[dt.date, ...]:
+    return tuple(dt.date.fromisoformat(value) for value in values)
+
+
+def load_run_plan(path: Path) -> RunPlan | None:
+    """The plan saved by :func:`save_run_plan`, or ``None`` when there is no such file.
+
+    A job process reads the workflow later than the main process did: it takes the run's
+    instant and jobs from here, so it agrees on which sessions were final.
+    """
     try:
         payload = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    by_label = {month.label: month for month in months}
     jobs = []
-    for item in payload:
-        month = by_label[item["month"]]
+    for item in payload["jobs"]:
+        year, month = (int(part) for part in item["month"].split("_"))
+        month_plan = MonthPlan(year, month, _dates(item["days"]))
         pending = tuple(
-            PendingJob(symbol, month, tuple(dt.date.fromisoformat(day) for day in days))
-            for symbol, days in item["missing"].items()
+            PendingJob(symbol, month_plan, _dates(days)) for symbol, days in item["missing"].items()
         )
-        jobs.append(FetchJob(month, pending))
-    return jobs
+        jobs.append(FetchJob(month_plan, pending))
+    return RunPlan(dt.datetime.fromisoformat(payload["now"]), jobs)

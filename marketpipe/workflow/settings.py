@@ -14,15 +14,25 @@ from typing import Any, Literal
 
 import jsonschema
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from marketpipe.calendar import trading_sessions
+from marketpipe import clock
+from marketpipe.calendar import Session, new_york_date, trading_sessions
 from marketpipe.connectors import AlpacaConfig
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
+from marketpipe.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY, Finality
 from marketpipe.simulator.faults import FAULT_KINDS
-from marketpipe.simulator.market import BAD_BAR_KINDS
+from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -104,6 +114,17 @@ class DemoSettings(BaseModel):
     unknown_symbols: list[str] = Field(
         default_factory=list, description="Tickers the simulator does not know"
     )
+    plan: Literal["paid", "free"] = Field(
+        "paid",
+        description="The simulated subscription: free refuses SIP data of the last 15 minutes "
+        "(HTTP 403) and /latest with feed=sip, as Alpaca's free plan does",
+    )
+    outside_range_rate: float = Field(
+        DEFAULT_OUTSIDE_RANGE_RATE,
+        ge=0,
+        le=1,
+        description="Share of bars whose open or close lies outside [low, high], as real bars can",
+    )
 
     @field_validator("faults")
     @classmethod
@@ -123,7 +144,18 @@ class WorkflowConfig(BaseModel):
 
     symbols: list[Symbol] = Field(min_length=1, description="Tickers to fetch")
     start: dt.date = Field(description="First trading day to fetch (New York date, inclusive)")
-    end: dt.date = Field(description="Last trading day to fetch (New York date, inclusive)")
+    end: dt.date | Literal["today"] = Field(
+        description="Last trading day to fetch (New York date, inclusive); 'today' = the "
+        "latest session that is final (for daily schedules)"
+    )
+    settle_minutes: int = Field(
+        DEFAULT_SETTLE_MINUTES,
+        ge=FREE_PLAN_SIP_DELAY.seconds // 60,
+        le=24 * 60,
+        description="A session is final this long after its last bar window ends (sip 20:00 "
+        "New York, 17:00 on early closes; iex 17:00; 1Day: the next session's open); only "
+        "final sessions are fetched. At least 15: Alpaca's free plan refuses newer SIP data",
+    )
     timeframe: str = Field("1Min", description="Bar width: 1Min..59Min, 1Hour..23Hour or 1Day")
     vendor: Literal["demo", "alpaca"] = Field(
         "demo", description="demo = the bundled offline simulator; alpaca = the real API"
@@ -161,17 +193,22 @@ class WorkflowConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_range(self) -> WorkflowConfig:
-        if self.end < self.start:
+        if isinstance(self.end, dt.date) and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
         return self
 
 
 class WorkflowSettings(BaseModel):
-    """Validated configuration plus what follows from it."""
+    """Validated configuration plus what follows from it at the run's instant ``now``.
+
+    ``now`` is taken once (from :mod:`marketpipe.clock`), so every decision of one run about
+    which sessions are final agrees, however long the run takes.
+    """
 
     model_config = ConfigDict(frozen=True, ignored_types=(functools.cached_property,))
 
     config: WorkflowConfig
+    now: AwareDatetime
 
     @property
     def data_dir(self) -> Path:
@@ -183,11 +220,54 @@ class WorkflowSettings(BaseModel):
         """The configured bar width."""
         return Timeframe.parse(self.config.timeframe)
 
+    @property
+    def finality(self) -> Finality:
+        """When this lake's sessions are final."""
+        return Finality(
+            self.config.alpaca.feed,
+            self.timeframe,
+            dt.timedelta(minutes=self.config.settle_minutes),
+        )
+
     @functools.cached_property
+    def end(self) -> dt.date:
+        """The last New York date of the range (``today`` resolved to the latest final one)."""
+        if isinstance(self.config.end, dt.date):
+            return self.config.end
+        today = new_york_date(self.now)
+        # Every month has sessions, and at most the last two of them are not final yet.
+        recent = trading_sessions(today - dt.timedelta(days=30), today)
+        final, _ = self.finality.split(recent, self.now)
+        return final[-1].date
+
+    @functools.cached_property
+    def sessions(self) -> list[Session]:
+        """Every NYSE session of the configured range, final or not."""
+        return trading_sessions(self.config.start, self.end)
+
+    @functools.cached_property
+    def final_sessions(self) -> list[Session]:
+        """The sessions of the range that are final at ``now``: the ones a run fetches."""
+        return self.finality.split(self.sessions, self.now)[0]
+
+    @functools.cached_property
+    def pending_sessions(self) -> list[Session]:
+        """The sessions of the range that are not final yet (today's, the future's)."""
+        return self.finality.split(self.sessions, self.now)[1]
+
+    @property
+    def final_days(self) -> list[dt.date]:
+        """The New York dates of :attr:`final_sessions`."""
+        return [session.date for session in self.final_sessions]
+
+    @property
     def planned_partitions(self) -> int:
-        """How many partitions the configuration asks for (symbols x sessions)."""
-        sessions = trading_sessions(self.config.start, self.config.end)
-        return len(sessions) * len(self.config.symbols)
+        """How many partitions the configuration asks for now (symbols x final sessions)."""
+        return len(self.final_sessions) * len(self.config.symbols)
+
+    def at(self, now: dt.datetime) -> WorkflowSettings:
+        """The same configuration seen at another instant."""
+        return WorkflowSettings(config=self.config, now=now)
 
     def lake_settings(self) -> dict[str, str]:
         """What a lake is built with; one data_dir never mixes two of these."""
@@ -266,8 +346,13 @@ def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     return messages
 
 
-def load_settings(raw: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> WorkflowSettings:
-    """Validate Snakemake's ``config`` against the JSON schema and the model."""
+def load_settings(
+    raw: dict[str, Any], schema_path: Path = SCHEMA_PATH, now: dt.datetime | None = None
+) -> WorkflowSettings:
+    """Validate Snakemake's ``config`` against the JSON schema and the model.
+
+    ``now`` is the run's instant, by default :func:`marketpipe.clock.now`.
+    """
     config = _normalise(copy.deepcopy(dict(raw)))
     schema = yaml.safe_load(schema_path.read_text())
     config = _coerce_scalars(config, schema, schema)
@@ -284,7 +369,7 @@ def load_settings(raw: dict[str, Any], schema_path: Path = SCHEMA_PATH) -> Workf
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     if parsed.vendor == "alpaca":
         alpaca_client_config(parsed)
-    return WorkflowSettings(config=parsed)
+    return WorkflowSettings(config=parsed, now=now if now is not None else clock.now())
 
 
 def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:

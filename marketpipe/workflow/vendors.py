@@ -37,6 +37,8 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
         bad_bars=dict(demo.bad_bars),
         listings=dict(demo.listings),
         unknown_symbols=frozenset(demo.unknown_symbols),
+        outside_range_rate=demo.outside_range_rate,
+        plan=demo.plan,
     )
 
 

@@ -1,37 +1,51 @@
 # Configuration, planning and run hooks shared by the rules. Validation stops a bad config
 # before any request, naming the key (schema: workflow/schemas/config.schema.yaml).
+# Only sessions that are final at the run's start are planned (see marketpipe.finality):
+# today's session and the future are never fetched, written or shown as missing.
 # Planning is proportional to what is missing: one pass over the lake finds the
 # (symbol, month) groups with missing partitions, and only those are asked of Snakemake,
 # packed into jobs of up to `symbols_per_job` symbols that miss the same days.
 
 from marketpipe.logs import current_run_id
-from marketpipe.workflow.jobs import configure_workflow_process, finish_run, start_run
+from marketpipe.workflow.jobs import (
+    announce_run_scope,
+    configure_workflow_process,
+    finish_run,
+    start_run,
+)
 from marketpipe.workflow.planning import (
+    RunPlan,
     fetch_jobs,
-    load_fetch_jobs,
+    load_run_plan,
     pending_jobs,
     plan_months,
     plan_path,
-    save_fetch_jobs,
+    save_run_plan,
 )
 from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
 SETTINGS = load_settings(config)
 DATA_DIR = SETTINGS.data_dir
-MONTHS = plan_months(SETTINGS.config.start, SETTINGS.config.end)
 LOG_DIR = DATA_DIR / "_logs"
 REPORT_DIR = DATA_DIR / "_reports"
 RUN_ID = current_run_id()
 PLAN_PATH = plan_path(DATA_DIR, RUN_ID)
-# The main process plans from the lake and saves the plan when the run starts. A job that
-# Snakemake runs as a separate process reads this file again while other jobs are writing
-# partitions, so it takes the run's saved plan rather than the lake's changed state.
-FETCH_JOBS = None if workflow.is_main_process else load_fetch_jobs(PLAN_PATH, MONTHS)
-if FETCH_JOBS is None:
+# The main process plans from the lake at its instant and saves the plan when the run
+# starts. A job that Snakemake runs as a separate process reads this file again later,
+# while other jobs write partitions: it takes the run's saved instant and jobs instead of
+# the clock's and the lake's changed state.
+SAVED_PLAN = None if workflow.is_main_process else load_run_plan(PLAN_PATH)
+if SAVED_PLAN is None:
     FETCH_JOBS = fetch_jobs(
-        pending_jobs(DATA_DIR, SETTINGS.config.symbols, MONTHS), SETTINGS.config.symbols_per_job
+        pending_jobs(DATA_DIR, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
+        SETTINGS.config.symbols_per_job,
     )
+else:
+    SETTINGS = SETTINGS.at(SAVED_PLAN.now)
+    FETCH_JOBS = SAVED_PLAN.jobs
+if workflow.is_main_process:
+    announce_run_scope(SETTINGS)
 
 
 def pending_targets():
@@ -39,8 +53,15 @@ def pending_targets():
     return [target for job in FETCH_JOBS for target in job.targets(DATA_DIR)]
 
 
+def run_targets():
+    """Every fetch job, and the coverage report unless no session of the range is final."""
+    if not SETTINGS.final_sessions:
+        return []
+    return [*pending_targets(), *rules.coverage_report.output]
+
+
 onstart:
-    save_fetch_jobs(PLAN_PATH, FETCH_JOBS)
+    save_run_plan(PLAN_PATH, RunPlan(SETTINGS.now, FETCH_JOBS))
     start_run(SETTINGS)
 
 
