@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from marketpipe.calendar import NEW_YORK, trading_sessions
-from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch
+from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch, state_path
 from marketpipe.connectors import AlpacaClient, BarsQuery, UnknownSymbolError
 from marketpipe.ingest import StreamSettings, SymbolsFailed, ingest_days
 from marketpipe.simulator import FaultConfig, SimulatorServer
@@ -110,6 +111,47 @@ def test_ledger_is_reconciled_with_the_files(simulator: SimulatorServer, tmp_pat
         ledger = store.ledger("AAPL")
         assert ledger[days[0]].sha256 == file_sha256(partition_path(tmp_path, "AAPL", days[0]))
         assert store.last_bar_time(STREAM.key("AAPL")).astimezone(NEW_YORK).date() == days[-1]
+        assert store.integrity_check() == "ok"
+
+
+def test_flagged_bars_are_counted_in_the_ledger_and_survive_adoption(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    days = _days("2024-01-02", "2024-01-12")
+    report = _ingest(simulator, tmp_path, "AAPL", days)
+    lake = ds.dataset(tmp_path / "ohlcv", partitioning="hive").to_table()
+    outside = pc.or_(
+        pc.greater(pc.max_element_wise(lake["open"], lake["close"]), lake["high"]),
+        pc.less(pc.min_element_wise(lake["open"], lake["close"]), lake["low"]),
+    )
+    assert report.flagged_rows == pc.sum(outside).as_py() > 0
+    assert report.rejected_rows == 0
+    with CheckpointStore(tmp_path) as store:
+        before = store.ledger("AAPL")
+        store.forget("AAPL", days)  # files without ledger rows are adopted, flags included
+    _ingest(simulator, tmp_path, "AAPL", days)
+    with CheckpointStore(tmp_path) as store:
+        after = store.ledger("AAPL")
+    assert {d: e.flagged_rows for d, e in after.items()} == {
+        d: e.flagged_rows for d, e in before.items()
+    }
+
+
+def test_a_ledger_from_before_flagged_rows_is_migrated(tmp_path: Path) -> None:
+    path = state_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE partitions (symbol TEXT NOT NULL, day TEXT NOT NULL, rows INTEGER "
+            "NOT NULL, sha256 TEXT NOT NULL, known_empty INTEGER NOT NULL, rejected_rows "
+            "INTEGER NOT NULL, requests INTEGER NOT NULL, published_at REAL NOT NULL, "
+            "PRIMARY KEY (symbol, day))"
+        )
+        old.execute("INSERT INTO partitions VALUES ('AAPL', '2024-01-02', 5, 'ab', 0, 1, 2, 0)")
+    old.close()
+    with CheckpointStore(tmp_path) as store:
+        (entry,) = store.ledger("AAPL").values()
+        assert (entry.rows, entry.rejected_rows, entry.flagged_rows) == (5, 1, 0)
         assert store.integrity_check() == "ok"
 
 
