@@ -82,7 +82,12 @@ def test_a_range_into_the_future_plans_only_final_sessions() -> None:
     pending = [s.date for s in settings.pending_sessions]
     assert pending[0] == dt.date(2026, 11, 24) and pending[-1] == dt.date(2026, 12, 4)
     notes = run_scope_notes(settings)
-    assert notes[0] == "not fetched yet: 2026-11-24 is not final until 2026-11-24 20:30 EST"
+    assert notes == [
+        "not fetched yet: 2026-11-24 (final at 2026-11-24 20:30 EST), 2026-11-25 (final at "
+        "2026-11-25 20:30 EST), 2026-11-27 (final at 2026-11-27 17:30 EST) and 5 later "
+        "session(s) through 2026-12-04; until then their bars can still change, and the first "
+        "run after that fetches them"
+    ]
     later = settings.at(new_york(2026, 11, 24, 21, 0))
     assert later.final_days[-1] == dt.date(2026, 11, 24)
 

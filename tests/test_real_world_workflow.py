@@ -88,14 +88,14 @@ def test_today_and_the_future_are_fetched_only_once_final(
     for symbol in SYMBOLS:
         assert lake_days(tmp_path, symbol) == FINAL_AT_TWO_PM
     if end != "today":  # `today` already ends at the latest final session
-        note = "[marketpipe] not fetched yet: 2026-11-24 is not final until 2026-11-24 20:30 EST"
+        note = "[marketpipe] not fetched yet: 2026-11-24 (final at 2026-11-24 20:30 EST)"
         assert note in early.stderr
         plan = marketpipe_cli(tmp_path, AT_TWO_PM, "plan")
         assert plan.returncode == 0, plan.stderr
         assert "all 6 planned partitions are present" in plan.stdout
-        assert "2026-11-24 is not final until 2026-11-24 20:30 EST" in plan.stdout
+        assert "2026-11-24 (final at 2026-11-24 20:30 EST)" in plan.stdout
         status = marketpipe_cli(tmp_path, AT_TWO_PM, "status")
-        assert "2026-11-24 is not final until 2026-11-24 20:30 EST" in status.stdout
+        assert "2026-11-24 (final at 2026-11-24 20:30 EST)" in status.stdout
     dry = snakemake(tmp_path, "-n", env=at(AT_TWO_PM))
     assert "Nothing to be done" in dry.stdout + dry.stderr
     # Minutes after the extended session ends, its bars can still change: nothing to do.
@@ -163,7 +163,7 @@ def test_daily_bars_wait_for_the_next_sessions_open(tmp_path: Path) -> None:
     evening = run_at(moving, AFTER_FINAL)
     assert evening.returncode == 0, evening.stderr[-3000:]
     assert lake_days(moving, "AAPL") == FINAL_AT_TWO_PM
-    assert "2026-11-24 is not final until 2026-11-25 10:00 EST" in evening.stderr
+    assert "2026-11-24 (final at 2026-11-25 10:00 EST)" in evening.stderr
     morning = run_at(moving, "2026-11-25T10:00:00-05:00")
     assert morning.returncode == 0, morning.stderr[-3000:]
     assert lake_days(moving, "AAPL") == [*FINAL_AT_TWO_PM, TODAY]

@@ -30,7 +30,7 @@ from marketpipe.ingest import (
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
-from marketpipe.workflow.planning import not_final_notes, plan_path, symbols_label
+from marketpipe.workflow.planning import describe_not_final, plan_path, symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client
 
@@ -243,12 +243,14 @@ def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
 def run_scope_notes(settings: WorkflowSettings) -> list[str]:
     """What a run leaves out because it is not final yet, and why (empty when nothing is)."""
     pending = settings.pending_sessions
+    config = settings.config
     if settings.final_sessions:
         if not pending:
             return []
-        notes = not_final_notes(pending, settings.finality)
-        return [f"not fetched yet: {notes[0]}", *notes[1:], "the first run after that fetches it"]
-    config = settings.config
+        return [
+            f"not fetched yet: {describe_not_final(pending, settings.finality)}; until then "
+            "their bars can still change, and the first run after that fetches them"
+        ]
     if not pending:
         return [
             f"nothing to fetch: no NYSE session is final between {config.start} and "

@@ -37,15 +37,15 @@ def plan_months(days: Sequence[dt.date]) -> list[MonthPlan]:
     ]
 
 
-def not_final_notes(pending: Sequence[Session], finality: Finality, shown: int = 3) -> list[str]:
-    """Lines naming the sessions that are not final yet and when each becomes final."""
-    lines = [
-        f"{session.date} is not final until {describe_final_at(finality.final_at(session))}"
+def describe_not_final(pending: Sequence[Session], finality: Finality, shown: int = 3) -> str:
+    """The sessions that are not final yet and when each becomes final, in one phrase."""
+    named = ", ".join(
+        f"{session.date} (final at {describe_final_at(finality.final_at(session))})"
         for session in pending[:shown]
-    ]
+    )
     if len(pending) > shown:
-        lines.append(f"and {len(pending) - shown} later session(s), through {pending[-1].date}")
-    return lines
+        named += f" and {len(pending) - shown} later session(s) through {pending[-1].date}"
+    return named
 
 
 def contiguous_runs(days: list[dt.date], sessions: list[dt.date]) -> list[list[dt.date]]:
