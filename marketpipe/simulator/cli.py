@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-seed", type=int, default=0, help="seed of the fault draws")
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds sent")
     parser.add_argument("--slow-seconds", type=float, default=0.05, help="delay of 'slow'")
-    parser.add_argument("--timeout-seconds", type=float, default=2.0, help="stall of 'timeout'")
+    parser.add_argument("--timeout-seconds", type=float, default=10.0, help="stall of 'timeout'")
     parser.add_argument(
         "--fail-symbol",
         action="append",

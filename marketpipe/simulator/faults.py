@@ -42,7 +42,7 @@ class FaultConfig:
     retry_after_seconds: int = 1
     reset_after_seconds: int = 1
     slow_seconds: float = 0.05
-    timeout_seconds: float = 2.0
+    timeout_seconds: float = 10.0  # a stall; far longer than any read timeout a test sets
     fail_symbols: dict[str, int] = field(default_factory=dict)
     sequence: tuple[str, ...] = ()
 
