@@ -17,7 +17,8 @@ from marketpipe.calendar import new_york_days_range
 from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.report import make_report
-from marketpipe.commands.status import lake_status
+from marketpipe.commands.status import lake_status, missing_partitions
+from marketpipe.commands.update import EXIT_USAGE, describe_missing, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
@@ -116,7 +117,21 @@ def run_status(args: argparse.Namespace) -> int:
             f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,}  {last}"
         )
     _print_not_final(settings)
+    if args.require_complete:
+        missing = missing_partitions(settings)
+        if missing:
+            print(
+                f"INCOMPLETE: {len(missing)} final partition(s) missing: "
+                f"{describe_missing(missing)}"
+            )
+            return 1
+        print(f"complete: all {settings.planned_partitions} final partition(s) are present")
     return 0
+
+
+def run_update_command(args: argparse.Namespace) -> int:
+    """Run the workflow once, for a schedule; see marketpipe.commands.update for exit codes."""
+    return run_update(_settings(args), args.config, args.set, args.cores)
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -157,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", run_status, "per symbol: days present, known-empty, missing, quarantined"),
         ("verify", run_verify, "re-hash partitions against the ledger; exit 1 on problems"),
         ("report", run_report, "coverage picture (PNG) and HTML page with the latest run"),
+        ("update", run_update_command, "run the workflow once, for a schedule (cron, systemd)"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         _add_config_options(command)
@@ -165,6 +181,18 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--output", type=Path, help="directory for the files (default: DATA_DIR/_reports)"
             )
+        if name == "status":
+            command.add_argument(
+                "--require-complete", action="store_true",
+                help="exit 1, naming them, when final partitions of the range are missing",
+            )  # fmt: skip
+        if name == "update":
+            command.epilog = (
+                "exit codes: 0 every final session of the range is in the lake; 1 the run "
+                "failed or left final sessions missing (named); 2 bad config or arguments; "
+                "75 another run holds the lake (nothing done, try later)"
+            )
+            command.add_argument("--cores", type=int, default=2, help="jobs at a time (default: 2)")
     demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
     demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
     demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))
@@ -189,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except (CommandError, ConfigError) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

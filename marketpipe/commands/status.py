@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from marketpipe.checkpoints import CheckpointStore
 from marketpipe.commands.common import planned_coverage, require_lake
 from marketpipe.storage import partition_path
+from marketpipe.workflow.planning import pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 
 
@@ -24,6 +25,16 @@ class SymbolStatus:
     quarantined_rows: int
     flagged_rows: int
     last_bar: dt.datetime | None
+
+
+def missing_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
+    """Every (symbol, day) of the range that is final but has no partition file."""
+    coverage = planned_coverage(settings)
+    return [
+        (job.symbol, day)
+        for job in pending_jobs(settings.data_dir, coverage.symbols, coverage.months)
+        for day in job.missing
+    ]
 
 
 def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:

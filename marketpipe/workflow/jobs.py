@@ -29,6 +29,7 @@ from marketpipe.ingest import (
 )
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
+from marketpipe.run_lock import RunLock
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
 from marketpipe.workflow.planning import describe_not_final, plan_path, symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
@@ -268,6 +269,20 @@ def announce_run_scope(settings: WorkflowSettings) -> None:
     """Print :func:`run_scope_notes` for the person or scheduler running the workflow."""
     for line in run_scope_notes(settings):
         print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
+
+
+_RUN_LOCKS: list[RunLock] = []  # held until this process ends
+
+
+def hold_run_lock(settings: WorkflowSettings) -> None:
+    """Take the lake's run lock for the rest of this process (Snakemake ``onstart``).
+
+    Raises :class:`RunInProgress` when another live process writes the lake; a lock that
+    ``marketpipe update`` took in this same process already covers the run.
+    """
+    lock = RunLock(settings.data_dir, "snakemake")
+    lock.acquire()
+    _RUN_LOCKS.append(lock)
 
 
 def start_run(settings: WorkflowSettings) -> None:

@@ -11,6 +11,7 @@ from marketpipe.workflow.jobs import (
     announce_run_scope,
     configure_workflow_process,
     finish_run,
+    hold_run_lock,
     start_run,
 )
 from marketpipe.workflow.planning import (
@@ -61,6 +62,7 @@ def run_targets():
 
 
 onstart:
+    hold_run_lock(SETTINGS)
     save_run_plan(PLAN_PATH, RunPlan(SETTINGS.now, FETCH_JOBS))
     start_run(SETTINGS)
 

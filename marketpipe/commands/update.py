@@ -1,0 +1,98 @@
+"""``marketpipe update``: the one command a schedule runs.
+
+It takes the lake's run lock (a second update exits at once, see :data:`EXIT_BUSY`), clears
+a Snakemake lock that only a dead run can have left, runs the workflow in this process and
+exits 0 only when every final session of the range is in the lake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from marketpipe.commands.status import missing_partitions
+from marketpipe.run_lock import RunInProgress, RunLock
+from marketpipe.workflow.settings import WorkflowSettings
+
+logger = logging.getLogger(__name__)
+
+EXIT_COMPLETE = 0  # every final session of the range is in the lake
+EXIT_INCOMPLETE = 1  # the run failed or left final sessions missing (they are named)
+EXIT_USAGE = 2  # the config or the command line is wrong; nothing was run
+EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
+
+SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
+SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
+
+
+def describe_missing(missing: Sequence[tuple[str, dt.date]], shown: int = 10) -> str:
+    """``AAPL 2024-01-17, MSFT 2024-02-08`` (and how many more)."""
+    named = ", ".join(f"{symbol} {day}" for symbol, day in missing[:shown])
+    more = len(missing) - shown
+    return named + (f" and {more} more" if more > 0 else "")
+
+
+def _snakemake(arguments: list[str]) -> int:
+    """Run Snakemake's command line in this process; its exit status."""
+    from snakemake.cli import main as snakemake_main
+
+    try:
+        snakemake_main(arguments)
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    return 0
+
+
+def _workflow_arguments(config_file: Path, overrides: Sequence[str]) -> list[str]:
+    arguments = ["--snakefile", str(SNAKEFILE), "--configfile", str(config_file)]
+    return arguments + (["--config", *overrides] if overrides else [])
+
+
+def clear_stale_snakemake_lock(config_file: Path, overrides: Sequence[str]) -> bool:
+    """Unlock Snakemake's working directory if a lock is there; call only while holding the
+    lake's run lock, which proves that no run that could own it is alive."""
+    if not SNAKEMAKE_LOCKS.is_dir() or not any(SNAKEMAKE_LOCKS.iterdir()):
+        return False
+    _snakemake([*_workflow_arguments(config_file, overrides), "--unlock"])
+    print(
+        "[marketpipe] cleared a Snakemake lock left by a run that is no longer alive",
+        file=sys.stderr,
+        flush=True,
+    )
+    return True
+
+
+def run_update(
+    settings: WorkflowSettings, config_file: Path, overrides: Sequence[str], cores: int
+) -> int:
+    """Run the workflow once under the run lock; return one of the ``EXIT_*`` codes."""
+    try:
+        with RunLock(settings.data_dir, "marketpipe update"):
+            clear_stale_snakemake_lock(config_file, overrides)
+            arguments = [*_workflow_arguments(config_file, overrides), "--cores", str(cores)]
+            status = _snakemake(arguments)
+    except RunInProgress as busy:
+        print(f"marketpipe update: {busy}; this run did nothing", file=sys.stderr, flush=True)
+        return EXIT_BUSY
+    missing = missing_partitions(settings)
+    if missing:
+        print(
+            f"marketpipe update: INCOMPLETE: {len(missing)} final partition(s) missing: "
+            f"{describe_missing(missing)}; the next run fetches them",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INCOMPLETE
+    if status != 0:
+        print(f"marketpipe update: the workflow failed (exit {status})", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print(
+        f"marketpipe update: complete: all {settings.planned_partitions} final partition(s) "
+        f"of {settings.config.start}..{settings.end} are in the lake",
+        flush=True,
+    )
+    return EXIT_COMPLETE

@@ -1,0 +1,107 @@
+"""One writer per lake: an advisory lock that dies with the process holding it.
+
+``data_dir/_state/run.lock`` is locked with ``flock``, which the kernel releases when the
+holding process ends, however it ends (``kill -9``, OOM, power loss). So a lock that cannot
+be taken belongs to a live run, and one that can be taken proves that no run of this lake is
+alive: whatever Snakemake left behind is stale. The file also names the holder (pid, host,
+since when) for the "another run is in progress" message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from pathlib import Path
+from types import TracebackType
+
+from marketpipe import clock
+
+LOCK_FILE = "run.lock"
+
+_held: dict[Path, int] = {}  # lock files this process holds, with their descriptors
+
+
+class RunInProgress(RuntimeError):
+    """Another live process is writing this lake; the message names it."""
+
+
+def run_lock_path(data_dir: Path | str) -> Path:
+    """Where the run lock of a lake lives."""
+    return Path(data_dir) / "_state" / LOCK_FILE
+
+
+class RunLock:
+    """The run lock of one lake, taken without waiting; use as a context manager."""
+
+    def __init__(self, data_dir: Path | str, purpose: str = "run") -> None:
+        self.path = run_lock_path(data_dir).resolve()
+        self.purpose = purpose
+        self._descriptor: int | None = None
+
+    @property
+    def held_here(self) -> bool:
+        """Whether this process already holds the lake's lock (a run inside ``update``)."""
+        return self.path in _held
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`RunInProgress` naming the live holder."""
+        if self.held_here:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe(self.path)
+            os.close(descriptor)
+            lake = self.path.parent.parent
+            raise RunInProgress(f"another run is in progress ({holder}) on {lake}") from None
+        except BaseException:
+            os.close(descriptor)
+            raise
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": clock.now().isoformat(timespec="seconds"),
+            "purpose": self.purpose,
+        }
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+        self._descriptor = descriptor
+        _held[self.path] = descriptor
+
+    def release(self) -> None:
+        """Let go of the lock (closing the descriptor releases the flock)."""
+        if self._descriptor is None:
+            return
+        _held.pop(self.path, None)
+        os.close(self._descriptor)
+        self._descriptor = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _describe(path: Path) -> str:
+    """``pid 4242 on host, marketpipe update since 2026-11-24T21:30:00+00:00``, as recorded."""
+    try:
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        holder = {}
+    if not holder:
+        return "its holder has not recorded itself yet"
+    return (
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+        f"{holder.get('purpose', 'run')} since {holder.get('since', '?')}"
+    )
