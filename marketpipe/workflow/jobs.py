@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from marketpipe.alerts import AlertPolicy, send_alert, webhook_url
 from marketpipe.checkpoints import CheckpointStore, JobRecord, state_path
 from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
@@ -324,4 +325,31 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
         )
     print(format_run_summary(summary), flush=True)
     print(f"  summary: {path}", flush=True)
+    alert_about_run(settings, summary)
     return summary
+
+
+def alert_policy(settings: WorkflowSettings) -> AlertPolicy:
+    """The configured alerting (the webhook from the environment or ``alerts:``)."""
+    alerts = settings.config.alerts
+    return AlertPolicy(
+        webhook_url(alerts.webhook_url),
+        on_success=alerts.on_success,
+        deadline_seconds=alerts.deadline_seconds,
+    )
+
+
+def alert_about_run(settings: WorkflowSettings, summary: dict[str, Any]) -> None:
+    """POST the run's outcome to the webhook when it failed or left sessions missing."""
+    policy = alert_policy(settings)
+    if not policy.wants(summary):
+        return
+    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        sent = send_alert(policy, summary)
+    if not sent:
+        print(
+            "[marketpipe] the alert webhook could not be reached (see the run log); "
+            "the run's outcome stands",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -137,6 +138,29 @@ class DemoSettings(BaseModel):
         return _known_kinds(value, BAD_BAR_KINDS, "bad-bar")
 
 
+class AlertSettings(BaseModel):
+    """Where to send an alert when a run fails or leaves final sessions missing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="Webhook receiving a JSON POST (Slack-compatible 'text' plus the run "
+        "summary); a secret. $MARKETPIPE_ALERT_WEBHOOK_URL wins when set",
+    )
+    on_success: bool = Field(False, description="Also alert when a run succeeded")
+    deadline_seconds: float = Field(
+        5.0, gt=0, le=60, description="Longest a run end waits for the webhook, all attempts"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL (its value is not shown: it is a secret)")
+        return value
+
+
 class WorkflowConfig(BaseModel):
     """What to fetch and where to keep it (``config/config.yaml``)."""
 
@@ -173,6 +197,9 @@ class WorkflowConfig(BaseModel):
     )
     demo: DemoSettings = Field(
         default_factory=DemoSettings, description="The bundled simulator (vendor: demo)"
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alerts at the end of a run"
     )
 
     @field_validator("symbols")

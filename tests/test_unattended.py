@@ -1,0 +1,189 @@
+"""Unattended operation: update under a run lock, freshness checks and alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from marketpipe.alerts import AlertPolicy, send_alert
+from marketpipe.run_lock import RunInProgress, RunLock
+from marketpipe.storage import partition_path
+from tests.webhook_receiver import webhook_receiver
+from tests.workflow_support import lake_hashes, simulator_process, snakemake, write_config
+
+SUMMARY = {
+    "run_id": "20261124T213000Z-abc123",
+    "status": "failed",
+    "jobs": {"failed": 1, "failures": [{"job": "MSFT 2024-01", "symbol": "MSFT",
+                                        "error": "HTTP 500"}]},
+    "partitions": {"planned": 42, "present": 21, "missing": 21},
+}  # fmt: skip
+
+
+def test_an_alert_is_one_post_with_a_slack_text_line_and_the_summary() -> None:
+    with webhook_receiver() as receiver:
+        assert send_alert(AlertPolicy(SecretStr(receiver.url)), SUMMARY)
+    (body,) = receiver.bodies
+    assert body["summary"] == SUMMARY
+    assert body["text"].startswith("MarketPipe run 20261124T213000Z-abc123 FAILED: 21/42")
+    assert "MSFT: HTTP 500" in body["text"]
+
+
+def test_a_failing_webhook_is_retried_a_few_times_then_logged_without_its_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sleeps: list[float] = []
+    with webhook_receiver("fail", token="XOXB-SECRET") as receiver:
+        policy = AlertPolicy(SecretStr(receiver.url), attempts=3)
+        assert not send_alert(policy, SUMMARY, sleep=sleeps.append)
+    assert len(receiver.bodies) == 3 and len(sleeps) == 3
+    assert "HTTP 500 (attempt 3)" in caplog.text
+    assert "XOXB-SECRET" not in caplog.text and receiver.url not in caplog.text
+
+
+def test_a_hanging_webhook_costs_at_most_its_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    with webhook_receiver("hang", token="XOXB-SECRET") as receiver:
+        policy = AlertPolicy(SecretStr(receiver.url), deadline_seconds=1.0)
+        started = time.monotonic()
+        assert not send_alert(policy, SUMMARY)
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.0 + 2.0, f"the alert held the run for {elapsed:.1f}s"
+    assert "ReadTimeout" in caplog.text and "XOXB-SECRET" not in caplog.text
+
+
+def test_the_run_lock_admits_one_holder_and_dies_with_it(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from marketpipe.run_lock import RunLock; "
+         "RunLock(sys.argv[1], 'test holder').acquire(); print('held', flush=True); "
+         "time.sleep(120)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunInProgress, match=rf"pid {holder.pid} on .*test holder since"):
+            RunLock(tmp_path).acquire()
+    finally:
+        holder.kill()  # as a power cut would: no cleanup runs
+        holder.wait(timeout=10)
+        if holder.stdout:
+            holder.stdout.close()
+    with RunLock(tmp_path, "next run") as lock:
+        assert lock.held_here
+        RunLock(tmp_path).acquire()  # this process holds it already: a no-op
+    assert not lock.held_here
+
+
+@pytest.mark.workflow
+def test_one_alert_for_a_run_with_a_failing_symbol_and_no_secret_anywhere(
+    tmp_path: Path,
+) -> None:
+    key_id, secret, token = "PKALERTPROBE77", "sk-alert-probe-Qw9-do-not-leak", "XOXB-77-hook"
+    log_file = tmp_path / "requests.jsonl"
+    with (
+        webhook_receiver(token=token) as receiver,
+        simulator_process(log_file, "--key-id", key_id, "--secret-key", secret,
+                          "--fail-symbol", "MSFT=500", "--rate-limit", "0") as url,
+    ):  # fmt: skip
+        workdir = tmp_path / "alerting"
+        write_config(
+            workdir, vendor="alpaca", end=dt.date(2024, 1, 31),
+            alpaca={"base_url": url, "max_attempts": 2, "backoff_base": 0.005,
+                    "backoff_cap": 0.01},
+        )  # fmt: skip
+        env = {**os.environ, "APCA_API_KEY_ID": key_id, "APCA_API_SECRET_KEY": secret,
+               "MARKETPIPE_ALERT_WEBHOOK_URL": receiver.url}  # fmt: skip
+        result = snakemake(workdir, "--cores", "2", env=env)
+    assert result.returncode != 0
+    (alert,) = receiver.bodies
+    assert "FAILED" in alert["text"] and "MSFT" in alert["text"]
+    assert alert["summary"]["jobs"]["failed"] >= 1
+    output = result.stdout + result.stderr
+    for probe in (key_id, secret, token, receiver.url):
+        assert probe not in output
+        for path in (p for p in workdir.rglob("*") if p.is_file()):
+            assert probe.encode() not in path.read_bytes(), (probe, path)
+
+
+def update_process(workdir: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``marketpipe update`` as a cron job would start it, in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml",
+         "--cores", "2"],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, start_new_session=True,
+    )  # fmt: skip
+
+
+def marketpipe(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "marketpipe.cli", *args, "--config", "config.yaml"]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.workflow
+def test_update_after_a_hard_kill_completes_with_no_other_command(
+    reference: Path, tmp_path: Path
+) -> None:
+    write_config(tmp_path)
+    process = update_process(tmp_path)
+    lake = tmp_path / "lake" / "ohlcv"
+    try:
+        while process.poll() is None:  # wait for the lake to be partly written, then cut power
+            if lake.exists() and sum(1 for _ in lake.rglob("bars.parquet")) >= 40:
+                break
+            time.sleep(0.005)
+        assert process.poll() is None, "the run finished before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.communicate(timeout=60)
+    assert any((tmp_path / ".snakemake" / "locks").iterdir()), "the kill left Snakemake's lock"
+    again = marketpipe(tmp_path, "update")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "cleared a Snakemake lock left by a run that is no longer alive" in again.stderr
+    assert "complete: all 122 final partition(s)" in again.stdout
+    assert lake_hashes(tmp_path) == lake_hashes(reference)
+    assert marketpipe(tmp_path, "verify").returncode == 0
+    # The freshness check a monitor runs: 0 now, 1 naming the partition once one is gone.
+    assert marketpipe(tmp_path, "status", "--require-complete").returncode == 0
+    partition_path(tmp_path / "lake", "MSFT", dt.date(2024, 2, 8)).unlink()
+    stale = marketpipe(tmp_path, "status", "--require-complete")
+    assert stale.returncode == 1
+    assert "INCOMPLETE: 1 final partition(s) missing: MSFT 2024-02-08" in stale.stdout
+
+
+@pytest.mark.workflow
+def test_two_updates_at_once_one_runs_and_the_other_exits_at_once(
+    reference: Path, tmp_path: Path
+) -> None:
+    # The run that gets the lock holds it while its success alert waits at a gate, so the
+    # other one is refused whatever the timing; then the gate opens.
+    write_config(tmp_path, alerts={"on_success": True, "deadline_seconds": 60})
+    with webhook_receiver("gate") as receiver:
+        env = {**os.environ, "MARKETPIPE_ALERT_WEBHOOK_URL": receiver.url}
+        first, second = update_process(tmp_path, env), update_process(tmp_path, env)
+        processes = {first.pid: first, second.pid: second}
+        waiting = dict(processes)
+        while len(waiting) == 2:
+            for pid, process in list(waiting.items()):
+                if process.poll() is not None:
+                    del waiting[pid]
+            time.sleep(0.01)
+        (refused,) = [p for p in processes.values() if p.returncode is not None]
+        _, refused_err = refused.communicate(timeout=60)
+        receiver.release.set()
+        (runner,) = waiting.values()
+        _, runner_err = runner.communicate(timeout=600)
+    assert refused.returncode == 75, refused_err
+    assert f"another run is in progress (pid {runner.pid} on " in refused_err
+    assert "this run did nothing" in refused_err
+    assert runner.returncode == 0, runner_err[-3000:]
+    assert len(receiver.bodies) == 1, [body["text"] for body in receiver.bodies]
+    assert lake_hashes(tmp_path) == lake_hashes(reference)
+    assert marketpipe(tmp_path, "verify").returncode == 0
