@@ -187,3 +187,25 @@ def test_two_updates_at_once_one_runs_and_the_other_exits_at_once(
     assert len(receiver.bodies) == 1, [body["text"] for body in receiver.bodies]
     assert lake_hashes(tmp_path) == lake_hashes(reference)
     assert marketpipe(tmp_path, "verify").returncode == 0
+
+
+def test_the_schedule_recipes_run_a_valid_update_command() -> None:
+    from marketpipe.cli import build_parser
+
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    cron_line = next(
+        line for line in (deploy / "marketpipe.cron").read_text().splitlines()
+        if line and not line.startswith(("#", "CRON_TZ"))
+    )  # fmt: skip
+    command = cron_line.split("&&", 1)[1].split(">>")[0].split()
+    service = (deploy / "marketpipe-update.service").read_text()
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    for argv in (command, exec_start.removeprefix("ExecStart=").split()):
+        assert argv[0].endswith("/marketpipe")
+        args = build_parser().parse_args(argv[1:])
+        assert args.command == "update" and args.set == ["end=today"]
+    assert "SuccessExitStatus=75" in service
+    assert (
+        "OnCalendar=Mon..Fri 21:05 America/New_York"
+        in (deploy / "marketpipe-update.timer").read_text()
+    )
