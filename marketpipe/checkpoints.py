@@ -62,6 +62,17 @@ CREATE TABLE IF NOT EXISTS open_jobs (
     symbols TEXT NOT NULL,
     days TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS partition_history (
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    old_sha256 TEXT NOT NULL,
+    new_sha256 TEXT NOT NULL,
+    old_rows INTEGER NOT NULL,
+    new_rows INTEGER NOT NULL,
+    replaced_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    run_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,
@@ -134,6 +145,29 @@ def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
     return LedgerEntry(
         symbol, dt.date.fromisoformat(day), rows, sha256, bool(known_empty), rejected, requests,
         flagged,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One published partition replaced by a refresh: both versions, when and why."""
+
+    symbol: str
+    day: dt.date
+    old_sha256: str
+    new_sha256: str
+    old_rows: int
+    new_rows: int
+    replaced_at: dt.datetime
+    reason: str
+    run_id: str
+
+
+def _replacement(row: tuple[Any, ...]) -> Replacement:
+    symbol, day, old, new, old_rows, new_rows, replaced_at, reason, run_id = row
+    return Replacement(
+        symbol, dt.date.fromisoformat(day), old, new, old_rows, new_rows,
+        dt.datetime.fromtimestamp(replaced_at, dt.UTC), reason, run_id,
     )  # fmt: skip
 
 
@@ -260,6 +294,39 @@ class CheckpointStore:
                 ],
             )  # fmt: skip
             crash_point("checkpoint_commit")
+
+    def replace(self, old: LedgerEntry | None, new: LedgerEntry, reason: str, run_id: str) -> None:
+        """Record a refreshed partition and its history row in one transaction.
+
+        ``old`` is what the ledger said before (``None``: the file had no row); the file at
+        the final path already holds ``new``'s bytes.
+        """
+        now = time.time()
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new.symbol, new.day.isoformat(), new.rows, new.sha256, int(new.known_empty),
+                 new.rejected_rows, new.requests, new.flagged_rows, now),
+            )  # fmt: skip
+            db.execute(
+                "INSERT INTO partition_history (symbol, day, old_sha256, new_sha256, old_rows, "
+                "new_rows, replaced_at, reason, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (new.symbol, new.day.isoformat(), old.sha256 if old else "", new.sha256,
+                 old.rows if old else 0, new.rows, now, reason, run_id),
+            )  # fmt: skip
+
+    def replacements(self, symbol: str | None = None) -> list[Replacement]:
+        """Every refresh that replaced a partition (of ``symbol``), oldest first."""
+        query = (
+            "SELECT symbol, day, old_sha256, new_sha256, old_rows, new_rows, replaced_at, "
+            "reason, run_id FROM partition_history"
+        )
+        rows = self._db.execute(
+            query + (" WHERE symbol = ?" if symbol else "") + " ORDER BY rowid",
+            (symbol,) if symbol else (),
+        ).fetchall()
+        return [_replacement(row) for row in rows]
 
     def open_job(self, job: str, symbols: Iterable[str], days: Iterable[dt.date]) -> None:
         """Note that ``job`` may publish partitions of ``symbols`` x ``days`` from now on."""

@@ -16,11 +16,13 @@ from marketpipe import __version__
 from marketpipe.calendar import new_york_days_range
 from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
 from marketpipe.commands.plan import build_plan
+from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.report import make_report
 from marketpipe.commands.status import lake_status, missing_partitions
-from marketpipe.commands.update import EXIT_USAGE, describe_missing, run_update
+from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, describe_missing, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
+from marketpipe.run_lock import RunInProgress
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
 from marketpipe.workflow.jobs import run_scope_notes
@@ -108,13 +110,14 @@ def run_status(args: argparse.Namespace) -> int:
     statuses = lake_status(settings)
     print(
         f"{'symbol':<8} {'present':>9} {'empty':>6} {'missing':>7} {'bars':>11} "
-        f"{'quarantined':>11} {'flagged':>8}  last bar (UTC)"
+        f"{'quarantined':>11} {'flagged':>8} {'refreshed':>9}  last bar (UTC)"
     )
     for s in statuses:
         last = s.last_bar.isoformat() if s.last_bar else "-"
         print(
             f"{s.symbol:<8} {s.present:>4}/{s.planned:<4} {s.known_empty:>6} {s.missing:>7} "
-            f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,}  {last}"
+            f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,} {s.refreshed:>9}"
+            f"  {last}"
         )
     _print_not_final(settings)
     if args.require_complete:
@@ -132,6 +135,30 @@ def run_status(args: argparse.Namespace) -> int:
 def run_update_command(args: argparse.Namespace) -> int:
     """Run the workflow once, for a schedule; see marketpipe.commands.update for exit codes."""
     return run_update(_settings(args), args.config, args.set, args.cores)
+
+
+def run_refresh(args: argparse.Namespace) -> int:
+    """Fetch published sessions again and replace the partitions the vendor changed."""
+    settings = _settings(args)
+    symbols = args.symbols.split(",") if args.symbols else list(settings.config.symbols)
+    end = args.end or args.start
+    try:
+        result = refresh_partitions(settings, symbols, args.start, end, args.reason)
+    except RunInProgress as busy:
+        print(f"marketpipe refresh: {busy}; nothing was refreshed", file=sys.stderr)
+        return EXIT_BUSY
+    for item in result.replaced:
+        print(f"replaced {item.symbol} {item.day}: {item.old_rows} -> {item.new_rows} rows")
+    print(
+        f"refreshed {args.start}..{end}: {len(result.replaced)} partition(s) replaced, "
+        f"{result.unchanged} unchanged"
+    )
+    if result.not_in_lake:
+        waiting = describe_missing(result.not_in_lake)
+        print(f"not in the lake yet (the workflow fetches them): {waiting}")
+    for symbol, error in result.failed.items():
+        print(f"FAILED {symbol}: {error}", file=sys.stderr)
+    return 1 if result.failed else 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -173,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("verify", run_verify, "re-hash partitions against the ledger; exit 1 on problems"),
         ("report", run_report, "coverage picture (PNG) and HTML page with the latest run"),
         ("update", run_update_command, "run the workflow once, for a schedule (cron, systemd)"),
+        ("refresh", run_refresh, "fetch published sessions again; replace what the vendor changed"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         _add_config_options(command)
@@ -186,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
                 "--require-complete", action="store_true",
                 help="exit 1, naming them, when final partitions of the range are missing",
             )  # fmt: skip
+        if name == "refresh":
+            command.add_argument("--symbols", help="comma-separated (default: the config's)")
+            command.add_argument(
+                "--start", type=dt.date.fromisoformat, required=True, help="first New York date"
+            )
+            command.add_argument(
+                "--end", type=dt.date.fromisoformat, help="last New York date (default: --start)"
+            )
+            command.add_argument(
+                "--reason", default="refresh requested", help="recorded in the ledger's history"
+            )
         if name == "update":
             command.epilog = (
                 "exit codes: 0 every final session of the range is in the lake; 1 the run "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +15,15 @@ import pytest
 from pydantic import SecretStr
 
 from marketpipe.alerts import AlertPolicy, send_alert
+from marketpipe.checkpoints import CheckpointStore
+from marketpipe.commands.refresh import refresh_partitions
+from marketpipe.commands.verify import verify_lake
+from marketpipe.ingest import ingest_days
 from marketpipe.run_lock import RunInProgress, RunLock
-from marketpipe.storage import partition_path
+from marketpipe.storage import file_sha256, partition_path
+from marketpipe.workflow.jobs import stream_settings
+from marketpipe.workflow.settings import WorkflowSettings, load_settings
+from marketpipe.workflow.vendors import open_client
 from tests.webhook_receiver import webhook_receiver
 from tests.workflow_support import lake_hashes, simulator_process, snakemake, write_config
 
@@ -209,3 +217,72 @@ def test_the_schedule_recipes_run_a_valid_update_command() -> None:
         "OnCalendar=Mon..Fri 21:05 America/New_York"
         in (deploy / "marketpipe-update.timer").read_text()
     )
+
+
+@pytest.mark.workflow
+def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Path) -> None:
+    lake_config = {"symbols": ["AAPL", "MSFT"], "start": dt.date(2024, 1, 2),
+                   "end": dt.date(2024, 1, 12)}  # fmt: skip
+    write_config(tmp_path, **lake_config)
+    assert snakemake(tmp_path, "--cores", "2").returncode == 0
+    before = lake_hashes(tmp_path)
+    corrected = {"corrections": {"MSFT": [dt.date(2024, 1, 9)]}}
+    write_config(tmp_path, **lake_config, demo=corrected)
+    result = marketpipe(tmp_path, "refresh", "--start", "2024-01-02", "--end", "2024-01-12",
+                        "--reason", "late cancel")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "1 partition(s) replaced, 17 unchanged" in result.stdout
+    after = lake_hashes(tmp_path)
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed == {"symbol=MSFT/year=2024/month=01/day=09/bars.parquet"}
+    with CheckpointStore(tmp_path / "lake") as store:
+        (replacement,) = store.replacements()
+        assert store.ledger("MSFT")[dt.date(2024, 1, 9)].sha256 == after[next(iter(changed))]
+    assert (replacement.symbol, replacement.day, replacement.reason) == (
+        "MSFT",
+        dt.date(2024, 1, 9),
+        "late cancel",
+    )
+    assert (replacement.old_sha256, replacement.new_sha256) == (
+        before[next(iter(changed))],
+        after[next(iter(changed))],
+    )
+    assert marketpipe(tmp_path, "verify").returncode == 0
+    status = marketpipe(tmp_path, "status")
+    assert [line.split()[-2] for line in status.stdout.splitlines()[1:3]] == ["0", "1"]
+    # Reruns stay byte-stable: nothing changed, nothing is written or fetched.
+    again = marketpipe(tmp_path, "refresh", "--start", "2024-01-02", "--end", "2024-01-12")
+    assert "0 partition(s) replaced, 18 unchanged" in again.stdout
+    assert lake_hashes(tmp_path) == after
+    dry = snakemake(tmp_path, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_an_interrupted_refresh_is_finished_by_running_it_again(tmp_path: Path) -> None:
+    def settings(lake: Path, **extra: object) -> WorkflowSettings:
+        return load_settings({"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-04",
+                              "data_dir": str(lake), **extra})  # fmt: skip
+
+    interrupted, finished = tmp_path / "interrupted", tmp_path / "finished"
+    plain = settings(interrupted)
+    with CheckpointStore(interrupted) as store, open_client(plain) as client:
+        ingest_days(client, store, interrupted, ["AAPL"], plain.final_days,
+                    stream_settings(plain))  # fmt: skip
+    shutil.copytree(interrupted, finished)
+    corrections = {"demo": {"corrections": {"AAPL": ["2024-01-03"]}}}
+    first, last = dt.date(2024, 1, 2), dt.date(2024, 1, 4)
+    refresh_partitions(settings(finished, **corrections), ["AAPL"], first, last)
+    day = dt.date(2024, 1, 3)
+    # A crash after the new file was in place, before the ledger said so.
+    new_bytes = partition_path(finished, "AAPL", day).read_bytes()
+    partition_path(interrupted, "AAPL", day).write_bytes(new_bytes)
+    corrected = settings(interrupted, **corrections)
+    assert verify_lake(corrected).problems, "the ledger disagrees with the file"
+    result = refresh_partitions(corrected, ["AAPL"], first, last)
+    assert result.replaced == [] and result.unchanged == 3
+    assert partition_path(interrupted, "AAPL", day).read_bytes() == new_bytes
+    assert verify_lake(corrected).problems == []
+    with CheckpointStore(interrupted) as store:
+        (caught_up,) = store.replacements()
+    assert caught_up.reason == "refresh requested (ledger caught up)"
+    assert caught_up.new_sha256 == file_sha256(partition_path(interrupted, "AAPL", day))

@@ -94,7 +94,7 @@ def _status_rows(statuses: list[SymbolStatus]) -> str:
             f"<tr><td>{html.escape(s.symbol)}</td><td>{s.present}/{s.planned}</td>"
             f"<td>{s.known_empty}</td><td class='{'bad' if s.missing else ''}'>{s.missing}</td>"
             f"<td>{s.rows:,}</td><td>{s.quarantined_rows:,}</td><td>{s.flagged_rows:,}</td>"
-            f"<td>{html.escape(last)}</td></tr>"
+            f"<td>{s.refreshed}</td><td>{html.escape(last)}</td></tr>"
         )
     return "\n".join(cells)
 
@@ -156,7 +156,8 @@ def render_html(
 <img alt="coverage heat map" src="data:image/png;base64,{image}">
 <h2>Per symbol</h2>
 <table><tr><th>symbol</th><th>days present</th><th>known empty</th><th>missing</th>
-<th>bars</th><th>quarantined rows</th><th>flagged rows</th><th>last bar (UTC)</th></tr>
+<th>bars</th><th>quarantined rows</th><th>flagged rows</th><th>refreshed days</th>
+<th>last bar (UTC)</th></tr>
 {_status_rows(statuses)}
 </table>
 <h2>Latest run</h2>

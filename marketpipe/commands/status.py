@@ -24,6 +24,7 @@ class SymbolStatus:
     rows: int
     quarantined_rows: int
     flagged_rows: int
+    refreshed: int
     last_bar: dt.datetime | None
 
 
@@ -49,6 +50,8 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
             ledger = store.ledger(symbol, days)
             present = [d for d in days if partition_path(settings.data_dir, symbol, d).exists()]
             entries = [ledger[day] for day in present if day in ledger]
+            planned_days = set(days)
+            refreshed = {r.day for r in store.replacements(symbol) if r.day in planned_days}
             result.append(
                 SymbolStatus(
                     symbol=symbol,
@@ -59,6 +62,7 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
                     rows=sum(entry.rows for entry in entries),
                     quarantined_rows=sum(entry.rejected_rows for entry in entries),
                     flagged_rows=sum(entry.flagged_rows for entry in entries),
+                    refreshed=len(refreshed),
                     last_bar=last_bars.get(symbol),
                 )
             )

@@ -91,6 +91,7 @@ class SimulatorConfig:
     listings: dict[str, dt.date] = field(default_factory=dict)
     unknown_symbols: frozenset[str] = frozenset()
     outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE
+    corrections: frozenset[tuple[str, dt.date]] = frozenset()
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
@@ -185,7 +186,7 @@ class SimulatorApp:
         self.market_clock = market_clock
         self.market = SyntheticMarket(
             self.config.seed, self.config.bad_bars, self.config.listings,
-            self.config.unknown_symbols, self.config.outside_range_rate,
+            self.config.unknown_symbols, self.config.outside_range_rate, self.config.corrections,
         )  # fmt: skip
         self.faults = FaultInjector(self.config.faults)
         self.rate_limit = PerKeyRateLimit(

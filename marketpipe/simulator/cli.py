@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a ticker the vendor does not know: no bars, no latest bar",
     )
     parser.add_argument(
+        "--correction",
+        action="append",
+        default=[],
+        metavar="SYMBOL=YYYY-MM-DD",
+        help="serve SYMBOL's bars of that day as the vendor corrected them (a late cancel)",
+    )
+    parser.add_argument(
         "--plan",
         choices=["paid", "free"],
         default="paid",
@@ -114,6 +121,11 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         listings=dict(parse_assignments(args.listing, dt.date.fromisoformat, "--listing")),
         unknown_symbols=frozenset(args.unknown_symbol),
         outside_range_rate=args.outside_range_rate,
+        corrections=frozenset(
+            item
+            for pair in args.correction  # one at a time: a symbol may have several days
+            for item in parse_assignments([pair], dt.date.fromisoformat, "--correction").items()
+        ),
         plan=args.plan,
         fractional_timestamps=args.fractional_timestamps,
     )

@@ -59,7 +59,8 @@ class SyntheticMarket:
     rows (rates per bar) deterministically, for testing quarantine; ``listings`` gives
     symbols a first trading day, before which they have no bars; ``unknown_symbols`` never
     trade (the vendor does not know them). ``outside_range_rate`` of the bars have an open
-    or close outside [low, high], as real bars can.
+    or close outside [low, high], as real bars can. ``corrections`` are (symbol, day) pairs
+    the vendor corrected after the fact (a print cancelled late), served corrected.
     """
 
     def __init__(
@@ -69,6 +70,7 @@ class SyntheticMarket:
         listings: Mapping[str, dt.date] | None = None,
         unknown_symbols: frozenset[str] = frozenset(),
         outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE,
+        corrections: frozenset[tuple[str, dt.date]] = frozenset(),
     ) -> None:
         unknown = set(bad_bars or {}) - set(BAD_BAR_KINDS)
         if unknown:
@@ -82,6 +84,7 @@ class SyntheticMarket:
         if not 0 <= outside_range_rate <= 1:
             raise ValueError(f"outside_range_rate must be in [0, 1], got {outside_range_rate}")
         self.outside_range_rate = outside_range_rate
+        self.corrections = frozenset(corrections)
         self._minute_bars = functools.lru_cache(maxsize=256)(self._generate_minute_bars)
 
     def traits(self, symbol: str) -> SymbolTraits:
@@ -176,6 +179,8 @@ class SyntheticMarket:
         bars = [
             Bar(*row) for row in zip(*(column[keep].tolist() for column in columns), strict=True)
         ]
+        if (symbol, session.date) in self.corrections and bars:
+            bars = _corrected(bars)
         if self.bad_bars:
             bars = self._corrupt(bars, symbol, session, feed)
         return tuple(bars)
@@ -226,6 +231,15 @@ class SyntheticMarket:
             if "out_of_order" in hit and len(result) >= 2:
                 result[-1], result[-2] = result[-2], result[-1]
         return result
+
+
+def _corrected(bars: list[Bar]) -> list[Bar]:
+    """The session after a late cancel: one print leaves the middle bar's volume and count."""
+    middle = len(bars) // 2
+    bar = bars[middle]
+    cancelled = max(1, bar.v // 3)
+    fixed = bar._replace(v=max(1, bar.v - cancelled), n=max(1, bar.n - 1))
+    return [*bars[:middle], fixed, *bars[middle + 1 :]]
 
 
 def daily_recalculation(session: Session) -> dt.datetime:

@@ -115,6 +115,11 @@ class DemoSettings(BaseModel):
     unknown_symbols: list[str] = Field(
         default_factory=list, description="Tickers the simulator does not know"
     )
+    corrections: dict[str, list[dt.date]] = Field(
+        default_factory=dict,
+        description="Sessions whose bars the simulated vendor corrected after the fact "
+        "(a late cancel), by symbol: what `marketpipe refresh` is for",
+    )
     plan: Literal["paid", "free"] = Field(
         "paid",
         description="The simulated subscription: free refuses SIP data of the last 15 minutes "

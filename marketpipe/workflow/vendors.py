@@ -38,6 +38,9 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
         listings=dict(demo.listings),
         unknown_symbols=frozenset(demo.unknown_symbols),
         outside_range_rate=demo.outside_range_rate,
+        corrections=frozenset(
+            (symbol, day) for symbol, days in demo.corrections.items() for day in days
+        ),
         plan=demo.plan,
     )
 

@@ -1,0 +1,150 @@
+"""``marketpipe refresh``: fetch published sessions again, replace only what the vendor changed.
+
+Vendors correct bars after the fact (late cancels, next-morning recalculation), and a lake
+of immutable partitions never sees that on its own. A refresh fetches the sessions into a
+staging area under ``_state/refresh/``, built exactly as the lake is, so unchanged content
+gives identical bytes. A partition whose bytes differ is replaced atomically (its quarantine
+file with it) and the ledger records both versions, when and why; unchanged ones are not
+touched. An interrupted refresh is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from marketpipe.calendar import trading_sessions
+from marketpipe.checkpoints import CheckpointStore, LedgerEntry
+from marketpipe.ingest import SymbolsFailed, ingest_days
+from marketpipe.logs import current_run_id, json_log_file
+from marketpipe.run_lock import RunLock
+from marketpipe.storage import file_sha256, partition_path, quarantine_path, write_atomically
+from marketpipe.workflow.jobs import stream_settings
+from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.vendors import open_client
+
+STAGING_DIR = Path("_state") / "refresh"
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A partition the refresh replaced."""
+
+    symbol: str
+    day: dt.date
+    old_rows: int
+    new_rows: int
+
+
+@dataclass
+class RefreshResult:
+    """What one refresh did."""
+
+    replaced: list[Replaced] = field(default_factory=list)
+    unchanged: int = 0
+    not_in_lake: list[tuple[str, dt.date]] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def refresh_partitions(
+    settings: WorkflowSettings,
+    symbols: list[str],
+    first: dt.date,
+    last: dt.date,
+    reason: str = "refresh requested",
+) -> RefreshResult:
+    """Re-fetch the published, final partitions of ``symbols`` from ``first`` to ``last``.
+
+    Holds the lake's run lock throughout (raises ``RunInProgress`` if another run has it).
+    Sessions not in the lake yet are left to the workflow and reported.
+    """
+    data_dir = settings.data_dir
+    result = RefreshResult()
+    final = [
+        session.date
+        for session in trading_sessions(first, last)
+        if settings.finality.is_final(session, settings.now)
+    ]
+    published: dict[str, list[dt.date]] = {}
+    for symbol in sorted(symbols):
+        for day in final:
+            if partition_path(data_dir, symbol, day).exists():
+                published.setdefault(symbol, []).append(day)
+            else:
+                result.not_in_lake.append((symbol, day))
+    run_id = current_run_id()
+    with RunLock(data_dir, "marketpipe refresh"):
+        staging = data_dir / STAGING_DIR
+        shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted refresh
+        log = data_dir / "_logs" / "refresh" / f"{run_id}.jsonl"
+        with json_log_file(log, this_thread_only=False, mode="a"):
+            _fetch(settings, staging, published, result)
+            with CheckpointStore(data_dir) as store, CheckpointStore(staging) as staged:
+                store.claim_settings(settings.lake_settings())
+                for symbol, days in published.items():
+                    _adopt_changes(store, staged, data_dir, staging, symbol, days, reason,
+                                   run_id, result)  # fmt: skip
+        shutil.rmtree(staging, ignore_errors=True)
+    return result
+
+
+def _fetch(
+    settings: WorkflowSettings,
+    staging: Path,
+    published: dict[str, list[dt.date]],
+    result: RefreshResult,
+) -> None:
+    """Build the staged copies: symbols with the same published days share a stream."""
+    groups: dict[tuple[dt.date, ...], list[str]] = {}
+    for symbol, days in published.items():
+        groups.setdefault(tuple(days), []).append(symbol)
+    with open_client(settings) as client, CheckpointStore(staging) as staged:
+        for days, members in groups.items():
+            try:
+                ingest_days(client, staged, staging, members, list(days),
+                            stream_settings(settings), now=settings.now)  # fmt: skip
+            except SymbolsFailed as failed:
+                result.failed.update({s: str(error) for s, error in failed.errors.items()})
+
+
+def _adopt_changes(
+    store: CheckpointStore,
+    staged: CheckpointStore,
+    data_dir: Path,
+    staging: Path,
+    symbol: str,
+    days: list[dt.date],
+    reason: str,
+    run_id: str,
+    result: RefreshResult,
+) -> None:
+    """Replace the partitions whose staged bytes differ; leave the others untouched."""
+    staged_ledger, ledger = staged.ledger(symbol, days), store.ledger(symbol, days)
+    for day in days:
+        new = staged_ledger.get(day)
+        if new is None:  # its symbol failed; reported in result.failed
+            continue
+        target = partition_path(data_dir, symbol, day)
+        current = file_sha256(target)
+        recorded = ledger.get(day)
+        if new.sha256 == current:
+            result.unchanged += 1
+            if recorded is None or recorded.sha256 != current:
+                # The file was replaced but the ledger not yet (an interrupted refresh).
+                store.replace(recorded, new, f"{reason} (ledger caught up)", run_id)
+            continue
+        old_rows = pq.ParquetFile(target).metadata.num_rows
+        old = LedgerEntry(symbol, day, old_rows, current, old_rows == 0, 0, 0)
+        staged_rejects = quarantine_path(staging, symbol, day)
+        rejects = quarantine_path(data_dir, symbol, day)
+        if staged_rejects.exists():
+            write_atomically(rejects, staged_rejects.read_bytes())
+        else:
+            rejects.unlink(missing_ok=True)
+        write_atomically(target, partition_path(staging, symbol, day).read_bytes())
+        store.replace(old, new, reason, run_id)
+        result.replaced.append(Replaced(symbol, day, old_rows, new.rows))
