@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -286,3 +287,21 @@ def test_an_interrupted_refresh_is_finished_by_running_it_again(tmp_path: Path) 
         (caught_up,) = store.replacements()
     assert caught_up.reason == "refresh requested (ledger caught up)"
     assert caught_up.new_sha256 == file_sha256(partition_path(interrupted, "AAPL", day))
+
+
+@pytest.mark.workflow
+def test_a_webhook_that_never_answers_delays_the_run_end_by_its_deadline_at_most(
+    tmp_path: Path,
+) -> None:
+    write_config(tmp_path, symbols=["AAPL"], end=dt.date(2024, 1, 5),
+                 alerts={"on_success": True, "deadline_seconds": 2})  # fmt: skip
+    with webhook_receiver("hang") as receiver:
+        env = {**os.environ, "MARKETPIPE_ALERT_WEBHOOK_URL": receiver.url}
+        result = snakemake(tmp_path, "--cores", "2", env=env)
+        ended = dt.datetime.now(dt.UTC)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert receiver.bodies, "the alert was attempted"
+    assert "the alert webhook could not be reached" in result.stderr
+    summary = json.loads((tmp_path / "lake" / "_runs" / "latest.json").read_text())
+    waited = (ended - dt.datetime.fromisoformat(summary["finished_at"])).total_seconds()
+    assert waited < 2 + 3, f"the run ended {waited:.1f}s after its summary"
