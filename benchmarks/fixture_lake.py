@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from marketpipe.calendar import trading_sessions
 from marketpipe.connectors import OHLCV_SCHEMA
-from marketpipe.storage import parquet_bytes, partition_path
+from marketpipe.lake.storage import parquet_bytes, partition_path
 
 
 def symbols(count: int) -> list[str]:

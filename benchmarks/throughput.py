@@ -31,8 +31,8 @@ from common import median, workflow_command, write_results
 from fixture_lake import symbols
 
 from marketpipe.calendar import NEW_YORK, new_york_days_range, trading_sessions
+from marketpipe.lake.storage import partition_path
 from marketpipe.simulator.process import simulator_subprocess
-from marketpipe.storage import partition_path
 
 START = dt.date(2024, 1, 2)
 MONTH_ENDS = [dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(2024, 3, 28)]

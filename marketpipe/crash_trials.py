@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
-from marketpipe.checkpoints import CheckpointStore
-from marketpipe.storage import LAKE_DIR, file_sha256
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import LAKE_DIR, file_sha256
 
 # How often each crash point is at least reached by a cold run of two liquid symbols over
 # 2024-01-02..2024-03-28 (three jobs, about a dozen pages, one ledger commit per page), so a

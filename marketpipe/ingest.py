@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 
 from marketpipe import clock
 from marketpipe.calendar import Session, new_york_midnight, trading_sessions
-from marketpipe.checkpoints import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.connectors import (
     OHLCV_SCHEMA,
     ApiError,
@@ -34,14 +33,15 @@ from marketpipe.connectors import (
     UnknownSymbolError,
 )
 from marketpipe.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
-from marketpipe.storage import (
+from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
+from marketpipe.lake.storage import (
     file_sha256,
     partition_path,
     quarantine_path,
     write_table,
 )
+from marketpipe.lake.validation import REASON_COLUMN, count_flagged, validate_bars
 from marketpipe.timeframe import Timeframe
-from marketpipe.validation import REASON_COLUMN, count_flagged, validate_bars
 from marketpipe.workflow.planning import contiguous_runs
 
 logger = logging.getLogger(__name__)

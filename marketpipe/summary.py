@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from marketpipe.checkpoints import CheckpointStore
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import write_atomically
 from marketpipe.metrics import EndpointStats, merge_endpoint_stats
-from marketpipe.storage import write_atomically
 
 RUNS_DIR = "_runs"
 LATEST = "latest.json"

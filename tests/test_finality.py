@@ -9,9 +9,9 @@ import pytest
 
 from marketpipe import clock
 from marketpipe.calendar import NEW_YORK, Session, trading_sessions
-from marketpipe.checkpoints import CheckpointStore
 from marketpipe.finality import Finality, describe_final_at
 from marketpipe.ingest import StreamSettings, ingest_days
+from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.timeframe import Timeframe
 from marketpipe.workflow.jobs import run_scope_notes
 from marketpipe.workflow.settings import ConfigError, load_settings

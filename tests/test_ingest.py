@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from marketpipe.calendar import NEW_YORK, trading_sessions
-from marketpipe.checkpoints import CheckpointStore, LakeSettingsMismatch, state_path
 from marketpipe.connectors import AlpacaClient, BarsQuery, UnknownSymbolError
 from marketpipe.ingest import StreamSettings, SymbolsFailed, ingest_days
+from marketpipe.lake.ledger import CheckpointStore, LakeSettingsMismatch, state_path
+from marketpipe.lake.storage import file_sha256, partition_path, quarantine_path
 from marketpipe.simulator import FaultConfig, SimulatorServer
-from marketpipe.storage import file_sha256, partition_path, quarantine_path
 from marketpipe.timeframe import Timeframe
 from marketpipe.workflow.jobs import recover_interrupted_jobs
 from marketpipe.workflow.settings import load_settings

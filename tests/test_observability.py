@@ -18,7 +18,7 @@ import pytest
 from marketpipe.cli import main
 from marketpipe.commands.common import load_command_settings
 from marketpipe.commands.plan import build_plan
-from marketpipe.storage import partition_path
+from marketpipe.lake.storage import partition_path
 from tests.workflow_support import (
     DAYS,
     copy_of,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.storage import partition_path
+from marketpipe.lake.storage import partition_path
 from marketpipe.workflow.planning import (
     MonthPlan,
     PendingJob,

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.checkpoints import CheckpointStore
 from marketpipe.commands.status import lake_status
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import partition_path
 from marketpipe.simulator import SyntheticMarket
-from marketpipe.storage import partition_path
 from marketpipe.timeframe import Timeframe
 from marketpipe.workflow.settings import load_settings
 from tests.workflow_support import DAYS, SYMBOLS, lake_hashes, request_log, snakemake, write_config

@@ -16,12 +16,12 @@ import pytest
 from pydantic import SecretStr
 
 from marketpipe.alerts import AlertPolicy, send_alert
-from marketpipe.checkpoints import CheckpointStore
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.verify import verify_lake
 from marketpipe.ingest import ingest_days
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import file_sha256, partition_path
 from marketpipe.run_lock import RunInProgress, RunLock
-from marketpipe.storage import file_sha256, partition_path
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings, load_settings
 from marketpipe.workflow.vendors import open_client

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.checkpoints import CheckpointStore
-from marketpipe.storage import file_sha256, partition_path
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import file_sha256, partition_path
+from marketpipe.lake.validation import validate_bars
 from marketpipe.timeframe import Timeframe
-from marketpipe.validation import validate_bars
 from tests.workflow_support import (
     DAYS,
     PROCESS_JOBS,

@@ -8,8 +8,8 @@ import statistics
 from dataclasses import dataclass
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.checkpoints import CheckpointStore, state_path
 from marketpipe.commands.common import planned_coverage
+from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 from marketpipe.workflow.planning import contiguous_runs, fetch_jobs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings

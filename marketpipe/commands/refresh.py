@@ -18,11 +18,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.checkpoints import CheckpointStore, LedgerEntry
 from marketpipe.ingest import SymbolsFailed, ingest_days
+from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
+from marketpipe.lake.storage import file_sha256, partition_path, quarantine_path, write_atomically
 from marketpipe.logs import current_run_id, json_log_file
 from marketpipe.run_lock import RunLock
-from marketpipe.storage import file_sha256, partition_path, quarantine_path, write_atomically
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from marketpipe.checkpoints import CheckpointStore
 from marketpipe.commands.common import planned_coverage, require_lake
 from marketpipe.commands.status import SymbolStatus, lake_status
-from marketpipe.storage import partition_path, write_atomically
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import partition_path, write_atomically
 from marketpipe.summary import build_run_summary, latest_run_summary
 from marketpipe.workflow.settings import WorkflowSettings
 

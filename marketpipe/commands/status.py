@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from marketpipe.checkpoints import CheckpointStore
 from marketpipe.commands.common import planned_coverage, require_lake
-from marketpipe.storage import partition_path
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import partition_path
 from marketpipe.workflow.planning import pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.checkpoints import CheckpointStore
 from marketpipe.commands.common import require_lake
 from marketpipe.connectors import OHLCV_SCHEMA
 from marketpipe.ingest import new_york_day_keys
-from marketpipe.storage import LAKE_DIR, PARTITION_FILE, file_sha256, partition_path
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import LAKE_DIR, PARTITION_FILE, file_sha256, partition_path
 from marketpipe.workflow.settings import WorkflowSettings
 
 _PARTITION = re.compile(

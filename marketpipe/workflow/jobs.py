@@ -17,7 +17,6 @@ from typing import Any
 import pyarrow as pa
 
 from marketpipe.alerts import AlertPolicy, send_alert, webhook_url
-from marketpipe.checkpoints import CheckpointStore, JobRecord, state_path
 from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
 from marketpipe.finality import describe_final_at
@@ -28,6 +27,7 @@ from marketpipe.ingest import (
     ingest_days,
     reconcile,
 )
+from marketpipe.lake.ledger import CheckpointStore, JobRecord, state_path
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.run_lock import RunLock

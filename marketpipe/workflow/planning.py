@@ -12,7 +12,7 @@ from pathlib import Path
 
 from marketpipe.calendar import Session
 from marketpipe.finality import Finality, describe_final_at
-from marketpipe.storage import PARTITION_FILE, partition_path, write_atomically
+from marketpipe.lake.storage import PARTITION_FILE, partition_path, write_atomically
 
 
 @dataclass(frozen=True)

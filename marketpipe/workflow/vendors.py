@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from marketpipe.checkpoints import STATE_DIR
 from marketpipe.connectors import AlpacaClient
+from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.simulator import FaultConfig, SimulatorConfig, SimulatorServer
