@@ -14,7 +14,13 @@ from pydantic import SecretStr, ValidationError
 
 from marketpipe import __version__
 from marketpipe.calendar import new_york_days_range
-from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
+from marketpipe.commands.common import (
+    DEFAULT_CONFIG,
+    CommandError,
+    load_command_settings,
+    require_lake,
+)
+from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.report import make_report
@@ -161,6 +167,22 @@ def run_refresh(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def run_migrate(args: argparse.Namespace) -> int:
+    """Rewrite files of earlier releases in the current format."""
+    settings = _settings(args)
+    require_lake(settings)
+    try:
+        result = migrate_lake(settings)
+    except RunInProgress as busy:
+        print(f"marketpipe migrate: {busy}; nothing was migrated", file=sys.stderr)
+        return EXIT_BUSY
+    print(
+        f"migrated {result.partitions} partition file(s) and {result.quarantine_files} "
+        f"quarantine file(s); {result.current} already current"
+    )
+    return 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
     """Check every partition; exit 1 naming each bad file."""
     result = verify_lake(_settings(args))
@@ -201,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("report", run_report, "coverage picture (PNG) and HTML page with the latest run"),
         ("update", run_update_command, "run the workflow once, for a schedule (cron, systemd)"),
         ("refresh", run_refresh, "fetch published sessions again; replace what the vendor changed"),
+        ("migrate", run_migrate, "rewrite files of earlier releases in the current format"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         _add_config_options(command)

@@ -35,12 +35,16 @@ from marketpipe.connectors import (
 from marketpipe.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.lake.storage import (
+    DAY_KEY,
+    REASON_COLUMN,
+    SYMBOL_KEY,
     file_sha256,
     partition_path,
     quarantine_path,
-    write_table,
+    read_partition,
+    write_partition,
 )
-from marketpipe.lake.validation import REASON_COLUMN, count_flagged, validate_bars
+from marketpipe.lake.validation import count_flagged, validate_bars
 from marketpipe.timeframe import Timeframe
 from marketpipe.workflow.planning import contiguous_runs
 
@@ -75,8 +79,8 @@ class StreamSettings:
             "marketpipe.timeframe": str(self.timeframe),
             "marketpipe.feed": self.feed,
             "marketpipe.adjustment": self.adjustment,
-            "marketpipe.symbol": symbol,
-            "marketpipe.day": day.isoformat(),
+            SYMBOL_KEY: symbol,
+            DAY_KEY: day.isoformat(),
         }
 
 
@@ -254,9 +258,9 @@ class _RunPublisher:
         self.publish_before(None)
         for day, parts in sorted(self.stray.items()):
             path = quarantine_path(self.data_dir, self.symbol, day)
-            existing = [pq.read_table(path)] if path.exists() else []
+            existing = [read_partition(path)] if path.exists() else []
             table = pa.concat_tables([*existing, *parts]).cast(QUARANTINE_SCHEMA)
-            write_table(path, table, self.stream.metadata(self.symbol, day))
+            write_partition(path, table, self.stream.metadata(self.symbol, day))
         self.stray.clear()
 
     def _publish(self, day: dt.date, parts: list[pa.Table]) -> None:
@@ -264,12 +268,12 @@ class _RunPublisher:
         result = validate_bars(table, self.sessions[day], self.stream.feed, self.stream.timeframe)
         metadata = self.stream.metadata(self.symbol, day)
         if result.rejected.num_rows:
-            write_table(
+            write_partition(
                 quarantine_path(self.data_dir, self.symbol, day),
                 result.rejected.cast(QUARANTINE_SCHEMA),
                 metadata,
             )
-        written = write_table(
+        written = write_partition(
             partition_path(self.data_dir, self.symbol, day), result.valid, metadata
         )
         entry = LedgerEntry(

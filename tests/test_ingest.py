@@ -74,7 +74,8 @@ def test_days_without_bars_become_known_empty_partitions(tmp_path: Path) -> None
     finally:
         server.stop()
     empty = pq.read_table(partition_path(tmp_path, "NEWCO", dt.date(2024, 1, 3)))
-    assert empty.num_rows == 0 and empty.schema.names[:2] == ["symbol", "timestamp"]
+    assert empty.num_rows == 0 and empty.schema.names[:2] == ["timestamp", "open"]
+    assert empty.schema.metadata[b"marketpipe.symbol"] == b"NEWCO"
     with CheckpointStore(tmp_path) as store:
         ledger = store.ledger("NEWCO")
     assert [ledger[day].known_empty for day in days] == [True, True, True, False, False]

@@ -175,7 +175,8 @@ def test_verify_names_each_bad_file(
     lines = capsys.readouterr().out.splitlines()
     bad = {line.split(": ", 1)[0].removeprefix("BAD ") for line in lines if line.startswith("BAD")}
     assert bad == {str(flipped), str(truncated), str(moved)}
-    assert any(f"belong to another New York day than {DAYS[9]}" in line for line in lines)
+    moved_note = f"its metadata names AAPL {DAYS[8]}, not the path's AAPL {DAYS[9]}"
+    assert any(moved_note in line for line in lines)
     assert any("unreadable Parquet" in line for line in lines)
     assert lines[-1].endswith("problem(s)")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,17 +11,20 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.commands.common import require_lake
-from marketpipe.connectors import OHLCV_SCHEMA
 from marketpipe.ingest import new_york_day_keys
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.storage import LAKE_DIR, PARTITION_FILE, file_sha256, partition_path
-from marketpipe.workflow.settings import WorkflowSettings
-
-_PARTITION = re.compile(
-    r"symbol=(?P<symbol>[^/]+)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/day=(?P<day>\d{2})/"
-    + re.escape(PARTITION_FILE)
-    + "$"
+from marketpipe.lake.storage import (
+    DAY_KEY,
+    LAKE_DIR,
+    LAKE_SCHEMA,
+    PARTITION_FILE,
+    SYMBOL_COLUMN,
+    SYMBOL_KEY,
+    file_sha256,
+    partition_of,
+    partition_path,
 )
+from marketpipe.workflow.settings import WorkflowSettings
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,21 @@ def _check_contents(path: Path, symbol: str, day: dt.date) -> str | None:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
         return f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:120]})"
-    expected = OHLCV_SCHEMA.remove_metadata()
-    if not table.schema.remove_metadata().equals(expected):
-        return "schema differs from the canonical OHLCV schema"
+    if SYMBOL_COLUMN in table.column_names:
+        return (
+            "written by an earlier release (the symbol column is inside the file, which "
+            "pandas cannot read); run `marketpipe migrate`"
+        )
+    if not table.schema.remove_metadata().equals(LAKE_SCHEMA.remove_metadata()):
+        return "schema differs from the canonical OHLCV schema (without symbol)"
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if metadata.get(SYMBOL_KEY) != symbol or metadata.get(DAY_KEY) != day.isoformat():
+        return (
+            f"its metadata names {metadata.get(SYMBOL_KEY)} {metadata.get(DAY_KEY)}, "
+            f"not the path's {symbol} {day}"
+        )
     if table.num_rows == 0:
         return None
-    if not pc.all(pc.equal(table["symbol"], symbol)).as_py():
-        return f"holds rows of another symbol than {symbol}"
     wanted = day.year * 10_000 + day.month * 100 + day.day
     keys = new_york_day_keys(table)
     wrong = pc.sum(pc.not_equal(keys, wanted)).as_py()
@@ -72,16 +82,11 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
         ledger = {(entry.symbol, entry.day): entry for entry in store.all_entries()}
     for path in sorted((root / LAKE_DIR).rglob(PARTITION_FILE)):
         checked += 1
-        match = _PARTITION.search(path.as_posix())
-        if match is None:
-            problems.append(Problem(path, "not at a symbol=/year=/month=/day= path"))
+        located = partition_of(path)
+        if located is None:
+            problems.append(Problem(path, "not at a symbol=/year=/month=/day= path with a date"))
             continue
-        symbol = match["symbol"]
-        try:
-            day = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
-        except ValueError:
-            problems.append(Problem(path, "the path names no valid date"))
-            continue
+        symbol, day = located
         seen.add((symbol, day))
         entry = ledger.get((symbol, day))
         if entry is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,11 +15,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketpipe.chaos import crash_point
+from marketpipe.connectors.models import OHLCV_SCHEMA
 
 LAKE_DIR = "ohlcv"
+SYMBOL_COLUMN = "symbol"
+SYMBOL_KEY = "marketpipe.symbol"  # key-value metadata: a file read on its own names its symbol
+DAY_KEY = "marketpipe.day"
+# A partition file holds every canonical column but the symbol, which its path carries
+# (hive style, as Hive, Spark, pandas and DuckDB write): with the column in both places,
+# pandas.read_parquet(lake) cannot merge the two types.
+LAKE_SCHEMA = OHLCV_SCHEMA.remove(OHLCV_SCHEMA.get_field_index(SYMBOL_COLUMN))
 QUARANTINE_DIR = "quarantine"
 PARTITION_FILE = "bars.parquet"
 QUARANTINE_FILE = "rejected.parquet"
+REASON_COLUMN = "reason"  # why a quarantined row was rejected
 # Fixed writer options: the same rows always give the same bytes (for one pyarrow version).
 _WRITER_OPTIONS = {
     "compression": "zstd",
@@ -41,6 +51,24 @@ def partition_dir(root: Path, area: str, symbol: str, day: dt.date) -> Path:
         / f"month={day.month:02d}"
         / f"day={day.day:02d}"
     )
+
+
+_PARTITION_TAIL = re.compile(
+    r"symbol=(?P<symbol>[^/]+)/year=(?P<year>\d{4})/month=(?P<month>\d{2})/day=(?P<day>\d{2})/"
+    r"[^/]+$"
+)
+
+
+def partition_of(path: Path) -> tuple[str, dt.date] | None:
+    """The (symbol, day) a partition or quarantine path names, or ``None`` if it names none."""
+    match = _PARTITION_TAIL.search(path.as_posix())
+    if match is None:
+        return None
+    try:
+        day = dt.date(int(match["year"]), int(match["month"]), int(match["day"]))
+    except ValueError:
+        return None
+    return match["symbol"], day
 
 
 def partition_path(data_dir: Path | str, symbol: str, day: dt.date) -> Path:
@@ -96,6 +124,33 @@ def write_atomically(path: Path, data: bytes, crash_point_name: str | None = Non
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def without_symbol(table: pa.Table) -> pa.Table:
+    """``table`` as a partition file stores it: no symbol column, the file's own schema."""
+    schema = LAKE_SCHEMA
+    if REASON_COLUMN in table.column_names:
+        schema = schema.append(pa.field(REASON_COLUMN, pa.string(), nullable=False))
+    return pa.Table.from_arrays([table[name] for name in schema.names], schema=schema)
+
+
+def write_partition(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:
+    """Publish one symbol-day's rows (or rejected rows) atomically, without the symbol column;
+    ``metadata`` names the symbol and day for a file read on its own."""
+    return write_table(path, without_symbol(table), metadata)
+
+
+def read_partition(path: Path) -> pa.Table:
+    """A partition file's rows with the symbol column restored from its metadata (files of
+    releases that stored the column are read as they are)."""
+    table = pq.read_table(path)
+    if SYMBOL_COLUMN in table.column_names:
+        return table
+    symbol = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
+    if not symbol:
+        raise ValueError(f"{path} has neither a symbol column nor {SYMBOL_KEY} metadata")
+    return table.add_column(0, pa.field(SYMBOL_COLUMN, pa.string(), nullable=False),
+                            pa.array([symbol] * table.num_rows, pa.string()))  # fmt: skip
 
 
 def write_table(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.calendar import Session, new_york_midnight
+from marketpipe.lake.storage import REASON_COLUMN
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 
-REASON_COLUMN = "reason"
 _PRICES = ("open", "high", "low", "close")
 
 

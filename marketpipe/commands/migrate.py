@@ -1,0 +1,87 @@
+"""``marketpipe migrate``: bring a lake written by an earlier release to the current format.
+
+Earlier releases stored the symbol column inside each file as well as in its path, which
+``pandas.read_parquet(lake)`` cannot merge. Each such file is rewritten without the column,
+atomically, to exactly the bytes the current release writes. For a partition the ledger
+first records the new hash and a history row, then the file is replaced: an interrupted
+migration is finished by running it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import (
+    LAKE_DIR,
+    PARTITION_FILE,
+    QUARANTINE_DIR,
+    QUARANTINE_FILE,
+    SYMBOL_COLUMN,
+    parquet_bytes,
+    partition_of,
+    without_symbol,
+    write_atomically,
+)
+from marketpipe.logs import current_run_id
+from marketpipe.run_lock import RunLock
+from marketpipe.workflow.settings import WorkflowSettings
+
+MIGRATION_REASON = "migrated: the symbol column moved out of the file (it is in the path)"
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    """How many files were rewritten, and how many were already current."""
+
+    partitions: int
+    quarantine_files: int
+    current: int
+
+
+def _new_bytes(path: Path) -> bytes | None:
+    """The file's bytes in the current format, or ``None`` when it already is."""
+    if SYMBOL_COLUMN not in pq.read_schema(path).names:
+        return None
+    table = pq.read_table(path)
+    metadata = {
+        key.decode(): value.decode()
+        for key, value in (table.schema.metadata or {}).items()
+        if key.startswith(b"marketpipe.")
+    }
+    return parquet_bytes(without_symbol(table), metadata)
+
+
+def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
+    """Rewrite every partition and quarantine file that still holds the symbol column."""
+    root = settings.data_dir
+    partitions = quarantined = current = 0
+    with RunLock(root, "marketpipe migrate"), CheckpointStore(root) as store:
+        for path in sorted((root / LAKE_DIR).rglob(PARTITION_FILE)):
+            data = _new_bytes(path)
+            if data is None:
+                current += 1
+                continue
+            located = partition_of(path)
+            entry = store.ledger(located[0], [located[1]]).get(located[1]) if located else None
+            new_sha = hashlib.sha256(data).hexdigest()
+            if entry is not None and entry.sha256 != new_sha:
+                store.replace(
+                    entry, dataclasses.replace(entry, sha256=new_sha), MIGRATION_REASON,
+                    current_run_id(),
+                )  # fmt: skip
+            write_atomically(path, data)
+            partitions += 1
+        for path in sorted((root / QUARANTINE_DIR).rglob(QUARANTINE_FILE)):
+            data = _new_bytes(path)
+            if data is None:
+                current += 1
+                continue
+            write_atomically(path, data)
+            quarantined += 1
+    return MigrationResult(partitions, quarantined, current)
