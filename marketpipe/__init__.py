@@ -1,3 +1,18 @@
 """MarketPipe: reliable, resumable one-minute market data in a local Parquet lake."""
 
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["read_bars", "scan_bars"]
+
+
+def __getattr__(name: str) -> Any:
+    """``marketpipe.read_bars`` and ``marketpipe.scan_bars``, imported on first use (they pull
+    in pyarrow, which light modules such as ``marketpipe.clock`` do not need)."""
+    if name in __all__:
+        from marketpipe.lake import reader
+
+        return getattr(reader, name)
+    raise AttributeError(f"module 'marketpipe' has no attribute {name!r}")

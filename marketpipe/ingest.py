@@ -39,6 +39,7 @@ from marketpipe.lake.storage import (
     REASON_COLUMN,
     SYMBOL_KEY,
     file_sha256,
+    new_york_day_keys,
     partition_path,
     quarantine_path,
     read_partition,
@@ -161,15 +162,6 @@ def _adopt(store: CheckpointStore, data_dir: Path, symbol: str, day: dt.date, pa
     )
     # The high-water mark is not moved here: the stream's next publish will do that.
     store.publish(entry)
-
-
-def new_york_day_keys(table: pa.Table) -> pa.Array:
-    """Each row's New York trading date as the integer YYYYMMDD."""
-    local = pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York"))
-    return pc.add(
-        pc.add(pc.multiply(pc.year(local), 10_000), pc.multiply(pc.month(local), 100)),
-        pc.day(local),
-    )
 
 
 def _split_by_day(table: pa.Table) -> list[tuple[dt.date, pa.Table]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -15,19 +16,25 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.verify import verify_lake
+from marketpipe.ingest import ingest_days
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.reader import MissingPartitionsError, read_bars
 from marketpipe.lake.storage import (
     LAKE_DIR,
     PARTITION_FILE,
     QUARANTINE_DIR,
     partition_of,
+    partition_path,
     read_partition,
     write_table,
 )
+from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
-from tests.workflow_support import lake_hashes, snakemake
+from marketpipe.workflow.vendors import open_client
+from tests.workflow_support import SYMBOLS, lake_hashes, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -120,3 +127,99 @@ def test_a_lake_of_the_earlier_format_is_migrated_to_the_same_bytes(
     assert migrate_lake(settings).partitions == 0, "a second migration finds nothing to do"
     dry = snakemake(workdir, "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_read_bars_returns_exactly_the_ledgers_rows_across_a_month_and_a_dst_change(
+    reference: Path,
+) -> None:
+    data_dir = reference / "lake"
+    first, last = dt.date(2024, 2, 26), dt.date(2024, 3, 15)  # Feb -> Mar, DST on 03-10
+    days = [s.date for s in trading_sessions(first, last)]
+    table = read_bars(SYMBOLS, first, last, data_dir=data_dir)
+    with CheckpointStore(data_dir) as store:
+        ledger_rows = sum(store.ledger(s)[d].rows for s in SYMBOLS for d in days)
+    assert table.num_rows == ledger_rows
+    assert table.column_names == COLUMNS
+    files = pa.concat_tables(
+        read_partition(partition_path(data_dir, s, d)) for s in SYMBOLS for d in days
+    )
+    assert canonical(table).equals(canonical(files))
+    # 19:00-20:00 New York in winter is the next UTC day: those bars stay with their session.
+    stamps = table["timestamp"]
+    utc_day = pc.cast(pc.floor_temporal(stamps, unit="day"), pa.date32())
+    new_york_day = pc.cast(
+        pc.floor_temporal(pc.cast(stamps, pa.timestamp("ns", tz="America/New_York")), unit="day"),
+        pa.date32(),
+    )
+    assert pc.sum(pc.not_equal(utc_day, new_york_day)).as_py() > 0
+    assert set(pc.unique(new_york_day).to_pylist()) == set(days)
+
+
+def test_read_bars_as_pandas_matches_alpaca_py_dataframes(reference: Path) -> None:
+    frame = read_bars(["MSFT", "AAPL"], dt.date(2024, 1, 2), dt.date(2024, 1, 3),
+                      data_dir=reference / "lake", output="pandas")  # fmt: skip
+    assert list(frame.index.names) == ["symbol", "timestamp"]
+    assert str(frame.index.dtypes["timestamp"]) == "datetime64[ns, UTC]"
+    assert frame.index.get_level_values("symbol").map(type).unique().tolist() == [str]
+    assert list(frame.columns) == COLUMNS[2:]
+    assert frame.index.is_monotonic_increasing
+    polars_frame = read_bars("AAPL", dt.date(2024, 1, 2), dt.date(2024, 1, 3),
+                             data_dir=reference / "lake", output="polars")  # fmt: skip
+    assert polars_frame.height == len(frame.loc["AAPL"])
+
+
+def test_read_bars_reports_missing_partitions_and_rejects_naive_datetimes(
+    reference: Path,
+) -> None:
+    data_dir = reference / "lake"
+    with pytest.raises(MissingPartitionsError, match=r"1 partition\(s\) are not in the lake: "
+                       r"AAPL 2024-04-01"):  # fmt: skip
+        read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 4, 1), data_dir=data_dir)
+    some = read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 4, 1), data_dir=data_dir,
+                     missing="skip")  # fmt: skip
+    assert some.num_rows == read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 3, 28),
+                                      data_dir=data_dir).num_rows  # fmt: skip
+    with pytest.raises(ValueError, match="has no timezone"):
+        read_bars("AAPL", dt.datetime(2024, 1, 2, 10), dt.date(2024, 1, 3), data_dir=data_dir)
+    start = dt.datetime(2024, 1, 2, 15, 0, tzinfo=dt.UTC)
+    end = dt.datetime(2024, 1, 2, 15, 9, tzinfo=dt.UTC)
+    window = read_bars("AAPL", start, end, data_dir=data_dir)
+    assert window["timestamp"][0].as_py() >= start and window["timestamp"][-1].as_py() <= end
+    assert 1 <= window.num_rows <= 10
+
+
+def test_regular_hours_and_session_aligned_resampling(reference: Path) -> None:
+    data_dir, day = reference / "lake", dt.date(2024, 1, 2)
+    minutes = read_bars("AAPL", day, day, data_dir=data_dir)
+    regular = read_bars("AAPL", day, day, data_dir=data_dir, session="regular")
+    opening = dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC)
+    closing = dt.datetime(2024, 1, 2, 21, 0, tzinfo=dt.UTC)
+    assert regular["timestamp"][0].as_py() >= opening
+    assert regular["timestamp"][-1].as_py() < closing < minutes["timestamp"][-1].as_py()
+    hourly = read_bars("AAPL", day, day, data_dir=data_dir, session="regular", timeframe="1Hour")
+    starts = [t.astimezone(NEW_YORK).strftime("%H:%M") for t in hourly["timestamp"].to_pylist()]
+    assert starts == ["09:30", "10:30", "11:30", "12:30", "13:30", "14:30", "15:30"]
+    first_hour = regular.filter(
+        pc.less(regular["timestamp"], pa.scalar(opening + dt.timedelta(hours=1)))
+    )
+    assert hourly["open"][0].as_py() == first_hour["open"][0].as_py()
+    assert hourly["close"][0].as_py() == first_hour["close"][-1].as_py()
+    assert hourly["high"][0].as_py() == pc.max(first_hour["high"]).as_py()
+    assert hourly["volume"][0].as_py() == pc.sum(first_hour["volume"]).as_py()
+    (daily,) = read_bars("AAPL", day, day, data_dir=data_dir, timeframe="1Day").to_pylist()
+    assert daily["timestamp"] == dt.datetime(2024, 1, 2, 5, 0, tzinfo=dt.UTC)
+    assert daily["volume"] == pc.sum(minutes["volume"]).as_py()
+    assert daily["low"] == pc.min(minutes["low"]).as_py()
+
+
+def test_regular_hours_end_at_an_early_close(tmp_path: Path) -> None:
+    friday = dt.date(2024, 11, 29)  # the day after Thanksgiving closes at 13:00
+    settings = load_settings({"symbols": ["AAPL"], "start": friday, "end": friday,
+                              "data_dir": str(tmp_path)})  # fmt: skip
+    with CheckpointStore(tmp_path) as store, open_client(settings) as client:
+        ingest_days(client, store, tmp_path, ["AAPL"], [friday], stream_settings(settings))
+    extended = read_bars("AAPL", friday, friday, data_dir=tmp_path)
+    regular = read_bars("AAPL", friday, friday, data_dir=tmp_path, session="regular")
+    local = [t.astimezone(NEW_YORK).time() for t in regular["timestamp"].to_pylist()]
+    assert local[0] == dt.time(9, 30) and local[-1] == dt.time(12, 59)
+    assert extended["timestamp"][-1].as_py().astimezone(NEW_YORK).time() > dt.time(13, 0)

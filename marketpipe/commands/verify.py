@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.commands.common import require_lake
-from marketpipe.ingest import new_york_day_keys
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import (
     DAY_KEY,
@@ -21,6 +20,7 @@ from marketpipe.lake.storage import (
     SYMBOL_COLUMN,
     SYMBOL_KEY,
     file_sha256,
+    new_york_day_keys,
     partition_of,
     partition_path,
 )

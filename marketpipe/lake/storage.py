@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.chaos import crash_point
@@ -69,6 +70,15 @@ def partition_of(path: Path) -> tuple[str, dt.date] | None:
     except ValueError:
         return None
     return match["symbol"], day
+
+
+def new_york_day_keys(table: pa.Table) -> pa.Array:
+    """Each row's New York trading date as the integer YYYYMMDD."""
+    local = pc.cast(table["timestamp"], pa.timestamp("ns", tz="America/New_York"))
+    return pc.add(
+        pc.add(pc.multiply(pc.year(local), 10_000), pc.multiply(pc.month(local), 100)),
+        pc.day(local),
+    )
 
 
 def partition_path(data_dir: Path | str, symbol: str, day: dt.date) -> Path:

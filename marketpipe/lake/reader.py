@@ -1,0 +1,255 @@
+"""Reading bars back: exactly the files a request needs, found from symbols x sessions.
+
+Walking a lake of a hundred thousand small files to find a symbol-year costs seconds (hive
+discovery lists every directory); the paths of the files a read needs follow from the
+symbols and the NYSE sessions of the range, so :func:`read_bars` opens those and nothing
+else. A partition that is not in the lake is reported, never silently left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from marketpipe.calendar import Session, new_york_date, new_york_midnight, trading_sessions
+from marketpipe.connectors.models import OHLCV_SCHEMA
+from marketpipe.lake.storage import (
+    LAKE_DIR,
+    LAKE_SCHEMA,
+    SYMBOL_COLUMN,
+    new_york_day_keys,
+    partition_path,
+)
+from marketpipe.timeframe import Timeframe, TimeframeUnit
+from marketpipe.timeutil import require_utc
+
+Output = Literal["arrow", "pandas", "polars"]
+_RESAMPLE_UNITS = (TimeframeUnit.MINUTE, TimeframeUnit.HOUR, TimeframeUnit.DAY)
+
+
+class MissingPartitionsError(LookupError):
+    """Some requested (symbol, session) partitions are not in the lake; the message names them."""
+
+    def __init__(self, missing: list[tuple[str, dt.date]]) -> None:
+        self.missing = missing
+        named = ", ".join(f"{symbol} {day}" for symbol, day in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        super().__init__(
+            f"{len(missing)} partition(s) are not in the lake: {named}{more}. Fetch them "
+            "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
+            "or pass missing='skip' to read what is there"
+        )
+
+
+def _bound(value: dt.date | dt.datetime, name: str) -> tuple[dt.date, dt.datetime | None]:
+    """A range end as a New York date, plus the exact instant when a datetime was given."""
+    if isinstance(value, dt.datetime):
+        instant = require_utc(value, name)
+        return new_york_date(instant), instant
+    if isinstance(value, dt.date):
+        return value, None
+    raise TypeError(f"{name} must be a date or a tz-aware datetime, got {type(value).__name__}")
+
+
+def _plan(
+    symbols: str | Sequence[str],
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    data_dir: Path | str,
+    missing: Literal["error", "skip"],
+) -> tuple[list[Path], list[Session], dt.datetime | None, dt.datetime | None]:
+    """The files to open, the sessions of the range and the exact bounds, if any."""
+    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
+    if not tickers:
+        raise ValueError("symbols is empty; name at least one")
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    first, start_at = _bound(start, "start")
+    last, end_at = _bound(end, "end")
+    if last < first:
+        raise ValueError(f"end ({last}) is before start ({first})")
+    sessions = trading_sessions(first, last)
+    paths, absent = [], []
+    for symbol in tickers:
+        for session in sessions:
+            path = partition_path(data_dir, symbol, session.date)
+            if path.exists():
+                paths.append(path)
+            else:
+                absent.append((symbol, session.date))
+    if absent and missing == "error":
+        raise MissingPartitionsError(absent)
+    return paths, sessions, start_at, end_at
+
+
+def scan_bars(
+    symbols: str | Sequence[str],
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    *,
+    data_dir: Path | str = "data",
+    missing: Literal["error", "skip"] = "error",
+) -> ds.Dataset:
+    """The lazy form of :func:`read_bars`: a ``pyarrow.dataset`` over exactly the files of the
+    range (nothing is read until it is scanned; ``symbol`` comes from the paths).
+
+    Stream it with ``.to_batches()``, filter it, or hand it to ``polars.scan_pyarrow_dataset``
+    or DuckDB. Date bounds select whole sessions; apply datetime bounds as a filter.
+    """
+    paths, _, _, _ = _plan(symbols, start, end, data_dir, missing)
+    return _dataset(paths, data_dir)
+
+
+def _dataset(paths: list[Path], data_dir: Path | str) -> ds.Dataset:
+    partitioning = ds.partitioning(
+        pa.schema([pa.field(SYMBOL_COLUMN, pa.string()), pa.field("year", pa.int32()),
+                   pa.field("month", pa.int32()), pa.field("day", pa.int32())]),
+        flavor="hive",
+    )  # fmt: skip
+    return ds.dataset(
+        [str(path) for path in paths],
+        schema=LAKE_SCHEMA.append(pa.field(SYMBOL_COLUMN, pa.string())),
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=str(Path(data_dir) / LAKE_DIR),
+    )
+
+
+def read_bars(
+    symbols: str | Sequence[str],
+    start: dt.date | dt.datetime,
+    end: dt.date | dt.datetime,
+    *,
+    data_dir: Path | str = "data",
+    columns: Sequence[str] | None = None,
+    output: Output = "arrow",
+    missing: Literal["error", "skip"] = "error",
+    session: Literal["extended", "regular"] = "extended",
+    timeframe: str | None = None,
+) -> Any:
+    """The bars of ``symbols`` from ``start`` to ``end``, read from exactly their files.
+
+    ``start``/``end`` are New York trading dates (inclusive) or tz-aware datetimes (naive ones
+    are rejected). ``missing="error"`` (the default) raises :class:`MissingPartitionsError`
+    naming absent partitions; ``"skip"`` reads what is there. ``session="regular"`` keeps
+    09:30 to the close (early closes included). ``timeframe`` (``5Min``, ``1Hour``, ``1Day``
+    ...) rolls the minutes up into wider bars aligned to the session's start. ``output`` is
+    ``arrow`` (a table sorted by symbol and time), ``pandas`` (a ``(symbol, timestamp)``
+    index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols) or ``polars``.
+    """
+    paths, sessions, start_at, end_at = _plan(symbols, start, end, data_dir, missing)
+    names = list(OHLCV_SCHEMA.names)
+    table = _dataset(paths, data_dir).to_table(columns=names) if paths else _empty()
+    if start_at is not None:
+        table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(start_at)))
+    if end_at is not None:
+        table = table.filter(pc.less_equal(table["timestamp"], pa.scalar(end_at)))
+    if session == "regular":
+        table = _regular_hours(table, sessions)
+    elif session != "extended":
+        raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
+    table = table.sort_by([(SYMBOL_COLUMN, "ascending"), ("timestamp", "ascending")])
+    if timeframe is not None:
+        table = resample(table, timeframe, sessions, regular=session == "regular")
+    if columns is not None:
+        unknown = sorted(set(columns) - set(table.column_names))
+        if unknown:
+            raise ValueError(f"unknown column(s) {unknown}; choose from {table.column_names}")
+        keep = [SYMBOL_COLUMN, "timestamp"]
+        table = table.select([*keep, *(name for name in columns if name not in keep)])
+    return _convert(table, output)
+
+
+def _empty() -> pa.Table:
+    return OHLCV_SCHEMA.empty_table()
+
+
+def _session_lookup(
+    table: pa.Table, sessions: list[Session], bounds: list[dt.datetime]
+) -> pa.Array:
+    """For each row, ``bounds[i]`` of its session (by New York day), as a timestamp array."""
+    keys = [s.date.year * 10_000 + s.date.month * 100 + s.date.day for s in sessions]
+    index = pc.index_in(new_york_day_keys(table), value_set=pa.array(keys, pa.int64()))
+    values = pa.array(bounds, pa.timestamp("ns", tz="UTC"))
+    return pc.take(values, index)
+
+
+def _regular_hours(table: pa.Table, sessions: list[Session]) -> pa.Table:
+    """Rows inside each session's regular hours, [open, close)."""
+    if table.num_rows == 0:
+        return table
+    opens = _session_lookup(table, sessions, [s.open for s in sessions])
+    closes = _session_lookup(table, sessions, [s.close for s in sessions])
+    stamps = table["timestamp"]
+    inside = pc.and_(pc.greater_equal(stamps, opens), pc.less(stamps, closes))
+    return table.filter(pc.fill_null(inside, False))
+
+
+def resample(
+    table: pa.Table, timeframe: str, sessions: list[Session], *, regular: bool = False
+) -> pa.Table:
+    """Roll sorted minute bars up into ``timeframe`` bars aligned to each session's start.
+
+    Buckets start at the session's first minute (04:00 New York, or 09:30 with
+    ``regular``) and every ``timeframe`` after; ``1Day`` gives one bar per session stamped at
+    New York midnight, as Alpaca stamps daily bars. Open is the first bar's, close the last
+    bar's, high and low the extremes, volume and trade count sums, vwap volume-weighted.
+    """
+    width = Timeframe.parse(timeframe)
+    if width.unit not in _RESAMPLE_UNITS:
+        raise ValueError(f"timeframe {timeframe!r}: resample to minutes, hours or 1Day")
+    if table.num_rows == 0:
+        return table
+    if width.unit is TimeframeUnit.DAY:
+        starts = _session_lookup(table, sessions, [new_york_midnight(s.date) for s in sessions])
+    else:
+        anchors = [s.open if regular else s.extended_window("sip")[0] for s in sessions]
+        anchor = pc.cast(_session_lookup(table, sessions, anchors), pa.int64())
+        step = (width.seconds or 60) * 10**9
+        offset = pc.subtract(pc.cast(table["timestamp"], pa.int64()), anchor)
+        bucket = pc.add(anchor, pc.multiply(pc.divide(offset, step), step))
+        starts = pc.cast(bucket, pa.timestamp("ns", tz="UTC"))
+    weighted = pc.multiply(pc.fill_null(table["vwap"], 0.0), table["volume"])
+    grouped = (
+        table.append_column("bucket", starts)
+        .append_column("weighted", weighted)
+        .group_by([SYMBOL_COLUMN, "bucket"], use_threads=False)
+        .aggregate([("open", "first"), ("high", "max"), ("low", "min"), ("close", "last"),
+                    ("volume", "sum"), ("trade_count", "sum"), ("weighted", "sum")])
+    )  # fmt: skip
+    volume = grouped["volume_sum"]
+    vwap = pc.if_else(pc.greater(volume, 0), pc.divide(grouped["weighted_sum"], volume), None)
+    result = pa.table(
+        {
+            SYMBOL_COLUMN: grouped[SYMBOL_COLUMN],
+            "timestamp": grouped["bucket"],
+            "open": grouped["open_first"],
+            "high": grouped["high_max"],
+            "low": grouped["low_min"],
+            "close": grouped["close_last"],
+            "volume": volume,
+            "trade_count": grouped["trade_count_sum"],
+            "vwap": vwap,
+        }
+    )
+    return result.sort_by([(SYMBOL_COLUMN, "ascending"), ("timestamp", "ascending")])
+
+
+def _convert(table: pa.Table, output: Output) -> Any:
+    if output == "arrow":
+        return table
+    if output == "pandas":
+        frame = table.to_pandas()
+        frame[SYMBOL_COLUMN] = frame[SYMBOL_COLUMN].astype(str)
+        return frame.set_index([SYMBOL_COLUMN, "timestamp"])
+    if output == "polars":
+        import polars as pl
+
+        return pl.from_arrow(table)
+    raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
