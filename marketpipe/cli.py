@@ -20,6 +20,7 @@ from marketpipe.commands.common import (
     load_command_settings,
     require_lake,
 )
+from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.refresh import refresh_partitions
@@ -28,6 +29,7 @@ from marketpipe.commands.status import lake_status, missing_partitions
 from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, describe_missing, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
+from marketpipe.lake.reader import MissingPartitionsError
 from marketpipe.run_lock import RunInProgress
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
@@ -183,6 +185,25 @@ def run_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    """Write a symbol and date range of the lake to one Parquet or CSV file."""
+    settings = _settings(args)
+    symbols = args.symbols.split(",") if args.symbols else list(settings.config.symbols)
+    end = args.end or args.start
+    try:
+        rows = export_bars(
+            settings, symbols, args.start, end, args.output, session=args.session,
+            timeframe=args.timeframe, skip_missing=args.skip_missing,
+        )  # fmt: skip
+    except (MissingPartitionsError, ValueError) as exc:
+        print(f"marketpipe export: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {rows:,} bar(s) of {len(symbols)} symbol(s), {args.start}..{end}, to {args.output}"
+    )
+    return 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
     """Check every partition; exit 1 naming each bad file."""
     result = verify_lake(_settings(args))
@@ -224,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("update", run_update_command, "run the workflow once, for a schedule (cron, systemd)"),
         ("refresh", run_refresh, "fetch published sessions again; replace what the vendor changed"),
         ("migrate", run_migrate, "rewrite files of earlier releases in the current format"),
+        ("export", run_export, "a symbol and date range into one Parquet or CSV file"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         _add_config_options(command)
@@ -237,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--require-complete", action="store_true",
                 help="exit 1, naming them, when final partitions of the range are missing",
             )  # fmt: skip
-        if name == "refresh":
+        if name in ("refresh", "export"):
             command.add_argument("--symbols", help="comma-separated (default: the config's)")
             command.add_argument(
                 "--start", type=dt.date.fromisoformat, required=True, help="first New York date"
@@ -245,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--end", type=dt.date.fromisoformat, help="last New York date (default: --start)"
             )
+        if name == "export":
+            command.add_argument(
+                "--output", type=Path, required=True, help="FILE.parquet or FILE.csv"
+            )
+            command.add_argument("--session", choices=["extended", "regular"], default="extended")
+            command.add_argument("--timeframe", help="roll up to wider bars: 5Min, 1Hour, 1Day")
+            command.add_argument(
+                "--skip-missing", action="store_true",
+                help="export what is there instead of failing on missing partitions",
+            )  # fmt: skip
             command.add_argument(
                 "--reason", default="refresh requested", help="recorded in the ledger's history"
             )

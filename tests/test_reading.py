@@ -11,12 +11,14 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.cli import main as cli_main
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.verify import verify_lake
 from marketpipe.ingest import ingest_days
@@ -223,3 +225,25 @@ def test_regular_hours_end_at_an_early_close(tmp_path: Path) -> None:
     local = [t.astimezone(NEW_YORK).time() for t in regular["timestamp"].to_pylist()]
     assert local[0] == dt.time(9, 30) and local[-1] == dt.time(12, 59)
     assert extended["timestamp"][-1].as_py().astimezone(NEW_YORK).time() > dt.time(13, 0)
+
+
+def test_export_writes_one_parquet_or_csv_file_of_a_range(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.chdir(reference)
+    first, last = dt.date(2024, 1, 30), dt.date(2024, 2, 2)
+    expected = read_bars(SYMBOLS, first, last, data_dir=reference / "lake")
+    for suffix in ("parquet", "csv"):
+        output = tmp_path / f"bars.{suffix}"
+        args = ["export", "--config", "config.yaml", "--start", str(first), "--end", str(last),
+                "--output", str(output)]  # fmt: skip
+        assert cli_main(args) == 0
+        written = pq.read_table(output) if suffix == "parquet" else pa_csv.read_csv(output)
+        assert canonical(written).equals(canonical(expected))
+    assert f"wrote {expected.num_rows:,} bar(s) of 2 symbol(s)" in capsys.readouterr().out
+    missing = ["export", "--config", "config.yaml", "--start", "2024-03-28", "--end",
+               "2024-04-01", "--output", str(tmp_path / "x.csv")]  # fmt: skip
+    assert cli_main(missing) == 1
+    assert "AAPL 2024-04-01" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()

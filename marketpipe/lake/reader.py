@@ -43,7 +43,7 @@ class MissingPartitionsError(LookupError):
         super().__init__(
             f"{len(missing)} partition(s) are not in the lake: {named}{more}. Fetch them "
             "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
-            "or pass missing='skip' to read what is there"
+            "or read what is there (missing='skip'; export: --skip-missing)"
         )
 
 
