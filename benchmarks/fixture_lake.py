@@ -9,8 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from marketpipe.calendar import trading_sessions
-from marketpipe.connectors import OHLCV_SCHEMA
-from marketpipe.lake.storage import parquet_bytes, partition_path
+from marketpipe.lake.storage import LAKE_SCHEMA, parquet_bytes, partition_path
 
 
 def symbols(count: int) -> list[str]:
@@ -20,7 +19,7 @@ def symbols(count: int) -> list[str]:
 
 def write_fixture_lake(data_dir: Path, tickers: list[str], start: dt.date, end: dt.date) -> int:
     """One small valid partition file per symbol and session; returns how many were written."""
-    data = parquet_bytes(pa.Table.from_pylist([], schema=OHLCV_SCHEMA), {})
+    data = parquet_bytes(pa.Table.from_pylist([], schema=LAKE_SCHEMA), {})
     written = 0
     for session in trading_sessions(start, end):
         for ticker in tickers:

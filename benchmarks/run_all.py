@@ -19,6 +19,7 @@ FULL = {
     "workflow_memory.py": [],
     "planning.py": [],
     "incremental.py": [],
+    "reading.py": [],
 }
 SMOKE = {
     "requests_floor.py": ["--symbols", "2", "--months", "1"],
@@ -27,6 +28,7 @@ SMOKE = {
     "workflow_memory.py": ["--months", "1", "2", "--cores", "1", "--repeats", "1"],
     "planning.py": ["--symbols", "3", "--years", "1"],
     "incremental.py": ["--symbols", "3"],
+    "reading.py": ["--symbols", "3", "--years", "1", "--repeats", "1"],
     "crash_trials.py": ["--trials", "1"],
 }
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -45,6 +46,11 @@ class MissingPartitionsError(LookupError):
             "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
             "or read what is there (missing='skip'; export: --skip-missing)"
         )
+
+
+def sorted_symbols(symbols: str | Sequence[str]) -> list[str]:
+    """One ticker or several, as a sorted list (the order bars come back in)."""
+    return [symbols] if isinstance(symbols, str) else sorted(symbols)
 
 
 def _bound(value: dt.date | dt.datetime, name: str) -> tuple[dt.date, dt.datetime | None]:
@@ -143,9 +149,9 @@ def read_bars(
     ``arrow`` (a table sorted by symbol and time), ``pandas`` (a ``(symbol, timestamp)``
     index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols) or ``polars``.
     """
-    paths, sessions, start_at, end_at = _plan(symbols, start, end, data_dir, missing)
-    names = list(OHLCV_SCHEMA.names)
-    table = _dataset(paths, data_dir).to_table(columns=names) if paths else _empty()
+    paths, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, data_dir,
+                                              missing)  # fmt: skip
+    table = _read_in_order(paths)
     if start_at is not None:
         table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(start_at)))
     if end_at is not None:
@@ -154,7 +160,6 @@ def read_bars(
         table = _regular_hours(table, sessions)
     elif session != "extended":
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
-    table = table.sort_by([(SYMBOL_COLUMN, "ascending"), ("timestamp", "ascending")])
     if timeframe is not None:
         table = resample(table, timeframe, sessions, regular=session == "regular")
     if columns is not None:
@@ -166,8 +171,29 @@ def read_bars(
     return _convert(table, output)
 
 
-def _empty() -> pa.Table:
-    return OHLCV_SCHEMA.empty_table()
+def _read_in_order(paths: list[Path]) -> pa.Table:
+    """The files' rows, sorted by symbol then time, with the symbol column restored.
+
+    ``paths`` come ordered by symbol, then day, and each file by time; a dataset over an
+    explicit file list keeps that order, so no sort is needed (one costs more than the read).
+    """
+    by_symbol: dict[str, list[str]] = {}
+    for path in paths:
+        by_symbol.setdefault(path.parents[3].name.removeprefix("symbol="), []).append(str(path))
+    tables = []
+    for symbol in sorted(by_symbol):
+        table = ds.dataset(by_symbol[symbol], format="parquet", schema=LAKE_SCHEMA).to_table()
+        tables.append(table.add_column(0, OHLCV_SCHEMA.field(SYMBOL_COLUMN),
+                                       _repeated(symbol, table.num_rows)))  # fmt: skip
+    if not tables:
+        return OHLCV_SCHEMA.empty_table()
+    return pa.concat_tables(tables).replace_schema_metadata(OHLCV_SCHEMA.metadata)
+
+
+def _repeated(value: str, count: int) -> pa.Array:
+    """``value`` ``count`` times, built in Arrow rather than as a Python list."""
+    indices = pa.array(np.zeros(count, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value])).cast(pa.string())
 
 
 def _session_lookup(
