@@ -6,9 +6,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-import duckdb
 import pandas as pd
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -36,46 +34,14 @@ from marketpipe.lake.storage import (
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
 from marketpipe.workflow.vendors import open_client
+from tests.readers import COLUMNS, assert_every_reader_agrees, canonical
 from tests.workflow_support import SYMBOLS, lake_hashes, snakemake
 
 pytestmark = pytest.mark.workflow
 
-COLUMNS = ["symbol", "timestamp", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
-
-
-def canonical(table: pa.Table) -> pa.Table:
-    """The rows as plain Arrow: string symbols, UTC nanosecond stamps, sorted."""
-    columns = {
-        "symbol": pc.cast(table["symbol"], pa.string()),
-        "timestamp": pc.cast(table["timestamp"], pa.timestamp("ns", tz="UTC")),
-        **{name: pc.cast(table[name], pa.float64()) for name in COLUMNS[2:7]},
-        "trade_count": pc.cast(table["trade_count"], pa.int64()),
-        "vwap": pc.cast(table["vwap"], pa.float64()),
-    }
-    plain = pa.table(columns)
-    return plain.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
-
 
 def test_every_common_reader_returns_every_row_with_the_same_values(reference: Path) -> None:
-    lake = reference / "lake" / LAKE_DIR
-    with CheckpointStore(reference / "lake") as store:
-        rows = sum(entry.rows for entry in store.all_entries())
-    readers = {
-        "pyarrow.dataset": lambda: ds.dataset(lake, partitioning="hive").to_table(),
-        "pq.read_table": lambda: pq.read_table(lake),
-        "pandas": lambda: pa.Table.from_pandas(pd.read_parquet(lake), preserve_index=False),
-        "polars": lambda: (
-            pl.scan_parquet(f"{lake}/**/*.parquet", hive_partitioning=True).collect().to_arrow()
-        ),
-        "duckdb": lambda: duckdb.sql(
-            f"SELECT * FROM read_parquet('{lake}/*/*/*/*/*.parquet', hive_partitioning=true)"
-        ).to_arrow_table(),
-    }
-    tables = {name: canonical(read()) for name, read in readers.items()}
-    expected = tables.pop("pyarrow.dataset")
-    assert expected.num_rows == rows > 100_000
-    for name, table in tables.items():
-        assert table.equals(expected), f"{name} differs"
+    assert assert_every_reader_agrees(reference / "lake") > 100_000
 
 
 def test_a_file_read_on_its_own_says_which_symbol_and_day_it_holds(reference: Path) -> None:

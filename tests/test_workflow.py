@@ -21,6 +21,7 @@ from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import file_sha256, partition_path
 from marketpipe.lake.validation import validate_bars
 from marketpipe.timeframe import Timeframe
+from tests.readers import assert_every_reader_agrees
 from tests.workflow_support import (
     DAYS,
     PROCESS_JOBS,
@@ -52,6 +53,7 @@ def test_default_config_runs_offline_end_to_end(tmp_path: Path) -> None:
     for symbol in shipped["symbols"]:
         for session in days:
             assert partition_path(tmp_path / "data", symbol, session.date).exists()
+    assert assert_every_reader_agrees(tmp_path / "data") > 0
 
 
 def test_fresh_run_fills_every_planned_partition(reference: Path) -> None:
