@@ -91,18 +91,18 @@ def main() -> int:
         lake = data_dir / LAKE_DIR
         year_span = (dt.date(read_year, 1, 1), dt.date(read_year, 12, 31))
         month_span = (dt.date(read_year, 3, 1), dt.date(read_year, 3, 31))
+        in_year = (ds.field("symbol") == target) & (ds.field("year") == read_year)
+        in_month = in_year & (ds.field("month") == 3)
         cases: dict[str, Callable[[], Any]] = {
             "one_file_year": lambda: pq.read_table(one_file),
             "read_bars_year": lambda: read_bars(target, *year_span, data_dir=data_dir),
             "read_bars_month": lambda: read_bars(target, *month_span, data_dir=data_dir),
             "pyarrow_discovery_year": lambda: ds.dataset(lake, partitioning="hive").to_table(
-                filter=(ds.field("symbol") == target) & (ds.field("year") == read_year)
+                filter=in_year
             ),
             "pyarrow_discovery_month": lambda: ds.dataset(lake, partitioning="hive").to_table(
-                filter=(ds.field("symbol") == target)
-                & (ds.field("year") == read_year)
-                & (ds.field("month") == 3)
-            ),  # fmt: skip
+                filter=in_month
+            ),
         }
         try:
             import duckdb
