@@ -149,6 +149,10 @@ def read_bars(
     ``arrow`` (a table sorted by symbol and time), ``pandas`` (a ``(symbol, timestamp)``
     index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols) or ``polars``.
     """
+    if session not in ("extended", "regular"):
+        raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
+    if output not in ("arrow", "pandas", "polars"):
+        raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
     paths, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, data_dir,
                                               missing)  # fmt: skip
     table = _read_in_order(paths)
@@ -158,8 +162,6 @@ def read_bars(
         table = table.filter(pc.less_equal(table["timestamp"], pa.scalar(end_at)))
     if session == "regular":
         table = _regular_hours(table, sessions)
-    elif session != "extended":
-        raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if timeframe is not None:
         table = resample(table, timeframe, sessions, regular=session == "regular")
     if columns is not None:
@@ -274,8 +276,8 @@ def _convert(table: pa.Table, output: Output) -> Any:
         frame = table.to_pandas()
         frame[SYMBOL_COLUMN] = frame[SYMBOL_COLUMN].astype(str)
         return frame.set_index([SYMBOL_COLUMN, "timestamp"])
-    if output == "polars":
-        import polars as pl
-
-        return pl.from_arrow(table)
-    raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
+    try:
+        import polars as pl  # optional: needed only for this output
+    except ImportError:
+        raise ImportError("output='polars' needs polars: pip install polars") from None
+    return pl.from_arrow(table)
