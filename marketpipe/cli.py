@@ -277,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--skip-missing", action="store_true",
                 help="export what is there instead of failing on missing partitions",
             )  # fmt: skip
+        if name == "refresh":
             command.add_argument(
                 "--reason", default="refresh requested", help="recorded in the ledger's history"
             )
