@@ -20,11 +20,14 @@ import yaml
 
 from marketpipe.calendar import trading_sessions
 from marketpipe.commands.status import lake_status
+from marketpipe.ingest import ingest_days
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import partition_path
 from marketpipe.simulator import SyntheticMarket
 from marketpipe.timeframe import Timeframe
+from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
+from marketpipe.workflow.vendors import open_client
 from tests.workflow_support import DAYS, SYMBOLS, lake_hashes, request_log, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
@@ -190,3 +193,33 @@ def test_real_bars_with_open_or_close_outside_low_high_are_kept_and_flagged(
     monkeypatch.chdir(reference)
     settings = load_settings(yaml.safe_load((reference / "config.yaml").read_text()))
     assert sum(status.flagged_rows for status in lake_status(settings)) == flagged
+
+
+def test_update_fetches_again_what_an_earlier_release_wrote_before_it_was_final(
+    after_the_close: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_config(tmp_path, **THROUGH_NEXT_WEEK)
+    # An earlier release, run at 14:00, wrote today's session while it was still trading
+    # and the next one as known-empty; a plain rerun would have kept both forever.
+    monkeypatch.setenv("MARKETPIPE_NOW", AT_TWO_PM)
+    lake = tmp_path / "lake"
+    settings = load_settings({**THROUGH_NEXT_WEEK, "symbols": SYMBOLS, "data_dir": str(lake)})
+    written = [*FINAL_AT_TWO_PM, TODAY, dt.date(2026, 11, 25)]
+    no_finality = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+    with CheckpointStore(lake) as store, open_client(settings) as client:
+        ingest_days(client, store, lake, SYMBOLS, written, stream_settings(settings),
+                    now=no_finality)  # fmt: skip
+    monkeypatch.setenv("MARKETPIPE_NOW", AFTER_FINAL)
+    verify = marketpipe_cli(tmp_path, AFTER_FINAL, "verify")
+    assert verify.returncode == 1
+    assert verify.stdout.count("written before its session was final") == 2 * 2
+    update = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, env=at(AFTER_FINAL), timeout=600,
+    )  # fmt: skip
+    assert update.returncode == 0, update.stderr[-3000:]
+    assert "4 partition(s) had been written before their session was final" in update.stderr
+    for symbol in SYMBOLS:
+        assert lake_days(tmp_path, symbol) == [*FINAL_AT_TWO_PM, TODAY]
+    assert lake_hashes(tmp_path) == lake_hashes(after_the_close)
+    assert marketpipe_cli(tmp_path, AFTER_FINAL, "verify").returncode == 0

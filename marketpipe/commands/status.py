@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from marketpipe.calendar import trading_sessions
 from marketpipe.commands.common import planned_coverage, require_lake
-from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.storage import partition_path
 from marketpipe.workflow.planning import pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
@@ -36,6 +37,29 @@ def missing_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
         for job in pending_jobs(settings.data_dir, coverage.symbols, coverage.months)
         for day in job.missing
     ]
+
+
+def premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
+    """Partitions the ledger says were published before their session was final.
+
+    Releases before finality wrote today's session while it was still trading, and future
+    sessions as known-empty; such a partition can never be right, and a rerun would keep it.
+    """
+    if not state_path(settings.data_dir).exists():
+        return []
+    finality = settings.finality
+    with CheckpointStore(settings.data_dir) as store:
+        # A session is final at most a few days after it began (1Day over a long weekend).
+        candidates = store.published_within(days=8)
+    if not candidates:
+        return []
+    days = [day for _, day, _ in candidates]
+    sessions = {session.date: session for session in trading_sessions(min(days), max(days))}
+    return sorted(
+        (symbol, day)
+        for symbol, day, published_at in candidates
+        if day in sessions and published_at < finality.final_at(sessions[day])
+    )
 
 
 def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:

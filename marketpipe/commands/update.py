@@ -1,8 +1,9 @@
 """``marketpipe update``: the one command a schedule runs.
 
 It takes the lake's run lock (a second update exits at once, see :data:`EXIT_BUSY`), clears
-a Snakemake lock that only a dead run can have left, runs the workflow in this process and
-exits 0 only when every final session of the range is in the lake.
+a Snakemake lock that only a dead run can have left, drops partitions an earlier release
+wrote before their session was final, runs the workflow in this process and exits 0 only
+when every final session of the range is in the lake.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from marketpipe.commands.status import missing_partitions
+from marketpipe.commands.status import missing_partitions, premature_partitions
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.storage import partition_path, quarantine_path
 from marketpipe.run_lock import RunInProgress, RunLock
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -66,6 +69,27 @@ def clear_stale_snakemake_lock(config_file: Path, overrides: Sequence[str]) -> b
     return True
 
 
+def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
+    """Delete :func:`premature_partitions` (files first, then ledger rows), so this run fetches
+    them again; call only while holding the lake's run lock."""
+    premature = premature_partitions(settings)
+    if not premature:
+        return []
+    for symbol, day in premature:
+        partition_path(settings.data_dir, symbol, day).unlink(missing_ok=True)
+        quarantine_path(settings.data_dir, symbol, day).unlink(missing_ok=True)
+    with CheckpointStore(settings.data_dir) as store:
+        for symbol, day in premature:
+            store.forget(symbol, [day])
+    print(
+        f"[marketpipe] {len(premature)} partition(s) had been written before their session "
+        f"was final ({describe_missing(premature)}); they are fetched again",
+        file=sys.stderr,
+        flush=True,
+    )
+    return premature
+
+
 def run_update(
     settings: WorkflowSettings, config_file: Path, overrides: Sequence[str], cores: int
 ) -> int:
@@ -73,6 +97,7 @@ def run_update(
     try:
         with RunLock(settings.data_dir, "marketpipe update"):
             clear_stale_snakemake_lock(config_file, overrides)
+            drop_premature_partitions(settings)
             arguments = [*_workflow_arguments(config_file, overrides), "--cores", str(cores)]
             status = _snakemake(arguments)
     except RunInProgress as busy:

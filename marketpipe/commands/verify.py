@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.commands.common import require_lake
+from marketpipe.commands.status import premature_partitions
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import (
     DAY_KEY,
@@ -100,4 +101,12 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
         if (symbol, day) not in seen:
             path = partition_path(root, symbol, day)
             problems.append(Problem(path, "recorded in the ledger but the file is missing"))
+    for symbol, day in premature_partitions(settings):
+        problems.append(
+            Problem(
+                partition_path(root, symbol, day),
+                "written before its session was final (by an earlier release); "
+                "`marketpipe update` fetches it again",
+            )
+        )
     return VerifyResult(checked, problems)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from marketpipe import clock
 from marketpipe.chaos import crash_point
 from marketpipe.sqlite_store import connect, transaction
 
@@ -270,7 +270,7 @@ class CheckpointStore:
         """Record several published partitions in one transaction (see :meth:`publish`)."""
         if not records:
             return
-        now = time.time()
+        now = clock.now_timestamp()  # the one clock: tests pin it like every other "now"
         with self._transaction() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
@@ -295,13 +295,26 @@ class CheckpointStore:
             )  # fmt: skip
             crash_point("checkpoint_commit")
 
+    def published_within(self, days: int) -> list[tuple[str, dt.date, dt.datetime]]:
+        """Partitions published less than ``days`` after their day began (UTC midnight), with
+        when: the only ones that can have been written before their session was final."""
+        rows = self._db.execute(
+            "SELECT symbol, day, published_at FROM partitions "
+            "WHERE published_at < CAST(strftime('%s', day) AS REAL) + ?",
+            (days * 86_400,),
+        ).fetchall()
+        return [
+            (symbol, dt.date.fromisoformat(day), dt.datetime.fromtimestamp(at, dt.UTC))
+            for symbol, day, at in rows
+        ]
+
     def replace(self, old: LedgerEntry | None, new: LedgerEntry, reason: str, run_id: str) -> None:
         """Record a refreshed partition and its history row in one transaction.
 
         ``old`` is what the ledger said before (``None``: the file had no row); the file at
         the final path already holds ``new``'s bytes.
         """
-        now = time.time()
+        now = clock.now_timestamp()  # the one clock: tests pin it like every other "now"
         with self._transaction() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
