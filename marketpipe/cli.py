@@ -26,10 +26,11 @@ from marketpipe.commands.plan import build_plan
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.report import make_report
 from marketpipe.commands.status import lake_status, missing_partitions
-from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, describe_missing, run_update
+from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.lake.reader import MissingPartitionsError
+from marketpipe.lake.storage import describe_partitions
 from marketpipe.run_lock import RunInProgress
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
@@ -133,7 +134,7 @@ def run_status(args: argparse.Namespace) -> int:
         if missing:
             print(
                 f"INCOMPLETE: {len(missing)} final partition(s) missing: "
-                f"{describe_missing(missing)}"
+                f"{describe_partitions(missing)}"
             )
             return 1
         print(f"complete: all {settings.planned_partitions} final partition(s) are present")
@@ -162,7 +163,7 @@ def run_refresh(args: argparse.Namespace) -> int:
         f"{result.unchanged} unchanged"
     )
     if result.not_in_lake:
-        waiting = describe_missing(result.not_in_lake)
+        waiting = describe_partitions(result.not_in_lake)
         print(f"not in the lake yet (the workflow fetches them): {waiting}")
     for symbol, error in result.failed.items():
         print(f"FAILED {symbol}: {error}", file=sys.stderr)

@@ -9,18 +9,15 @@ when every final session of the range is in the lake.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from marketpipe.commands.status import missing_partitions, premature_partitions
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.storage import partition_path, quarantine_path
+from marketpipe.lake.storage import describe_partitions, partition_path, quarantine_path
 from marketpipe.run_lock import RunInProgress, RunLock
 from marketpipe.workflow.settings import WorkflowSettings
-
-logger = logging.getLogger(__name__)
 
 EXIT_COMPLETE = 0  # every final session of the range is in the lake
 EXIT_INCOMPLETE = 1  # the run failed or left final sessions missing (they are named)
@@ -29,13 +26,6 @@ EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); not
 
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
 SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
-
-
-def describe_missing(missing: Sequence[tuple[str, dt.date]], shown: int = 10) -> str:
-    """``AAPL 2024-01-17, MSFT 2024-02-08`` (and how many more)."""
-    named = ", ".join(f"{symbol} {day}" for symbol, day in missing[:shown])
-    more = len(missing) - shown
-    return named + (f" and {more} more" if more > 0 else "")
 
 
 def _snakemake(arguments: list[str]) -> int:
@@ -83,7 +73,7 @@ def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.
             store.forget(symbol, [day])
     print(
         f"[marketpipe] {len(premature)} partition(s) had been written before their session "
-        f"was final ({describe_missing(premature)}); they are fetched again",
+        f"was final ({describe_partitions(premature)}); they are fetched again",
         file=sys.stderr,
         flush=True,
     )
@@ -107,7 +97,7 @@ def run_update(
     if missing:
         print(
             f"marketpipe update: INCOMPLETE: {len(missing)} final partition(s) missing: "
-            f"{describe_missing(missing)}; the next run fetches them",
+            f"{describe_partitions(missing)}; the next run fetches them",
             file=sys.stderr,
             flush=True,
         )

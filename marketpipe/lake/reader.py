@@ -24,6 +24,7 @@ from marketpipe.lake.storage import (
     LAKE_DIR,
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
+    describe_partitions,
     new_york_day_keys,
     partition_path,
 )
@@ -39,10 +40,9 @@ class MissingPartitionsError(LookupError):
 
     def __init__(self, missing: list[tuple[str, dt.date]]) -> None:
         self.missing = missing
-        named = ", ".join(f"{symbol} {day}" for symbol, day in missing[:10])
-        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         super().__init__(
-            f"{len(missing)} partition(s) are not in the lake: {named}{more}. Fetch them "
+            f"{len(missing)} partition(s) are not in the lake: {describe_partitions(missing)}. "
+            "Fetch them "
             "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
             "or read what is there (missing='skip'; export: --skip-missing)"
         )

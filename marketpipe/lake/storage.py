@@ -7,7 +7,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,13 @@ def new_york_day_keys(table: pa.Table) -> pa.Array:
         pc.add(pc.multiply(pc.year(local), 10_000), pc.multiply(pc.month(local), 100)),
         pc.day(local),
     )
+
+
+def describe_partitions(partitions: Sequence[tuple[str, dt.date]], shown: int = 10) -> str:
+    """``AAPL 2024-01-17, MSFT 2024-02-08`` (and how many more), for messages."""
+    named = ", ".join(f"{symbol} {day}" for symbol, day in partitions[:shown])
+    more = len(partitions) - shown
+    return named + (f" and {more} more" if more > 0 else "")
 
 
 def partition_path(data_dir: Path | str, symbol: str, day: dt.date) -> Path:
