@@ -10,6 +10,7 @@ from marketpipe.connectors.auth import (
 )
 from marketpipe.connectors.base_api_client import BaseApiClient, Page
 from marketpipe.connectors.config import AlpacaConfig, ClientConfig
+from marketpipe.connectors.corporate_actions import CorporateActionsClient, CorporateActionsQuery
 from marketpipe.connectors.errors import (
     ApiError,
     ConnectorError,
@@ -20,11 +21,21 @@ from marketpipe.connectors.errors import (
     TlsVerificationError,
     UnknownSymbolError,
 )
-from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Dataset, OHLCVBar
+from marketpipe.connectors.models import (
+    CORPORATE_ACTIONS,
+    CORPORATE_ACTIONS_SCHEMA,
+    OHLCV,
+    OHLCV_SCHEMA,
+    CorporateAction,
+    Dataset,
+    OHLCVBar,
+)
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
 from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
 
 __all__ = [
+    "CORPORATE_ACTIONS",
+    "CORPORATE_ACTIONS_SCHEMA",
     "OHLCV",
     "OHLCV_SCHEMA",
     "AlpacaClient",
@@ -37,6 +48,9 @@ __all__ = [
     "BearerTokenAuth",
     "ClientConfig",
     "ConnectorError",
+    "CorporateAction",
+    "CorporateActionsClient",
+    "CorporateActionsQuery",
     "Dataset",
     "HttpTransport",
     "NoAuth",

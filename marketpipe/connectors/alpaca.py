@@ -125,6 +125,13 @@ def bars_table(groups: Iterable[tuple[str, Any]], where: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA)
 
 
+def alpaca_auth(config: ClientConfig) -> AuthStrategy:
+    """Alpaca's key-id / secret-key headers, from an :class:`AlpacaConfig`."""
+    if not isinstance(config, AlpacaConfig):
+        raise TypeError("Alpaca clients need an AlpacaConfig (or an explicit auth=)")
+    return AlpacaKeyAuth(config.key_id, config.secret_key)
+
+
 class AlpacaClient(BaseApiClient[BarsQuery]):
     """Alpaca Market Data v2 historical stock bars (``GET /v2/stocks/bars``)."""
 
@@ -133,9 +140,7 @@ class AlpacaClient(BaseApiClient[BarsQuery]):
 
     def default_auth(self, config: ClientConfig) -> AuthStrategy:
         """Alpaca's key-id / secret-key headers from the config."""
-        if not isinstance(config, AlpacaConfig):
-            raise TypeError("AlpacaClient needs an AlpacaConfig (or an explicit auth=)")
-        return AlpacaKeyAuth(config.key_id, config.secret_key)
+        return alpaca_auth(config)
 
     def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
         """The bars request for ``query``, continuing at page token ``cursor``."""

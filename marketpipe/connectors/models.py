@@ -111,3 +111,30 @@ class Dataset:
 
 OHLCV = Dataset("ohlcv", OHLCVBar)
 OHLCV_SCHEMA = OHLCV.schema
+
+
+class CorporateAction(BaseModel):
+    """One corporate action (split, dividend, spin-off, name change ...) of one symbol.
+
+    ``type`` is the vendor's kind in singular (``forward_split``, ``cash_dividend`` ...);
+    kinds MarketPipe does not interpret are kept too, with the record as received in ``raw``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, description="The vendor's id of the action")
+    type: str = Field(min_length=1, description="Kind, e.g. forward_split or cash_dividend")
+    symbol: str = Field(min_length=1, description="The symbol the action applies to")
+    process_date: dt.date = Field(description="When the vendor processed it")
+    ex_date: dt.date | None = Field(None, description="Ex-date (or effective date)")
+    record_date: dt.date | None = Field(None, description="Record date, if any")
+    payable_date: dt.date | None = Field(None, description="Payable date, if any")
+    old_rate: float | None = Field(None, description="Shares before (splits, spin-off source)")
+    new_rate: float | None = Field(None, description="Shares after (splits, spin-off new)")
+    rate: float | None = Field(None, description="Cash per share or stock-dividend rate")
+    new_symbol: str | None = Field(None, description="Symbol after a rename, or spun off")
+    raw: str = Field(description="The record as the vendor sent it (JSON)")
+
+
+CORPORATE_ACTIONS = Dataset("corporate_actions", CorporateAction)
+CORPORATE_ACTIONS_SCHEMA = CORPORATE_ACTIONS.schema

@@ -92,6 +92,8 @@ class SimulatorConfig:
     unknown_symbols: frozenset[str] = frozenset()
     outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE
     corrections: frozenset[tuple[str, dt.date]] = frozenset()
+    # Served by /v1/corporate-actions: (group such as "forward_splits", record) pairs.
+    corporate_actions: tuple[tuple[str, dict[str, Any]], ...] = ()
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
@@ -229,7 +231,8 @@ class SimulatorApp:
         info: dict[str, Any] = {}
         parts = path.strip("/").split("/")
         latest = parts == ["v2", "stocks", "bars", "latest"]
-        if latest or parts == ["v2", "stocks", "bars"]:
+        actions = parts == ["v1", "corporate-actions"]
+        if latest or actions or parts == ["v2", "stocks", "bars"]:
             single_symbol = None
         elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
             single_symbol = parts[2]
@@ -252,6 +255,8 @@ class SimulatorApp:
         try:
             if latest:
                 payload, count = self._latest(query)
+            elif actions:
+                payload, count = self._corporate_actions(query)
             else:
                 request = self._parse(query, single_symbol)
                 payload, count = self._page(request, query, single_symbol)
@@ -291,6 +296,55 @@ class SimulatorApp:
                     bars[symbol] = orjson.Fragment(self._encode_bars(done[-1:])[0])
                     break
         return {"bars": bars}, len(bars)
+
+    def _corporate_actions(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
+        """``/v1/corporate-actions``: the configured records matching symbols, types and a
+        ``process_date`` range, oldest first, ``limit`` records per page across groups."""
+        params = dict(query)
+        allowed = {"symbols", "cusips", "types", "start", "end", "ids", "limit", "page_token",
+                   "sort", "region", "data_quality"}  # fmt: skip
+        unexpected = sorted(set(params) - allowed)
+        if unexpected:
+            raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
+        symbols = {s.strip() for s in params.get("symbols", "").split(",") if s.strip()}
+        if not symbols:
+            raise BadRequest("one of symbols, cusips or ids is required")
+        types = {t.strip() for t in params.get("types", "").split(",") if t.strip()}
+        today = new_york_date(self.market_clock())
+        start = _parse_day(params.get("start"), "start") or today
+        end = _parse_day(params.get("end"), "end") or today
+        if end < start:
+            raise BadRequest("end should not be before start")
+        try:
+            limit = int(params.get("limit", 100))
+        except ValueError:
+            raise BadRequest("invalid limit") from None
+        if not 1 <= limit <= 1000:
+            raise BadRequest("invalid limit: must be between 1 and 1000")
+        if params.get("sort", "asc") not in ("asc", "desc"):
+            raise BadRequest(f"invalid sort: {params['sort']}")
+        matching = sorted(
+            (
+                (group, record)
+                for group, record in self.config.corporate_actions
+                if _action_symbols(record) & symbols
+                and (not types or group.removesuffix("s") in types)
+                and start.isoformat() <= str(record.get("process_date")) <= end.isoformat()
+            ),
+            key=lambda item: (str(item[1].get("process_date")), str(item[1].get("id"))),
+            reverse=params.get("sort") == "desc",
+        )
+        identity = "|".join(params.get(name, "") for name in ("symbols", "types", "start", "end",
+                                                              "sort"))  # fmt: skip
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
+        offset = _action_offset(params.get("page_token"), digest) if "page_token" in params else 0
+        page = matching[offset : offset + limit]
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for group, record in page:
+            grouped.setdefault(group, []).append(record)
+        more = offset + limit < len(matching)
+        token = base64.b64encode(f"{offset + limit}|{digest}".encode()).decode() if more else None
+        return {"corporate_actions": grouped, "next_page_token": token}, len(page)
 
     def _authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Reply | None]:
         key_id = headers.get("APCA-API-KEY-ID", "")
@@ -546,6 +600,31 @@ def _parse_time(value: str | None, name: str) -> dt.datetime | None:
         return parse_rfc3339(value, name)
     except ValueError:
         raise BadRequest(f"invalid {name}") from None
+
+
+def _parse_day(value: str | None, name: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"invalid {name}: use YYYY-MM-DD") from None
+
+
+def _action_symbols(record: dict[str, Any]) -> set[str]:
+    """Every symbol a corporate action record names (old, new, source, acquirer ...)."""
+    return {str(value) for key, value in record.items() if key.endswith("symbol") and value}
+
+
+def _action_offset(token: str | None, digest: str) -> int:
+    try:
+        offset, token_digest = base64.b64decode(token or "", validate=True).decode().split("|")
+        position = int(offset)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest("invalid page_token") from None
+    if token_digest != digest or position < 0:
+        raise BadRequest("invalid page_token: it belongs to a different query")
+    return position
 
 
 def _start_of_new_york_day(now: dt.datetime) -> dt.datetime:
