@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pyarrow as pa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +22,7 @@ from marketpipe.connectors.transport import RequestSpec
 from marketpipe.timeframe import Timeframe
 from marketpipe.timeutil import format_rfc3339
 
+QueryT = TypeVar("QueryT")
 Feed = Literal["sip", "iex", "boats", "otc"]
 # The free plan's refusal of SIP data of the last 15 minutes; some captures carry no `code`,
 # so the message text decides.
@@ -125,22 +126,28 @@ def bars_table(groups: Iterable[tuple[str, Any]], where: str) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA)
 
 
-def alpaca_auth(config: ClientConfig) -> AuthStrategy:
-    """Alpaca's key-id / secret-key headers, from an :class:`AlpacaConfig`."""
-    if not isinstance(config, AlpacaConfig):
-        raise TypeError("Alpaca clients need an AlpacaConfig (or an explicit auth=)")
-    return AlpacaKeyAuth(config.key_id, config.secret_key)
-
-
-class AlpacaClient(BaseApiClient[BarsQuery]):
-    """Alpaca Market Data v2 historical stock bars (``GET /v2/stocks/bars``)."""
+class AlpacaDataClient(BaseApiClient[QueryT]):
+    """What every Alpaca Market Data endpoint shares: key headers and ``next_page_token``."""
 
     vendor: ClassVar[str] = "alpaca"
-    dataset = OHLCV
 
     def default_auth(self, config: ClientConfig) -> AuthStrategy:
         """Alpaca's key-id / secret-key headers from the config."""
-        return alpaca_auth(config)
+        if not isinstance(config, AlpacaConfig):
+            raise TypeError("Alpaca clients need an AlpacaConfig (or an explicit auth=)")
+        return AlpacaKeyAuth(config.key_id, config.secret_key)
+
+    def next_cursor(self, page: Page) -> str | None:
+        """``next_page_token``; a null or empty token ends pagination."""
+        payload = page.payload
+        token = payload.get("next_page_token") if isinstance(payload, dict) else None
+        return token or None
+
+
+class AlpacaClient(AlpacaDataClient[BarsQuery]):
+    """Alpaca Market Data v2 historical stock bars (``GET /v2/stocks/bars``)."""
+
+    dataset = OHLCV
 
     def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
         """The bars request for ``query``, continuing at page token ``cursor``."""
@@ -196,12 +203,6 @@ class AlpacaClient(BaseApiClient[BarsQuery]):
         plan may read): the vendor does not know them."""
         feed = _LATEST_FEED.get(query.feed, query.feed)
         return set(symbols) - set(self.latest_bars(symbols, feed))
-
-    def next_cursor(self, page: Page) -> str | None:
-        """``next_page_token``; a null or empty token ends pagination."""
-        payload = page.payload
-        token = payload.get("next_page_token") if isinstance(payload, dict) else None
-        return token or None
 
     def parse_page(self, page: Page, query: BarsQuery) -> pa.Table:
         """Handle both endpoints' shapes: ``bars`` as a map (maybe ``{}``), a list or null."""

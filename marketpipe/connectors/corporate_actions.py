@@ -11,16 +11,14 @@ and the page with it, so nothing is half-stored.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from marketpipe.connectors.alpaca import alpaca_auth
-from marketpipe.connectors.auth import AuthStrategy
-from marketpipe.connectors.base_api_client import BaseApiClient, Page
-from marketpipe.connectors.config import ClientConfig
+from marketpipe.connectors.alpaca import AlpacaDataClient
+from marketpipe.connectors.base_api_client import Page
 from marketpipe.connectors.errors import ResponseFormatError
 from marketpipe.connectors.models import (
     CORPORATE_ACTIONS,
@@ -108,15 +106,10 @@ def action_row(kind: str, record: Any) -> dict[str, Any]:
         raise ValueError(f"{kind} record {record.get('id')!r} is malformed ({reasons})") from None
 
 
-class CorporateActionsClient(BaseApiClient[CorporateActionsQuery]):
+class CorporateActionsClient(AlpacaDataClient[CorporateActionsQuery]):
     """Alpaca Market Data ``GET /v1/corporate-actions`` (same host and keys as the bars)."""
 
-    vendor: ClassVar[str] = "alpaca"
     dataset = CORPORATE_ACTIONS
-
-    def default_auth(self, config: ClientConfig) -> AuthStrategy:
-        """Alpaca's key-id / secret-key headers from the config."""
-        return alpaca_auth(config)
 
     def build_request(self, query: CorporateActionsQuery, cursor: str | None) -> RequestSpec:
         """The request for ``query``'s page at ``cursor``, oldest process date first."""
@@ -134,12 +127,6 @@ class CorporateActionsClient(BaseApiClient[CorporateActionsQuery]):
         return RequestSpec(
             path="/v1/corporate-actions", params=tuple(params), endpoint="corporate-actions"
         )
-
-    def next_cursor(self, page: Page) -> str | None:
-        """``next_page_token``; null or empty ends pagination."""
-        payload = page.payload
-        token = payload.get("next_page_token") if isinstance(payload, dict) else None
-        return token or None
 
     def parse_page(self, page: Page, query: CorporateActionsQuery) -> pa.Table:
         """Every record of every group, as canonical rows; unknown kinds kept."""
