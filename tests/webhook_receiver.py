@@ -6,8 +6,10 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import serve_on_loopback
 
 
 class Receiver:
@@ -50,16 +52,10 @@ def webhook_receiver(mode: str = "ok", token: str = "T0KEN") -> Iterator[Receive
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/services/{token}"
-    try:
-        yield receiver
-    finally:
-        receiver.stopping.set()
-        receiver.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_on_loopback(Handler) as base_url:
+        receiver.url = f"{base_url}/services/{token}"
+        try:
+            yield receiver
+        finally:  # let handlers waiting at a gate or hanging return before the server stops
+            receiver.stopping.set()
+            receiver.release.set()
