@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -27,6 +26,7 @@ from marketpipe.lake.storage import (
     describe_partitions,
     new_york_day_keys,
     partition_path,
+    repeated_string,
 )
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 from marketpipe.timeutil import require_utc
@@ -186,34 +186,30 @@ def _read_in_order(paths: list[Path]) -> pa.Table:
     for symbol in sorted(by_symbol):
         table = ds.dataset(by_symbol[symbol], format="parquet", schema=LAKE_SCHEMA).to_table()
         tables.append(table.add_column(0, OHLCV_SCHEMA.field(SYMBOL_COLUMN),
-                                       _repeated(symbol, table.num_rows)))  # fmt: skip
+                                       repeated_string(symbol, table.num_rows)))  # fmt: skip
     if not tables:
         return OHLCV_SCHEMA.empty_table()
     return pa.concat_tables(tables).replace_schema_metadata(OHLCV_SCHEMA.metadata)
 
 
-def _repeated(value: str, count: int) -> pa.Array:
-    """``value`` ``count`` times, built in Arrow rather than as a Python list."""
-    indices = pa.array(np.zeros(count, dtype=np.int32))
-    return pa.DictionaryArray.from_arrays(indices, pa.array([value])).cast(pa.string())
-
-
-def _session_lookup(
-    table: pa.Table, sessions: list[Session], bounds: list[dt.datetime]
-) -> pa.Array:
-    """For each row, ``bounds[i]`` of its session (by New York day), as a timestamp array."""
+def _session_index(table: pa.Table, sessions: list[Session]) -> pa.Array:
+    """For each row, the position in ``sessions`` of its session (by New York day)."""
     keys = [s.date.year * 10_000 + s.date.month * 100 + s.date.day for s in sessions]
-    index = pc.index_in(new_york_day_keys(table), value_set=pa.array(keys, pa.int64()))
-    values = pa.array(bounds, pa.timestamp("ns", tz="UTC"))
-    return pc.take(values, index)
+    return pc.index_in(new_york_day_keys(table), value_set=pa.array(keys, pa.int64()))
+
+
+def _per_row(index: pa.Array, bounds: list[dt.datetime]) -> pa.Array:
+    """``bounds[i]`` for each row's session position ``i``, as a timestamp array."""
+    return pc.take(pa.array(bounds, pa.timestamp("ns", tz="UTC")), index)
 
 
 def _regular_hours(table: pa.Table, sessions: list[Session]) -> pa.Table:
     """Rows inside each session's regular hours, [open, close)."""
     if table.num_rows == 0:
         return table
-    opens = _session_lookup(table, sessions, [s.open for s in sessions])
-    closes = _session_lookup(table, sessions, [s.close for s in sessions])
+    index = _session_index(table, sessions)
+    opens = _per_row(index, [s.open for s in sessions])
+    closes = _per_row(index, [s.close for s in sessions])
     stamps = table["timestamp"]
     inside = pc.and_(pc.greater_equal(stamps, opens), pc.less(stamps, closes))
     return table.filter(pc.fill_null(inside, False))
@@ -235,10 +231,12 @@ def resample(
     if table.num_rows == 0:
         return table
     if width.unit is TimeframeUnit.DAY:
-        starts = _session_lookup(table, sessions, [new_york_midnight(s.date) for s in sessions])
+        starts = _per_row(
+            _session_index(table, sessions), [new_york_midnight(s.date) for s in sessions]
+        )
     else:
         anchors = [s.open if regular else s.extended_window("sip")[0] for s in sessions]
-        anchor = pc.cast(_session_lookup(table, sessions, anchors), pa.int64())
+        anchor = pc.cast(_per_row(_session_index(table, sessions), anchors), pa.int64())
         step = (width.seconds or 60) * 10**9
         offset = pc.subtract(pc.cast(table["timestamp"], pa.int64()), anchor)
         bucket = pc.add(anchor, pc.multiply(pc.divide(offset, step), step))

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -157,6 +158,12 @@ def write_partition(path: Path, table: pa.Table, metadata: Mapping[str, str]) ->
     return write_table(path, without_symbol(table), metadata)
 
 
+def repeated_string(value: str, count: int) -> pa.Array:
+    """``value`` ``count`` times as a string array, built in Arrow rather than a Python list."""
+    indices = pa.array(np.zeros(count, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value])).cast(pa.string())
+
+
 def read_partition(path: Path) -> pa.Table:
     """A partition file's rows with the symbol column restored from its metadata (files of
     releases that stored the column are read as they are)."""
@@ -166,8 +173,8 @@ def read_partition(path: Path) -> pa.Table:
     symbol = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
     if not symbol:
         raise ValueError(f"{path} has neither a symbol column nor {SYMBOL_KEY} metadata")
-    return table.add_column(0, pa.field(SYMBOL_COLUMN, pa.string(), nullable=False),
-                            pa.array([symbol] * table.num_rows, pa.string()))  # fmt: skip
+    return table.add_column(0, OHLCV_SCHEMA.field(SYMBOL_COLUMN),
+                            repeated_string(symbol, table.num_rows))  # fmt: skip
 
 
 def write_table(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:

@@ -278,14 +278,19 @@ class WorkflowSettings(BaseModel):
         return trading_sessions(self.config.start, self.end)
 
     @functools.cached_property
+    def sessions_by_finality(self) -> tuple[list[Session], list[Session]]:
+        """The range's sessions split into those final at ``now`` and those not final yet."""
+        return self.finality.split(self.sessions, self.now)
+
+    @property
     def final_sessions(self) -> list[Session]:
         """The sessions of the range that are final at ``now``: the ones a run fetches."""
-        return self.finality.split(self.sessions, self.now)[0]
+        return self.sessions_by_finality[0]
 
-    @functools.cached_property
+    @property
     def pending_sessions(self) -> list[Session]:
         """The sessions of the range that are not final yet (today's, the future's)."""
-        return self.finality.split(self.sessions, self.now)[1]
+        return self.sessions_by_finality[1]
 
     @property
     def final_days(self) -> list[dt.date]:
