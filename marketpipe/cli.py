@@ -146,10 +146,15 @@ def run_update_command(args: argparse.Namespace) -> int:
     return run_update(_settings(args), args.config, args.set, args.cores)
 
 
+def _chosen_symbols(args: argparse.Namespace, settings: WorkflowSettings) -> list[str]:
+    """``--symbols A,B``, else the config's symbols."""
+    return args.symbols.split(",") if args.symbols else list(settings.config.symbols)
+
+
 def run_refresh(args: argparse.Namespace) -> int:
     """Fetch published sessions again and replace the partitions the vendor changed."""
     settings = _settings(args)
-    symbols = args.symbols.split(",") if args.symbols else list(settings.config.symbols)
+    symbols = _chosen_symbols(args, settings)
     end = args.end or args.start
     try:
         result = refresh_partitions(settings, symbols, args.start, end, args.reason)
@@ -189,7 +194,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     """Write a symbol and date range of the lake to one Parquet or CSV file."""
     settings = _settings(args)
-    symbols = args.symbols.split(",") if args.symbols else list(settings.config.symbols)
+    symbols = _chosen_symbols(args, settings)
     end = args.end or args.start
     try:
         rows = export_bars(
