@@ -134,6 +134,14 @@ def next_session(day: dt.date) -> Session:
     return later[0]
 
 
+def previous_session(day: dt.date) -> Session:
+    """The last NYSE session before the New York date ``day``."""
+    earlier = trading_sessions(day - dt.timedelta(days=15), day - dt.timedelta(days=1))
+    if not earlier:
+        raise ValueError(f"no NYSE session in the two weeks before {day}")
+    return earlier[-1]
+
+
 def new_york_midnight(day: dt.date) -> dt.datetime:
     """00:00 New York time on ``day``, in UTC (the start of that trading date)."""
     return dt.datetime.combine(day, dt.time(0, 0), NEW_YORK).astimezone(dt.UTC)

@@ -29,6 +29,8 @@ from marketpipe.commands.status import lake_status, missing_partitions
 from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
+from marketpipe.lake.actions import MissingActionsError
+from marketpipe.lake.adjustment import ADJUSTMENTS
 from marketpipe.lake.reader import MissingPartitionsError
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.run_lock import RunInProgress
@@ -91,9 +93,17 @@ def run_plan(args: argparse.Namespace) -> int:
     """Print the missing partitions by job (symbols and month), with their cost."""
     settings = _settings(args)
     plan = build_plan(settings)
+    actions = (
+        f"Today's corporate-actions check: about {plan.actions_requests} request(s), plus one "
+        "per new cash dividend (for the close before its ex-date)."
+    )
     if not plan.jobs:
         if plan.planned_partitions:
-            print(f"Nothing to do: all {plan.planned_partitions} planned partitions are present.")
+            print(
+                f"Nothing to fetch: all {plan.planned_partitions} planned partitions are present."
+            )
+        if plan.actions_requests:
+            print(actions)
         _print_not_final(settings)
         return 0
     print(
@@ -109,6 +119,8 @@ def run_plan(args: argparse.Namespace) -> int:
         f"{len(plan.jobs)} job(s): about {plan.estimated_requests} request(s), "
         f"{plan.estimated_minutes:.1f} min at {plan.requests_per_minute} requests/min"
     )
+    if plan.actions_requests:
+        print(actions)
     _print_not_final(settings)
     return 0
 
@@ -200,8 +212,9 @@ def run_export(args: argparse.Namespace) -> int:
         rows = export_bars(
             settings, symbols, args.start, end, args.output, session=args.session,
             timeframe=args.timeframe, skip_missing=args.skip_missing,
+            adjustment=args.adjustment,
         )  # fmt: skip
-    except (MissingPartitionsError, ValueError) as exc:
+    except (MissingPartitionsError, MissingActionsError, ValueError) as exc:
         print(f"marketpipe export: {exc}", file=sys.stderr)
         return 1
     print(
@@ -216,7 +229,10 @@ def run_verify(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(f"BAD {problem.path}: {problem.problem}")
     verdict = "OK" if not result.problems else f"{len(result.problems)} problem(s)"
-    print(f"verified {result.checked} partition file(s): {verdict}")
+    actions = (
+        f" and {result.actions_checked} corporate-actions file(s)" if result.actions_checked else ""
+    )
+    print(f"verified {result.checked} partition file(s){actions}: {verdict}")
     return 1 if result.problems else 0
 
 
@@ -282,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--skip-missing", action="store_true",
                 help="export what is there instead of failing on missing partitions",
+            )  # fmt: skip
+            command.add_argument(
+                "--adjustment", choices=list(ADJUSTMENTS), default="raw",
+                help="apply the stored corporate actions: split (prices and volume), dividend "
+                "(prices), all (both); default raw, as stored",
             )  # fmt: skip
         if name == "refresh":
             command.add_argument(

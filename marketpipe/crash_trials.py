@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
+from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import LAKE_DIR, file_sha256
 
@@ -20,9 +21,19 @@ SMALL_RUN_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 
 
 
 def lake_hashes(data_dir: Path) -> dict[str, str]:
-    """sha256 of every file in the lake, by path relative to ``<data_dir>/ohlcv``."""
-    root = Path(data_dir) / LAKE_DIR
-    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*.parquet"))}
+    """sha256 of every data file of the lake (bars and corporate actions), by path relative
+    to ``data_dir`` (``ohlcv/symbol=...``, ``corporate_actions/symbol=...``)."""
+    root = Path(data_dir)
+    return {
+        path.relative_to(root).as_posix(): file_sha256(path)
+        for area in (LAKE_DIR, ACTIONS_DIR)
+        for path in sorted((root / area).rglob("*.parquet"))
+    }
+
+
+def bar_files(hashes: dict[str, str]) -> dict[str, str]:
+    """The bar partitions among :func:`lake_hashes`."""
+    return {path: digest for path, digest in hashes.items() if path.startswith(f"{LAKE_DIR}/")}
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,8 @@ def run_crash_trial(
         integrity = store.integrity_check()
         ledger = {(e.symbol, e.day.isoformat()): e.sha256 for e in store.all_entries()}
     by_key = {}
-    for relative, digest in hashes.items():
-        parts = dict(part.split("=", 1) for part in Path(relative).parts[:-1])
+    for relative, digest in bar_files(hashes).items():
+        parts = dict(part.split("=", 1) for part in Path(relative).parts[1:-1])
         key = (parts["symbol"], f"{parts['year']}-{parts['month']}-{parts['day']}")
         by_key[key] = digest
     return TrialResult(

@@ -35,6 +35,7 @@ from marketpipe.connectors import (
 from marketpipe.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.lake.storage import (
+    ADJUSTMENT_KEY,
     DAY_KEY,
     REASON_COLUMN,
     SYMBOL_KEY,
@@ -79,7 +80,7 @@ class StreamSettings:
             "marketpipe.vendor": self.vendor,
             "marketpipe.timeframe": str(self.timeframe),
             "marketpipe.feed": self.feed,
-            "marketpipe.adjustment": self.adjustment,
+            ADJUSTMENT_KEY: self.adjustment,
             SYMBOL_KEY: symbol,
             DAY_KEY: day.isoformat(),
         }

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from marketpipe.clock import NOW_VARIABLE
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from tests.workflow_support import snakemake, write_config
@@ -26,6 +27,22 @@ def _calendar_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         del os.environ["MARKETPIPE_CACHE_DIR"]
     else:
         os.environ["MARKETPIPE_CACHE_DIR"] = previous
+
+
+# The whole suite runs "at" one instant unless a test pins its own: the workflow does some
+# things once per New York date (the corporate-actions check) and "today" moves, so a suite
+# that crosses midnight must not see two days.
+SUITE_NOW = "2026-12-01T12:00:00-05:00"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pinned_market_clock() -> Iterator[None]:
+    """Pin ``marketpipe.clock`` (and every process the tests start) to :data:`SUITE_NOW`."""
+    previous = os.environ.get(NOW_VARIABLE)
+    os.environ[NOW_VARIABLE] = previous or SUITE_NOW
+    yield
+    if previous is None:
+        del os.environ[NOW_VARIABLE]
 
 
 class FakeClock:

@@ -18,9 +18,11 @@ import pytest
 from marketpipe.cli import main
 from marketpipe.commands.common import load_command_settings
 from marketpipe.commands.plan import build_plan
+from marketpipe.lake.actions import read_actions
 from marketpipe.lake.storage import partition_path
 from tests.workflow_support import (
     DAYS,
+    SYMBOLS,
     copy_of,
     request_log,
     snakemake,
@@ -61,8 +63,12 @@ def test_job_logs_are_json_lines_with_run_id_and_context(reference: Path) -> Non
     assert [r["event"] for r in run_log] == ["run.start", "run.end"]
     assert summary["status"] == "success"
     assert summary["partitions"]["present"] == summary["partitions"]["planned"] == 2 * len(DAYS)
-    endpoint = summary["endpoints"]["alpaca:stocks/bars"]
-    assert endpoint["requests"] == summary["requests"] == len(request_log(reference))
+    endpoints = summary["endpoints"]
+    assert set(endpoints) == {"alpaca:stocks/bars", "alpaca:corporate-actions"}
+    assert endpoints["alpaca:corporate-actions"]["requests"] == 1
+    total = sum(stats["requests"] for stats in endpoints.values())
+    assert total == summary["requests"] == len(request_log(reference))
+    endpoint = endpoints["alpaca:stocks/bars"]
     assert (
         endpoint["latency_ms"]["p50"]
         <= endpoint["latency_ms"]["p95"]
@@ -135,7 +141,13 @@ def test_plan_agrees_with_a_dry_run_and_estimates_requests(
     estimate = build_plan(load_command_settings(Path("config.yaml"), [])).estimated_requests
     assert snakemake(fresh, "--cores", "8").returncode == 0
     actual = len(request_log(fresh))
-    assert abs(estimate - actual) <= 0.1 * actual, (estimate, actual)
+    # The plan says: plus one request per new cash dividend (the close before its ex-date).
+    dividends = sum(
+        read_actions(fresh / "lake", symbol)["type"].to_pylist().count("cash_dividend")
+        for symbol in SYMBOLS
+    )
+    assert dividends == 2
+    assert abs(estimate + dividends - actual) <= 0.1 * actual, (estimate, dividends, actual)
 
     workdir = copy_of(reference, tmp_path)
     deleted = [("AAPL", DAYS[3]), ("AAPL", DAYS[4]), ("MSFT", DAYS[40]), ("MSFT", DAYS[-1])]
@@ -162,7 +174,8 @@ def test_verify_names_each_bad_file(
     workdir = copy_of(reference, tmp_path)
     monkeypatch.chdir(workdir)
     assert main(["verify", "--config", "config.yaml"]) == 0
-    assert f"verified {2 * len(DAYS)} partition file(s): OK" in capsys.readouterr().out
+    verified = f"verified {2 * len(DAYS)} partition file(s) and 2 corporate-actions file(s): OK"
+    assert verified in capsys.readouterr().out
     flipped = partition_path("lake", "AAPL", DAYS[5])
     data = bytearray(flipped.read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 import yaml
 
+from marketpipe.workflow.jobs import adjustment_warning
 from marketpipe.workflow.planning import contiguous_runs, plan_months
 from marketpipe.workflow.settings import (
     SCHEMA_PATH,
@@ -85,12 +86,39 @@ def test_nested_values_given_as_text_are_typed_by_the_schema() -> None:
         ({"alpaca": {"feed": "otc"}}, "config key alpaca.feed"),
         ({"alpaca": {"adjustment": "magic"}}, "adjustment 'magic' is not valid"),
         ({"demo": {"faults": {"teapot": 0.1}}}, "unknown fault kind"),
+        ({"corporate_actions": {"recheck_days": -1}}, "config key corporate_actions.recheck_days"),
+        (
+            {
+                "demo": {
+                    "corporate_actions": {
+                        "forward_splits": [
+                            {
+                                "id": "x1",
+                                "symbol": "AAPL",
+                                "old_rate": 1,
+                                "new_rate": 4,
+                                "process_date": "2024-02-12",
+                            }
+                        ]
+                    }
+                }
+            },
+            "config key demo.corporate_actions: Value error, corporate action 'x1': ex_date",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(changes: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({**BASE, **changes})
     assert fragment in str(info.value)
+
+
+def test_a_vendor_adjusted_lake_gets_a_warning_pointing_to_adjusted_reads() -> None:
+    assert adjustment_warning(load_settings(BASE)) is None
+    warning = adjustment_warning(load_settings({**BASE, "alpaca": {"adjustment": "split"}}))
+    assert warning is not None
+    assert "alpaca.adjustment is 'split'" in warning and "goes stale" in warning
+    assert "read_bars(..., adjustment='all')" in warning
 
 
 def test_alpaca_vendor_needs_keys_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:

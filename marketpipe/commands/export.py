@@ -27,17 +27,19 @@ def export_bars(
     session: Literal["extended", "regular"] = "extended",
     timeframe: str | None = None,
     skip_missing: bool = False,
+    adjustment: str = "raw",
 ) -> int:
     """Write the bars to ``output`` (its suffix picks the format) atomically; return the rows.
 
-    Missing partitions fail the export, naming them, unless ``skip_missing``.
+    Missing partitions fail the export, naming them, unless ``skip_missing``;
+    ``adjustment`` is :func:`~marketpipe.lake.reader.read_bars`'s.
     """
     kind = FORMATS.get(output.suffix.lower())
     if kind is None:
         raise ValueError(f"{output}: the file name must end in .parquet or .csv")
     table: pa.Table = read_bars(
         symbols, first, last, data_dir=settings.data_dir, session=session, timeframe=timeframe,
-        missing="skip" if skip_missing else "error",
+        missing="skip" if skip_missing else "error", adjustment=adjustment,
     )  # fmt: skip
     sink = pa.BufferOutputStream()
     if kind == "parquet":

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 from marketpipe.calendar import trading_sessions
 from marketpipe.commands.common import planned_coverage
+from marketpipe.ingest_actions import SYMBOLS_PER_REQUEST
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.workflow.planning import contiguous_runs, fetch_jobs, pending_jobs
+from marketpipe.workflow.planning import actions_due, contiguous_runs, fetch_jobs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 
 PAGE_SIZE = 10_000
@@ -40,6 +41,7 @@ class Plan:
     jobs: list[PlannedJob]
     planned_partitions: int
     requests_per_minute: int
+    actions_requests: int = 0  # today's corporate-actions check, if due (0 if not)
 
     @property
     def missing_partitions(self) -> int:
@@ -48,8 +50,8 @@ class Plan:
 
     @property
     def estimated_requests(self) -> int:
-        """API requests the fetch should take."""
-        return sum(job.estimated_requests for job in self.jobs)
+        """API requests the run should take: the bars, and the corporate-actions check."""
+        return sum(job.estimated_requests for job in self.jobs) + self.actions_requests
 
     @property
     def estimated_minutes(self) -> float:
@@ -103,8 +105,10 @@ def build_plan(settings: WorkflowSettings) -> Plan:
             PlannedJob(job.symbols, month, len(missing) * len(job.symbols), len(runs),
                        round(per_day * len(missing)), requests)
         )  # fmt: skip
+    symbols = len(settings.config.symbols)
     return Plan(
         jobs=jobs,
         planned_partitions=len(coverage.symbols) * len(coverage.days),
         requests_per_minute=settings.config.alpaca.requests_per_minute,
+        actions_requests=math.ceil(symbols / SYMBOLS_PER_REQUEST) if actions_due(settings) else 0,
     )

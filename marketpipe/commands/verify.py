@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.commands.common import require_lake
 from marketpipe.commands.status import premature_partitions
+from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_path, stored_symbols
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import (
     DAY_KEY,
@@ -42,6 +43,7 @@ class VerifyResult:
 
     checked: int
     problems: list[Problem]
+    actions_checked: int = 0  # corporate-actions files
 
 
 def _check_contents(path: Path, symbol: str, day: dt.date) -> str | None:
@@ -72,8 +74,47 @@ def _check_contents(path: Path, symbol: str, day: dt.date) -> str | None:
     return None
 
 
+def _check_actions_contents(path: Path, symbol: str) -> str | None:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        return f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:120]})"
+    if not table.schema.remove_metadata().equals(STORED_ACTIONS_SCHEMA.remove_metadata()):
+        return "schema differs from the stored corporate-actions schema"
+    named = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
+    if named != symbol:
+        return f"its metadata names {named or 'no symbol'}, not the path's {symbol}"
+    if pc.count_distinct(table["id"]).as_py() != table.num_rows:
+        return "an action id appears more than once"
+    return None
+
+
+def verify_actions(root: Path) -> tuple[int, list[Problem]]:
+    """Re-hash every corporate-actions file against the ledger and check its contents."""
+    with CheckpointStore(root) as store:
+        ledger = store.actions_entries()
+    problems: list[Problem] = []
+    symbols = stored_symbols(root)
+    for symbol in symbols:
+        path = actions_path(root, symbol)
+        entry = ledger.get(symbol)
+        if entry is None:
+            problems.append(Problem(path, "no ledger row records this file"))
+        elif file_sha256(path) != entry.sha256:
+            problems.append(Problem(path, "content differs from the ledger (sha256 mismatch)"))
+        issue = _check_actions_contents(path, symbol)
+        if issue:
+            problems.append(Problem(path, issue))
+    for symbol in sorted(set(ledger) - set(symbols)):
+        problems.append(
+            Problem(actions_path(root, symbol), "recorded in the ledger but the file is missing")
+        )
+    return len(symbols), problems
+
+
 def verify_lake(settings: WorkflowSettings) -> VerifyResult:
-    """Re-hash every partition against the ledger and check schema and row placement."""
+    """Re-hash every partition and corporate-actions file against the ledger and check
+    schema and row placement."""
     require_lake(settings)
     root = settings.data_dir
     problems: list[Problem] = []
@@ -101,6 +142,8 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
         if (symbol, day) not in seen:
             path = partition_path(root, symbol, day)
             problems.append(Problem(path, "recorded in the ledger but the file is missing"))
+    actions_checked, actions_problems = verify_actions(root)
+    problems.extend(actions_problems)
     for symbol, day in premature_partitions(settings):
         problems.append(
             Problem(
@@ -109,4 +152,4 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
                 "`marketpipe update` fetches it again",
             )
         )
-    return VerifyResult(checked, problems)
+    return VerifyResult(checked, problems, actions_checked)

@@ -73,6 +73,15 @@ CREATE TABLE IF NOT EXISTS partition_history (
     reason TEXT NOT NULL,
     run_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS corporate_action_files (
+    symbol TEXT PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    covered_from TEXT NOT NULL,
+    covered_through TEXT NOT NULL,
+    checked_at REAL NOT NULL,
+    run_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,
@@ -107,6 +116,20 @@ class LedgerEntry:
     rejected_rows: int
     requests: int
     flagged_rows: int = 0  # kept rows with open or close outside [low, high]
+
+
+@dataclass(frozen=True)
+class ActionsEntry:
+    """A symbol's stored corporate actions: the file's rows and hash, and the range of
+    ``process_date`` the vendor has been asked about."""
+
+    symbol: str
+    rows: int
+    sha256: str
+    covered_from: dt.date
+    covered_through: dt.date
+    checked_at: float = 0.0
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -425,6 +448,39 @@ class CheckpointStore:
             "SELECT symbol, max(last_bar_time) FROM high_water GROUP BY symbol"
         ).fetchall()
         return {symbol: dt.datetime.fromisoformat(stamp) for symbol, stamp in rows}
+
+    def record_actions(self, entries: Iterable[ActionsEntry]) -> None:
+        """Record the corporate-action files just published (their files already hold them)."""
+        now = clock.now_timestamp()
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO corporate_action_files (symbol, rows, sha256, "
+                "covered_from, covered_through, checked_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (entry.symbol, entry.rows, entry.sha256, entry.covered_from.isoformat(),
+                     entry.covered_through.isoformat(), now, entry.run_id)
+                    for entry in entries
+                ],
+            )  # fmt: skip
+
+    def actions_entries(self) -> dict[str, ActionsEntry]:
+        """Every recorded corporate-action file, by symbol."""
+        rows = self._db.execute(
+            "SELECT symbol, rows, sha256, covered_from, covered_through, checked_at, run_id "
+            "FROM corporate_action_files ORDER BY symbol"
+        ).fetchall()
+        return {
+            symbol: ActionsEntry(
+                symbol,
+                count,
+                sha,
+                dt.date.fromisoformat(first),
+                dt.date.fromisoformat(last),
+                checked_at,
+                run_id,
+            )
+            for symbol, count, sha, first, last, checked_at, run_id in rows
+        }
 
     def integrity_check(self) -> str:
         """SQLite's own ``PRAGMA integrity_check`` verdict (``ok`` when healthy)."""

@@ -16,10 +16,14 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from marketpipe.calendar import Session, new_york_date, new_york_midnight, trading_sessions
 from marketpipe.connectors.models import OHLCV_SCHEMA
+from marketpipe.lake.actions import actions_of
+from marketpipe.lake.adjustment import adjust_bars, adjustment_kinds
 from marketpipe.lake.storage import (
+    ADJUSTMENT_KEY,
     LAKE_DIR,
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
@@ -138,6 +142,7 @@ def read_bars(
     missing: Literal["error", "skip"] = "error",
     session: Literal["extended", "regular"] = "extended",
     timeframe: str | None = None,
+    adjustment: str = "raw",
 ) -> Any:
     """The bars of ``symbols`` from ``start`` to ``end``, read from exactly their files.
 
@@ -148,7 +153,10 @@ def read_bars(
     ...) rolls the minutes up into wider bars aligned to the session's start. ``output`` is
     ``arrow`` (a table sorted by symbol and time), ``pandas`` (a ``(symbol, timestamp)``
     index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols) or ``polars``.
+    ``adjustment`` (``split``, ``dividend`` or ``all``) applies the corporate actions stored
+    in the lake to the raw bars, as of the last run (see :mod:`marketpipe.lake.adjustment`).
     """
+    kinds = adjustment_kinds(adjustment)
     if session not in ("extended", "regular"):
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if output not in ("arrow", "pandas", "polars"):
@@ -156,6 +164,9 @@ def read_bars(
     paths, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, data_dir,
                                               missing)  # fmt: skip
     table = _read_in_order(paths)
+    if kinds:
+        _require_raw(paths)
+        table = adjust_bars(table, actions_of(data_dir, sorted_symbols(symbols)), kinds)
     if start_at is not None:
         table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(start_at)))
     if end_at is not None:
@@ -190,6 +201,20 @@ def _read_in_order(paths: list[Path]) -> pa.Table:
     if not tables:
         return OHLCV_SCHEMA.empty_table()
     return pa.concat_tables(tables).replace_schema_metadata(OHLCV_SCHEMA.metadata)
+
+
+def _require_raw(paths: list[Path]) -> None:
+    """Adjusting bars the vendor already adjusted would apply the actions twice."""
+    if not paths:
+        return
+    metadata = pq.read_schema(paths[0]).metadata or {}
+    stored = metadata.get(ADJUSTMENT_KEY.encode(), b"raw").decode()
+    if stored != "raw":
+        raise ValueError(
+            f"this lake holds bars the vendor adjusted ({stored!r}, from alpaca.adjustment), "
+            "so they cannot be adjusted again; read them with adjustment='raw', or build a "
+            "raw lake (alpaca.adjustment: raw) and let reads adjust it"
+        )
 
 
 def _session_index(table: pa.Table, sessions: list[Session]) -> pa.Array:

@@ -23,6 +23,7 @@ LAKE_DIR = "ohlcv"
 SYMBOL_COLUMN = "symbol"
 SYMBOL_KEY = "marketpipe.symbol"  # key-value metadata: a file read on its own names its symbol
 DAY_KEY = "marketpipe.day"
+ADJUSTMENT_KEY = "marketpipe.adjustment"  # raw, or what the vendor adjusted the bars for
 # A partition file holds every canonical column but the symbol, which its path carries
 # (hive style, as Hive, Spark, pandas and DuckDB write): with the column in both places,
 # pandas.read_parquet(lake) cannot merge the two types.

@@ -33,6 +33,11 @@ from marketpipe.calendar import (
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.models import check_symbol
 from marketpipe.finality import FREE_PLAN_SIP_DELAY
+from marketpipe.simulator.actions import (
+    DEMO_CORPORATE_ACTIONS,
+    ActionBook,
+    adjustment_kinds,
+)
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
 from marketpipe.simulator.market import (
     DEFAULT_OUTSIDE_RANGE_RATE,
@@ -92,8 +97,9 @@ class SimulatorConfig:
     unknown_symbols: frozenset[str] = frozenset()
     outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE
     corrections: frozenset[tuple[str, dt.date]] = frozenset()
-    # Served by /v1/corporate-actions: (group such as "forward_splits", record) pairs.
-    corporate_actions: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # Served by /v1/corporate-actions, and applied to the bars (see simulator.actions):
+    # (group such as "forward_splits", record) pairs. The demo market's by default.
+    corporate_actions: tuple[tuple[str, dict[str, Any]], ...] = DEMO_CORPORATE_ACTIONS
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
@@ -126,6 +132,7 @@ class BarsRequest:
     feed: str
     digest: str
     as_of: float
+    adjustment: frozenset[str] = frozenset()  # price effects asked for: split, dividend
 
 
 class PerKeyRateLimit:
@@ -186,9 +193,11 @@ class SimulatorApp:
         self.config = config or SimulatorConfig()
         self.clock = clock
         self.market_clock = market_clock
+        self.actions = ActionBook(self.config.corporate_actions, strict=False)
         self.market = SyntheticMarket(
             self.config.seed, self.config.bad_bars, self.config.listings,
             self.config.unknown_symbols, self.config.outside_range_rate, self.config.corrections,
+            self.actions,
         )  # fmt: skip
         self.faults = FaultInjector(self.config.faults)
         self.rate_limit = PerKeyRateLimit(
@@ -299,7 +308,8 @@ class SimulatorApp:
 
     def _corporate_actions(self, query: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
         """``/v1/corporate-actions``: the configured records matching symbols, types and a
-        ``process_date`` range, oldest first, ``limit`` records per page across groups."""
+        ``process_date`` range, oldest first, ``limit`` records per page across groups; a
+        record exists from its process date on (New York)."""
         params = dict(query)
         allowed = {"symbols", "cusips", "types", "start", "end", "ids", "limit", "page_token",
                    "sort", "region", "data_quality"}  # fmt: skip
@@ -330,6 +340,8 @@ class SimulatorApp:
                 if _action_symbols(record) & symbols
                 and (not types or group.removesuffix("s") in types)
                 and start.isoformat() <= str(record.get("process_date")) <= end.isoformat()
+                # The vendor knows an action from its process date on.
+                and str(record.get("process_date")) <= today.isoformat()
             ),
             key=lambda item: (str(item[1].get("process_date")), str(item[1].get("id"))),
             reverse=params.get("sort") == "desc",
@@ -445,7 +457,7 @@ class SimulatorApp:
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
         try:
-            check_adjustment(params.get("adjustment", "raw"))
+            adjustment = check_adjustment(params.get("adjustment", "raw"))
         except ValueError:
             raise BadRequest(f"invalid adjustment: {params['adjustment']}") from None
         if params.get("sort", "asc") not in ("asc", "desc"):
@@ -465,6 +477,7 @@ class SimulatorApp:
             feed=feed,
             digest=hashlib.sha256(f"{single_symbol}|{identity}".encode()).hexdigest()[:10],
             as_of=now.timestamp(),
+            adjustment=adjustment_kinds(adjustment),
         )
 
     def _page(
@@ -509,13 +522,52 @@ class SimulatorApp:
         self, symbol: str, session: Session, request: BarsRequest, start_s: float, end_s: float
     ) -> list[bytes]:
         """The session's bars inside ``[start_s, end_s]``, each encoded as JSON."""
-        if _settled(session, request.timeframe, request.as_of):
+        if request.adjustment:
+            bars = self._adjusted_bars(symbol, session, request)
+            times, encoded = [bar.t for bar in bars], self._encode_bars(bars, adjusted=True)
+        elif _settled(session, request.timeframe, request.as_of):
             times, encoded = self._encoded_session(symbol, session, request.feed, request.timeframe)
         else:  # still changing: what exists at this instant, never cached
             bars = self._market_bars(symbol, session, request.feed, request.timeframe,
                                      request.as_of)  # fmt: skip
             times, encoded = [bar.t for bar in bars], self._encode_bars(bars)
         return encoded[bisect.bisect_left(times, start_s) : bisect.bisect_right(times, end_s)]
+
+    def _adjusted_bars(self, symbol: str, session: Session, request: BarsRequest) -> list[Bar]:
+        """The session's bars adjusted for the actions the vendor knows at the request."""
+        bars = self._market_bars(symbol, session, request.feed, request.timeframe, request.as_of)
+        known_on = new_york_date(dt.datetime.fromtimestamp(request.as_of, dt.UTC))
+        price, volume = self.actions.adjustment_factors(
+            symbol,
+            session.date,
+            request.adjustment,
+            known_on,
+            lambda name, before: self._reference_close(name, before, request.as_of),
+        )
+        if price == 1.0 and volume == 1.0:
+            return bars
+        return [
+            bar._replace(
+                o=bar.o * price,
+                h=bar.h * price,
+                l=bar.l * price,
+                c=bar.c * price,
+                vw=bar.vw * price,
+                v=bar.v * volume,
+            )
+            for bar in bars
+        ]
+
+    def _reference_close(self, symbol: str, session: Session, as_of: float) -> float | None:
+        """The raw SIP close of ``session``'s last regular-hours minute, once it is over."""
+        close_s = session.close.timestamp()
+        if as_of < close_s:
+            return None
+        minute = Timeframe.parse("1Min")
+        regular = [
+            bar for bar in self.market.bars(symbol, session, "sip", minute) if bar.t < close_s
+        ]
+        return regular[-1].c if regular else None
 
     def _market_bars(
         self,
@@ -549,18 +601,20 @@ class SimulatorApp:
                 self._encoded.popitem(last=False)
         return encoded
 
-    def _encode_bars(self, bars: list[Bar]) -> list[bytes]:
-        """Each bar as Alpaca's JSON object: whole-number prices as integers, NaN as is."""
+    def _encode_bars(self, bars: list[Bar], adjusted: bool = False) -> list[bytes]:
+        """Each bar as Alpaca's JSON object: whole-number prices as integers, NaN as is;
+        ``adjusted`` bars may have fractional volumes."""
         if not bars:
             return []
         t, o, h, low, c, v, n, vw = (list(column) for column in zip(*bars, strict=True))
+        volumes = _json_numbers(v) if adjusted else [b"%d" % value for value in v]
         stamps = np.datetime_as_string(np.array(t, dtype="datetime64[s]"), unit="s").tolist()
         suffix = ".000000000Z" if self.config.fractional_timestamps else "Z"
         stamps = [f"{stamp}{suffix}".encode() for stamp in stamps]
         prices = [_json_numbers(column) for column in (o, h, low, c, vw)]
         return [
-            b'{"t":"%s","o":%s,"h":%s,"l":%s,"c":%s,"v":%d,"n":%d,"vw":%s}' % fields
-            for fields in zip(stamps, *prices[:4], v, n, prices[4], strict=True)
+            b'{"t":"%s","o":%s,"h":%s,"l":%s,"c":%s,"v":%s,"n":%d,"vw":%s}' % fields
+            for fields in zip(stamps, *prices[:4], volumes, n, prices[4], strict=True)
         ]
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from marketpipe.simulator.actions import load_corporate_actions
 from marketpipe.simulator.api import SimulatorConfig
 from marketpipe.simulator.faults import FAULT_KINDS, FaultConfig, parse_assignments
 from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fractional-timestamps", action="store_true", help="write t with nanoseconds"
     )
+    parser.add_argument(
+        "--corporate-actions",
+        type=Path,
+        metavar="FILE",
+        help="serve (and apply to the bars) these corporate actions instead of the demo "
+        "market's: a JSON object in Alpaca's shape, {\"forward_splits\": [{...}], ...}",
+    )
     parser.add_argument("--log-file", type=Path, help="append every request as a JSON line")
     return parser
 
@@ -128,7 +136,9 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         ),
         plan=args.plan,
         fractional_timestamps=args.fractional_timestamps,
-    )
+        **({} if args.corporate_actions is None else
+           {"corporate_actions": load_corporate_actions(args.corporate_actions)}),
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server = SimulatorServer(
             config_from_args(args), host=args.host, port=args.port, log_path=args.log_file
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         parser.error(str(exc))
     stop = threading.Event()
 

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from marketpipe.calendar import NEW_YORK, Session, new_york_midnight
+from marketpipe.simulator.actions import ActionBook
 from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 BAD_BAR_KINDS = ("high_below_low", "negative_volume", "nan", "duplicate", "out_of_order")
@@ -61,6 +62,8 @@ class SyntheticMarket:
     trade (the vendor does not know them). ``outside_range_rate`` of the bars have an open
     or close outside [low, high], as real bars can. ``corrections`` are (symbol, day) pairs
     the vendor corrected after the fact (a print cancelled late), served corrected.
+    ``actions`` are the corporate actions: from a split's ex-date on, raw prices are divided
+    and volumes multiplied by its ratio, as a real split does to the tape.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class SyntheticMarket:
         unknown_symbols: frozenset[str] = frozenset(),
         outside_range_rate: float = DEFAULT_OUTSIDE_RANGE_RATE,
         corrections: frozenset[tuple[str, dt.date]] = frozenset(),
+        actions: ActionBook | None = None,
     ) -> None:
         unknown = set(bad_bars or {}) - set(BAD_BAR_KINDS)
         if unknown:
@@ -85,6 +89,7 @@ class SyntheticMarket:
             raise ValueError(f"outside_range_rate must be in [0, 1], got {outside_range_rate}")
         self.outside_range_rate = outside_range_rate
         self.corrections = frozenset(corrections)
+        self.actions = actions or ActionBook(())
         self._minute_bars = functools.lru_cache(maxsize=256)(self._generate_minute_bars)
 
     def traits(self, symbol: str) -> SymbolTraits:
@@ -157,8 +162,10 @@ class SyntheticMarket:
         trade_roll = rng.random(count)
         volume_draw = rng.lognormal(0.0, 0.8, count)
         vwap_position = rng.random(count)
-        close = np.maximum(0.5, start_price * np.exp(np.cumsum(moves)))
-        opened = np.concatenate(([start_price], close[:-1]))
+        # Shares per share of before every split: the same walk, on the tape's scale.
+        shares = self.actions.shares_per_original(symbol, session.date)
+        close = np.maximum(0.5, start_price * np.exp(np.cumsum(moves))) / shares
+        opened = np.concatenate(([start_price / shares], close[:-1]))
         regular = (times >= session.open.timestamp()) & (times < session.close.timestamp())
         fill = np.where(regular, traits.regular_fill, traits.extended_fill)
         if feed == "iex":
@@ -174,6 +181,8 @@ class SyntheticMarket:
         scale = np.where(regular, 1.0, 0.15) * (0.025 if feed == "iex" else 1.0)
         volume = np.maximum(1, (traits.mean_volume * scale * volume_draw).astype(np.int64))
         trades = np.maximum(1, volume // traits.trade_size)
+        if shares != 1.0:
+            volume = np.maximum(1, np.round(volume * shares).astype(np.int64))
         vwap = np.round(low + (h - low) * vwap_position, 4)
         columns = (times, o, h, low, c, volume, trades, vwap)
         bars = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from marketpipe.alerts import AlertPolicy, send_alert, webhook_url
+from marketpipe.calendar import new_york_date
 from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
 from marketpipe.finality import describe_final_at
@@ -27,14 +29,20 @@ from marketpipe.ingest import (
     ingest_days,
     reconcile,
 )
+from marketpipe.ingest_actions import ActionsReport, sync_corporate_actions
 from marketpipe.lake.ledger import CheckpointStore, JobRecord, state_path
+from marketpipe.lake.storage import write_atomically
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.run_lock import RunLock
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
-from marketpipe.workflow.planning import describe_not_final, plan_path, symbols_label
+from marketpipe.workflow.planning import (
+    describe_not_final,
+    plan_path,
+    symbols_label,
+)
 from marketpipe.workflow.settings import WorkflowSettings
-from marketpipe.workflow.vendors import open_client
+from marketpipe.workflow.vendors import open_client, open_clients
 
 logger = logging.getLogger(__name__)
 
@@ -215,6 +223,69 @@ def _finish_job(
     )
 
 
+def fetch_corporate_actions(
+    settings: WorkflowSettings, marker: Path | str, log_path: Path | str
+) -> ActionsReport:
+    """Bring the lake's corporate actions of the configured symbols up to date.
+
+    Writes ``marker`` (what was done, as JSON) on success; raises :class:`FetchFailed`
+    naming each symbol whose actions could not be fetched, after storing the others'.
+    """
+    symbols = tuple(settings.config.symbols)
+    recorder = MetricsRecorder()
+    started = time.time()
+    error: str | None = None
+    report = ActionsReport(symbols)
+    with json_log_file(log_path), job_context(symbol=",".join(symbols), month="actions"):
+        log_event(logger, "actions.start", f"corporate actions of {symbols_label(symbols)}")
+        try:
+            with open_clients(settings, recorder) as clients:
+                report = sync_corporate_actions(
+                    clients.corporate_actions, clients.bars, settings.data_dir, symbols,
+                    settings.config.start, settings.now,
+                    recheck_days=settings.config.corporate_actions.recheck_days,
+                    settle=settings.finality.settle, run_id=current_run_id(),
+                )  # fmt: skip
+            if report.failed:
+                reasons = "; ".join(f"{symbol}: {why}" for symbol, why in report.failed.items())
+                error = f"corporate actions could not be fetched for {reasons}"
+        except (ConnectorError, ValueError) as exc:
+            error = f"corporate actions of {symbols_label(symbols)} failed: {exc}"
+        pending = report.dividends_pending
+        message = (
+            f"corporate actions: {report.fetched} record(s) received, "
+            f"{len(report.written)} file(s) changed"
+        )
+        if pending:
+            message += f", {pending} dividend(s) wait for the close before their ex-date"
+        log_event(logger, "actions.end", message, written=len(report.written),
+                  fetched=report.fetched, status="failed" if error else "ok")  # fmt: skip
+        metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
+        with CheckpointStore(settings.data_dir) as store:
+            store.record_job(
+                JobRecord(
+                    run_id=current_run_id(), job="corporate_actions",
+                    symbol=",".join(report.failed or symbols), status="failed" if error else "ok",
+                    error=error, planned=0, missing=0, published=0, rows=0, rejected_rows=0,
+                    requests=sum(stats["requests"] for stats in metrics.values()),
+                    started_at=started, finished_at=time.time(), metrics=metrics,
+                )
+            )  # fmt: skip
+        print(f"[marketpipe] {message}" + (f" (FAILED: {error})" if error else ""),
+              file=sys.stderr, flush=True)  # fmt: skip
+        if error:
+            logger.error(error, extra={"event": "job.failed"})
+            raise FetchFailed(error)
+    summary = {
+        "checked_on": new_york_date(settings.now).isoformat(),
+        "fetched": report.fetched,
+        "changed": report.written,
+        "dividends_pending": report.dividends_pending,
+    }
+    write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())
+    return report
+
+
 def write_coverage_report(
     settings: WorkflowSettings, output_dir: Path | str, log_path: Path | str
 ) -> None:
@@ -266,9 +337,25 @@ def run_scope_notes(settings: WorkflowSettings) -> list[str]:
     ]
 
 
+def adjustment_warning(settings: WorkflowSettings) -> str | None:
+    """Why a lake of vendor-adjusted bars goes stale, and what to do instead (``None`` for a
+    raw lake)."""
+    adjustment = settings.config.alpaca.adjustment
+    if adjustment == "raw":
+        return None
+    return (
+        f"WARNING: alpaca.adjustment is {adjustment!r}: each partition keeps the adjustment the "
+        "vendor knew on the day it was fetched, so the lake goes stale with the next split or "
+        "dividend and mixes bases. Keep alpaca.adjustment: raw and adjust when reading: "
+        "marketpipe.read_bars(..., adjustment='all') or marketpipe export --adjustment all"
+    )
+
+
 def announce_run_scope(settings: WorkflowSettings) -> None:
-    """Print :func:`run_scope_notes` for the person or scheduler running the workflow."""
-    for line in run_scope_notes(settings):
+    """Print :func:`run_scope_notes` (and :func:`adjustment_warning`) for the person or
+    scheduler running the workflow."""
+    warning = adjustment_warning(settings)
+    for line in [*run_scope_notes(settings), *([warning] if warning else [])]:
         print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
 
 

@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketpipe.calendar import Session
+from marketpipe.calendar import Session, new_york_date
 from marketpipe.finality import Finality, describe_final_at
+from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.lake.storage import PARTITION_FILE, partition_path, write_atomically
+from marketpipe.workflow.settings import WorkflowSettings
 
 
 @dataclass(frozen=True)
@@ -232,3 +234,18 @@ def load_run_plan(path: Path) -> RunPlan | None:
         )
         jobs.append(FetchJob(month_plan, pending))
     return RunPlan(dt.datetime.fromisoformat(payload["now"]), jobs)
+
+
+def actions_marker(data_dir: Path, now: dt.datetime) -> Path:
+    """The file saying the corporate actions were brought up to date on ``now``'s New York
+    date: the ``corporate_actions`` job runs once per day that a run happens."""
+    return data_dir / STATE_DIR / "corporate_actions" / f"checked-{new_york_date(now)}.json"
+
+
+def actions_due(settings: WorkflowSettings) -> bool:
+    """Whether a run now would check the corporate actions (once per New York date)."""
+    return (
+        settings.config.corporate_actions.fetch
+        and bool(settings.final_sessions)
+        and not actions_marker(settings.data_dir, settings.now).exists()
+    )

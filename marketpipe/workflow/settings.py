@@ -32,6 +32,7 @@ from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
 from marketpipe.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY, Finality
+from marketpipe.simulator.actions import ActionBook, ungrouped_records
 from marketpipe.simulator.faults import FAULT_KINDS
 from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
 from marketpipe.timeframe import Timeframe, TimeframeUnit
@@ -131,6 +132,13 @@ class DemoSettings(BaseModel):
         le=1,
         description="Share of bars whose open or close lies outside [low, high], as real bars can",
     )
+    corporate_actions: dict[str, list[dict[str, Any]]] | None = Field(
+        None,
+        description="The simulated vendor's corporate actions, in Alpaca's response shape "
+        "({forward_splits: [{id, symbol, old_rate, new_rate, ex_date, process_date, ...}], "
+        "cash_dividends: [...]}); they move its raw bars and drive its adjusted bars. "
+        "Default: the demo market's (an AAPL split and dividends of AAPL, MSFT and SPY)",
+    )
 
     @field_validator("faults")
     @classmethod
@@ -141,6 +149,15 @@ class DemoSettings(BaseModel):
     @classmethod
     def _check_bad_bars(cls, value: dict[str, float]) -> dict[str, float]:
         return _known_kinds(value, BAD_BAR_KINDS, "bad-bar")
+
+    @field_validator("corporate_actions")
+    @classmethod
+    def _check_actions(
+        cls, value: dict[str, list[dict[str, Any]]] | None
+    ) -> dict[str, list[dict[str, Any]]] | None:
+        if value is not None:
+            ActionBook(ungrouped_records(_dates_as_text(value)))
+        return value
 
 
 class AlertSettings(BaseModel):
@@ -164,6 +181,23 @@ class AlertSettings(BaseModel):
         if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL (its value is not shown: it is a secret)")
         return value
+
+
+class CorporateActionsSettings(BaseModel):
+    """Corporate actions (splits, dividends ...) stored beside the bars for adjusted reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fetch: bool = Field(
+        True, description="Bring the configured symbols' corporate actions up to date each run"
+    )
+    recheck_days: int = Field(
+        30,
+        ge=0,
+        le=3660,
+        description="Ask the vendor again about actions processed in the last N days of the "
+        "previous check: records can arrive late, and ratios get corrected",
+    )
 
 
 class WorkflowConfig(BaseModel):
@@ -205,6 +239,10 @@ class WorkflowConfig(BaseModel):
     )
     alerts: AlertSettings = Field(
         default_factory=AlertSettings, description="Alerts at the end of a run"
+    )
+    corporate_actions: CorporateActionsSettings = Field(
+        default_factory=CorporateActionsSettings,
+        description="Corporate actions kept beside the bars (read_bars applies them)",
     )
 
     @field_validator("symbols")

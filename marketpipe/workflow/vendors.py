@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
 
-from marketpipe.connectors import AlpacaClient
+from marketpipe.connectors import AlpacaClient, CorporateActionsClient
 from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.simulator import FaultConfig, SimulatorConfig, SimulatorServer
+from marketpipe.simulator.actions import ungrouped_records
 from marketpipe.workflow.settings import WorkflowSettings, alpaca_client_config
 
 SIMULATOR_LOG = "simulator-requests.jsonl"
@@ -42,6 +44,11 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
             (symbol, day) for symbol, days in demo.corrections.items() for day in days
         ),
         plan=demo.plan,
+        **(
+            {}
+            if demo.corporate_actions is None
+            else {"corporate_actions": ungrouped_records(demo.corporate_actions)}
+        ),
     )
 
 
@@ -55,32 +62,52 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter:
     )
 
 
+@dataclass(frozen=True)
+class VendorClients:
+    """The configured vendor's clients: bars and corporate actions, one budget and server."""
+
+    bars: AlpacaClient
+    corporate_actions: CorporateActionsClient
+
+
 @contextmanager
-def open_client(
+def open_clients(
     settings: WorkflowSettings, metrics: MetricsRecorder | None = None
-) -> Iterator[AlpacaClient]:
-    """A client for the configured vendor, closed (and its simulator stopped) on exit.
+) -> Iterator[VendorClients]:
+    """The vendor's clients, closed (and the demo simulator stopped) on exit.
 
     Every client of one lake spends the same request budget, across threads and processes.
     """
     options: dict[str, Any] = {"metrics": metrics} if metrics is not None else {}
-    limiter = shared_rate_limiter(settings)
-    try:
+    with ExitStack() as stack:
+        limiter = shared_rate_limiter(settings)
+        stack.callback(limiter.close)
         if settings.config.vendor == "alpaca":
             config = alpaca_client_config(settings.config)
-            with AlpacaClient(config, rate_limiter=limiter, **options) as client:
-                yield client
-            return
-        log_path = simulator_log_path(settings.data_dir)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with SimulatorServer(simulator_config(settings), log_path=log_path) as server:
+        else:
+            log_path = simulator_log_path(settings.data_dir)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            server = stack.enter_context(
+                SimulatorServer(simulator_config(settings), log_path=log_path)
+            )
             config = alpaca_client_config(
                 settings.config,
                 base_url=server.url,
                 key_id=SecretStr("demo"),
                 secret_key=SecretStr("demo"),
             )
-            with AlpacaClient(config, rate_limiter=limiter, **options) as client:
-                yield client
-    finally:
-        limiter.close()
+        yield VendorClients(
+            bars=stack.enter_context(AlpacaClient(config, rate_limiter=limiter, **options)),
+            corporate_actions=stack.enter_context(
+                CorporateActionsClient(config, rate_limiter=limiter, **options)
+            ),
+        )
+
+
+@contextmanager
+def open_client(
+    settings: WorkflowSettings, metrics: MetricsRecorder | None = None
+) -> Iterator[AlpacaClient]:
+    """The vendor's bars client (see :func:`open_clients`)."""
+    with open_clients(settings, metrics) as clients:
+        yield clients.bars

@@ -55,10 +55,12 @@ def pending_targets():
 
 
 def run_targets():
-    """Every fetch job, and the coverage report unless no session of the range is final."""
+    """Every fetch job, today's corporate-actions check and the coverage report, unless no
+    session of the range is final."""
     if not SETTINGS.final_sessions:
         return []
-    return [*pending_targets(), *rules.coverage_report.output]
+    actions = [ACTIONS_MARKER] if SETTINGS.config.corporate_actions.fetch else []
+    return [*pending_targets(), *actions, *rules.coverage_report.output]
 
 
 onstart:
