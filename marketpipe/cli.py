@@ -25,7 +25,7 @@ from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.report import make_report
-from marketpipe.commands.status import lake_status, missing_partitions
+from marketpipe.commands.status import actions_summary, lake_status, missing_partitions
 from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
@@ -140,6 +140,7 @@ def run_status(args: argparse.Namespace) -> int:
             f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,} {s.refreshed:>9}"
             f"  {last}"
         )
+    print(actions_summary(settings))
     _print_not_final(settings)
     if args.require_complete:
         missing = missing_partitions(settings)

@@ -107,6 +107,14 @@ def test_actions_are_stored_once_per_symbol_and_verified(built: Path) -> None:
     )  # fmt: skip
     assert verify.returncode == 0, verify.stdout
     assert "and 3 corporate-actions file(s): OK" in verify.stdout
+    status = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "status", "--config", "config.yaml"],
+        cwd=built, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "MARKETPIPE_NOW": BUILT_AT},
+    )  # fmt: skip
+    assert "corporate actions: 4 stored for 3 of 3 symbol(s), checked through 2026-12-01" in (
+        status.stdout
+    )
     path = built / "lake" / "corporate_actions" / "symbol=SPY" / "actions.parquet"
     original = path.read_bytes()
     try:

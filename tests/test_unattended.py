@@ -235,7 +235,7 @@ def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Pat
     assert "1 partition(s) replaced, 17 unchanged" in result.stdout
     after = lake_hashes(tmp_path)
     changed = {key for key in before if before[key] != after[key]}
-    assert changed == {"symbol=MSFT/year=2024/month=01/day=09/bars.parquet"}
+    assert changed == {"ohlcv/symbol=MSFT/year=2024/month=01/day=09/bars.parquet"}
     with CheckpointStore(tmp_path / "lake") as store:
         (replacement,) = store.replacements()
         assert store.ledger("MSFT")[dt.date(2024, 1, 9)].sha256 == after[next(iter(changed))]

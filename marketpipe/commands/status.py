@@ -91,3 +91,20 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
                 )
             )
     return result
+
+
+def actions_summary(settings: WorkflowSettings) -> str:
+    """One line on the stored corporate actions of the configured symbols."""
+    with CheckpointStore(settings.data_dir) as store:
+        entries = store.actions_entries()
+    symbols = settings.config.symbols
+    stored = [entries[symbol] for symbol in symbols if symbol in entries]
+    never = [symbol for symbol in symbols if symbol not in entries]
+    if not stored:
+        return "corporate actions: never checked (the next workflow run stores them)"
+    checked = min(entry.covered_through for entry in stored)
+    line = (
+        f"corporate actions: {sum(entry.rows for entry in stored)} stored for "
+        f"{len(stored)} of {len(symbols)} symbol(s), checked through {checked}"
+    )
+    return line + (f"; never checked: {', '.join(never)}" if never else "")
