@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from marketpipe.lake.storage import write_atomically
+from marketpipe.lake.objects import write_atomically
 
 NEW_YORK = ZoneInfo("America/New_York")
 EXCHANGE = "XNYS"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
 from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.storage import LAKE_DIR, file_sha256
+from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.storage import LAKE_DIR, as_store
 
 # How often each crash point is at least reached by a cold run of two liquid symbols over
 # 2024-01-02..2024-03-28 (three jobs, about a dozen pages, one ledger commit per page), so a
@@ -20,14 +22,15 @@ from marketpipe.lake.storage import LAKE_DIR, file_sha256
 SMALL_RUN_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 12}
 
 
-def lake_hashes(data_dir: Path) -> dict[str, str]:
-    """sha256 of every data file of the lake (bars and corporate actions), by path relative
-    to ``data_dir`` (``ohlcv/symbol=...``, ``corporate_actions/symbol=...``)."""
-    root = Path(data_dir)
+def lake_hashes(lake: LakeStore | Path | str) -> dict[str, str]:
+    """sha256 of every data file of the lake (bars and corporate actions), by key relative
+    to its root (``ohlcv/symbol=...``, ``corporate_actions/symbol=...``)."""
+    store = as_store(lake)
     return {
-        path.relative_to(root).as_posix(): file_sha256(path)
+        key: hashlib.sha256(store.get(key)).hexdigest()
         for area in (LAKE_DIR, ACTIONS_DIR)
-        for path in sorted((root / area).rglob("*.parquet"))
+        for key in store.list(area)
+        if key.endswith(".parquet")
     }
 
 
@@ -70,10 +73,12 @@ def run_crash_trial(
     reference: dict[str, str],
     unlock_command: Sequence[str],
     timeout: float = 600,
+    lake: LakeStore | None = None,
 ) -> TrialResult:
     """Run ``command`` with a crash at ``point``:``nth``, recover, and compare to ``reference``.
 
-    Recovery is the documented one: ``unlock_command``, then ``command`` again.
+    Recovery is the documented one: ``unlock_command``, then ``command`` again. ``data_dir``
+    holds the ledger; the files are compared in ``lake`` (default: ``data_dir`` itself).
     """
     if point not in CRASH_POINTS:
         raise ValueError(f"unknown crash point {point!r}; choose from {CRASH_POINTS}")
@@ -88,7 +93,7 @@ def run_crash_trial(
     second = subprocess.run(
         list(command), cwd=workdir, env=clean, capture_output=True, timeout=timeout, check=False
     )
-    hashes = lake_hashes(data_dir)
+    hashes = lake_hashes(lake if lake is not None else data_dir)
     with CheckpointStore(data_dir) as store:
         integrity = store.integrity_check()
         ledger = {(e.symbol, e.day.isoformat()): e.sha256 for e in store.all_entries()}

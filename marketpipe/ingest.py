@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 import itertools
 import logging
 from collections.abc import Sequence
@@ -34,17 +35,23 @@ from marketpipe.connectors import (
 )
 from marketpipe.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
+from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
     DAY_KEY,
+    LAKE_DIR,
+    QUARANTINE_DIR,
     REASON_COLUMN,
     SYMBOL_KEY,
-    file_sha256,
+    as_store,
+    day_prefix,
     new_york_day_keys,
-    partition_path,
-    quarantine_path,
+    partition_key,
+    partition_of,
+    publish_partition,
+    quarantine_key,
     read_partition,
-    write_partition,
+    read_table_at,
 )
 from marketpipe.lake.validation import count_flagged, validate_bars
 from marketpipe.timeframe import Timeframe
@@ -121,29 +128,30 @@ class IngestReport:
 
 
 def reconcile(
-    store: CheckpointStore, data_dir: Path, symbol: str, days: list[dt.date]
+    store: CheckpointStore, lake: LakeStore | Path, symbol: str, days: list[dt.date]
 ) -> list[dt.date]:
     """Make the ledger agree with the files; return the days that still need fetching.
 
     A ledger row whose file is gone no longer counts; a file without a ledger row (a crash
-    between publishing and recording) is adopted; stale temporary files are removed.
+    between publishing and recording) is adopted; stale temporary files are removed. The
+    files are found by listing (one LIST per month on S3), never one request per day.
     """
+    lake = as_store(lake)
     ledger = store.ledger(symbol, days)
+    if isinstance(lake, LocalStore):
+        _remove_stale_temporaries(lake, symbol, days)
+    present = _present_days(lake, symbol, days, LAKE_DIR)
+    rejected = _present_days(lake, symbol, days, QUARANTINE_DIR)
     gone = []
     missing = []
     for day in days:
-        path = partition_path(data_dir, symbol, day)
-        for directory in (path.parent, quarantine_path(data_dir, symbol, day).parent):
-            if directory.is_dir():
-                for stale in directory.glob(".*.tmp"):
-                    stale.unlink(missing_ok=True)
-        if not path.exists():
+        if day not in present:
             missing.append(day)
             if day in ledger:
                 gone.append(day)
             continue
         if day not in ledger:
-            _adopt(store, data_dir, symbol, day, path)
+            _adopt(store, lake, symbol, day, day in rejected)
     if gone:
         logger.warning(
             "%s: %d ledger row(s) had no file and were dropped", symbol, len(gone),
@@ -153,14 +161,38 @@ def reconcile(
     return missing
 
 
-def _adopt(store: CheckpointStore, data_dir: Path, symbol: str, day: dt.date, path: Path) -> None:
-    table = pq.read_table(path)
+def _remove_stale_temporaries(lake: LocalStore, symbol: str, days: list[dt.date]) -> None:
+    for day in days:
+        for area in (LAKE_DIR, QUARANTINE_DIR):
+            directory = lake.path(day_prefix(area, symbol, day))
+            if directory.is_dir():
+                for stale in directory.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
+
+
+def _present_days(lake: LakeStore, symbol: str, days: list[dt.date], area: str) -> set[dt.date]:
+    """Which of ``days`` have a file of ``symbol`` in ``area``, by one listing per month."""
+    months = sorted({(day.year, day.month) for day in days})
+    wanted = set(days)
+    found = set()
+    for year, month in months:
+        prefix = f"{area}/symbol={symbol}/year={year:04d}/month={month:02d}"
+        for key in lake.list(prefix):
+            located = partition_of(Path(key))
+            if located is not None and located[1] in wanted and key.endswith(".parquet"):
+                found.add(located[1])
+    return found
+
+
+def _adopt(
+    store: CheckpointStore, lake: LakeStore, symbol: str, day: dt.date, has_rejects: bool
+) -> None:
+    data = lake.get(partition_key(symbol, day))
+    table = pq.read_table(pa.BufferReader(data))
     rows = table.num_rows
-    rejected_path = quarantine_path(data_dir, symbol, day)
-    rejected = pq.ParquetFile(rejected_path).metadata.num_rows if rejected_path.exists() else 0
-    entry = LedgerEntry(
-        symbol, day, rows, file_sha256(path), rows == 0, rejected, 0, count_flagged(table)
-    )
+    rejected = read_table_at(lake, quarantine_key(symbol, day)).num_rows if has_rejects else 0
+    sha256 = hashlib.sha256(data).hexdigest()
+    entry = LedgerEntry(symbol, day, rows, sha256, rows == 0, rejected, 0, count_flagged(table))
     # The high-water mark is not moved here: the stream's next publish will do that.
     store.publish(entry)
 
@@ -205,13 +237,13 @@ class _RunPublisher:
     def __init__(
         self,
         ledger: _LedgerBatch,
-        data_dir: Path,
+        lake: LakeStore,
         symbol: str,
         run: list[dt.date],
         stream: StreamSettings,
     ) -> None:
         self.ledger = ledger
-        self.data_dir = data_dir
+        self.lake = lake
         self.symbol = symbol
         self.run = run
         self.stream = stream
@@ -250,10 +282,13 @@ class _RunPublisher:
         """Publish the remaining days and quarantine stray rows (safe to call again)."""
         self.publish_before(None)
         for day, parts in sorted(self.stray.items()):
-            path = quarantine_path(self.data_dir, self.symbol, day)
-            existing = [read_partition(path)] if path.exists() else []
+            key = quarantine_key(self.symbol, day)
+            try:
+                existing = [read_partition(Path(key), self.lake)]
+            except FileNotFoundError:
+                existing = []
             table = pa.concat_tables([*existing, *parts]).cast(QUARANTINE_SCHEMA)
-            write_partition(path, table, self.stream.metadata(self.symbol, day))
+            publish_partition(self.lake, key, table, self.stream.metadata(self.symbol, day))
         self.stray.clear()
 
     def _publish(self, day: dt.date, parts: list[pa.Table]) -> None:
@@ -261,13 +296,14 @@ class _RunPublisher:
         result = validate_bars(table, self.sessions[day], self.stream.feed, self.stream.timeframe)
         metadata = self.stream.metadata(self.symbol, day)
         if result.rejected.num_rows:
-            write_partition(
-                quarantine_path(self.data_dir, self.symbol, day),
+            publish_partition(
+                self.lake,
+                quarantine_key(self.symbol, day),
                 result.rejected.cast(QUARANTINE_SCHEMA),
                 metadata,
             )
-        written = write_partition(
-            partition_path(self.data_dir, self.symbol, day), result.valid, metadata
+        written = publish_partition(
+            self.lake, partition_key(self.symbol, day), result.valid, metadata
         )
         entry = LedgerEntry(
             symbol=self.symbol,
@@ -337,7 +373,7 @@ class _Ingest:
 
     client: BaseApiClient[BarsQuery]
     store: CheckpointStore
-    data_dir: Path
+    lake: LakeStore
     stream: StreamSettings
     report: IngestReport
 
@@ -371,8 +407,7 @@ class _Ingest:
         self, symbols: tuple[str, ...], run: list[dt.date], ledger: _LedgerBatch
     ) -> dict[str, UnknownSymbolError]:
         publishers = {
-            symbol: _RunPublisher(ledger, self.data_dir, symbol, run, self.stream)
-            for symbol in symbols
+            symbol: _RunPublisher(ledger, self.lake, symbol, run, self.stream) for symbol in symbols
         }
         position = {symbol: index for index, symbol in enumerate(symbols)}
         current = 0
@@ -415,7 +450,7 @@ class _Ingest:
 def ingest_days(
     client: BaseApiClient[BarsQuery],
     store: CheckpointStore,
-    data_dir: Path,
+    lake: LakeStore | Path,
     symbols: Sequence[str],
     days: list[dt.date],
     stream: StreamSettings,
@@ -435,17 +470,18 @@ def ingest_days(
     after publishing the others. Pass ``report`` to keep the progress made before an exception.
     """
     days = sorted(days)
+    lake = as_store(lake)
     _require_final(days, stream.finality, now if now is not None else clock.now())
     symbols = tuple(sorted(symbols))
     report = report or IngestReport(symbols=symbols)
     report.planned_days = len(days) * len(symbols)
     streams: dict[tuple[dt.date, ...], list[str]] = {}
     for symbol in symbols:
-        missing = reconcile(store, data_dir, symbol, days)
+        missing = reconcile(store, lake, symbol, days)
         report.missing_days += len(missing)
         for run in contiguous_runs(missing, days):
             streams.setdefault(tuple(run), []).append(symbol)
-    ingest = _Ingest(client, store, data_dir, stream, report)
+    ingest = _Ingest(client, store, lake, stream, report)
     errors: dict[str, ConnectorError] = {}
     for run, members in sorted(streams.items()):
         try:
@@ -498,7 +534,7 @@ def _one_by_one(
                 "not fetched: the vendor failed for the symbols before it as well"
             )
             continue
-        missing = reconcile(ingest.store, ingest.data_dir, symbol, run)
+        missing = reconcile(ingest.store, ingest.lake, symbol, run)
         try:
             for part in contiguous_runs(missing, days):
                 errors.update(ingest.run_stream((symbol,), part))

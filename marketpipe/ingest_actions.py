@@ -35,6 +35,8 @@ from marketpipe.lake.actions import (
     with_reference_close,
 )
 from marketpipe.lake.ledger import ActionsEntry, CheckpointStore
+from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.storage import as_store
 from marketpipe.timeframe import Timeframe
 
 logger = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class ActionsReport:
 
 
 def _windows(
-    data_dir: Path,
+    lake: LakeStore,
     symbols: Sequence[str],
     entries: dict[str, ActionsEntry],
     first_needed: dt.date,
@@ -75,7 +77,7 @@ def _windows(
         if (
             entry is not None
             and entry.covered_from <= first_needed
-            and stored_file_matches(data_dir, symbol, entry.sha256)
+            and stored_file_matches(lake, symbol, entry.sha256)
         ):
             recheck = entry.covered_through - dt.timedelta(days=recheck_days)
             start = min(max(first_needed, recheck), today)
@@ -135,6 +137,7 @@ def sync_corporate_actions(
     actions_client: CorporateActionsClient,
     bars_client: AlpacaClient,
     data_dir: Path | str,
+    lake: LakeStore | Path | str,
     symbols: Sequence[str],
     start: dt.date,
     now: dt.datetime,
@@ -143,12 +146,14 @@ def sync_corporate_actions(
     settle: dt.timedelta,
     run_id: str,
 ) -> ActionsReport:
-    """Fetch, merge and publish the corporate actions of ``symbols`` as of ``now``.
+    """Fetch, merge and publish the corporate actions of ``symbols`` in ``lake`` as of
+    ``now``; ``data_dir`` holds the ledger.
 
     A batch the vendor refuses is retried symbol by symbol, so one bad symbol fails alone;
     the report names each failure (the caller decides what a failure means for the run).
     """
     data_dir = Path(data_dir)
+    lake = as_store(lake)
     today = new_york_date(now)
     first_needed = start - LOOKBACK_BEFORE_START
     # Reference closes are SIP minute bars, final like any SIP session.
@@ -160,7 +165,7 @@ def sync_corporate_actions(
 
     with CheckpointStore(data_dir) as store:
         entries = store.actions_entries()
-    windows = _windows(data_dir, symbols, entries, first_needed, today, recheck_days)
+    windows = _windows(lake, symbols, entries, first_needed, today, recheck_days)
     recorded: list[ActionsEntry] = []
     for first, group in sorted(windows.items()):
         for batch_start in range(0, len(group), SYMBOLS_PER_REQUEST):
@@ -168,7 +173,7 @@ def sync_corporate_actions(
             for symbols_asked, fresh in _fetch_batch(actions_client, batch, first, today, report):
                 report.fetched += fresh.num_rows
                 for symbol in symbols_asked:
-                    entry = _publish(data_dir, symbol, fresh, (first, today), entries.get(symbol),
+                    entry = _publish(lake, symbol, fresh, (first, today), entries.get(symbol),
                                      closes, report)  # fmt: skip
                     recorded.append(dataclasses.replace(entry, run_id=run_id))
     with CheckpointStore(data_dir) as store:
@@ -198,7 +203,7 @@ def _fetch_batch(
 
 
 def _publish(
-    data_dir: Path,
+    lake: LakeStore,
     symbol: str,
     fresh: pa.Table,
     window: tuple[dt.date, dt.date],
@@ -209,11 +214,11 @@ def _publish(
     """Merge ``symbol``'s fresh records into its file; publish it if its bytes changed."""
     first, last = window
     mine = fresh.filter(pc.equal(fresh["symbol"], symbol))
-    trusted = entry is not None and stored_file_matches(data_dir, symbol, entry.sha256)
-    stored = read_actions(data_dir, symbol) if trusted else None
+    trusted = entry is not None and stored_file_matches(lake, symbol, entry.sha256)
+    stored = read_actions(lake, symbol) if trusted else None
     merged, pending = closes(merge_actions(stored, mine, first, last))
     report.dividends_pending += pending
-    written, changed = publish_actions(data_dir, symbol, merged,
+    written, changed = publish_actions(lake, symbol, merged,
                                        entry.sha256 if entry is not None else None)  # fmt: skip
     if changed:
         report.written.append(symbol)

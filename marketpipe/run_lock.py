@@ -4,7 +4,8 @@
 holding process ends, however it ends (``kill -9``, OOM, power loss). So a lock that cannot
 be taken belongs to a live run, and one that can be taken proves that no run of this lake is
 alive: whatever Snakemake left behind is stale. The file also names the holder (pid, host,
-since when) for the "another run is in progress" message.
+since when) for the "another run is in progress" message. An S3 lake is also guarded across
+machines by a lease object in its bucket (:mod:`marketpipe.lake.lease`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 
 from marketpipe import clock
+from marketpipe.lake.lease import LeaseHeld, ObjectLease
+from marketpipe.lake.objects import LakeStore, S3Store
 
 LOCK_FILE = "run.lock"
 
@@ -35,10 +38,14 @@ def run_lock_path(data_dir: Path | str) -> Path:
 class RunLock:
     """The run lock of one lake, taken without waiting; use as a context manager."""
 
-    def __init__(self, data_dir: Path | str, purpose: str = "run") -> None:
+    def __init__(
+        self, data_dir: Path | str, purpose: str = "run", lake: LakeStore | None = None
+    ) -> None:
+        """``data_dir`` holds the local lock; an S3 ``lake`` adds its lease object."""
         self.path = run_lock_path(data_dir).resolve()
         self.purpose = purpose
         self._descriptor: int | None = None
+        self._lease = ObjectLease(lake, purpose) if isinstance(lake, S3Store) else None
 
     @property
     def held_here(self) -> bool:
@@ -69,6 +76,12 @@ class RunLock:
         }
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+        if self._lease is not None:
+            try:
+                self._lease.acquire()
+            except LeaseHeld as held:
+                os.close(descriptor)
+                raise RunInProgress(str(held)) from None
         self._descriptor = descriptor
         _held[self.path] = descriptor
 
@@ -76,6 +89,8 @@ class RunLock:
         """Let go of the lock (closing the descriptor releases the flock)."""
         if self._descriptor is None:
             return
+        if self._lease is not None:
+            self._lease.release()
         _held.pop(self.path, None)
         os.close(self._descriptor)
         self._descriptor = None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.storage import write_atomically
+from marketpipe.lake.objects import write_atomically
 from marketpipe.metrics import EndpointStats, merge_endpoint_stats
 
 RUNS_DIR = "_runs"

@@ -28,7 +28,7 @@ def sync(server: SimulatorServer, lake: Path, symbols: list[str], now: dt.dateti
     config = AlpacaConfig(base_url=server.url, requests_per_minute=10_000, **keys)
     with CorporateActionsClient(config) as actions, AlpacaClient(config) as bars:
         return sync_corporate_actions(
-            actions, bars, lake, symbols, START, now, recheck_days=recheck_days,
+            actions, bars, lake, lake, symbols, START, now, recheck_days=recheck_days,
             settle=dt.timedelta(minutes=30), run_id="test",
         )  # fmt: skip
 

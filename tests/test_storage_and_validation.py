@@ -11,7 +11,8 @@ import pytest
 
 from marketpipe.calendar import trading_sessions
 from marketpipe.connectors import OHLCV_SCHEMA
-from marketpipe.lake.storage import file_sha256, partition_path, write_atomically, write_table
+from marketpipe.lake.objects import write_atomically
+from marketpipe.lake.storage import file_sha256, partition_path, write_table
 from marketpipe.lake.validation import validate_bars
 from marketpipe.timeframe import Timeframe
 
@@ -71,7 +72,7 @@ def test_atomic_write_leaves_no_partial_file_on_failure(
         seen.append(Path(source).read_bytes())
         raise OSError("disk full")
 
-    monkeypatch.setattr("marketpipe.lake.storage.os.replace", failing_replace)
+    monkeypatch.setattr("marketpipe.lake.objects.os.replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_atomically(target, b"new")
     assert seen == [b"new"], "the new bytes were complete in the temporary file"

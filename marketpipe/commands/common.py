@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from marketpipe.lake.objects import LocalStore
+from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.workflow.planning import MonthPlan, plan_months
 from marketpipe.workflow.settings import WorkflowSettings, load_settings
 
@@ -36,10 +38,10 @@ def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
 
 def require_lake(settings: WorkflowSettings) -> None:
     """Fail clearly when the lake has not been created yet."""
-    if not (settings.data_dir / "ohlcv").is_dir():
-        raise CommandError(
-            f"no lake at {settings.data_dir}/ (data_dir); run `snakemake --cores 8` first"
-        )
+    lake = settings.lake
+    exists = (lake.root / LAKE_DIR).is_dir() if isinstance(lake, LocalStore) else lake.any(LAKE_DIR)
+    if not exists:
+        raise CommandError(f"no lake at {lake.uri}/ (data_dir); run `snakemake --cores 8` first")
 
 
 @dataclass(frozen=True)

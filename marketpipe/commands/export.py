@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.csv as csv
 import pyarrow.parquet as pq
 
+from marketpipe.lake.objects import write_atomically
 from marketpipe.lake.reader import read_bars
-from marketpipe.lake.storage import write_atomically
 from marketpipe.workflow.settings import WorkflowSettings
 
 FORMATS = {".parquet": "parquet", ".csv": "csv"}
@@ -38,7 +38,7 @@ def export_bars(
     if kind is None:
         raise ValueError(f"{output}: the file name must end in .parquet or .csv")
     table: pa.Table = read_bars(
-        symbols, first, last, data_dir=settings.data_dir, session=session, timeframe=timeframe,
+        symbols, first, last, data_dir=settings.lake, session=session, timeframe=timeframe,
         missing="skip" if skip_missing else "error", adjustment=adjustment,
     )  # fmt: skip
     sink = pa.BufferOutputStream()

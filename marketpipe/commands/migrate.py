@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.objects import write_atomically
 from marketpipe.lake.storage import (
     LAKE_DIR,
     PARTITION_FILE,
@@ -26,7 +27,6 @@ from marketpipe.lake.storage import (
     parquet_bytes,
     partition_of,
     without_symbol,
-    write_atomically,
 )
 from marketpipe.logs import current_run_id
 from marketpipe.run_lock import RunLock
@@ -58,7 +58,10 @@ def _new_bytes(path: Path) -> bytes | None:
 
 
 def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
-    """Rewrite every partition and quarantine file that still holds the symbol column."""
+    """Rewrite every partition and quarantine file that still holds the symbol column
+    (local lakes: releases that wrote the old format could not write to S3)."""
+    if not settings.lake.is_local:
+        return MigrationResult(0, 0, 0)
     root = settings.data_dir
     partitions = quarantined = current = 0
     with RunLock(root, "marketpipe migrate"), CheckpointStore(root) as store:

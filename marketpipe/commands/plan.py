@@ -92,7 +92,7 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         if observed
         else default_bars_per_day(settings.timeframe, settings.config.alpaca.feed)
     )
-    pending = pending_jobs(settings.data_dir, coverage.symbols, coverage.months)
+    pending = pending_jobs(settings.lake, coverage.symbols, coverage.months)
     jobs = []
     for job in fetch_jobs(pending, settings.config.symbols_per_job):
         # The job's symbols miss the same days, so each run of days is one shared stream.

@@ -11,16 +11,25 @@ touched. An interrupted refresh is finished by running it again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketpipe.calendar import trading_sessions
 from marketpipe.ingest import SymbolsFailed, ingest_days
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
-from marketpipe.lake.storage import file_sha256, partition_path, quarantine_path, write_atomically
+from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.storage import (
+    partition_key,
+    partition_path,
+    present_partitions,
+    quarantine_key,
+    quarantine_path,
+)
 from marketpipe.logs import current_run_id, json_log_file
 from marketpipe.run_lock import RunLock
 from marketpipe.workflow.jobs import stream_settings
@@ -70,14 +79,15 @@ def refresh_partitions(
         if settings.finality.is_final(session, settings.now)
     ]
     published: dict[str, list[dt.date]] = {}
+    listed = present_partitions(settings.lake, symbols)
     for symbol in sorted(symbols):
         for day in final:
-            if partition_path(data_dir, symbol, day).exists():
+            if (symbol, day) in listed:
                 published.setdefault(symbol, []).append(day)
             else:
                 result.not_in_lake.append((symbol, day))
     run_id = current_run_id()
-    with RunLock(data_dir, "marketpipe refresh"):
+    with RunLock(data_dir, "marketpipe refresh", settings.lake):
         staging = data_dir / STAGING_DIR
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted refresh
         log = data_dir / "_logs" / "refresh" / f"{run_id}.jsonl"
@@ -86,7 +96,7 @@ def refresh_partitions(
             with CheckpointStore(data_dir) as store, CheckpointStore(staging) as staged:
                 store.claim_settings(settings.lake_settings())
                 for symbol, days in published.items():
-                    _adopt_changes(store, staged, data_dir, staging, symbol, days, reason,
+                    _adopt_changes(store, staged, settings.lake, staging, symbol, days, reason,
                                    run_id, result)  # fmt: skip
         shutil.rmtree(staging, ignore_errors=True)
     return result
@@ -114,7 +124,7 @@ def _fetch(
 def _adopt_changes(
     store: CheckpointStore,
     staged: CheckpointStore,
-    data_dir: Path,
+    lake: LakeStore,
     staging: Path,
     symbol: str,
     days: list[dt.date],
@@ -128,8 +138,9 @@ def _adopt_changes(
         new = staged_ledger.get(day)
         if new is None:  # its symbol failed; reported in result.failed
             continue
-        target = partition_path(data_dir, symbol, day)
-        current = file_sha256(target)
+        target = partition_key(symbol, day)
+        current_bytes = lake.get(target)
+        current = hashlib.sha256(current_bytes).hexdigest()
         recorded = ledger.get(day)
         if new.sha256 == current:
             result.unchanged += 1
@@ -137,14 +148,14 @@ def _adopt_changes(
                 # The file was replaced but the ledger not yet (an interrupted refresh).
                 store.replace(recorded, new, f"{reason} (ledger caught up)", run_id)
             continue
-        old_rows = pq.ParquetFile(target).metadata.num_rows
+        old_rows = pq.ParquetFile(pa.BufferReader(current_bytes)).metadata.num_rows
         old = LedgerEntry(symbol, day, old_rows, current, old_rows == 0, 0, 0)
         staged_rejects = quarantine_path(staging, symbol, day)
-        rejects = quarantine_path(data_dir, symbol, day)
+        rejects = quarantine_key(symbol, day)
         if staged_rejects.exists():
-            write_atomically(rejects, staged_rejects.read_bytes())
+            lake.put(rejects, staged_rejects.read_bytes())
         else:
-            rejects.unlink(missing_ok=True)
-        write_atomically(target, partition_path(staging, symbol, day).read_bytes())
+            lake.delete(rejects)
+        lake.put(target, partition_path(staging, symbol, day).read_bytes())
         store.replace(old, new, reason, run_id)
         result.replaced.append(Replaced(symbol, day, old_rows, new.rows))

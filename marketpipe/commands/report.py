@@ -16,7 +16,8 @@ import numpy as np
 from marketpipe.commands.common import planned_coverage, require_lake
 from marketpipe.commands.status import SymbolStatus, lake_status
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.storage import partition_path, write_atomically
+from marketpipe.lake.objects import write_atomically
+from marketpipe.lake.storage import present_partitions
 from marketpipe.summary import build_run_summary, latest_run_summary
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -38,12 +39,13 @@ def coverage_grid(settings: WorkflowSettings) -> CoverageGrid:
     coverage = planned_coverage(settings)
     days = coverage.days
     values = np.full((len(coverage.symbols), len(days)), MISSING, dtype=np.int64)
+    listed = present_partitions(settings.lake, coverage.symbols)
     with CheckpointStore(settings.data_dir) as store:
         for row, symbol in enumerate(coverage.symbols):
             ledger = store.ledger(symbol, days)
             for column, day in enumerate(days):
                 entry = ledger.get(day)
-                if entry is None or not partition_path(settings.data_dir, symbol, day).exists():
+                if entry is None or (symbol, day) not in listed:
                     continue
                 values[row, column] = KNOWN_EMPTY if entry.known_empty else entry.rows
     return CoverageGrid(coverage.symbols, days, values)
@@ -152,7 +154,7 @@ def render_html(
 <style>{_STYLE}</style></head><body>
 <h1>MarketPipe coverage</h1>
 <p>{len(config.symbols)} symbol(s), {config.start} to {settings.end}, {config.timeframe}
-{html.escape(config.alpaca.feed)} bars, lake <code>{html.escape(str(settings.data_dir))}</code>.</p>
+{html.escape(config.alpaca.feed)} bars, lake <code>{html.escape(settings.lake.uri)}</code>.</p>
 <img alt="coverage heat map" src="data:image/png;base64,{image}">
 <h2>Per symbol</h2>
 <table><tr><th>symbol</th><th>days present</th><th>known empty</th><th>missing</th>

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from marketpipe.calendar import trading_sessions
 from marketpipe.commands.common import planned_coverage, require_lake
 from marketpipe.lake.ledger import CheckpointStore, state_path
-from marketpipe.lake.storage import partition_path
+from marketpipe.lake.storage import present_partitions
 from marketpipe.workflow.planning import pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -34,7 +34,7 @@ def missing_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
     coverage = planned_coverage(settings)
     return [
         (job.symbol, day)
-        for job in pending_jobs(settings.data_dir, coverage.symbols, coverage.months)
+        for job in pending_jobs(settings.lake, coverage.symbols, coverage.months)
         for day in job.missing
     ]
 
@@ -67,12 +67,13 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
     require_lake(settings)
     coverage = planned_coverage(settings)
     days = coverage.days
+    listed = present_partitions(settings.lake, coverage.symbols)
     with CheckpointStore(settings.data_dir) as store:
         last_bars = store.high_water_marks()
         result = []
         for symbol in coverage.symbols:
             ledger = store.ledger(symbol, days)
-            present = [d for d in days if partition_path(settings.data_dir, symbol, d).exists()]
+            present = [d for d in days if (symbol, d) in listed]
             entries = [ledger[day] for day in present if day in ledger]
             planned_days = set(days)
             refreshed = {r.day for r in store.replacements(symbol) if r.day in planned_days}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from marketpipe.commands.status import missing_partitions, premature_partitions
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.storage import describe_partitions, partition_path, quarantine_path
+from marketpipe.lake.storage import describe_partitions, partition_key, quarantine_key
 from marketpipe.run_lock import RunInProgress, RunLock
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -66,8 +66,8 @@ def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.
     if not premature:
         return []
     for symbol, day in premature:
-        partition_path(settings.data_dir, symbol, day).unlink(missing_ok=True)
-        quarantine_path(settings.data_dir, symbol, day).unlink(missing_ok=True)
+        settings.lake.delete(partition_key(symbol, day))
+        settings.lake.delete(quarantine_key(symbol, day))
     with CheckpointStore(settings.data_dir) as store:
         for symbol, day in premature:
             store.forget(symbol, [day])
@@ -85,7 +85,7 @@ def run_update(
 ) -> int:
     """Run the workflow once under the run lock; return one of the ``EXIT_*`` codes."""
     try:
-        with RunLock(settings.data_dir, "marketpipe update"):
+        with RunLock(settings.data_dir, "marketpipe update", settings.lake):
             clear_stale_snakemake_lock(config_file, overrides)
             drop_premature_partitions(settings)
             arguments = [*_workflow_arguments(config_file, overrides), "--cores", str(cores)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pyarrow.parquet as pq
 
 from marketpipe.commands.common import require_lake
 from marketpipe.commands.status import premature_partitions
-from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_path, stored_symbols
+from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_key, stored_symbols
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     DAY_KEY,
     LAKE_DIR,
@@ -21,10 +23,9 @@ from marketpipe.lake.storage import (
     PARTITION_FILE,
     SYMBOL_COLUMN,
     SYMBOL_KEY,
-    file_sha256,
     new_york_day_keys,
+    partition_key,
     partition_of,
-    partition_path,
 )
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -33,7 +34,7 @@ from marketpipe.workflow.settings import WorkflowSettings
 class Problem:
     """One thing wrong with one file (or one ledger row)."""
 
-    path: Path
+    path: str  # where the file is, as the lake's root names it (a directory or s3://)
     problem: str
 
 
@@ -46,9 +47,9 @@ class VerifyResult:
     actions_checked: int = 0  # corporate-actions files
 
 
-def _check_contents(path: Path, symbol: str, day: dt.date) -> str | None:
+def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
         return f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:120]})"
     if SYMBOL_COLUMN in table.column_names:
@@ -74,9 +75,9 @@ def _check_contents(path: Path, symbol: str, day: dt.date) -> str | None:
     return None
 
 
-def _check_actions_contents(path: Path, symbol: str) -> str | None:
+def _check_actions_contents(data: bytes, symbol: str) -> str | None:
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(pa.BufferReader(data))
     except (OSError, pa.ArrowException) as exc:
         return f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:120]})"
     if not table.schema.remove_metadata().equals(STORED_ACTIONS_SCHEMA.remove_metadata()):
@@ -89,26 +90,27 @@ def _check_actions_contents(path: Path, symbol: str) -> str | None:
     return None
 
 
-def verify_actions(root: Path) -> tuple[int, list[Problem]]:
+def verify_actions(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
     """Re-hash every corporate-actions file against the ledger and check its contents."""
-    with CheckpointStore(root) as store:
+    with CheckpointStore(state_dir) as store:
         ledger = store.actions_entries()
     problems: list[Problem] = []
-    symbols = stored_symbols(root)
+    symbols = stored_symbols(lake)
     for symbol in symbols:
-        path = actions_path(root, symbol)
+        key = actions_key(symbol)
+        where = f"{lake.uri}/{key}"
+        data = lake.get(key)
         entry = ledger.get(symbol)
         if entry is None:
-            problems.append(Problem(path, "no ledger row records this file"))
-        elif file_sha256(path) != entry.sha256:
-            problems.append(Problem(path, "content differs from the ledger (sha256 mismatch)"))
-        issue = _check_actions_contents(path, symbol)
+            problems.append(Problem(where, "no ledger row records this file"))
+        elif hashlib.sha256(data).hexdigest() != entry.sha256:
+            problems.append(Problem(where, "content differs from the ledger (sha256 mismatch)"))
+        issue = _check_actions_contents(data, symbol)
         if issue:
-            problems.append(Problem(path, issue))
+            problems.append(Problem(where, issue))
     for symbol in sorted(set(ledger) - set(symbols)):
-        problems.append(
-            Problem(actions_path(root, symbol), "recorded in the ledger but the file is missing")
-        )
+        where = f"{lake.uri}/{actions_key(symbol)}"
+        problems.append(Problem(where, "recorded in the ledger but the file is missing"))
     return len(symbols), problems
 
 
@@ -116,38 +118,42 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
     """Re-hash every partition and corporate-actions file against the ledger and check
     schema and row placement."""
     require_lake(settings)
-    root = settings.data_dir
+    lake = settings.lake
     problems: list[Problem] = []
     checked = 0
     seen: set[tuple[str, dt.date]] = set()
-    with CheckpointStore(root) as store:
+    with CheckpointStore(settings.data_dir) as store:
         ledger = {(entry.symbol, entry.day): entry for entry in store.all_entries()}
-    for path in sorted((root / LAKE_DIR).rglob(PARTITION_FILE)):
+    for key in lake.list(LAKE_DIR):
+        if not key.endswith(f"/{PARTITION_FILE}"):
+            continue
         checked += 1
-        located = partition_of(path)
+        where = f"{lake.uri}/{key}"
+        located = partition_of(Path(key))
         if located is None:
-            problems.append(Problem(path, "not at a symbol=/year=/month=/day= path with a date"))
+            problems.append(Problem(where, "not at a symbol=/year=/month=/day= path with a date"))
             continue
         symbol, day = located
         seen.add((symbol, day))
+        data = lake.get(key)
         entry = ledger.get((symbol, day))
         if entry is None:
-            problems.append(Problem(path, "no ledger row records this file"))
-        elif file_sha256(path) != entry.sha256:
-            problems.append(Problem(path, "content differs from the ledger (sha256 mismatch)"))
-        issue = _check_contents(path, symbol, day)
+            problems.append(Problem(where, "no ledger row records this file"))
+        elif hashlib.sha256(data).hexdigest() != entry.sha256:
+            problems.append(Problem(where, "content differs from the ledger (sha256 mismatch)"))
+        issue = _check_contents(data, symbol, day)
         if issue:
-            problems.append(Problem(path, issue))
+            problems.append(Problem(where, issue))
     for (symbol, day), _entry in sorted(ledger.items()):
         if (symbol, day) not in seen:
-            path = partition_path(root, symbol, day)
-            problems.append(Problem(path, "recorded in the ledger but the file is missing"))
-    actions_checked, actions_problems = verify_actions(root)
+            where = f"{lake.uri}/{partition_key(symbol, day)}"
+            problems.append(Problem(where, "recorded in the ledger but the file is missing"))
+    actions_checked, actions_problems = verify_actions(lake, settings.data_dir)
     problems.extend(actions_problems)
     for symbol, day in premature_partitions(settings):
         problems.append(
             Problem(
-                partition_path(root, symbol, day),
+                f"{lake.uri}/{partition_key(symbol, day)}",
                 "written before its session was final (by an earlier release); "
                 "`marketpipe update` fetches it again",
             )

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from marketpipe.connectors.models import CORPORATE_ACTIONS_SCHEMA
+from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     SYMBOL_COLUMN,
     SYMBOL_KEY,
     WrittenFile,
-    file_sha256,
+    as_store,
     parquet_bytes,
+    read_table_at,
     repeated_string,
-    write_atomically,
 )
 
 ACTIONS_DIR = "corporate_actions"
@@ -42,18 +42,25 @@ ACTIONS_SCHEMA = CORPORATE_ACTIONS_SCHEMA.append(pa.field(REFERENCE_CLOSE, pa.fl
 _ORDER = [("ex_date", "ascending"), ("type", "ascending"), ("id", "ascending")]
 
 
+Lake = LakeStore | Path | str
+
+
+def actions_key(symbol: str) -> str:
+    """The key, relative to the lake's root, of ``symbol``'s corporate actions."""
+    return f"{ACTIONS_DIR}/symbol={symbol}/{ACTIONS_FILE}"
+
+
 def actions_path(data_dir: Path | str, symbol: str) -> Path:
-    """Where the corporate actions of ``symbol`` live."""
-    return Path(data_dir) / ACTIONS_DIR / f"symbol={symbol}" / ACTIONS_FILE
+    """Where the corporate actions of ``symbol`` live in a local lake."""
+    return Path(data_dir) / actions_key(symbol)
 
 
-def stored_symbols(data_dir: Path | str) -> list[str]:
+def stored_symbols(lake: Lake) -> list[str]:
     """The symbols that have a corporate-actions file, sorted."""
-    root = Path(data_dir) / ACTIONS_DIR
     return sorted(
-        path.parent.name.removeprefix("symbol=")
-        for path in root.glob(f"symbol=*/{ACTIONS_FILE}")
-        if path.is_file()
+        key.split("/")[1].removeprefix("symbol=")
+        for key in as_store(lake).list(ACTIONS_DIR)
+        if key.endswith(f"/{ACTIONS_FILE}") and key.count("/") == 2
     )
 
 
@@ -65,13 +72,15 @@ def with_reference_close(table: pa.Table) -> pa.Table:
     )
 
 
-def read_actions(data_dir: Path | str, symbol: str) -> pa.Table | None:
+def read_actions(lake: Lake, symbol: str) -> pa.Table | None:
     """The stored actions of ``symbol`` with their symbol column, or ``None`` if the lake has
     never stored any (an empty table means: asked, and there were none)."""
-    path = actions_path(data_dir, symbol)
-    if not path.exists():
+    store = as_store(lake)
+    try:
+        table = read_table_at(store, actions_key(symbol))
+    except FileNotFoundError:
         return None
-    table = pq.read_table(path, schema=STORED_ACTIONS_SCHEMA)
+    table = table.cast(STORED_ACTIONS_SCHEMA.with_metadata(table.schema.metadata))
     return table.add_column(
         ACTIONS_SCHEMA.get_field_index(SYMBOL_COLUMN),
         ACTIONS_SCHEMA.field(SYMBOL_COLUMN),
@@ -91,10 +100,11 @@ class MissingActionsError(LookupError):
         )
 
 
-def actions_of(data_dir: Path | str, symbols: list[str]) -> dict[str, pa.Table]:
+def actions_of(lake: Lake, symbols: list[str]) -> dict[str, pa.Table]:
     """Each symbol's stored actions; raises :class:`MissingActionsError` naming any symbol
     the lake has never stored actions for."""
-    found = {symbol: read_actions(data_dir, symbol) for symbol in symbols}
+    store = as_store(lake)
+    found = {symbol: read_actions(store, symbol) for symbol in symbols}
     missing = [symbol for symbol, table in found.items() if table is None]
     if missing:
         raise MissingActionsError(missing)
@@ -157,21 +167,25 @@ def actions_bytes(symbol: str, table: pa.Table) -> bytes:
     return parquet_bytes(stored, {SYMBOL_KEY: symbol})
 
 
-def stored_file_matches(data_dir: Path | str, symbol: str, sha256: str) -> bool:
+def stored_file_matches(lake: Lake, symbol: str, sha256: str) -> bool:
     """Whether ``symbol``'s actions file exists and has exactly the bytes of ``sha256``."""
-    path = actions_path(data_dir, symbol)
-    return path.exists() and file_sha256(path) == sha256
+    try:
+        data = as_store(lake).get(actions_key(symbol))
+    except FileNotFoundError:
+        return False
+    return hashlib.sha256(data).hexdigest() == sha256
 
 
 def publish_actions(
-    data_dir: Path | str, symbol: str, table: pa.Table, current_sha256: str | None = None
+    lake: Lake, symbol: str, table: pa.Table, current_sha256: str | None = None
 ) -> tuple[WrittenFile, bool]:
     """Publish ``symbol``'s actions atomically unless the file already holds these bytes
     (``current_sha256``, the ledger's hash of it); returns the file and whether it changed."""
+    store = as_store(lake)
     data = actions_bytes(symbol, table)
-    path = actions_path(data_dir, symbol)
-    written = WrittenFile(path, table.num_rows, hashlib.sha256(data).hexdigest())
-    if written.sha256 == current_sha256 and stored_file_matches(data_dir, symbol, written.sha256):
+    key = actions_key(symbol)
+    written = WrittenFile(key, table.num_rows, hashlib.sha256(data).hexdigest())
+    if written.sha256 == current_sha256 and stored_file_matches(store, symbol, written.sha256):
         return written, False
-    write_atomically(path, data, crash_point_name="parquet_write")
+    store.put(key, data, crash_point_name="parquet_write")
     return written, True

@@ -22,14 +22,17 @@ from marketpipe.calendar import Session, new_york_date, new_york_midnight, tradi
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.actions import actions_of
 from marketpipe.lake.adjustment import adjust_bars, adjustment_kinds
+from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
     LAKE_DIR,
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
+    as_store,
     describe_partitions,
     new_york_day_keys,
-    partition_path,
+    partition_key,
+    present_partitions,
     repeated_string,
 )
 from marketpipe.timeframe import Timeframe, TimeframeUnit
@@ -71,10 +74,10 @@ def _plan(
     symbols: str | Sequence[str],
     start: dt.date | dt.datetime,
     end: dt.date | dt.datetime,
-    data_dir: Path | str,
+    lake: LakeStore,
     missing: Literal["error", "skip"],
-) -> tuple[list[Path], list[Session], dt.datetime | None, dt.datetime | None]:
-    """The files to open, the sessions of the range and the exact bounds, if any."""
+) -> tuple[list[str], list[Session], dt.datetime | None, dt.datetime | None]:
+    """The keys to open, the sessions of the range and the exact bounds, if any."""
     tickers = [symbols] if isinstance(symbols, str) else list(symbols)
     if not tickers:
         raise ValueError("symbols is empty; name at least one")
@@ -85,12 +88,13 @@ def _plan(
     if last < first:
         raise ValueError(f"end ({last}) is before start ({first})")
     sessions = trading_sessions(first, last)
+    listed = None if isinstance(lake, LocalStore) else present_partitions(lake, tickers)
     paths, absent = [], []
     for symbol in tickers:
         for session in sessions:
-            path = partition_path(data_dir, symbol, session.date)
-            if path.exists():
-                paths.append(path)
+            key = partition_key(symbol, session.date)
+            if lake.exists(key) if listed is None else (symbol, session.date) in listed:
+                paths.append(key)
             else:
                 absent.append((symbol, session.date))
     if absent and missing == "error":
@@ -112,22 +116,25 @@ def scan_bars(
     Stream it with ``.to_batches()``, filter it, or hand it to ``polars.scan_pyarrow_dataset``
     or DuckDB. Date bounds select whole sessions; apply datetime bounds as a filter.
     """
-    paths, _, _, _ = _plan(symbols, start, end, data_dir, missing)
-    return _dataset(paths, data_dir)
+    lake = as_store(data_dir)
+    keys, _, _, _ = _plan(symbols, start, end, lake, missing)
+    return _dataset(keys, lake)
 
 
-def _dataset(paths: list[Path], data_dir: Path | str) -> ds.Dataset:
+def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:
     partitioning = ds.partitioning(
         pa.schema([pa.field(SYMBOL_COLUMN, pa.string()), pa.field("year", pa.int32()),
                    pa.field("month", pa.int32()), pa.field("day", pa.int32())]),
         flavor="hive",
     )  # fmt: skip
+    filesystem, root = lake_filesystem(lake)
     return ds.dataset(
-        [str(path) for path in paths],
+        [f"{root}/{key}" for key in keys],
         schema=LAKE_SCHEMA.append(pa.field(SYMBOL_COLUMN, pa.string())),
         format="parquet",
         partitioning=partitioning,
-        partition_base_dir=str(Path(data_dir) / LAKE_DIR),
+        partition_base_dir=f"{root}/{LAKE_DIR}",
+        filesystem=filesystem,
     )
 
 
@@ -157,16 +164,17 @@ def read_bars(
     in the lake to the raw bars, as of the last run (see :mod:`marketpipe.lake.adjustment`).
     """
     kinds = adjustment_kinds(adjustment)
+    lake = as_store(data_dir)
     if session not in ("extended", "regular"):
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if output not in ("arrow", "pandas", "polars"):
         raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
-    paths, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, data_dir,
-                                              missing)  # fmt: skip
-    table = _read_in_order(paths)
+    keys, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, lake,
+                                             missing)  # fmt: skip
+    table = _read_in_order(keys, lake)
     if kinds:
-        _require_raw(paths)
-        table = adjust_bars(table, actions_of(data_dir, sorted_symbols(symbols)), kinds)
+        _require_raw(keys, lake)
+        table = adjust_bars(table, actions_of(lake, sorted_symbols(symbols)), kinds)
     if start_at is not None:
         table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(start_at)))
     if end_at is not None:
@@ -184,18 +192,23 @@ def read_bars(
     return _convert(table, output)
 
 
-def _read_in_order(paths: list[Path]) -> pa.Table:
+def _read_in_order(keys: list[str], lake: LakeStore) -> pa.Table:
     """The files' rows, sorted by symbol then time, with the symbol column restored.
 
-    ``paths`` come ordered by symbol, then day, and each file by time; a dataset over an
+    ``keys`` come ordered by symbol, then day, and each file by time; a dataset over an
     explicit file list keeps that order, so no sort is needed (one costs more than the read).
+    On S3 the objects are fetched concurrently.
     """
     by_symbol: dict[str, list[str]] = {}
-    for path in paths:
-        by_symbol.setdefault(path.parents[3].name.removeprefix("symbol="), []).append(str(path))
+    for key in keys:
+        by_symbol.setdefault(key.split("/")[1].removeprefix("symbol="), []).append(key)
+    filesystem, root = lake_filesystem(lake)
     tables = []
     for symbol in sorted(by_symbol):
-        table = ds.dataset(by_symbol[symbol], format="parquet", schema=LAKE_SCHEMA).to_table()
+        files = [f"{root}/{key}" for key in by_symbol[symbol]]
+        table = ds.dataset(
+            files, format="parquet", schema=LAKE_SCHEMA, filesystem=filesystem
+        ).to_table()
         tables.append(table.add_column(0, OHLCV_SCHEMA.field(SYMBOL_COLUMN),
                                        repeated_string(symbol, table.num_rows)))  # fmt: skip
     if not tables:
@@ -203,11 +216,12 @@ def _read_in_order(paths: list[Path]) -> pa.Table:
     return pa.concat_tables(tables).replace_schema_metadata(OHLCV_SCHEMA.metadata)
 
 
-def _require_raw(paths: list[Path]) -> None:
+def _require_raw(keys: list[str], lake: LakeStore) -> None:
     """Adjusting bars the vendor already adjusted would apply the actions twice."""
-    if not paths:
+    if not keys:
         return
-    metadata = pq.read_schema(paths[0]).metadata or {}
+    filesystem, root = lake_filesystem(lake)
+    metadata = pq.read_schema(f"{root}/{keys[0]}", filesystem=filesystem).metadata or {}
     stored = metadata.get(ADJUSTMENT_KEY.encode(), b"raw").decode()
     if stored != "raw":
         raise ValueError(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +14,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.chaos import crash_point
 from marketpipe.connectors.models import OHLCV_SCHEMA
+from marketpipe.lake.objects import LakeStore, LocalStore, S3Store, open_store
 
 LAKE_DIR = "ohlcv"
 SYMBOL_COLUMN = "symbol"
@@ -31,6 +29,7 @@ LAKE_SCHEMA = OHLCV_SCHEMA.remove(OHLCV_SCHEMA.get_field_index(SYMBOL_COLUMN))
 QUARANTINE_DIR = "quarantine"
 PARTITION_FILE = "bars.parquet"
 QUARANTINE_FILE = "rejected.parquet"
+_FILE_OF = {LAKE_DIR: PARTITION_FILE, QUARANTINE_DIR: QUARANTINE_FILE}
 REASON_COLUMN = "reason"  # why a quarantined row was rejected
 # Fixed writer options: the same rows always give the same bytes (for one pyarrow version).
 _WRITER_OPTIONS = {
@@ -90,6 +89,47 @@ def describe_partitions(partitions: Sequence[tuple[str, dt.date]], shown: int = 
     return named + (f" and {more} more" if more > 0 else "")
 
 
+def day_prefix(area: str, symbol: str, day: dt.date) -> str:
+    """``<area>/symbol=S/year=YYYY/month=MM/day=DD``: the key prefix of one symbol-day."""
+    return f"{area}/symbol={symbol}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+
+
+def partition_key(symbol: str, day: dt.date) -> str:
+    """The key, relative to the lake's root, of one symbol-day's bars."""
+    return f"{day_prefix(LAKE_DIR, symbol, day)}/{PARTITION_FILE}"
+
+
+def quarantine_key(symbol: str, day: dt.date) -> str:
+    """The key of one symbol-day's rejected rows."""
+    return f"{day_prefix(QUARANTINE_DIR, symbol, day)}/{QUARANTINE_FILE}"
+
+
+def as_store(lake: LakeStore | Path | str) -> LakeStore:
+    """A store for a lake given as a store, a local directory or an ``s3://`` URI."""
+    if isinstance(lake, LocalStore | S3Store):
+        return lake
+    return open_store(str(lake) if isinstance(lake, Path) else lake)
+
+
+def present_partitions(
+    lake: LakeStore | Path | str, symbols: Sequence[str], area: str = LAKE_DIR
+) -> set[tuple[str, dt.date]]:
+    """Every (symbol, day) of ``symbols`` that has a file in ``area``, found by listing
+    (on S3: one LIST request per 1,000 keys of each symbol's prefix, never one per file)."""
+    store = as_store(lake)
+    wanted = set(symbols)
+    found = set()
+    prefixes = [f"{area}/symbol={symbol}" for symbol in sorted(wanted)]
+    if not store.is_local and len(wanted) > 1:
+        prefixes = [area]  # one paginated listing of the whole area
+    for prefix in prefixes:
+        for key in store.list(prefix):
+            located = partition_of(Path(key))
+            if located is not None and located[0] in wanted and key.endswith(_FILE_OF[area]):
+                found.add(located)
+    return found
+
+
 def partition_path(data_dir: Path | str, symbol: str, day: dt.date) -> Path:
     """Where the bars of one symbol and New York trading day live."""
     return partition_dir(Path(data_dir), LAKE_DIR, symbol, day) / PARTITION_FILE
@@ -102,9 +142,9 @@ def quarantine_path(data_dir: Path | str, symbol: str, day: dt.date) -> Path:
 
 @dataclass(frozen=True)
 class WrittenFile:
-    """A published file: where, how many rows, and the sha256 of its bytes."""
+    """A published file: its key in the lake, how many rows, and the sha256 of its bytes."""
 
-    path: Path
+    key: str
     rows: int
     sha256: str
 
@@ -119,32 +159,6 @@ def parquet_bytes(table: pa.Table, metadata: Mapping[str, str]) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_atomically(path: Path, data: bytes, crash_point_name: str | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers only ever see the old or the new file.
-
-    The bytes go to a temporary file beside the target, are fsynced, and are renamed over
-    the target; the directory is fsynced so the rename survives a crash.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if crash_point_name:
-            crash_point(crash_point_name)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def without_symbol(table: pa.Table) -> pa.Table:
     """``table`` as a partition file stores it: no symbol column, the file's own schema."""
     schema = LAKE_SCHEMA
@@ -154,9 +168,16 @@ def without_symbol(table: pa.Table) -> pa.Table:
 
 
 def write_partition(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:
-    """Publish one symbol-day's rows (or rejected rows) atomically, without the symbol column;
-    ``metadata`` names the symbol and day for a file read on its own."""
-    return write_table(path, without_symbol(table), metadata)
+    """Publish one symbol-day's rows (or rejected rows) atomically at a local ``path``."""
+    return publish_partition(LocalStore(path.parent), path.name, table, metadata)
+
+
+def publish_partition(
+    lake: LakeStore, key: str, table: pa.Table, metadata: Mapping[str, str]
+) -> WrittenFile:
+    """Publish one symbol-day's rows (or rejected rows) at ``key``, at once, without the
+    symbol column; ``metadata`` names the symbol and day for a file read on its own."""
+    return publish_table(lake, key, without_symbol(table), metadata)
 
 
 def repeated_string(value: str, count: int) -> pa.Array:
@@ -165,10 +186,18 @@ def repeated_string(value: str, count: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, pa.array([value])).cast(pa.string())
 
 
-def read_partition(path: Path) -> pa.Table:
+def read_table_at(lake: LakeStore, key: str) -> pa.Table:
+    """The Parquet table at ``key`` (a local file is read in place)."""
+    if isinstance(lake, LocalStore):
+        return pq.read_table(lake.path(key))
+    return pq.read_table(pa.BufferReader(lake.get(key)))
+
+
+def read_partition(path: Path, lake: LakeStore | None = None) -> pa.Table:
     """A partition file's rows with the symbol column restored from its metadata (files of
-    releases that stored the column are read as they are)."""
-    table = pq.read_table(path)
+    releases that stored the column are read as they are); ``path`` is a key of ``lake``
+    when one is given."""
+    table = pq.read_table(path) if lake is None else read_table_at(lake, path.as_posix())
     if SYMBOL_COLUMN in table.column_names:
         return table
     symbol = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
@@ -179,10 +208,17 @@ def read_partition(path: Path) -> pa.Table:
 
 
 def write_table(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:
-    """Publish ``table`` as a Parquet file at ``path``, atomically and deterministically."""
+    """Publish ``table`` as a Parquet file at a local ``path``, atomically, deterministically."""
+    return publish_table(LocalStore(path.parent), path.name, table, metadata)
+
+
+def publish_table(
+    lake: LakeStore, key: str, table: pa.Table, metadata: Mapping[str, str]
+) -> WrittenFile:
+    """Publish ``table`` as a Parquet object at ``key``, at once and deterministically."""
     data = parquet_bytes(table, metadata)
-    write_atomically(path, data, crash_point_name="parquet_write")
-    return WrittenFile(path, table.num_rows, hashlib.sha256(data).hexdigest())
+    lake.put(key, data, crash_point_name="parquet_write")
+    return WrittenFile(key, table.num_rows, hashlib.sha256(data).hexdigest())
 
 
 def file_sha256(path: Path) -> str:

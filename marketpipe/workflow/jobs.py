@@ -31,12 +31,14 @@ from marketpipe.ingest import (
 )
 from marketpipe.ingest_actions import ActionsReport, sync_corporate_actions
 from marketpipe.lake.ledger import CheckpointStore, JobRecord, state_path
-from marketpipe.lake.storage import write_atomically
+from marketpipe.lake.objects import write_atomically
+from marketpipe.lake.storage import describe_partitions
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.run_lock import RunLock
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
 from marketpipe.workflow.planning import (
+    FetchJob,
     describe_not_final,
     plan_path,
     symbols_label,
@@ -103,9 +105,10 @@ def fetch_partitions(
     symbols: Sequence[str],
     days: Sequence[dt.date | str],
     log_path: Path | str,
+    done_marker: Path | str | None = None,
 ) -> IngestReport:
     """Fetch and publish the missing partitions of ``symbols`` among ``days``; log JSON to
-    ``log_path``.
+    ``log_path``; write ``done_marker`` (if given) when every one is published.
 
     The job's outcome and per-endpoint metrics are stored with the checkpoints under the
     run id. Raises :class:`FetchFailed` naming each failed symbol, the days and the vendor's
@@ -130,7 +133,7 @@ def fetch_partitions(
                 store.open_job(token, symbols, wanted)
                 with open_client(settings, recorder) as client:
                     ingest_days(
-                        client, store, settings.data_dir, symbols, wanted,
+                        client, store, settings.lake, symbols, wanted,
                         stream_settings(settings), report, now=settings.now,
                     )  # fmt: skip
             except (ConnectorError, ValueError) as exc:
@@ -148,6 +151,8 @@ def fetch_partitions(
                 job = _JobOutcome(symbols, failed if error else (), month, started, error)
                 _finish_job(store, settings, job, report, recorder)
                 store.close_job(token)
+    if done_marker is not None:
+        write_atomically(Path(done_marker), f"{label}\n".encode())
     return report
 
 
@@ -241,7 +246,8 @@ def fetch_corporate_actions(
         try:
             with open_clients(settings, recorder) as clients:
                 report = sync_corporate_actions(
-                    clients.corporate_actions, clients.bars, settings.data_dir, symbols,
+                    clients.corporate_actions, clients.bars, settings.data_dir, settings.lake,
+                    symbols,
                     settings.config.start, settings.now,
                     recheck_days=settings.config.corporate_actions.recheck_days,
                     settle=settings.finality.settle, run_id=current_run_id(),
@@ -307,7 +313,7 @@ def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
         interrupted = store.open_jobs()
         for job, (symbols, days) in interrupted.items():
             for symbol in symbols:
-                reconcile(store, settings.data_dir, symbol, days)
+                reconcile(store, settings.lake, symbol, days)
             store.close_job(job)
             log_event(logger, "job.recovered", f"reconciled the ledger of interrupted job {job}")
     return len(interrupted)
@@ -351,6 +357,16 @@ def adjustment_warning(settings: WorkflowSettings) -> str | None:
     )
 
 
+def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> None:
+    """Name the partitions the run's jobs fetch, when Snakemake cannot (an S3 lake's jobs
+    output marker files, so ``-n`` would show those)."""
+    if settings.lake.is_local or not jobs:
+        return
+    missing = sorted((group.symbol, day) for job in jobs for group in job.pending
+                     for day in group.missing)  # fmt: skip
+    print(f"[marketpipe] missing: {describe_partitions(missing)}", file=sys.stderr, flush=True)
+
+
 def announce_run_scope(settings: WorkflowSettings) -> None:
     """Print :func:`run_scope_notes` (and :func:`adjustment_warning`) for the person or
     scheduler running the workflow."""
@@ -368,7 +384,7 @@ def hold_run_lock(settings: WorkflowSettings) -> None:
     Raises :class:`RunInProgress` when another live process writes the lake; a lock that
     ``marketpipe update`` took in this same process already covers the run.
     """
-    lock = RunLock(settings.data_dir, "snakemake")
+    lock = RunLock(settings.data_dir, "snakemake", settings.lake)
     lock.acquire()
     _RUN_LOCKS.append(lock)
 

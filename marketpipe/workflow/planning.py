@@ -13,7 +13,8 @@ from pathlib import Path
 from marketpipe.calendar import Session, new_york_date
 from marketpipe.finality import Finality, describe_final_at
 from marketpipe.lake.ledger import STATE_DIR
-from marketpipe.lake.storage import PARTITION_FILE, partition_path, write_atomically
+from marketpipe.lake.objects import LakeStore, LocalStore, write_atomically
+from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
 from marketpipe.workflow.settings import WorkflowSettings
 
 
@@ -86,18 +87,24 @@ def _present_days(month_dir: Path) -> set[int]:
 
 
 def pending_jobs(
-    data_dir: Path | str, symbols: list[str], months: list[MonthPlan]
+    lake: LakeStore | Path | str, symbols: list[str], months: list[MonthPlan]
 ) -> list[PendingJob]:
     """The (symbol, month) groups with missing partitions, from one pass over the lake.
 
     Planning work is proportional to what is missing: complete months cost one directory
-    listing, and nothing is asked of Snakemake for them.
+    listing, and nothing is asked of Snakemake for them. On S3 the lake is listed (one
+    request per 1,000 keys), never asked about one partition at a time.
     """
+    store = as_store(lake)
+    listed = None if isinstance(store, LocalStore) else present_partitions(store, symbols)
     pending = []
     for month in months:
         for symbol in symbols:
-            month_dir = partition_path(data_dir, symbol, month.days[0]).parent.parent
-            present = _present_days(month_dir)
+            if listed is None:
+                month_dir = partition_path(store.uri, symbol, month.days[0]).parent.parent
+                present = _present_days(month_dir)
+            else:
+                present = {day.day for day in month.days if (symbol, day) in listed}
             missing = tuple(day for day in month.days if day.day not in present)
             if missing:
                 pending.append(PendingJob(symbol, month, missing))
@@ -135,6 +142,14 @@ class FetchJob:
         return (
             f"{self.month.label}/{first}" if first == last else f"{self.month.label}/{first}-{last}"
         )
+
+    def marker(self, data_dir: Path | str, run_id: str) -> str:
+        """The job's output when the lake is on S3: a local file it writes when done.
+
+        Snakemake cannot see objects without a request each; the run's plan (from one
+        listing) already holds only missing partitions, so a job of this run is due.
+        """
+        return str(Path(data_dir) / "_state" / "jobs" / run_id / f"{self.name}.done")
 
     def outputs(self, data_dir: Path | str) -> list[str]:
         """Every partition path of the job's symbols in its month (present ones stay)."""

@@ -32,6 +32,7 @@ from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
 from marketpipe.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY, Finality
+from marketpipe.lake.objects import ENDPOINT_VARIABLE, LakeStore, S3Store, is_s3, open_store
 from marketpipe.simulator.actions import ActionBook, ungrouped_records
 from marketpipe.simulator.faults import FAULT_KINDS
 from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
@@ -183,6 +184,18 @@ class AlertSettings(BaseModel):
         return value
 
 
+class S3Settings(BaseModel):
+    """How to reach the S3 (or S3-compatible) server of an ``s3://`` lake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_url: str | None = Field(
+        None,
+        description="The S3 API's URL (a MinIO or other S3-compatible server); default: "
+        f"${ENDPOINT_VARIABLE}, else AWS",
+    )
+
+
 class CorporateActionsSettings(BaseModel):
     """Corporate actions (splits, dividends ...) stored beside the bars for adjusted reads."""
 
@@ -223,7 +236,18 @@ class WorkflowConfig(BaseModel):
     vendor: Literal["demo", "alpaca"] = Field(
         "demo", description="demo = the bundled offline simulator; alpaca = the real API"
     )
-    data_dir: str = Field("data", min_length=1, description="Root of the lake and its state")
+    data_dir: str = Field(
+        "data",
+        min_length=1,
+        description="Root of the lake: a local directory, or s3://bucket/prefix on S3 or an "
+        "S3-compatible server (credentials and region from the standard AWS variables)",
+    )
+    state_dir: str | None = Field(
+        None,
+        description="Local directory of the ledger, run state, logs and reports; default: "
+        "data_dir for a local lake, .marketpipe/<bucket>/<prefix> for an S3 lake",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="How to reach an S3 lake")
     symbols_per_job: int = Field(
         10,
         ge=1,
@@ -265,6 +289,10 @@ class WorkflowConfig(BaseModel):
     def _check_range(self) -> WorkflowConfig:
         if isinstance(self.end, dt.date) and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if is_s3(self.data_dir):
+            S3Store(self.data_dir)  # names a malformed URI
+        if self.state_dir is not None and is_s3(self.state_dir):
+            raise ValueError("state_dir must be a local directory (the ledger is SQLite)")
         return self
 
 
@@ -282,8 +310,19 @@ class WorkflowSettings(BaseModel):
 
     @property
     def data_dir(self) -> Path:
-        """The lake's root directory."""
-        return Path(self.config.data_dir)
+        """The local directory of the ledger, run state, logs and reports: the lake's own
+        directory when the lake is local."""
+        if self.config.state_dir is not None:
+            return Path(self.config.state_dir)
+        if not is_s3(self.config.data_dir):
+            return Path(self.config.data_dir)
+        store = S3Store(self.config.data_dir)
+        return Path(".marketpipe") / store.bucket / (store.prefix or "_root")
+
+    @functools.cached_property
+    def lake(self) -> LakeStore:
+        """Where the lake's files live (a local directory or an S3 location)."""
+        return open_store(self.config.data_dir, self.config.s3.endpoint_url)
 
     @property
     def timeframe(self) -> Timeframe:

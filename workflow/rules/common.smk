@@ -8,6 +8,7 @@
 
 from marketpipe.logs import current_run_id
 from marketpipe.workflow.jobs import (
+    announce_missing,
     announce_run_scope,
     configure_workflow_process,
     finish_run,
@@ -39,7 +40,7 @@ PLAN_PATH = plan_path(DATA_DIR, RUN_ID)
 SAVED_PLAN = None if workflow.is_main_process else load_run_plan(PLAN_PATH)
 if SAVED_PLAN is None:
     FETCH_JOBS = fetch_jobs(
-        pending_jobs(DATA_DIR, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
+        pending_jobs(SETTINGS.lake, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
         SETTINGS.config.symbols_per_job,
     )
 else:
@@ -47,10 +48,25 @@ else:
     FETCH_JOBS = SAVED_PLAN.jobs
 if workflow.is_main_process:
     announce_run_scope(SETTINGS)
+    announce_missing(SETTINGS, FETCH_JOBS)
+
+
+# A local lake's jobs output their partitions; an S3 lake's, a marker file each (see
+# FetchJob.marker): Snakemake would otherwise check every object with requests of its own.
+LAKE_ON_S3 = not SETTINGS.lake.is_local
+
+
+def fetch_outputs(job):
+    """What one fetch job produces, as Snakemake sees it."""
+    if LAKE_ON_S3:
+        return [job.marker(DATA_DIR, RUN_ID)]
+    return [update(path) for path in job.outputs(DATA_DIR)]
 
 
 def pending_targets():
     """The paths that schedule every fetch job (see FetchJob.targets)."""
+    if LAKE_ON_S3:
+        return [job.marker(DATA_DIR, RUN_ID) for job in FETCH_JOBS]
     return [target for job in FETCH_JOBS for target in job.targets(DATA_DIR)]
 
 

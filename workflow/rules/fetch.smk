@@ -11,11 +11,17 @@ for index, job in enumerate(FETCH_JOBS):
         name:
             f"fetch_{job.month.label}_{index}"
         output:
-            [update(path) for path in job.outputs(DATA_DIR)],
+            fetch_outputs(job),
         log:
             str(LOG_DIR / "fetch" / f"{job.name}.jsonl"),
         params:
             symbols=list(job.symbols),
             days=[day.isoformat() for day in job.month.days],
         run:
-            fetch_partitions(SETTINGS, params.symbols, params.days, log[0])
+            fetch_partitions(
+                SETTINGS,
+                params.symbols,
+                params.days,
+                log[0],
+                done_marker=output[0] if LAKE_ON_S3 else None,
+            )

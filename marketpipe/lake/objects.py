@@ -1,0 +1,326 @@
+"""Where the lake's files live: a local directory or an S3-compatible bucket, one interface.
+
+Everything that reads or writes lake data goes through a :class:`LakeStore`, addressed by
+keys relative to the lake's root (``ohlcv/symbol=AAPL/year=2024/.../bars.parquet``):
+
+- :class:`LocalStore` writes to a temporary file, fsyncs it and renames it over the key;
+- :class:`S3Store` puts the final key in one PUT (S3 makes an object visible whole or not
+  at all), lists with one LIST request per 1,000 keys, and takes a lock object with a
+  conditional PUT (``If-None-Match: *``).
+
+The S3 endpoint is never guessed from a library's defaults: it is the one given, else
+``$AWS_ENDPOINT_URL`` (pyarrow ignores that variable), else AWS itself. Credentials and
+region come from the standard AWS variables and files, through boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from marketpipe.chaos import crash_point
+
+S3_SCHEME = "s3://"
+ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+# Requests in flight at once when a backfill uploads partitions (boto3's pool default).
+S3_MAX_CONNECTIONS = 10
+
+
+class LakeStore(Protocol):
+    """The lake's files, by key relative to its root."""
+
+    @property
+    def uri(self) -> str:
+        """The root as the user wrote it (``data`` or ``s3://bucket/prefix``)."""
+        ...
+
+    @property
+    def is_local(self) -> bool:
+        """True for a directory on this machine."""
+        ...
+
+    def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+        """Make ``data`` visible at ``key`` at once: readers see the old bytes or the new."""
+        ...
+
+    def get(self, key: str) -> bytes:
+        """The bytes at ``key`` (``FileNotFoundError`` when there are none)."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object or file is at ``key``."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (a directory-like prefix, recursive), sorted."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        ...
+
+    def any(self, prefix: str) -> bool:
+        """Whether anything is stored under ``prefix`` (at most one small request)."""
+        ...
+
+
+def is_s3(data_dir: str | Path) -> bool:
+    """Whether a ``data_dir`` names an S3 location."""
+    return str(data_dir).startswith(S3_SCHEME)
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    """A lake in a local directory."""
+
+    root: Path
+
+    @property
+    def uri(self) -> str:
+        """The root directory."""
+        return str(self.root)
+
+    @property
+    def is_local(self) -> bool:
+        """Always true."""
+        return True
+
+    def path(self, key: str) -> Path:
+        """The file of ``key``."""
+        return self.root / key
+
+    def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+        """Temporary file, fsync, rename over the key, fsync the directory."""
+        write_atomically(self.path(key), data, crash_point_name)
+
+    def get(self, key: str) -> bytes:
+        """The file's bytes."""
+        return self.path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self.path(key).is_file()
+
+    def list(self, prefix: str) -> list[str]:
+        """Every file under ``prefix``, as keys, sorted (temporary files left out)."""
+        base = self.path(prefix)
+        if not base.is_dir():
+            return []
+        keys = []
+        for directory, _, files in os.walk(base):
+            relative = Path(directory).relative_to(self.root).as_posix()
+            keys.extend(f"{relative}/{name}" for name in files if not name.endswith(".tmp"))
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        """Remove the file if present."""
+        self.path(key).unlink(missing_ok=True)
+
+    def any(self, prefix: str) -> bool:
+        """Whether the directory ``prefix`` exists and holds anything."""
+        base = self.path(prefix)
+        return base.is_dir() and any(base.iterdir())
+
+
+def write_atomically(path: Path, data: bytes, crash_point_name: str | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers only ever see the old or the new file.
+
+    The bytes go to a temporary file beside the target, are fsynced, and are renamed over
+    the target; the directory is fsynced so the rename survives a crash.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if crash_point_name:
+            crash_point(crash_point_name)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class S3Store:
+    """A lake under ``s3://bucket/prefix`` on S3 or any S3-compatible server."""
+
+    def __init__(self, uri: str, endpoint_url: str | None = None, client: Any = None) -> None:
+        """``endpoint_url`` (else ``$AWS_ENDPOINT_URL``, else AWS) is where requests go."""
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"data_dir {uri!r}: an S3 lake is written s3://bucket/prefix")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self._uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_VARIABLE) or None
+        self._client = client
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/prefix``."""
+        return self._uri
+
+    @property
+    def is_local(self) -> bool:
+        """Always false."""
+        return False
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client (created on first use; safe to share between threads)."""
+        if self._client is None:
+            self._client = s3_client(self.endpoint_url)
+        return self._client
+
+    def object_key(self, key: str) -> str:
+        """The bucket key of a lake key."""
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+        """One PUT of the final key: the object appears whole, or not at all."""
+        if crash_point_name:
+            crash_point(crash_point_name)
+        self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """PUT only if no object is at ``key`` (``If-None-Match: *``); False if one is."""
+        return self.put_conditionally(key, data) is not None
+
+    def put_conditionally(self, key: str, data: bytes, if_match: str | None = None) -> str | None:
+        """PUT if no object is at ``key`` (or, with ``if_match``, if the object still has that
+        ETag); the new ETag, or None when the condition failed (someone else wrote first)."""
+        condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
+        try:
+            answer = self.client.put_object(
+                Bucket=self.bucket, Key=self.object_key(key), Body=data, **condition
+            )
+        except Exception as exc:  # botocore's ClientError, without importing botocore here
+            if _status(exc) in (404, 409, 412):
+                return None
+            raise
+        return str(answer["ETag"])
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and ETag (``FileNotFoundError`` when absent)."""
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        except Exception as exc:
+            if _status(exc) == 404:
+                raise FileNotFoundError(f"{self.uri}/{key}") from None
+            raise
+        return bytes(answer["Body"].read()), str(answer["ETag"])
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only if it still has ``etag``; False if it changed or is gone."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key), IfMatch=etag)
+        except Exception as exc:
+            if _status(exc) in (404, 412):
+                return False
+            raise
+        return True
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes."""
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        except Exception as exc:
+            if _status(exc) == 404:
+                raise FileNotFoundError(f"{self.uri}/{key}") from None
+            raise
+        return bytes(answer["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        """A HEAD request (use :meth:`list` for many keys)."""
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
+        except Exception as exc:
+            if _status(exc) == 404:
+                return False
+            raise
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``: one LIST request per 1,000 keys."""
+        return sorted(self._list(prefix))
+
+    def _list(self, prefix: str) -> Iterator[str]:
+        start = self.object_key(prefix.rstrip("/") + "/") if prefix else self.object_key("")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+            for item in page.get("Contents", ()):
+                yield item["Key"][strip:]
+
+    def delete(self, key: str) -> None:
+        """Remove the object if present."""
+        self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
+
+    def any(self, prefix: str) -> bool:
+        """One LIST request for at most one key."""
+        answer = self.client.list_objects_v2(
+            Bucket=self.bucket, Prefix=self.object_key(prefix.rstrip("/") + "/"), MaxKeys=1
+        )
+        return bool(answer.get("KeyCount", 0))
+
+
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status is not None else None
+
+
+def s3_client(endpoint_url: str | None) -> Any:
+    """A boto3 S3 client for ``endpoint_url`` (None: AWS), credentials from the environment."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError:
+        raise ImportError(
+            "an S3 lake needs boto3: pip install 'marketpipe[s3]' (or pip install boto3)"
+        ) from None
+    config = Config(max_pool_connections=S3_MAX_CONNECTIONS, retries={"mode": "standard"})
+    return boto3.client("s3", endpoint_url=endpoint_url, config=config)
+
+
+def lake_filesystem(lake: LakeStore) -> tuple[Any, str]:
+    """A pyarrow filesystem and root path for reading the lake's files with pyarrow."""
+    import pyarrow.fs as pafs
+
+    if isinstance(lake, LocalStore):
+        return pafs.LocalFileSystem(), str(lake.root.resolve())
+    assert isinstance(lake, S3Store)
+    options: dict[str, Any] = {"region": lake.client.meta.region_name}
+    if lake.endpoint_url:
+        parsed = urlparse(lake.endpoint_url)
+        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+    import boto3
+
+    credentials = boto3.Session().get_credentials()  # the chain the client uses
+    if credentials is not None:
+        frozen = credentials.get_frozen_credentials()
+        options.update(access_key=frozen.access_key, secret_key=frozen.secret_key,
+                       session_token=frozen.token)  # fmt: skip
+    root = f"{lake.bucket}/{lake.prefix}".rstrip("/")
+    return pafs.S3FileSystem(**options), root
+
+
+def open_store(data_dir: str | Path, endpoint_url: str | None = None) -> LakeStore:
+    """The store of a ``data_dir``: ``s3://bucket/prefix`` or a local directory."""
+    if is_s3(data_dir):
+        return S3Store(str(data_dir), endpoint_url)
+    return LocalStore(Path(data_dir))

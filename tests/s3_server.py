@@ -1,0 +1,122 @@
+"""A real S3 API on loopback for tests: moto's server, with every request counted."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+# Credentials and region for moto; nothing here is a secret, and no request leaves loopback.
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing-key-id",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass(frozen=True)
+class S3Request:
+    """One request the server answered."""
+
+    method: str
+    path: str
+    query: str
+
+
+class S3Server:
+    """moto's S3 on 127.0.0.1 with an OS-chosen port; ``requests`` lists what it served."""
+
+    def __init__(self) -> None:
+        self.requests: list[S3Request] = []
+        self._lock = threading.Lock()
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = make_server(
+            "127.0.0.1", 0, self._counting(DomainDispatcherApplication(create_backend_app)),
+            threaded=True, request_handler=MotoRequestHandler,
+        )  # fmt: skip
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+        def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            request = S3Request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
+                                environ.get("QUERY_STRING", ""))  # fmt: skip
+            with self._lock:
+                self.requests.append(request)
+            return app(environ, start_response)
+
+        return counted
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Variables that point AWS clients (and MarketPipe) at this server."""
+        return {**AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": self.url}
+
+    def create_bucket(self) -> str:
+        """A new, empty bucket's name."""
+        import boto3
+
+        name = f"lake-{uuid.uuid4().hex[:12]}"
+        client = boto3.client(
+            "s3", endpoint_url=self.url, region_name="us-east-1",
+            aws_access_key_id=AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
+        )  # fmt: skip
+        client.create_bucket(Bucket=name)
+        return name
+
+    def put_directly(self, bucket: str, keys: Iterable[str], body: bytes) -> None:
+        """Store objects without HTTP (moto's backend, in this process): a fast test setup."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import s3_backends
+
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["global"]
+        for key in keys:
+            backend.put_object(bucket, key, body)
+
+    def count(self, method: str | None = None, marker: str = "") -> int:
+        """How many requests (of ``method``, whose query contains ``marker``) were served."""
+        with self._lock:
+            return sum(
+                1
+                for request in self.requests
+                if (method is None or request.method == method) and marker in request.query
+            )
+
+    def start(self) -> S3Server:
+        """Serve in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=30)
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """A started :class:`S3Server`, stopped on exit."""
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,78 @@
+"""The lake's stores: a local directory and S3 (moto's server on loopback), one interface."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from marketpipe.lake.objects import LocalStore, S3Store, open_store
+from tests.s3_server import S3Server, s3_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[S3Server]:
+    with s3_server() as running:
+        yield running
+
+
+@pytest.fixture
+def s3(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+    for name, value in server.environment.items():
+        monkeypatch.setenv(name, value)
+    store = open_store(f"s3://{server.create_bucket()}/lake")
+    assert isinstance(store, S3Store)
+    return store
+
+
+def test_both_stores_behave_alike(tmp_path: Path, s3: S3Store) -> None:
+    for store in (LocalStore(tmp_path / "lake"), s3):
+        assert not store.any("ohlcv") and store.list("ohlcv") == []
+        store.put("ohlcv/symbol=A/year=2024/x.parquet", b"one")
+        store.put("ohlcv/symbol=B/y.parquet", b"two")
+        store.put("corporate_actions/z.parquet", b"three")
+        assert store.get("ohlcv/symbol=B/y.parquet") == b"two"
+        assert store.exists("ohlcv/symbol=B/y.parquet")
+        assert not store.exists("ohlcv/symbol=C/y.parquet")
+        assert store.list("ohlcv") == ["ohlcv/symbol=A/year=2024/x.parquet",
+                                       "ohlcv/symbol=B/y.parquet"]  # fmt: skip
+        assert store.any("ohlcv") and not store.any("quarantine")
+        with pytest.raises(FileNotFoundError):
+            store.get("ohlcv/missing.parquet")
+        store.delete("ohlcv/symbol=B/y.parquet")
+        store.delete("ohlcv/symbol=B/y.parquet")  # absent: fine
+        assert store.list("ohlcv/symbol=B") == []
+
+
+def test_an_object_appears_in_one_put_and_listing_takes_a_request_per_thousand(
+    server: S3Server, s3: S3Store
+) -> None:
+    before = len(server.requests)
+    s3.put("ohlcv/one.parquet", b"x" * 100_000)
+    writes = server.requests[before:]
+    assert [(request.method, request.query) for request in writes] == [("PUT", "")]
+    keys = [f"ohlcv/symbol=S/{index:05d}.parquet" for index in range(1_001)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: s3.put(key, b"k"), keys))
+    before = server.count("GET", "list-type=2")
+    assert s3.list("ohlcv/symbol=S") == keys
+    assert server.count("GET", "list-type=2") - before == math.ceil(1_001 / 1_000)
+
+
+def test_a_conditional_put_takes_a_key_once(s3: S3Store) -> None:
+    assert s3.put_if_absent("_state/lock", b"first")
+    assert not s3.put_if_absent("_state/lock", b"second")
+    assert s3.get("_state/lock") == b"first"
+
+
+def test_the_endpoint_comes_from_the_environment_or_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    assert S3Store("s3://bucket/prefix").endpoint_url == "http://127.0.0.1:9"
+    assert S3Store("s3://bucket", "http://127.0.0.1:7").endpoint_url == "http://127.0.0.1:7"
+    with pytest.raises(ValueError, match="s3://bucket/prefix"):
+        S3Store("s3:///nobucket")
