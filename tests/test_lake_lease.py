@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -70,6 +71,19 @@ def test_a_silent_holder_is_taken_over_and_learns_it_lost(store: S3Store) -> Non
     crashed.release()  # must not delete the new holder's lease
     assert json.loads(store.get(LEASE_KEY))["purpose"] == "rerun"
     recovering.release()
+
+
+def test_a_dead_holder_of_this_machine_is_stale_at_once(store: S3Store) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    clock = Clock()
+    dead = {"pid": int(finished.stdout), "host": socket.gethostname(), "purpose": "killed run",
+            "since": clock.now, "renewed": clock.now}  # fmt: skip
+    store.put(LEASE_KEY, json.dumps(dead).encode())
+    rerun = lease(store, clock, "rerun")
+    rerun.acquire()  # no waiting for the lease to go stale
+    assert json.loads(store.get(LEASE_KEY))["purpose"] == "rerun"
+    rerun.release()
 
 
 def test_two_controllers_taking_over_at_once_leave_one_winner(store: S3Store) -> None:

@@ -10,22 +10,27 @@ import datetime as dt
 import hashlib
 import math
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 import marketpipe
 from marketpipe.calendar import trading_sessions
+from marketpipe.chaos import CRASH_POINTS
 from marketpipe.commands.plan import build_plan
-from marketpipe.crash_trials import lake_hashes
+from marketpipe.crash_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.workflow.settings import load_settings
+from tests import workflow_support as support
 from tests.s3_server import AWS_ENVIRONMENT, S3Server, s3_server
 from tests.workflow_support import snakemake
 
@@ -192,3 +197,33 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     # The jobs' outputs are markers, so the run names the missing partitions itself.
     named = f"missing: S000 {days[7]}, S019 {days[5000 - 19 * len(days)]}"
     assert named in dry.stderr, dry.stderr[-2000:]
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_kill_9_at_a_random_moment_then_a_rerun_is_byte_identical(
+    trial: int, server: S3Server, reference: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    rng = random.Random(f"s3-crash-trial-{trial}")
+    point = rng.choice(CRASH_POINTS)
+    nth = rng.randint(1, SMALL_RUN_ARRIVALS[point])
+    for name, value in {**server.environment, **LOOPBACK_ONLY}.items():
+        monkeypatch.setenv(name, value)
+    uri = f"s3://{server.create_bucket()}/lake"
+    workdir = tmp_path / "trial"
+    support.write_config(workdir, data_dir=uri)
+    lake = store_of(server, uri)
+    result = run_crash_trial(
+        command=support.snakemake_command(workdir, "--cores", "8"),
+        workdir=workdir,
+        data_dir=workdir / ".marketpipe" / uri.removeprefix("s3://"),
+        point=point,
+        nth=nth,
+        reference=lake_hashes(reference / "lake"),
+        unlock_command=support.snakemake_command(workdir, "--unlock"),
+        lake=lake,
+    )
+    assert result.crashed, f"the run reached {point} fewer than {nth} times"
+    assert result.passed, result
+    for key in lake.list(LAKE_DIR):  # every object is whole
+        assert pq.read_table(pa.BufferReader(lake.get(key))) is not None

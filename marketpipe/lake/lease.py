@@ -5,7 +5,9 @@ may run on different machines, so the lock lives in the bucket: ``_state/run.loc
 created with ``If-None-Match: *`` (exactly one of two controllers succeeds) and renewed
 every ``renew_every`` seconds with ``If-Match`` on its ETag. A holder that dies stops
 renewing; once the lease has been silent for ``stale_after`` seconds the next controller
-takes it over, again conditionally, so of two controllers recovering at once one wins.
+takes it over, again conditionally, so of two controllers recovering at once one wins. A
+holder that was a process of the same machine and is gone is stale at once, as a local
+lock is.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class ObjectLease:
             current = None
             data = b"{}"
         holder = _holder(data)
-        silent = self.clock() - float(holder.get("renewed", 0.0))
-        if current is not None and silent < self.stale_after:
+        silent = self.clock() - float(str(holder.get("renewed", 0.0)))
+        if current is not None and silent < self.stale_after and not _died_here(holder):
             raise LeaseHeld(
                 f"another run is in progress ({describe_holder(holder)}, heard from "
                 f"{silent:.0f} s ago) on {self.store.uri}"
@@ -124,6 +126,20 @@ class ObjectLease:
         if self.etag is not None and not self.lost:
             self.store.delete_if_match(LEASE_KEY, self.etag)
         self.etag = None
+
+
+def _died_here(holder: dict[str, object]) -> bool:
+    """Whether the holder was a process of this machine that no longer exists (then its
+    lease is stale at once, as a local lock is)."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(str(holder.get("pid"))), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
 
 
 def _holder(data: bytes) -> dict[str, object]:
