@@ -31,9 +31,11 @@ from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
+from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.reader import MissingPartitionsError
+from marketpipe.lake.reindex import reindex
 from marketpipe.lake.storage import describe_partitions
-from marketpipe.run_lock import RunInProgress
+from marketpipe.run_lock import RunInProgress, RunLock
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
 from marketpipe.workflow.jobs import run_scope_notes
@@ -188,6 +190,24 @@ def run_refresh(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def run_reindex(args: argparse.Namespace) -> int:
+    """Make the ledger agree with the lake: record unknown files, forget missing ones."""
+    settings = _settings(args)
+    require_lake(settings)
+    try:
+        lock = RunLock(settings.data_dir, "marketpipe reindex", settings.lake)
+        with lock, CheckpointStore(settings.data_dir) as store:
+            result = reindex(store, settings.lake)
+    except RunInProgress as busy:
+        print(f"marketpipe reindex: {busy}; nothing was changed", file=sys.stderr)
+        return EXIT_BUSY
+    print(
+        f"reindexed {settings.lake.uri}: {result.adopted} partition(s) recorded, "
+        f"{result.dropped} forgotten (file gone), {result.unchanged} already known"
+    )
+    return 0
+
+
 def run_migrate(args: argparse.Namespace) -> int:
     """Rewrite files of earlier releases in the current format."""
     settings = _settings(args)
@@ -268,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("update", run_update_command, "run the workflow once, for a schedule (cron, systemd)"),
         ("refresh", run_refresh, "fetch published sessions again; replace what the vendor changed"),
         ("migrate", run_migrate, "rewrite files of earlier releases in the current format"),
+        ("reindex", run_reindex, "rebuild the ledger from the lake's files (LIST + footers)"),
         ("export", run_export, "a symbol and date range into one Parquet or CSV file"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)

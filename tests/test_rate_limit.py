@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from marketpipe.connectors import SlidingWindowRateLimiter
+from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.rate_budget import SharedRateLimiter
 from tests.conftest import FakeClock
 
@@ -146,3 +147,17 @@ def test_shared_limiter_holds_across_processes(tmp_path: Path) -> None:
         assert worker.exitcode == 0
     assert _max_in_any_window(slots, window=2.0) == 7
     assert max(slots) == pytest.approx(1_000.0 + 2.25 * (36 // 7)), "slots are packed tightly"
+
+
+def test_an_even_share_spaces_sends_across_jobs_that_take_turns() -> None:
+    clock = FakeClock()
+    first_job = EvenShareRateLimiter(4, window_seconds=60.0, clock=clock)
+    spacing = first_job.spacing
+    assert spacing == pytest.approx(61.2 / 4)  # the padded window, evenly
+    waits = [first_job.reserve() for _ in range(3)]
+    assert waits == pytest.approx([spacing, 2 * spacing, 3 * spacing])
+    clock.now += 3 * spacing  # the job sends its last request and ends
+    next_job = EvenShareRateLimiter(4, window_seconds=60.0, clock=clock)
+    assert next_job.reserve() == pytest.approx(spacing)  # never closer than the spacing
+    sends = [clock.now + offset for offset in (-3 * spacing, -2 * spacing, -spacing, spacing)]
+    assert _max_in_any_window(sends, 60.0) <= 4

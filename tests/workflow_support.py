@@ -43,6 +43,15 @@ def snakemake_command(workdir: Path, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
+# The vendor "alpaca" pointed at a simulator: any non-empty keys pass.
+ALPACA_KEYS = {"APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
+
+
+def marketpipe_command(*args: str) -> list[str]:
+    """``marketpipe ARGS --config config.yaml``, run from a test's working directory."""
+    return [sys.executable, "-m", "marketpipe.cli", *args, "--config", "config.yaml"]
+
+
 def snakemake(
     workdir: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

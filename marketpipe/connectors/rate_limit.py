@@ -192,3 +192,42 @@ class SlidingWindowRateLimiter:
             self._state = adapt_budget(
                 self._state, status, headers, self._clock(), self.window_seconds
             )
+
+
+class EvenShareRateLimiter:
+    """One job's fixed share of a budget that jobs on other machines share too.
+
+    Sends are spaced evenly, ``window / requests_per_window`` apart (the window padded as
+    :func:`padded_window` pads it), and the first one waits one spacing after the limiter is
+    made. Jobs that take turns on one share (Snakemake runs at most as many as there are
+    shares) therefore never send closer together than the spacing either, whoever came
+    before: any window holds at most ``requests_per_window`` sends per share, with no state
+    shared between machines.
+    """
+
+    def __init__(
+        self,
+        requests_per_window: int,
+        *,
+        window_seconds: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if requests_per_window < 1:
+            raise ValueError(f"requests_per_window must be >= 1, got {requests_per_window}")
+        self.spacing = padded_window(window_seconds) / requests_per_window
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = clock()
+
+    def reserve(self) -> float:
+        """Book the next evenly spaced slot; return the seconds to wait for it."""
+        with self._lock:
+            now = self._clock()
+            self._last = max(now, self._last + self.spacing)
+            return self._last - now
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        """Nothing to adapt: the share is fixed (the transport honours 429's wait hints)."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import datetime as dt
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ from marketpipe.ingest import (
 from marketpipe.ingest_actions import ActionsReport, sync_corporate_actions
 from marketpipe.lake.ledger import CheckpointStore, JobRecord, state_path
 from marketpipe.lake.objects import write_atomically
+from marketpipe.lake.reindex import reindex
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.metrics import MetricsRecorder
@@ -39,11 +43,12 @@ from marketpipe.run_lock import RunLock
 from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
 from marketpipe.workflow.planning import (
     FetchJob,
+    delete_run_plan,
     describe_not_final,
-    plan_path,
+    run_plan_location,
     symbols_label,
 )
-from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.settings import STATE_DIR_VARIABLE, WorkflowSettings
 from marketpipe.workflow.vendors import open_client, open_clients
 
 logger = logging.getLogger(__name__)
@@ -77,6 +82,21 @@ def _limit_malloc_arenas(count: int) -> None:
         return
     m_arena_max = -8  # from glibc's malloc.h
     mallopt(m_arena_max, count)
+
+
+def use_private_state(settings: WorkflowSettings) -> None:
+    """In a job process of an S3 lake, keep state (ledger, logs) in a directory of its own.
+
+    Such a job may run on a machine that shares no filesystem with the controller (and a
+    shared one may not hold SQLite safely): it publishes to the bucket, and the controller
+    rebuilds its ledger from the bucket at the end of the run. ``$MARKETPIPE_STATE_DIR``,
+    when set (node-local scratch), is used as it is.
+    """
+    if settings.lake.is_local or os.environ.get(STATE_DIR_VARIABLE):
+        return
+    private = tempfile.mkdtemp(prefix="marketpipe-job-")
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    os.environ[STATE_DIR_VARIABLE] = private
 
 
 def stream_settings(settings: WorkflowSettings) -> StreamSettings:
@@ -406,14 +426,20 @@ def start_run(settings: WorkflowSettings) -> None:
 
 
 def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
-    """Roll up, save and print the run summary (Snakemake ``onsuccess`` / ``onerror``)."""
+    """Roll up, save and print the run summary (Snakemake ``onsuccess`` / ``onerror``).
+
+    An S3 lake's jobs may have run on machines with ledgers of their own: the controller's
+    ledger learns their partitions from the lake first (:func:`reindex`).
+    """
     with CheckpointStore(settings.data_dir) as store:
+        if not settings.lake.is_local:
+            reindex(store, settings.lake)
         present = _present_partitions(store, settings)
         summary = build_run_summary(
             store, current_run_id(), status, settings.planned_partitions, present
         )
     path = write_run_summary(settings.data_dir, summary)
-    plan_path(settings.data_dir, current_run_id()).unlink(missing_ok=True)
+    delete_run_plan(run_plan_location(settings, current_run_id()))
     with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
         log_event(
             logger,

@@ -13,7 +13,7 @@ from pathlib import Path
 from marketpipe.calendar import Session, new_york_date
 from marketpipe.finality import Finality, describe_final_at
 from marketpipe.lake.ledger import STATE_DIR
-from marketpipe.lake.objects import LakeStore, LocalStore, write_atomically
+from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -143,13 +143,13 @@ class FetchJob:
             f"{self.month.label}/{first}" if first == last else f"{self.month.label}/{first}-{last}"
         )
 
-    def marker(self, data_dir: Path | str, run_id: str) -> str:
+    def marker(self, markers_dir: Path | str, run_id: str) -> str:
         """The job's output when the lake is on S3: a local file it writes when done.
 
         Snakemake cannot see objects without a request each; the run's plan (from one
         listing) already holds only missing partitions, so a job of this run is due.
         """
-        return str(Path(data_dir) / "_state" / "jobs" / run_id / f"{self.name}.done")
+        return str(Path(markers_dir) / "jobs" / run_id / f"{self.name}.done")
 
     def outputs(self, data_dir: Path | str) -> list[str]:
         """Every partition path of the job's symbols in its month (present ones stay)."""
@@ -209,7 +209,30 @@ class RunPlan:
     jobs: list[FetchJob]
 
 
-def save_run_plan(path: Path, plan: RunPlan) -> None:
+PlanLocation = Path | tuple[LakeStore, str]
+
+
+def run_plan_location(settings: WorkflowSettings, run_id: str) -> PlanLocation:
+    """Where a run keeps its plan: beside the ledger, or for an S3 lake in the bucket, so
+    job processes on other machines (no shared filesystem) read the same plan."""
+    if settings.lake.is_local:
+        return plan_path(settings.data_dir, run_id)
+    return settings.lake, f"{STATE_DIR}/plans/{run_id}.json"
+
+
+def _located(location: PlanLocation) -> tuple[LakeStore, str]:
+    if isinstance(location, Path):
+        return LocalStore(location.parent), location.name
+    return location
+
+
+def delete_run_plan(location: PlanLocation) -> None:
+    """Remove a finished run's plan."""
+    store, key = _located(location)
+    store.delete(key)
+
+
+def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
     """Write the run's instant and jobs (month days, each symbol's missing days) atomically."""
     payload = {
         "now": plan.now.isoformat(),
@@ -219,7 +242,8 @@ def save_run_plan(path: Path, plan: RunPlan) -> None:
             for job in plan.jobs
         ],
     }  # fmt: skip
-    write_atomically(path, json.dumps(payload).encode())
+    store, key = _located(location)
+    store.put(key, json.dumps(payload).encode())
 
 
 def _iso(days: tuple[dt.date, ...]) -> list[str]:
@@ -230,14 +254,15 @@ def _dates(values: list[str]) -> tuple[dt.date, ...]:
     return tuple(dt.date.fromisoformat(value) for value in values)
 
 
-def load_run_plan(path: Path) -> RunPlan | None:
+def load_run_plan(location: PlanLocation) -> RunPlan | None:
     """The plan saved by :func:`save_run_plan`, or ``None`` when there is no such file.
 
     A job process reads the workflow later than the main process did: it takes the run's
     instant and jobs from here, so it agrees on which sessions were final.
     """
+    store, key = _located(location)
     try:
-        payload = json.loads(path.read_text())
+        payload = json.loads(store.get(key))
     except FileNotFoundError:
         return None
     jobs = []
@@ -251,10 +276,10 @@ def load_run_plan(path: Path) -> RunPlan | None:
     return RunPlan(dt.datetime.fromisoformat(payload["now"]), jobs)
 
 
-def actions_marker(data_dir: Path, now: dt.datetime) -> Path:
+def actions_marker(markers_dir: Path, now: dt.datetime) -> Path:
     """The file saying the corporate actions were brought up to date on ``now``'s New York
     date: the ``corporate_actions`` job runs once per day that a run happens."""
-    return data_dir / STATE_DIR / "corporate_actions" / f"checked-{new_york_date(now)}.json"
+    return markers_dir / "corporate_actions" / f"checked-{new_york_date(now)}.json"
 
 
 def actions_due(settings: WorkflowSettings) -> bool:
@@ -262,5 +287,5 @@ def actions_due(settings: WorkflowSettings) -> bool:
     return (
         settings.config.corporate_actions.fetch
         and bool(settings.final_sessions)
-        and not actions_marker(settings.data_dir, settings.now).exists()
+        and not actions_marker(settings.markers_dir, settings.now).exists()
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+STATE_DIR_VARIABLE = "MARKETPIPE_STATE_DIR"
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,15 @@ class AlpacaSettings(BaseModel):
     rate_window_seconds: float = Field(
         60.0, gt=0, le=3600, description="Length of the rate window (Alpaca counts per minute)"
     )
+    budget_shares: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Split requests_per_minute into this many equal shares, one per fetch job "
+        "running at once, for jobs on machines that share no state (a cluster): each job "
+        "spends at most its share and Snakemake runs at most this many at once (resource "
+        "'api'). 1 = one budget shared through a file on this machine",
+    )
     page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page (max 10000)")
     connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to connect")
     read_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for data")
@@ -84,6 +95,15 @@ class AlpacaSettings(BaseModel):
     @classmethod
     def _check_adjustment(cls, value: str) -> str:
         return check_adjustment(value)
+
+    @model_validator(mode="after")
+    def _check_shares(self) -> AlpacaSettings:
+        if self.requests_per_minute < self.budget_shares:
+            raise ValueError(
+                f"budget_shares ({self.budget_shares}) leaves less than one request per window "
+                f"for each job of requests_per_minute ({self.requests_per_minute})"
+            )
+        return self
 
 
 def _known_kinds(value: dict[str, float], kinds: tuple[str, ...], what: str) -> dict[str, float]:
@@ -311,13 +331,27 @@ class WorkflowSettings(BaseModel):
     @property
     def data_dir(self) -> Path:
         """The local directory of the ledger, run state, logs and reports: the lake's own
-        directory when the lake is local."""
-        if self.config.state_dir is not None:
-            return Path(self.config.state_dir)
+        directory when the lake is local. ``$MARKETPIPE_STATE_DIR`` wins (a cluster job's
+        node-local directory: an S3 lake's jobs share no filesystem)."""
+        override = os.environ.get(STATE_DIR_VARIABLE) or self.config.state_dir
+        if override:
+            return Path(override)
         if not is_s3(self.config.data_dir):
             return Path(self.config.data_dir)
+        return self._s3_workdir
+
+    @property
+    def _s3_workdir(self) -> Path:
         store = S3Store(self.config.data_dir)
         return Path(".marketpipe") / store.bucket / (store.prefix or "_root")
+
+    @property
+    def markers_dir(self) -> Path:
+        """Where jobs leave the files Snakemake waits for (its working directory, which the
+        controller sees): beside the ledger for a local lake."""
+        if not is_s3(self.config.data_dir):
+            return self.data_dir / "_state"
+        return self._s3_workdir / "_markers"
 
     @functools.cached_property
     def lake(self) -> LakeStore:

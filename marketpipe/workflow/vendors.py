@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, CorporateActionsClient
+from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.metrics import MetricsRecorder
 from marketpipe.rate_budget import BUDGET_FILE, SharedRateLimiter
@@ -52,9 +53,16 @@ def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
     )
 
 
-def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter:
-    """The run-wide request budget every job of this lake shares."""
+def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenShareRateLimiter:
+    """The request budget of one job: the run-wide budget every job of this lake shares
+    through a file, or with ``budget_shares`` above 1 (jobs on machines that share no
+    state), this job's fixed share of it."""
     alpaca = settings.config.alpaca
+    if alpaca.budget_shares > 1:
+        return EvenShareRateLimiter(
+            alpaca.requests_per_minute // alpaca.budget_shares,
+            window_seconds=alpaca.rate_window_seconds,
+        )
     return SharedRateLimiter(
         settings.data_dir / STATE_DIR / BUDGET_FILE,
         alpaca.requests_per_minute,

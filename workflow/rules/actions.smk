@@ -5,7 +5,7 @@
 from marketpipe.workflow.jobs import fetch_corporate_actions
 from marketpipe.workflow.planning import actions_marker
 
-ACTIONS_MARKER = actions_marker(DATA_DIR, SETTINGS.now)
+ACTIONS_MARKER = actions_marker(SETTINGS.markers_dir, SETTINGS.now)
 
 
 rule corporate_actions:
@@ -13,5 +13,7 @@ rule corporate_actions:
         str(ACTIONS_MARKER),
     log:
         str(LOG_DIR / "corporate_actions" / f"{ACTIONS_MARKER.stem}.jsonl"),
+    resources:
+        api=1,
     run:
         fetch_corporate_actions(SETTINGS, output[0], log[0])

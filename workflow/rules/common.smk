@@ -8,6 +8,7 @@
 
 from marketpipe.logs import current_run_id
 from marketpipe.workflow.jobs import (
+    use_private_state,
     announce_missing,
     announce_run_scope,
     configure_workflow_process,
@@ -21,18 +22,20 @@ from marketpipe.workflow.planning import (
     load_run_plan,
     pending_jobs,
     plan_months,
-    plan_path,
+    run_plan_location,
     save_run_plan,
 )
 from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
 SETTINGS = load_settings(config)
+if not workflow.is_main_process:
+    use_private_state(SETTINGS)
 DATA_DIR = SETTINGS.data_dir
 LOG_DIR = DATA_DIR / "_logs"
 REPORT_DIR = DATA_DIR / "_reports"
 RUN_ID = current_run_id()
-PLAN_PATH = plan_path(DATA_DIR, RUN_ID)
+PLAN_PATH = run_plan_location(SETTINGS, RUN_ID)
 # The main process plans from the lake at its instant and saves the plan when the run
 # starts. A job that Snakemake runs as a separate process reads this file again later,
 # while other jobs write partitions: it takes the run's saved instant and jobs instead of
@@ -59,14 +62,14 @@ LAKE_ON_S3 = not SETTINGS.lake.is_local
 def fetch_outputs(job):
     """What one fetch job produces, as Snakemake sees it."""
     if LAKE_ON_S3:
-        return [job.marker(DATA_DIR, RUN_ID)]
+        return [job.marker(SETTINGS.markers_dir, RUN_ID)]
     return [update(path) for path in job.outputs(DATA_DIR)]
 
 
 def pending_targets():
     """The paths that schedule every fetch job (see FetchJob.targets)."""
     if LAKE_ON_S3:
-        return [job.marker(DATA_DIR, RUN_ID) for job in FETCH_JOBS]
+        return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in FETCH_JOBS]
     return [target for job in FETCH_JOBS for target in job.targets(DATA_DIR)]
 
 
@@ -77,6 +80,18 @@ def run_targets():
         return []
     actions = [ACTIONS_MARKER] if SETTINGS.config.corporate_actions.fetch else []
     return [*pending_targets(), *actions, *rules.coverage_report.output]
+
+
+# With the budget split into shares, at most that many fetch jobs run at once (each one
+# spends one share of the requests per minute; see alpaca.budget_shares).
+if SETTINGS.config.alpaca.budget_shares > 1:
+    workflow.register_resource("api", SETTINGS.config.alpaca.budget_shares)
+
+# Small jobs that keep the controller's ledger and report run where the controller does,
+# also when the fetch jobs go to a cluster.
+localrules:
+    corporate_actions,
+    coverage_report,
 
 
 onstart:

@@ -14,6 +14,8 @@ for index, job in enumerate(FETCH_JOBS):
             fetch_outputs(job),
         log:
             str(LOG_DIR / "fetch" / f"{job.name}.jsonl"),
+        resources:
+            api=1,
         params:
             symbols=list(job.symbols),
             days=[day.isoformat() for day in job.month.days],

@@ -1,0 +1,86 @@
+"""The ledger rebuilt from the lake: the files are the truth, the ledger is their index.
+
+One listing finds every partition (on S3 a LIST request per 1,000 keys); a partition the
+ledger does not know is read once (its bytes give the sha256, its footer and rows the
+rest) and recorded; a ledger row whose file is gone is dropped. Jobs on machines that share
+no filesystem with the controller publish to the lake and keep their own ledgers; the
+controller reindexes at the end of the run, and ``marketpipe reindex`` does it on demand.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
+from marketpipe.lake.objects import S3_MAX_CONNECTIONS, LakeStore
+from marketpipe.lake.storage import (
+    ADJUSTMENT_KEY,
+    LAKE_DIR,
+    PARTITION_FILE,
+    QUARANTINE_DIR,
+    partition_key,
+    partition_of,
+    quarantine_key,
+    read_table_at,
+)
+from marketpipe.lake.validation import count_flagged
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    """What the ledger learned and forgot."""
+
+    adopted: int
+    dropped: int
+    unchanged: int
+
+
+def _listed(lake: LakeStore, area: str, file_name: str) -> set[tuple[str, dt.date]]:
+    found = set()
+    for key in lake.list(area):
+        located = partition_of(Path(key))
+        if located is not None and key.endswith(f"/{file_name}"):
+            found.add(located)
+    return found
+
+
+def _entry(
+    lake: LakeStore, symbol: str, day: dt.date, has_rejects: bool
+) -> tuple[LedgerEntry, StreamKey | None, dt.datetime | None]:
+    data = lake.get(partition_key(symbol, day))
+    table = pq.read_table(pa.BufferReader(data))
+    rejected = read_table_at(lake, quarantine_key(symbol, day)).num_rows if has_rejects else 0
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    stream = StreamKey(symbol, metadata.get("marketpipe.timeframe", "?"),
+                       metadata.get("marketpipe.feed", "?"),
+                       metadata.get(ADJUSTMENT_KEY, "raw"))  # fmt: skip
+    last_bar = pc.max(table["timestamp"]).as_py() if table.num_rows else None
+    entry = LedgerEntry(symbol, day, table.num_rows, hashlib.sha256(data).hexdigest(),
+                        table.num_rows == 0, rejected, 0, count_flagged(table))  # fmt: skip
+    return entry, stream, last_bar
+
+
+def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
+    """Make ``store`` agree with the partitions in ``lake`` (see the module doc)."""
+    present = _listed(lake, LAKE_DIR, PARTITION_FILE)
+    rejects = _listed(lake, QUARANTINE_DIR, "rejected.parquet")
+    known = {(entry.symbol, entry.day) for entry in store.all_entries()}
+    new = sorted(present - known)
+    with concurrent.futures.ThreadPoolExecutor(S3_MAX_CONNECTIONS) as pool:
+        records = list(pool.map(lambda item: _entry(lake, *item, item in rejects), new))
+    store.publish_many(records)
+    gone = sorted(known - present)
+    by_symbol: dict[str, list[dt.date]] = {}
+    for symbol, day in gone:
+        by_symbol.setdefault(symbol, []).append(day)
+    for symbol, days in by_symbol.items():
+        store.forget(symbol, days)
+    return ReindexResult(len(new), len(gone), len(present & known))

@@ -1,0 +1,110 @@
+"""Jobs on a cluster: Snakemake's cluster-generic executor, each job its own detached process
+with state of its own (as on nodes that share no filesystem), the lake on S3 (moto)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from marketpipe.crash_trials import lake_hashes
+from marketpipe.lake.objects import S3Store
+from marketpipe.simulator import read_request_log
+from tests import workflow_support as support
+from tests.s3_server import S3Server, s3_server
+
+pytestmark = pytest.mark.workflow
+
+SUBMIT = support.ROOT / "deploy" / "cluster" / "submit-local.sh"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[S3Server]:
+    with s3_server() as running:
+        yield running
+
+
+def cluster_command(workdir: Path, *args: str) -> list[str]:
+    return support.snakemake_command(
+        workdir, "--workflow-profile", str(support.ROOT / "profiles" / "cluster-local"),
+        "--cluster-generic-submit-cmd", str(SUBMIT), *args,
+    )  # fmt: skip
+
+
+def cluster_environment(server: S3Server, workdir: Path) -> dict[str, str]:
+    return {**os.environ, **server.environment,
+            "MARKETPIPE_CLUSTER_LOGS": str(workdir / "cluster-logs"),
+            "MARKETPIPE_JOB_STATE_ROOT": str(workdir / "nodes")}  # fmt: skip
+
+
+def wait_for_jobs(workdir: Path) -> None:
+    """Wait (bounded) until every job process the submit script started has ended."""
+    pids_file = workdir / "cluster-logs" / "pids"
+    pids = [int(line) for line in pids_file.read_text().split()] if pids_file.exists() else []
+    gone = threading.Event()
+    for _ in range(6000):
+        alive = []
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.append(pid)
+            except ProcessLookupError:
+                pass
+        if not alive:
+            return
+        gone.wait(0.05)
+    raise AssertionError(f"cluster jobs still running: {alive}")
+
+
+def test_a_cluster_run_writes_a_local_runs_bytes(
+    server: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in server.environment.items():
+        monkeypatch.setenv(name, value)
+    uri = f"s3://{server.create_bucket()}/lake"
+    support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
+    env = cluster_environment(server, tmp_path)
+    result = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    wait_for_jobs(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lake = S3Store(uri, server.url)
+    assert lake_hashes(lake) == lake_hashes(reference / "lake")
+    # Every job kept its state apart, and the controller's ledger was rebuilt from the lake.
+    assert len(list((tmp_path / "nodes").iterdir())) == 6
+    verify = subprocess.run(
+        [*support.marketpipe_command("verify")], cwd=tmp_path, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    dry = subprocess.run(cluster_command(tmp_path, "-n"), cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_one_request_budget_holds_across_cluster_jobs(server: S3Server, tmp_path: Path) -> None:
+    budget, window = 6, 2.0
+    log_file = tmp_path / "requests.jsonl"
+    with support.simulator_process(
+        log_file, "--rate-limit", str(budget), "--rate-window", str(window)
+    ) as url:
+        support.write_config(
+            tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31), symbols_per_job=1,
+            data_dir=f"s3://{server.create_bucket()}/lake",
+            alpaca={"base_url": url, "requests_per_minute": budget, "budget_shares": 3,
+                    "rate_window_seconds": window, "page_size": 2500},
+        )  # fmt: skip
+        env = {**cluster_environment(server, tmp_path), **support.ALPACA_KEYS}
+        result = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        wait_for_jobs(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = read_request_log(log_file)
+    assert len(served) > 2 * budget, "enough requests for the budget to matter"
+    assert [entry.status for entry in served].count(429) == 0
+    assert support.max_in_any_window([entry.time for entry in served], window) <= budget
