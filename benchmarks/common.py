@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import subprocess
@@ -51,6 +52,15 @@ def run_child(script: Path, args: Sequence[str]) -> dict[str, Any]:
 def median(values: Sequence[float]) -> float:
     """Median of a non-empty sequence."""
     return float(statistics.median(values))
+
+
+def lake_size_parser(description: str) -> argparse.ArgumentParser:
+    """Options of the scripts that build a 100-symbol x 5-year lake: size and output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--years", type=int, default=5)
+    parser.add_argument("--output", type=Path)
+    return parser
 
 
 def write_results(name: str, payload: dict[str, Any], output: Path | None = None) -> Path:

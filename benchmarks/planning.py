@@ -9,7 +9,6 @@ Targets (README): 100 symbols x 5 years (~126k partitions): cold `snakemake -n` 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import workflow_command, write_results
+from common import lake_size_parser, workflow_command, write_results
 from fixture_lake import symbols, write_fixture_lake
 
 
@@ -36,10 +35,7 @@ def _timed(command: list[str], cwd: Path) -> float:
 
 def main() -> int:
     """Measure each case and print a table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--years", type=int, default=5)
-    parser.add_argument("--output", type=Path)
+    parser = lake_size_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     start, end = dt.date(2020, 1, 2), dt.date(2020 + args.years - 1, 12, 31)
     tickers = symbols(args.symbols)

@@ -11,7 +11,6 @@ under 50 ms. The lake's other symbols hold empty files: discovery costs per file
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 import tempfile
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import median, write_results
+from common import lake_size_parser, median, write_results
 from fixture_lake import symbols, write_fixture_lake
 
 from marketpipe.calendar import trading_sessions
@@ -65,11 +64,8 @@ def _best(action: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 def main() -> int:
     """Measure each reader on the same question and print a table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--years", type=int, default=5)
+    parser = lake_size_parser(__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     first_year = 2020
     read_year = first_year + args.years - 1

@@ -20,6 +20,7 @@ FULL = {
     "planning.py": [],
     "incremental.py": [],
     "reading.py": [],
+    "s3_planning.py": [],
 }
 SMOKE = {
     "requests_floor.py": ["--symbols", "2", "--months", "1"],
@@ -30,6 +31,7 @@ SMOKE = {
     "incremental.py": ["--symbols", "3"],
     "reading.py": ["--symbols", "3", "--years", "1", "--repeats", "1"],
     "crash_trials.py": ["--trials", "1"],
+    "s3_planning.py": ["--symbols", "3", "--years", "1"],
 }
 
 

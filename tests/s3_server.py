@@ -69,6 +69,11 @@ class S3Server:
         """Variables that point AWS clients (and MarketPipe) at this server."""
         return {**AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": self.url}
 
+    def point_here(self, monkeypatch: Any, **extra: str) -> None:
+        """Point this process's AWS clients (and MarketPipe) at the server for one test."""
+        for name, value in {**self.environment, **extra}.items():
+            monkeypatch.setenv(name, value)
+
     def create_bucket(self) -> str:
         """A new, empty bucket's name."""
         import boto3

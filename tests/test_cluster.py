@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from marketpipe.crash_trials import lake_hashes
 from marketpipe.lake.objects import S3Store
+from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.simulator import read_request_log
 from tests import workflow_support as support
 from tests.s3_server import S3Server, s3_server
@@ -64,8 +68,7 @@ def wait_for_jobs(workdir: Path) -> None:
 def test_a_cluster_run_writes_a_local_runs_bytes(
     server: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch)
     uri = f"s3://{server.create_bucket()}/lake"
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
     env = cluster_environment(server, tmp_path)
@@ -108,3 +111,38 @@ def test_one_request_budget_holds_across_cluster_jobs(server: S3Server, tmp_path
     assert len(served) > 2 * budget, "enough requests for the budget to matter"
     assert [entry.status for entry in served].count(429) == 0
     assert support.max_in_any_window([entry.time for entry in served], window) <= budget
+
+
+def test_a_controller_killed_mid_run_and_restarted_ends_identical(
+    server: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.point_here(monkeypatch)
+    uri = f"s3://{server.create_bucket()}/lake"
+    lake = S3Store(uri, server.url)
+    support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
+    env = cluster_environment(server, tmp_path)
+    with open(tmp_path / "controller.log", "w") as log:
+        controller = subprocess.Popen(cluster_command(tmp_path), cwd=tmp_path, env=env,
+                                      stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+        published = threading.Event()
+        for _ in range(6000):  # until the first partition is in the bucket (bounded)
+            if lake.list(LAKE_DIR) or controller.poll() is not None:
+                break
+            published.wait(0.01)
+        running = controller.poll() is None
+        os.killpg(controller.pid, signal.SIGKILL)  # the jobs live on, in sessions of their own
+        controller.wait(timeout=60)
+    assert running, "the run ended before the controller could be killed"
+    assert 0 < len(lake.list(LAKE_DIR)) < 2 * len(support.DAYS)
+    unlock = subprocess.run(cluster_command(tmp_path, "--unlock"), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    rerun = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    wait_for_jobs(tmp_path)  # the first controller's orphans too
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert lake_hashes(lake) == lake_hashes(reference / "lake")
+    for key in lake.list(LAKE_DIR):  # whole objects only, at the keys a local run writes
+        assert pq.read_table(pa.BufferReader(lake.get(key))).num_rows >= 0
+    assert [key for key in lake.list("") if not key.startswith(("ohlcv/", "corporate_actions/",
+                                                                "_state/"))] == []  # fmt: skip

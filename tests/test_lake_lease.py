@@ -35,8 +35,7 @@ def server() -> Iterator[S3Server]:
 
 @pytest.fixture
 def store(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch)
     return S3Store(f"s3://{server.create_bucket()}/lake")
 
 

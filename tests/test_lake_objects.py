@@ -21,8 +21,7 @@ def server() -> Iterator[S3Server]:
 
 @pytest.fixture
 def s3(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch)
     store = open_store(f"s3://{server.create_bucket()}/lake")
     assert isinstance(store, S3Store)
     return store

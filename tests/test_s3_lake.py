@@ -94,8 +94,7 @@ def store_of(server: S3Server, uri: str) -> S3Store:
 def test_every_partition_is_an_object_with_a_local_runs_bytes(
     server: S3Server, s3_lake: tuple[Path, str], local_lake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch)
     workdir, uri = s3_lake
     objects = object_hashes(store_of(server, uri))
     local = lake_hashes(local_lake / "lake")
@@ -138,8 +137,7 @@ def test_verify_status_and_reads_work_on_the_bucket(
             assert "verified 123 partition file(s) and 3 corporate-actions file(s): OK" in (
                 result.stdout
             )
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch)
     first, last = dt.date(2024, 1, 2), dt.date(2024, 2, 29)
     for adjustment in ("raw", "all"):
         remote = marketpipe.read_bars(CONFIG["symbols"], first, last, data_dir=uri,
@@ -165,8 +163,7 @@ def test_verify_status_and_reads_work_on_the_bucket(
 def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in server.environment.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch)
     bucket = server.create_bucket()
     uri = f"s3://{bucket}/big"
     symbols = [f"S{index:03d}" for index in range(41)]
@@ -207,8 +204,7 @@ def test_kill_9_at_a_random_moment_then_a_rerun_is_byte_identical(
     rng = random.Random(f"s3-crash-trial-{trial}")
     point = rng.choice(CRASH_POINTS)
     nth = rng.randint(1, SMALL_RUN_ARRIVALS[point])
-    for name, value in {**server.environment, **LOOPBACK_ONLY}.items():
-        monkeypatch.setenv(name, value)
+    server.point_here(monkeypatch, **LOOPBACK_ONLY)
     uri = f"s3://{server.create_bucket()}/lake"
     workdir = tmp_path / "trial"
     support.write_config(workdir, data_dir=uri)
