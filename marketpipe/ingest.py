@@ -215,9 +215,10 @@ class _LedgerBatch:
     ledger does not know, which the next run adopts (see ``reconcile``).
     """
 
-    def __init__(self, store: CheckpointStore, report: IngestReport) -> None:
+    def __init__(self, store: CheckpointStore, report: IngestReport, lake: LakeStore) -> None:
         self.store = store
         self.report = report
+        self.lake = lake
         self.pending: list[tuple[LedgerEntry, StreamKey | None, dt.datetime | None]] = []
 
     def add(self, entry: LedgerEntry, stream: StreamKey, last_bar: dt.datetime | None) -> None:
@@ -225,7 +226,8 @@ class _LedgerBatch:
         self.pending.append((entry, stream, last_bar))
 
     def commit(self) -> None:
-        """Record the queued rows in one transaction."""
+        """Record the queued rows in one transaction, once their files are durable."""
+        self.lake.flush()
         self.store.publish_many(self.pending)
         self.report.published.extend(entry for entry, _, _ in self.pending)
         self.pending = []
@@ -303,7 +305,7 @@ class _RunPublisher:
                 metadata,
             )
         written = publish_partition(
-            self.lake, partition_key(self.symbol, day), result.valid, metadata
+            self.lake, partition_key(self.symbol, day), result.valid, metadata, background=True
         )
         entry = LedgerEntry(
             symbol=self.symbol,
@@ -397,7 +399,7 @@ class _Ingest:
         A symbol's days are published once a later symbol's bars arrive; a symbol with no
         bars waits for the end, so a typo is not recorded as a string of empty days.
         """
-        ledger = _LedgerBatch(self.store, self.report)
+        ledger = _LedgerBatch(self.store, self.report, self.lake)
         try:
             return self._stream(symbols, run, ledger)
         finally:

@@ -88,6 +88,12 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     dry = subprocess.run(cluster_command(tmp_path, "-n"), cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert "Nothing to be done" in dry.stdout + dry.stderr
+    secret = server.environment["AWS_SECRET_ACCESS_KEY"]
+    for output in (result, verify, dry):
+        assert secret not in output.stdout + output.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def test_one_request_budget_holds_across_cluster_jobs(server: S3Server, tmp_path: Path) -> None:

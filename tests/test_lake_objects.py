@@ -75,3 +75,16 @@ def test_the_endpoint_comes_from_the_environment_or_the_caller(
     assert S3Store("s3://bucket", "http://127.0.0.1:7").endpoint_url == "http://127.0.0.1:7"
     with pytest.raises(ValueError, match="s3://bucket/prefix"):
         S3Store("s3:///nobucket")
+
+
+def test_uploads_handed_over_are_durable_after_the_flush(server: S3Server, s3: S3Store) -> None:
+    keys = [f"ohlcv/symbol=U/{index:03d}.parquet" for index in range(40)]
+    for key in keys:
+        s3.put_soon(key, key.encode())
+    s3.flush()
+    assert s3.list("ohlcv/symbol=U") == keys
+    assert s3.get(keys[7]) == keys[7].encode()
+    s3.bucket = "no-such-bucket"  # the next upload fails: the flush says so
+    s3.put_soon("ohlcv/x.parquet", b"x")
+    with pytest.raises(Exception, match="NoSuchBucket"):
+        s3.flush()

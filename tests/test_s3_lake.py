@@ -127,18 +127,24 @@ def test_verify_status_and_reads_work_on_the_bucket(
 ) -> None:
     workdir, uri = s3_lake
     env = environment(server)
-    for command in ("verify", "status"):
+    export = ("export", "--start", "2024-02-07", "--end", "2024-02-13", "--symbols", "AAPL",
+              "--adjustment", "all", "--output", str(workdir / "aapl.parquet"))  # fmt: skip
+    for command in (("verify",), ("status",), ("report",), export):
         result = subprocess.run(
-            [sys.executable, "-m", "marketpipe.cli", command, "--config", "config.yaml"],
+            [sys.executable, "-m", "marketpipe.cli", *command, "--config", "config.yaml"],
             cwd=workdir, capture_output=True, text=True, timeout=300, env=env,
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
-        if command == "verify":
+        if command == ("verify",):
             assert "verified 123 partition file(s) and 3 corporate-actions file(s): OK" in (
                 result.stdout
             )
     server.point_here(monkeypatch)
     first, last = dt.date(2024, 1, 2), dt.date(2024, 2, 29)
+    exported = pq.read_table(workdir / "aapl.parquet")
+    adjusted = marketpipe.read_bars("AAPL", dt.date(2024, 2, 7), dt.date(2024, 2, 13),
+                                    data_dir=local_lake / "lake", adjustment="all")  # fmt: skip
+    assert exported.equals(adjusted)
     for adjustment in ("raw", "all"):
         remote = marketpipe.read_bars(CONFIG["symbols"], first, last, data_dir=uri,
                                       adjustment=adjustment)  # fmt: skip

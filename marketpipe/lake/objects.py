@@ -15,6 +15,7 @@ region come from the standard AWS variables and files, through boto3.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import threading
 from collections.abc import Iterator
@@ -46,6 +47,15 @@ class LakeStore(Protocol):
 
     def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
         """Make ``data`` visible at ``key`` at once: readers see the old bytes or the new."""
+        ...
+
+    def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+        """Like :meth:`put`, possibly finishing in the background: the write is durable only
+        once :meth:`flush` has returned."""
+        ...
+
+    def flush(self) -> None:
+        """Wait until every :meth:`put_soon` is durable; raise the first that failed."""
         ...
 
     def get(self, key: str) -> bytes:
@@ -97,6 +107,13 @@ class LocalStore:
     def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
         """Temporary file, fsync, rename over the key, fsync the directory."""
         write_atomically(self.path(key), data, crash_point_name)
+
+    def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+        """:meth:`put`, at once (a local write takes no round trip worth overlapping)."""
+        self.put(key, data, crash_point_name)
+
+    def flush(self) -> None:
+        """Nothing is pending."""
 
     def get(self, key: str) -> bytes:
         """The file's bytes."""
@@ -166,6 +183,10 @@ class S3Store:
         self._uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.endpoint_url = endpoint_url or os.environ.get(ENDPOINT_VARIABLE) or None
         self._client = client
+        self._uploads: concurrent.futures.ThreadPoolExecutor | None = None
+        # Uploads handed over, per thread: each job flushes its own (jobs can be threads).
+        self._pending: dict[int, list[concurrent.futures.Future[None]]] = {}
+        self._pending_lock = threading.Lock()
 
     @property
     def uri(self) -> str:
@@ -193,6 +214,26 @@ class S3Store:
         if crash_point_name:
             crash_point(crash_point_name)
         self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
+
+    def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+        """Hand the PUT to a pool of uploads: a backfill is bound by bandwidth, not by one
+        round trip per object. Durable once :meth:`flush` returns."""
+        if crash_point_name:
+            crash_point(crash_point_name)
+        with self._pending_lock:
+            if self._uploads is None:
+                self._uploads = concurrent.futures.ThreadPoolExecutor(
+                    S3_MAX_CONNECTIONS, thread_name_prefix="lake-upload"
+                )
+            upload = self._uploads.submit(self.put, key, data)
+            self._pending.setdefault(threading.get_ident(), []).append(upload)
+
+    def flush(self) -> None:
+        """Wait for every upload this thread handed over; raise the first error."""
+        with self._pending_lock:
+            pending = self._pending.pop(threading.get_ident(), [])
+        for future in pending:
+            future.result()
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """PUT only if no object is at ``key`` (``If-None-Match: *``); False if one is."""

@@ -173,11 +173,17 @@ def write_partition(path: Path, table: pa.Table, metadata: Mapping[str, str]) ->
 
 
 def publish_partition(
-    lake: LakeStore, key: str, table: pa.Table, metadata: Mapping[str, str]
+    lake: LakeStore,
+    key: str,
+    table: pa.Table,
+    metadata: Mapping[str, str],
+    *,
+    background: bool = False,
 ) -> WrittenFile:
     """Publish one symbol-day's rows (or rejected rows) at ``key``, at once, without the
-    symbol column; ``metadata`` names the symbol and day for a file read on its own."""
-    return publish_table(lake, key, without_symbol(table), metadata)
+    symbol column; ``metadata`` names the symbol and day for a file read on its own.
+    ``background`` lets an S3 upload overlap others (durable after ``lake.flush()``)."""
+    return publish_table(lake, key, without_symbol(table), metadata, background=background)
 
 
 def repeated_string(value: str, count: int) -> pa.Array:
@@ -213,11 +219,19 @@ def write_table(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> Wri
 
 
 def publish_table(
-    lake: LakeStore, key: str, table: pa.Table, metadata: Mapping[str, str]
+    lake: LakeStore,
+    key: str,
+    table: pa.Table,
+    metadata: Mapping[str, str],
+    *,
+    background: bool = False,
 ) -> WrittenFile:
     """Publish ``table`` as a Parquet object at ``key``, at once and deterministically."""
     data = parquet_bytes(table, metadata)
-    lake.put(key, data, crash_point_name="parquet_write")
+    if background:
+        lake.put_soon(key, data, crash_point_name="parquet_write")
+    else:
+        lake.put(key, data, crash_point_name="parquet_write")
     return WrittenFile(key, table.num_rows, hashlib.sha256(data).hexdigest())
 
 
