@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
+from marketpipe.lake.actions import actions_key, stored_symbols
+from marketpipe.lake.ledger import ActionsEntry, CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.lake.objects import S3_MAX_CONNECTIONS, LakeStore
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
@@ -83,4 +84,21 @@ def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
         by_symbol.setdefault(symbol, []).append(day)
     for symbol, days in by_symbol.items():
         store.forget(symbol, days)
+    _reindex_actions(store, lake)
     return ReindexResult(len(new), len(gone), len(present & known))
+
+
+def _reindex_actions(store: CheckpointStore, lake: LakeStore) -> None:
+    """Record corporate-actions files the ledger does not know. Which ``process_date`` range
+    the vendor was asked about is not in the file: recorded as unknown (an empty range), so
+    the next check asks about everything again."""
+    known = store.actions_entries()
+    entries = []
+    for symbol in stored_symbols(lake):
+        if symbol in known:
+            continue
+        data = lake.get(actions_key(symbol))
+        rows = pq.read_metadata(pa.BufferReader(data)).num_rows
+        sha256 = hashlib.sha256(data).hexdigest()
+        entries.append(ActionsEntry(symbol, rows, sha256, dt.date.max, dt.date.min))
+    store.record_actions(entries)
