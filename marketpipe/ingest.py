@@ -128,12 +128,17 @@ class IngestReport:
 
 
 def reconcile(
-    store: CheckpointStore, lake: LakeStore | Path, symbol: str, days: list[dt.date]
+    store: CheckpointStore,
+    lake: LakeStore | Path,
+    symbol: str,
+    days: list[dt.date],
+    adopt: bool = True,
 ) -> list[dt.date]:
     """Make the ledger agree with the files; return the days that still need fetching.
 
     A ledger row whose file is gone no longer counts; a file without a ledger row (a crash
-    between publishing and recording) is adopted; stale temporary files are removed. The
+    between publishing and recording) is adopted, unless ``adopt`` is false (a job of an S3
+    lake, whose controller reindexes from the lake); stale temporary files are removed. The
     files are found by listing (one LIST per month on S3), never one request per day.
     """
     lake = as_store(lake)
@@ -150,7 +155,7 @@ def reconcile(
             if day in ledger:
                 gone.append(day)
             continue
-        if day not in ledger:
+        if day not in ledger and adopt:
             _adopt(store, lake, symbol, day, day in rejected)
     if gone:
         logger.warning(
@@ -378,6 +383,7 @@ class _Ingest:
     lake: LakeStore
     stream: StreamSettings
     report: IngestReport
+    adopt: bool = True
 
     def query(self, symbols: tuple[str, ...], run: list[dt.date]) -> BarsQuery:
         """The bars request of one stream: its first day's midnight to its last bar window."""
@@ -458,6 +464,7 @@ def ingest_days(
     stream: StreamSettings,
     report: IngestReport | None = None,
     now: dt.datetime | None = None,
+    adopt: bool = True,
 ) -> IngestReport:
     """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
 
@@ -470,6 +477,7 @@ def ingest_days(
     stream fails, its unfinished symbols are retried one by one so that one bad symbol cannot
     hold back the rest. Raises :class:`SymbolsFailed` naming the symbols that still failed,
     after publishing the others. Pass ``report`` to keep the progress made before an exception.
+    ``adopt`` is :func:`reconcile`'s.
     """
     days = sorted(days)
     lake = as_store(lake)
@@ -479,11 +487,11 @@ def ingest_days(
     report.planned_days = len(days) * len(symbols)
     streams: dict[tuple[dt.date, ...], list[str]] = {}
     for symbol in symbols:
-        missing = reconcile(store, lake, symbol, days)
+        missing = reconcile(store, lake, symbol, days, adopt)
         report.missing_days += len(missing)
         for run in contiguous_runs(missing, days):
             streams.setdefault(tuple(run), []).append(symbol)
-    ingest = _Ingest(client, store, lake, stream, report)
+    ingest = _Ingest(client, store, lake, stream, report, adopt)
     errors: dict[str, ConnectorError] = {}
     for run, members in sorted(streams.items()):
         try:
@@ -536,7 +544,7 @@ def _one_by_one(
                 "not fetched: the vendor failed for the symbols before it as well"
             )
             continue
-        missing = reconcile(ingest.store, ingest.lake, symbol, run)
+        missing = reconcile(ingest.store, ingest.lake, symbol, run, ingest.adopt)
         try:
             for part in contiguous_runs(missing, days):
                 errors.update(ingest.run_stream((symbol,), part))

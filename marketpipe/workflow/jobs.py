@@ -5,7 +5,9 @@ from __future__ import annotations
 import atexit
 import ctypes
 import ctypes.util
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -155,6 +157,7 @@ def fetch_partitions(
                     ingest_days(
                         client, store, settings.lake, symbols, wanted,
                         stream_settings(settings), report, now=settings.now,
+                        adopt=settings.lake.is_local,
                     )  # fmt: skip
             except (ConnectorError, ValueError) as exc:
                 if isinstance(exc, SymbolsFailed):
@@ -201,7 +204,9 @@ def _finish_job(
 ) -> None:
     status = "failed" if job.error else "ok"
     metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
-    store.record_job(
+    record_job(
+        store,
+        settings,
         JobRecord(
             run_id=current_run_id(),
             job=job.label,
@@ -218,7 +223,7 @@ def _finish_job(
             finished_at=time.time(),
             metrics=metrics,
             flagged_rows=report.flagged_rows,
-        )
+        ),
     )
     present, planned = _present_partitions(store, settings), settings.planned_partitions
     log_event(
@@ -310,6 +315,29 @@ def fetch_corporate_actions(
     }
     write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())
     return report
+
+
+JOB_RECORDS = "_state/job-records"
+
+
+def record_job(store: CheckpointStore, settings: WorkflowSettings, record: JobRecord) -> None:
+    """Store what a job did in the ledger; for an S3 lake also in the bucket, where the
+    controller collects it at the end of the run (the job's own ledger may be private)."""
+    store.record_job(record)
+    if not settings.lake.is_local:
+        name = hashlib.sha256(record.job.encode()).hexdigest()[:16]
+        key = f"{JOB_RECORDS}/{record.run_id}/{name}.json"
+        settings.lake.put(key, json.dumps(dataclasses.asdict(record), sort_keys=True).encode())
+
+
+def collect_job_records(store: CheckpointStore, settings: WorkflowSettings) -> int:
+    """Fold the job records this run's jobs left in the bucket into the ledger."""
+    prefix = f"{JOB_RECORDS}/{current_run_id()}"
+    keys = settings.lake.list(prefix)
+    for key in keys:
+        store.record_job(JobRecord(**json.loads(settings.lake.get(key))))
+        settings.lake.delete(key)
+    return len(keys)
 
 
 def write_coverage_report(
@@ -434,6 +462,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     with CheckpointStore(settings.data_dir) as store:
         if not settings.lake.is_local:
             reindex(store, settings.lake)
+            collect_job_records(store, settings)
         present = _present_partitions(store, settings)
         summary = build_run_summary(
             store, current_run_id(), status, settings.planned_partitions, present
