@@ -153,6 +153,8 @@ def test_verify_status_and_reads_work_on_the_bucket(
         local = marketpipe.read_bars(CONFIG["symbols"], first, last, adjustment=adjustment,
                                      data_dir=local_lake / "lake")  # fmt: skip
         assert remote.equals(local)
+    lazy = marketpipe.scan_bars(CONFIG["symbols"], first, last, data_dir=uri)
+    assert lazy.count_rows() == local.num_rows
     bad = store_of(server, uri)
     key = partition_key("MSFT", dt.date(2024, 1, 5))
     original = bad.get(key)
