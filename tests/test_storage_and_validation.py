@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -135,3 +138,17 @@ def test_iex_window_and_wider_timeframes() -> None:
     assert validate_bars(table, SESSION, "sip", five).rejected["reason"].to_pylist() == ["off grid"]
     daily = _table([_bar(0, timestamp=dt.datetime(2024, 1, 2, 5, 0, tzinfo=dt.UTC))])
     assert validate_bars(daily, SESSION, "sip", Timeframe.parse("1Day")).rejected.num_rows == 0
+
+
+def test_a_dead_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "symbol=A" / "actions.parquet"
+    target.parent.mkdir()
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    dead = target.parent / f".actions.parquet.{int(finished.stdout)}.1.tmp"
+    dead.write_bytes(b"half")
+    live = target.parent / f".actions.parquet.{os.getpid()}.99.tmp"
+    live.write_bytes(b"being written")
+    write_atomically(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert not dead.exists() and live.exists()

@@ -168,6 +168,20 @@ def write_atomically(path: Path, data: bytes, crash_point_name: str | None = Non
         os.fsync(directory)
     finally:
         os.close(directory)
+    _remove_dead_temporaries(path)
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    """Delete temporary files of ``path`` left by processes that died before their rename
+    (a kill -9 between the fsync and the rename); a live writer's are left alone."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            stale.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 class S3Store:
