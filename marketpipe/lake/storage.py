@@ -114,8 +114,9 @@ def as_store(lake: LakeStore | Path | str) -> LakeStore:
 def present_partitions(
     lake: LakeStore | Path | str, symbols: Sequence[str], area: str = LAKE_DIR
 ) -> set[tuple[str, dt.date]]:
-    """Every (symbol, day) of ``symbols`` that has a file in ``area``, found by listing
-    (on S3: one LIST request per 1,000 keys of each symbol's prefix, never one per file)."""
+    """Every (symbol, day) of ``symbols`` that has a file in ``area``, found by listing,
+    never by asking about each file: on S3 one paginated LIST of the area (one request per
+    1,000 keys), or of the symbol's prefix when only one symbol is asked about."""
     store = as_store(lake)
     wanted = set(symbols)
     found = set()
