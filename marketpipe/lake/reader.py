@@ -88,7 +88,10 @@ def _plan(
     if last < first:
         raise ValueError(f"end ({last}) is before start ({first})")
     sessions = trading_sessions(first, last)
-    listed = None if isinstance(lake, LocalStore) else present_partitions(lake, tickers)
+    years = range(first.year, last.year + 1)
+    listed = (
+        None if isinstance(lake, LocalStore) else present_partitions(lake, tickers, years=years)
+    )
     paths, absent = [], []
     for symbol in tickers:
         for session in sessions:

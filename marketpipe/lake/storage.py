@@ -112,16 +112,22 @@ def as_store(lake: LakeStore | Path | str) -> LakeStore:
 
 
 def present_partitions(
-    lake: LakeStore | Path | str, symbols: Sequence[str], area: str = LAKE_DIR
+    lake: LakeStore | Path | str,
+    symbols: Sequence[str],
+    area: str = LAKE_DIR,
+    years: Sequence[int] | None = None,
 ) -> set[tuple[str, dt.date]]:
     """Every (symbol, day) of ``symbols`` that has a file in ``area``, found by listing,
-    never by asking about each file: on S3 one paginated LIST of the area (one request per
-    1,000 keys), or of the symbol's prefix when only one symbol is asked about."""
+    never by asking about each file. On S3: one paginated LIST of the area (one request per
+    1,000 keys), which planning wants; with ``years`` (a read of a few symbols), a LIST of
+    each symbol-year instead, so the rest of a large lake is not listed."""
     store = as_store(lake)
     wanted = set(symbols)
     found = set()
     prefixes = [f"{area}/symbol={symbol}" for symbol in sorted(wanted)]
-    if not store.is_local and len(wanted) > 1:
+    if years is not None:
+        prefixes = [f"{prefix}/year={year:04d}" for prefix in prefixes for year in years]
+    elif not store.is_local and len(wanted) > 1:
         prefixes = [area]  # one paginated listing of the whole area
     for prefix in prefixes:
         for key in store.list(prefix):
