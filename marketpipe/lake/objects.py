@@ -289,13 +289,7 @@ class S3Store:
 
     def get(self, key: str) -> bytes:
         """The object's bytes."""
-        try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
-        except Exception as exc:
-            if _status(exc) == 404:
-                raise FileNotFoundError(f"{self.uri}/{key}") from None
-            raise
-        return bytes(answer["Body"].read())
+        return self.get_with_etag(key)[0]
 
     def exists(self, key: str) -> bool:
         """A HEAD request (use :meth:`list` for many keys)."""
