@@ -13,7 +13,6 @@ import concurrent.futures
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,11 +23,9 @@ from marketpipe.lake.ledger import ActionsEntry, CheckpointStore, LedgerEntry, S
 from marketpipe.lake.objects import S3_MAX_CONNECTIONS, LakeStore
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
-    LAKE_DIR,
-    PARTITION_FILE,
     QUARANTINE_DIR,
     partition_key,
-    partition_of,
+    present_partitions,
     quarantine_key,
     read_table_at,
 )
@@ -42,15 +39,6 @@ class ReindexResult:
     adopted: int
     dropped: int
     unchanged: int
-
-
-def _listed(lake: LakeStore, area: str, file_name: str) -> set[tuple[str, dt.date]]:
-    found = set()
-    for key in lake.list(area):
-        located = partition_of(Path(key))
-        if located is not None and key.endswith(f"/{file_name}"):
-            found.add(located)
-    return found
 
 
 def _entry(
@@ -71,8 +59,8 @@ def _entry(
 
 def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
     """Make ``store`` agree with the partitions in ``lake`` (see the module doc)."""
-    present = _listed(lake, LAKE_DIR, PARTITION_FILE)
-    rejects = _listed(lake, QUARANTINE_DIR, "rejected.parquet")
+    present = present_partitions(lake, None)
+    rejects = present_partitions(lake, None, QUARANTINE_DIR)
     known = {(entry.symbol, entry.day) for entry in store.all_entries()}
     new = sorted(present - known)
     with concurrent.futures.ThreadPoolExecutor(S3_MAX_CONNECTIONS) as pool:

@@ -113,26 +113,28 @@ def as_store(lake: LakeStore | Path | str) -> LakeStore:
 
 def present_partitions(
     lake: LakeStore | Path | str,
-    symbols: Sequence[str],
+    symbols: Sequence[str] | None,
     area: str = LAKE_DIR,
     years: Sequence[int] | None = None,
 ) -> set[tuple[str, dt.date]]:
-    """Every (symbol, day) of ``symbols`` that has a file in ``area``, found by listing,
-    never by asking about each file. On S3: one paginated LIST of the area (one request per
-    1,000 keys), which planning wants; with ``years`` (a read of a few symbols), a LIST of
-    each symbol-year instead, so the rest of a large lake is not listed."""
+    """Every (symbol, day) of ``symbols`` (``None``: of every symbol) that has a file in
+    ``area``, found by listing, never by asking about each file. On S3: one paginated LIST
+    of the area (one request per 1,000 keys), which planning wants; with ``years`` (a read
+    of a few symbols), a LIST of each symbol-year instead, so the rest of a large lake is
+    not listed."""
     store = as_store(lake)
-    wanted = set(symbols)
+    wanted = None if symbols is None else set(symbols)
     found = set()
-    prefixes = [f"{area}/symbol={symbol}" for symbol in sorted(wanted)]
-    if years is not None:
+    prefixes = [area] if wanted is None else [f"{area}/symbol={s}" for s in sorted(wanted)]
+    if wanted is not None and years is not None:
         prefixes = [f"{prefix}/year={year:04d}" for prefix in prefixes for year in years]
-    elif not store.is_local and len(wanted) > 1:
+    elif wanted is not None and not store.is_local and len(wanted) > 1:
         prefixes = [area]  # one paginated listing of the whole area
     for prefix in prefixes:
         for key in store.list(prefix):
             located = partition_of(Path(key))
-            if located is not None and located[0] in wanted and key.endswith(_FILE_OF[area]):
+            if (located is not None and key.endswith(f"/{_FILE_OF[area]}")
+                    and (wanted is None or located[0] in wanted)):  # fmt: skip
                 found.add(located)
     return found
 
