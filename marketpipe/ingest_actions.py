@@ -30,8 +30,7 @@ from marketpipe.lake.actions import (
     REFERENCE_CLOSE,
     merge_actions,
     publish_actions,
-    read_actions,
-    stored_file_matches,
+    read_recorded_actions,
     with_reference_close,
 )
 from marketpipe.lake.ledger import ActionsEntry, CheckpointStore
@@ -62,23 +61,20 @@ class ActionsReport:
 
 
 def _windows(
-    lake: LakeStore,
     symbols: Sequence[str],
     entries: dict[str, ActionsEntry],
+    stored: dict[str, pa.Table],
     first_needed: dt.date,
     today: dt.date,
     recheck_days: int,
 ) -> dict[dt.date, list[str]]:
-    """Symbols grouped by the first ``process_date`` to ask about (again)."""
+    """Symbols grouped by the first ``process_date`` to ask about (again); only a file the
+    ledger recorded (in ``stored``) vouches for the range its entry covers."""
     groups: dict[dt.date, list[str]] = {}
     for symbol in symbols:
         entry = entries.get(symbol)
         start = first_needed
-        if (
-            entry is not None
-            and entry.covered_from <= first_needed
-            and stored_file_matches(lake, symbol, entry.sha256)
-        ):
+        if entry is not None and entry.covered_from <= first_needed and symbol in stored:
             recheck = entry.covered_through - dt.timedelta(days=recheck_days)
             start = min(max(first_needed, recheck), today)
         groups.setdefault(start, []).append(symbol)
@@ -165,7 +161,14 @@ def sync_corporate_actions(
 
     with CheckpointStore(data_dir) as store:
         entries = store.actions_entries()
-    windows = _windows(lake, symbols, entries, first_needed, today, recheck_days)
+    # Each recorded file is read once: whether it is still the ledger's, and its rows.
+    stored = {
+        symbol: table
+        for symbol in symbols
+        if symbol in entries
+        and (table := read_recorded_actions(lake, symbol, entries[symbol].sha256)) is not None
+    }
+    windows = _windows(symbols, entries, stored, first_needed, today, recheck_days)
     recorded: list[ActionsEntry] = []
     for first, group in sorted(windows.items()):
         for batch_start in range(0, len(group), SYMBOLS_PER_REQUEST):
@@ -174,7 +177,7 @@ def sync_corporate_actions(
                 report.fetched += fresh.num_rows
                 for symbol in symbols_asked:
                     entry = _publish(lake, symbol, fresh, (first, today), entries.get(symbol),
-                                     closes, report)  # fmt: skip
+                                     stored.get(symbol), closes, report)  # fmt: skip
                     recorded.append(dataclasses.replace(entry, run_id=run_id))
     with CheckpointStore(data_dir) as store:
         store.record_actions(recorded)
@@ -208,18 +211,19 @@ def _publish(
     fresh: pa.Table,
     window: tuple[dt.date, dt.date],
     entry: ActionsEntry | None,
+    stored: pa.Table | None,
     closes: Callable[[pa.Table], tuple[pa.Table, int]],
     report: ActionsReport,
 ) -> ActionsEntry:
-    """Merge ``symbol``'s fresh records into its file; publish it if its bytes changed."""
+    """Merge ``symbol``'s fresh records into ``stored`` (its file, if the ledger's); publish
+    it if its bytes changed."""
     first, last = window
     mine = fresh.filter(pc.equal(fresh["symbol"], symbol))
-    trusted = entry is not None and stored_file_matches(lake, symbol, entry.sha256)
-    stored = read_actions(lake, symbol) if trusted else None
     merged, pending = closes(merge_actions(stored, mine, first, last))
     report.dividends_pending += pending
-    written, changed = publish_actions(lake, symbol, merged,
-                                       entry.sha256 if entry is not None else None)  # fmt: skip
+    trusted = entry is not None and stored is not None
+    current = entry.sha256 if trusted and entry is not None else None
+    written, changed = publish_actions(lake, symbol, merged, current)
     if changed:
         report.written.append(symbol)
     covered_from = min(entry.covered_from, first) if trusted and entry is not None else first

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from marketpipe.connectors.models import CORPORATE_ACTIONS_SCHEMA
 from marketpipe.lake.objects import LakeStore
@@ -80,6 +81,23 @@ def read_actions(lake: Lake, symbol: str) -> pa.Table | None:
         table = read_table_at(store, actions_key(symbol))
     except FileNotFoundError:
         return None
+    return _with_symbol(table, symbol)
+
+
+def read_recorded_actions(lake: Lake, symbol: str, sha256: str) -> pa.Table | None:
+    """Like :func:`read_actions`, from one read of the file, but only if its bytes are the
+    ones the ledger recorded (``sha256``); ``None`` when the file is absent or differs."""
+    try:
+        data = as_store(lake).get(actions_key(symbol))
+    except FileNotFoundError:
+        return None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        return None
+    return _with_symbol(pq.read_table(pa.BufferReader(data)), symbol)
+
+
+def _with_symbol(table: pa.Table, symbol: str) -> pa.Table:
+    """A stored file's rows as :data:`ACTIONS_SCHEMA`, the symbol restored from the path."""
     table = table.cast(STORED_ACTIONS_SCHEMA.with_metadata(table.schema.metadata))
     return table.add_column(
         ACTIONS_SCHEMA.get_field_index(SYMBOL_COLUMN),
@@ -167,25 +185,18 @@ def actions_bytes(symbol: str, table: pa.Table) -> bytes:
     return parquet_bytes(stored, {SYMBOL_KEY: symbol})
 
 
-def stored_file_matches(lake: Lake, symbol: str, sha256: str) -> bool:
-    """Whether ``symbol``'s actions file exists and has exactly the bytes of ``sha256``."""
-    try:
-        data = as_store(lake).get(actions_key(symbol))
-    except FileNotFoundError:
-        return False
-    return hashlib.sha256(data).hexdigest() == sha256
-
-
 def publish_actions(
     lake: Lake, symbol: str, table: pa.Table, current_sha256: str | None = None
 ) -> tuple[WrittenFile, bool]:
-    """Publish ``symbol``'s actions atomically unless the file already holds these bytes
-    (``current_sha256``, the ledger's hash of it); returns the file and whether it changed."""
+    """Publish ``symbol``'s actions atomically unless the file already holds these bytes;
+    ``current_sha256`` is the hash of the file known to be there (e.g. checked by
+    :func:`read_recorded_actions`), ``None`` if unknown. Returns the file and whether it
+    changed."""
     store = as_store(lake)
     data = actions_bytes(symbol, table)
     key = actions_key(symbol)
     written = WrittenFile(key, table.num_rows, hashlib.sha256(data).hexdigest())
-    if written.sha256 == current_sha256 and stored_file_matches(store, symbol, written.sha256):
+    if written.sha256 == current_sha256:
         return written, False
     store.put(key, data, crash_point_name="parquet_write")
     return written, True
