@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from marketpipe.clock import NOW_VARIABLE
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
+from tests.s3_server import S3Server, s3_server
 from tests.workflow_support import snakemake, write_config
 
 
@@ -43,6 +44,13 @@ def _pinned_market_clock() -> Iterator[None]:
     yield
     if previous is None:
         del os.environ[NOW_VARIABLE]
+
+
+@pytest.fixture(scope="module")
+def s3_api() -> Iterator[S3Server]:
+    """moto's S3 API on loopback, requests counted, for one test module (buckets per test)."""
+    with s3_server() as running:
+        yield running
 
 
 class FakeClock:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,17 +21,11 @@ from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.simulator import read_request_log
 from tests import workflow_support as support
-from tests.s3_server import S3Server, s3_server
+from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.workflow
 
 SUBMIT = support.ROOT / "deploy" / "cluster" / "submit-local.sh"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[S3Server]:
-    with s3_server() as running:
-        yield running
 
 
 def cluster_command(workdir: Path, *args: str) -> list[str]:
@@ -42,8 +35,8 @@ def cluster_command(workdir: Path, *args: str) -> list[str]:
     )  # fmt: skip
 
 
-def cluster_environment(server: S3Server, workdir: Path) -> dict[str, str]:
-    return {**os.environ, **server.environment,
+def cluster_environment(s3_api: S3Server, workdir: Path) -> dict[str, str]:
+    return {**os.environ, **s3_api.environment,
             "MARKETPIPE_CLUSTER_LOGS": str(workdir / "cluster-logs"),
             "MARKETPIPE_JOB_STATE_ROOT": str(workdir / "nodes")}  # fmt: skip
 
@@ -68,17 +61,17 @@ def wait_for_jobs(workdir: Path) -> None:
 
 
 def test_a_cluster_run_writes_a_local_runs_bytes(
-    server: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_api: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.point_here(monkeypatch)
-    uri = f"s3://{server.create_bucket()}/lake"
+    s3_api.point_here(monkeypatch)
+    uri = f"s3://{s3_api.create_bucket()}/lake"
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
-    env = cluster_environment(server, tmp_path)
+    env = cluster_environment(s3_api, tmp_path)
     result = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     wait_for_jobs(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    lake = S3Store(uri, server.url)
+    lake = S3Store(uri, s3_api.url)
     assert lake_hashes(lake) == lake_hashes(reference / "lake")
     # Every job kept its state apart, and the controller's ledger was rebuilt from the lake;
     # the run summary still counts every job's work (records collected from the bucket).
@@ -97,7 +90,7 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     dry = subprocess.run(cluster_command(tmp_path, "-n"), cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    secret = server.environment["AWS_SECRET_ACCESS_KEY"]
+    secret = s3_api.environment["AWS_SECRET_ACCESS_KEY"]
     for output in (result, verify, dry):
         assert secret not in output.stdout + output.stderr
     for path in tmp_path.rglob("*"):
@@ -105,7 +98,7 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_one_request_budget_holds_across_cluster_jobs(server: S3Server, tmp_path: Path) -> None:
+def test_one_request_budget_holds_across_cluster_jobs(s3_api: S3Server, tmp_path: Path) -> None:
     budget, window = 6, 2.0
     log_file = tmp_path / "requests.jsonl"
     with support.simulator_process(
@@ -113,11 +106,11 @@ def test_one_request_budget_holds_across_cluster_jobs(server: S3Server, tmp_path
     ) as url:
         support.write_config(
             tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31), symbols_per_job=1,
-            data_dir=f"s3://{server.create_bucket()}/lake",
+            data_dir=f"s3://{s3_api.create_bucket()}/lake",
             alpaca={"base_url": url, "requests_per_minute": budget, "budget_shares": 3,
                     "rate_window_seconds": window, "page_size": 2500},
         )  # fmt: skip
-        env = {**cluster_environment(server, tmp_path), **support.ALPACA_KEYS}
+        env = {**cluster_environment(s3_api, tmp_path), **support.ALPACA_KEYS}
         result = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=600)  # fmt: skip
         wait_for_jobs(tmp_path)
@@ -129,13 +122,13 @@ def test_one_request_budget_holds_across_cluster_jobs(server: S3Server, tmp_path
 
 
 def test_a_controller_killed_mid_run_and_restarted_ends_identical(
-    server: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_api: S3Server, reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.point_here(monkeypatch)
-    uri = f"s3://{server.create_bucket()}/lake"
-    lake = S3Store(uri, server.url)
+    s3_api.point_here(monkeypatch)
+    uri = f"s3://{s3_api.create_bucket()}/lake"
+    lake = S3Store(uri, s3_api.url)
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
-    env = cluster_environment(server, tmp_path)
+    env = cluster_environment(s3_api, tmp_path)
     with open(tmp_path / "controller.log", "w") as log:
         controller = subprocess.Popen(cluster_command(tmp_path), cwd=tmp_path, env=env,
                                       stdout=log, stderr=log, start_new_session=True)  # fmt: skip

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import yaml
 
 from marketpipe.lake.lease import LEASE_KEY, LeaseHeld, ObjectLease
 from marketpipe.lake.objects import S3Store
-from tests.s3_server import S3Server, s3_server
+from tests.s3_server import S3Server
 
 
 class Clock:
@@ -27,16 +26,10 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[S3Server]:
-    with s3_server() as running:
-        yield running
-
-
 @pytest.fixture
-def store(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
-    server.point_here(monkeypatch)
-    return S3Store(f"s3://{server.create_bucket()}/lake")
+def store(s3_api: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+    s3_api.point_here(monkeypatch)
+    return S3Store(f"s3://{s3_api.create_bucket()}/lake")
 
 
 def lease(store: S3Store, clock: Clock, purpose: str) -> ObjectLease:
@@ -127,7 +120,7 @@ def test_the_heartbeat_renews_the_lease(store: S3Store) -> None:
 
 @pytest.mark.workflow
 def test_a_second_controller_refuses_to_write_an_s3_lake_in_use(
-    server: S3Server, store: S3Store, tmp_path: Path
+    s3_api: S3Server, store: S3Store, tmp_path: Path
 ) -> None:
     config = {"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-05",
               "data_dir": store.uri}  # fmt: skip
@@ -138,7 +131,7 @@ def test_a_second_controller_refuses_to_write_an_s3_lake_in_use(
         result = subprocess.run(
             [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml"],
             cwd=tmp_path, capture_output=True, text=True, timeout=300,
-            env={**os.environ, **server.environment},
+            env={**os.environ, **s3_api.environment},
         )  # fmt: skip
     finally:
         other_machine.release()

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from marketpipe.lake.objects import LocalStore, S3Store, open_store
-from tests.s3_server import S3Server, s3_server
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[S3Server]:
-    with s3_server() as running:
-        yield running
+from tests.s3_server import S3Server
 
 
 @pytest.fixture
-def s3(server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
-    server.point_here(monkeypatch)
-    store = open_store(f"s3://{server.create_bucket()}/lake")
+def s3(s3_api: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Store:
+    s3_api.point_here(monkeypatch)
+    store = open_store(f"s3://{s3_api.create_bucket()}/lake")
     assert isinstance(store, S3Store)
     return store
 
@@ -47,18 +40,18 @@ def test_both_stores_behave_alike(tmp_path: Path, s3: S3Store) -> None:
 
 
 def test_an_object_appears_in_one_put_and_listing_takes_a_request_per_thousand(
-    server: S3Server, s3: S3Store
+    s3_api: S3Server, s3: S3Store
 ) -> None:
-    before = len(server.requests)
+    before = len(s3_api.requests)
     s3.put("ohlcv/one.parquet", b"x" * 100_000)
-    writes = server.requests[before:]
+    writes = s3_api.requests[before:]
     assert [(request.method, request.query) for request in writes] == [("PUT", "")]
     keys = [f"ohlcv/symbol=S/{index:05d}.parquet" for index in range(1_001)]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda key: s3.put(key, b"k"), keys))
-    before = server.count("GET", "list-type=2")
+    before = s3_api.count("GET", "list-type=2")
     assert s3.list("ohlcv/symbol=S") == keys
-    assert server.count("GET", "list-type=2") - before == math.ceil(1_001 / 1_000)
+    assert s3_api.count("GET", "list-type=2") - before == math.ceil(1_001 / 1_000)
 
 
 def test_a_conditional_put_takes_a_key_once(s3: S3Store) -> None:
@@ -77,7 +70,7 @@ def test_the_endpoint_comes_from_the_environment_or_the_caller(
         S3Store("s3:///nobucket")
 
 
-def test_uploads_handed_over_are_durable_after_the_flush(server: S3Server, s3: S3Store) -> None:
+def test_uploads_handed_over_are_durable_after_the_flush(s3_api: S3Server, s3: S3Store) -> None:
     keys = [f"ohlcv/symbol=U/{index:03d}.parquet" for index in range(40)]
     for key in keys:
         s3.put_soon(key, key.encode())

@@ -14,7 +14,6 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,7 +32,7 @@ from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.workflow.settings import load_settings
 from tests import workflow_support as support
-from tests.s3_server import AWS_ENVIRONMENT, S3Server, s3_server
+from tests.s3_server import AWS_ENVIRONMENT, S3Server
 from tests.workflow_support import snakemake
 
 pytestmark = pytest.mark.workflow
@@ -44,14 +43,8 @@ LOOPBACK_ONLY = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.
                  "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[S3Server]:
-    with s3_server() as running:
-        yield running
-
-
-def environment(server: S3Server) -> dict[str, str]:
-    return {**os.environ, **server.environment, **LOOPBACK_ONLY}
+def environment(s3_api: S3Server) -> dict[str, str]:
+    return {**os.environ, **s3_api.environment, **LOOPBACK_ONLY}
 
 
 def write_config(workdir: Path, data_dir: str, **changes: object) -> None:
@@ -79,26 +72,26 @@ def local_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3_lake(server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def s3_lake(s3_api: S3Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     workdir = tmp_path_factory.mktemp("s3")
-    uri = f"s3://{server.create_bucket()}/lake"
+    uri = f"s3://{s3_api.create_bucket()}/lake"
     write_config(workdir, uri)
-    result = snakemake(workdir, "--cores", "2", env=environment(server))
+    result = snakemake(workdir, "--cores", "2", env=environment(s3_api))
     assert result.returncode == 0, result.stderr[-3000:]
     assert AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"] not in result.stdout + result.stderr
     return workdir, uri
 
 
-def store_of(server: S3Server, uri: str) -> S3Store:
-    return S3Store(uri, server.url)
+def store_of(s3_api: S3Server, uri: str) -> S3Store:
+    return S3Store(uri, s3_api.url)
 
 
 def test_every_partition_is_an_object_with_a_local_runs_bytes(
-    server: S3Server, s3_lake: tuple[Path, str], local_lake: Path, monkeypatch: pytest.MonkeyPatch
+    s3_api: S3Server, s3_lake: tuple[Path, str], local_lake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.point_here(monkeypatch)
+    s3_api.point_here(monkeypatch)
     workdir, uri = s3_lake
-    objects = object_hashes(store_of(server, uri))
+    objects = object_hashes(store_of(s3_api, uri))
     local = lake_hashes(local_lake / "lake")
     assert len(objects) == 3 * 41 + 3
     assert objects == local
@@ -112,23 +105,23 @@ def test_every_partition_is_an_object_with_a_local_runs_bytes(
 
 
 def test_a_second_dry_run_lists_the_bucket_and_has_nothing_to_do(
-    server: S3Server, s3_lake: tuple[Path, str]
+    s3_api: S3Server, s3_lake: tuple[Path, str]
 ) -> None:
     workdir, _ = s3_lake
-    before = len(server.requests)
-    dry = snakemake(workdir, "-n", env=environment(server))
+    before = len(s3_api.requests)
+    dry = snakemake(workdir, "-n", env=environment(s3_api))
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
-    requests = server.requests[before:]
+    requests = s3_api.requests[before:]
     assert [request.method for request in requests] == ["GET"]
     assert "list-type=2" in requests[0].query
 
 
 def test_verify_status_and_reads_work_on_the_bucket(
-    server: S3Server, s3_lake: tuple[Path, str], local_lake: Path, monkeypatch: pytest.MonkeyPatch
+    s3_api: S3Server, s3_lake: tuple[Path, str], local_lake: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workdir, uri = s3_lake
-    env = environment(server)
+    env = environment(s3_api)
     export = ("export", "--start", "2024-02-07", "--end", "2024-02-13", "--symbols", "AAPL",
               "--adjustment", "all", "--output", str(workdir / "aapl.parquet"))  # fmt: skip
     for command in (("verify",), ("status",), ("report",), export):
@@ -141,7 +134,7 @@ def test_verify_status_and_reads_work_on_the_bucket(
             assert "verified 123 partition file(s) and 3 corporate-actions file(s): OK" in (
                 result.stdout
             )
-    server.point_here(monkeypatch)
+    s3_api.point_here(monkeypatch)
     first, last = dt.date(2024, 1, 2), dt.date(2024, 2, 29)
     exported = pq.read_table(workdir / "aapl.parquet")
     adjusted = marketpipe.read_bars("AAPL", dt.date(2024, 2, 7), dt.date(2024, 2, 13),
@@ -155,7 +148,7 @@ def test_verify_status_and_reads_work_on_the_bucket(
         assert remote.equals(local)
     lazy = marketpipe.scan_bars(CONFIG["symbols"], first, last, data_dir=uri)
     assert lazy.count_rows() == local.num_rows
-    bad = store_of(server, uri)
+    bad = store_of(s3_api, uri)
     key = partition_key("MSFT", dt.date(2024, 1, 5))
     original = bad.get(key)
     bad.put(key, original[:-20])
@@ -171,10 +164,10 @@ def test_verify_status_and_reads_work_on_the_bucket(
 
 
 def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
-    server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    s3_api: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.point_here(monkeypatch)
-    bucket = server.create_bucket()
+    s3_api.point_here(monkeypatch)
+    bucket = s3_api.create_bucket()
     uri = f"s3://{bucket}/big"
     symbols = [f"S{index:03d}" for index in range(41)]
     days = [
@@ -182,23 +175,23 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     ]
     keys = [partition_key(symbol, day) for symbol in symbols for day in days]
     missing = {keys[7], keys[5000]}
-    server.put_directly(bucket, [f"big/{key}" for key in keys if key not in missing], b"PAR1")
+    s3_api.put_directly(bucket, [f"big/{key}" for key in keys if key not in missing], b"PAR1")
     assert len(keys) >= 10_000
     monkeypatch.chdir(tmp_path)
     config = {**CONFIG, "symbols": symbols, "start": days[0], "end": days[-1], "data_dir": uri,
               "corporate_actions": {"fetch": False}}  # fmt: skip
-    before = len(server.requests)
+    before = len(s3_api.requests)
     plan = build_plan(load_settings(config))
-    requests = server.requests[before:]
+    requests = s3_api.requests[before:]
     assert plan.missing_partitions == 2
     assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 1
     assert all("list-type=2" in request.query for request in requests)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "start": str(days[0]),
                                                           "end": str(days[-1])}))  # fmt: skip
-    before = len(server.requests)
-    dry = snakemake(tmp_path, "-n", env=environment(server))
+    before = len(s3_api.requests)
+    dry = snakemake(tmp_path, "-n", env=environment(s3_api))
     assert dry.returncode == 0, dry.stderr[-2000:]
-    requests = server.requests[before:]
+    requests = s3_api.requests[before:]
     assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 1
     assert all("list-type=2" in request.query for request in requests)
     # The jobs' outputs are markers, so the run names the missing partitions itself.
@@ -208,17 +201,17 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
 
 @pytest.mark.parametrize("trial", range(3))
 def test_kill_9_at_a_random_moment_then_a_rerun_is_byte_identical(
-    trial: int, server: S3Server, reference: Path, tmp_path: Path,
+    trial: int, s3_api: S3Server, reference: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     rng = random.Random(f"s3-crash-trial-{trial}")
     point = rng.choice(CRASH_POINTS)
     nth = rng.randint(1, SMALL_RUN_ARRIVALS[point])
-    server.point_here(monkeypatch, **LOOPBACK_ONLY)
-    uri = f"s3://{server.create_bucket()}/lake"
+    s3_api.point_here(monkeypatch, **LOOPBACK_ONLY)
+    uri = f"s3://{s3_api.create_bucket()}/lake"
     workdir = tmp_path / "trial"
     support.write_config(workdir, data_dir=uri)
-    lake = store_of(server, uri)
+    lake = store_of(s3_api, uri)
     result = run_crash_trial(
         command=support.snakemake_command(workdir, "--cores", "8"),
         workdir=workdir,
