@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import workflow_command, write_results
 
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.crash_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
+from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 
 CONFIG = {"symbols": ["AAPL", "MSFT"], "start": "2024-01-02", "end": "2024-03-28",
           "data_dir": "lake"}  # fmt: skip

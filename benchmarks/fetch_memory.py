@@ -31,8 +31,8 @@ def measure(url: str, symbol: str, months: int) -> dict[str, float]:
     """Fetch ``months`` months of 1Min sip bars and report rows, pages, time and peak RSS."""
     from pydantic import SecretStr
 
-    from marketpipe.calendar import NEW_YORK
     from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
+    from marketpipe.markettime.calendar import NEW_YORK
 
     end_month = START.month - 1 + months
     end = dt.date(START.year + end_month // 12, end_month % 12 + 1, 1)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.lake.storage import LAKE_SCHEMA, parquet_bytes, partition_path
+from marketpipe.markettime.calendar import trading_sessions
 
 
 def symbols(count: int) -> list[str]:

@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import lake_size_parser, median, write_results
 from fixture_lake import symbols, write_fixture_lake
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.connectors.alpaca import bars_table
 from marketpipe.lake.reader import read_bars
 from marketpipe.lake.storage import LAKE_DIR, partition_path, write_partition
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SyntheticMarket
-from marketpipe.timeframe import Timeframe
 
 
 def _write_real_year(data_dir: Path, ticker: str, year: int) -> pa.Table:

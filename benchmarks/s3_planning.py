@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import lake_size_parser, workflow_command, write_results
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.lake.storage import partition_key
+from marketpipe.markettime.calendar import trading_sessions
 from tests.s3_server import s3_server
 
 

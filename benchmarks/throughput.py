@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import median, workflow_command, write_results
 from fixture_lake import symbols
 
-from marketpipe.calendar import NEW_YORK, new_york_days_range, trading_sessions
 from marketpipe.lake.storage import partition_path
+from marketpipe.markettime.calendar import NEW_YORK, new_york_days_range, trading_sessions
 from marketpipe.simulator.process import simulator_subprocess
 
 START = dt.date(2024, 1, 2)

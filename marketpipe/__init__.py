@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from marketpipe.foundation.version import VERSION
+
+__version__ = VERSION
 __all__ = ["read_bars", "scan_bars"]
 
 
 def __getattr__(name: str) -> Any:
     """``marketpipe.read_bars`` and ``marketpipe.scan_bars``, imported on first use (they pull
-    in pyarrow, which light modules such as ``marketpipe.clock`` do not need)."""
+    in pyarrow, which light modules such as ``marketpipe.markettime.clock`` do not need)."""
     if name in __all__:
         from marketpipe.lake import reader
 

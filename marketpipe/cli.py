@@ -12,35 +12,40 @@ from pathlib import Path
 
 from pydantic import SecretStr, ValidationError
 
-from marketpipe import __version__
-from marketpipe.calendar import new_york_days_range
 from marketpipe.commands.common import (
     DEFAULT_CONFIG,
     CommandError,
     load_command_settings,
-    require_lake,
 )
 from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.refresh import refresh_partitions
-from marketpipe.commands.report import make_report
-from marketpipe.commands.status import actions_summary, lake_status, missing_partitions
 from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, run_update
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
+from marketpipe.foundation.version import VERSION
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.reader import MissingPartitionsError
 from marketpipe.lake.reindex import reindex
+from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions
-from marketpipe.run_lock import RunInProgress, RunLock
+from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
 from marketpipe.workflow.jobs import run_scope_notes
 from marketpipe.workflow.planning import symbols_label
+from marketpipe.workflow.report import make_report
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
+from marketpipe.workflow.status import (
+    LakeNotFoundError,
+    actions_summary,
+    lake_status,
+    missing_partitions,
+    require_lake,
+)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -278,7 +283,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The ``marketpipe`` argument parser."""
     parser = argparse.ArgumentParser(prog="marketpipe", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"marketpipe {__version__}")
+    parser.add_argument("--version", action="version", version=f"marketpipe {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, summary in (
         ("plan", run_plan, "missing partitions by symbol and month, with requests and time"),
@@ -359,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CommandError, ConfigError) as exc:
+    except (CommandError, ConfigError, LakeNotFoundError) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

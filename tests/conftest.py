@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from marketpipe.clock import NOW_VARIABLE
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
+from marketpipe.markettime.clock import NOW_VARIABLE
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from tests.s3_server import S3Server, s3_server
 from tests.workflow_support import snakemake, write_config
@@ -38,7 +38,7 @@ SUITE_NOW = "2026-12-01T12:00:00-05:00"
 
 @pytest.fixture(autouse=True, scope="session")
 def _pinned_market_clock() -> Iterator[None]:
-    """Pin ``marketpipe.clock`` (and every process the tests start) to :data:`SUITE_NOW`."""
+    """Pin ``marketpipe.markettime.clock`` (and every process the tests start) to :data:`SUITE_NOW`."""
     previous = os.environ.get(NOW_VARIABLE)
     os.environ[NOW_VARIABLE] = previous or SUITE_NOW
     yield

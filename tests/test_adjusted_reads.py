@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 import marketpipe
-from marketpipe.calendar import NEW_YORK
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.actions import (
     ACTIONS_SCHEMA,
@@ -23,6 +22,7 @@ from marketpipe.lake.actions import (
 )
 from marketpipe.lake.adjustment import AdjustmentWarning, adjust_bars, adjustment_kinds
 from marketpipe.lake.storage import partition_path, write_partition
+from marketpipe.markettime.calendar import NEW_YORK
 
 DAYS = [dt.date(2024, 3, 4), dt.date(2024, 3, 5), dt.date(2024, 3, 6)]
 REFERENCE = "reference_close"

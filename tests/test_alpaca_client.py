@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 import requests
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.connectors import OHLCV_SCHEMA, ApiError, BarsQuery, ResponseFormatError
 from marketpipe.connectors.alpaca import bars_table
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorServer
-from marketpipe.timeframe import Timeframe
 from tests.conftest import alpaca_client, bars_query, start_simulator, utc
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe import calendar
-from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.markettime import calendar
+from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 
 
 @pytest.fixture

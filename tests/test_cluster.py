@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marketpipe.crash_trials import lake_hashes
+from marketpipe.chaos.trials import lake_hashes
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.simulator import read_request_log

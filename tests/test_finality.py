@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe import clock
-from marketpipe.calendar import NEW_YORK, Session, trading_sessions
-from marketpipe.finality import Finality, describe_final_at
-from marketpipe.ingest import StreamSettings, ingest_days
+from marketpipe.ingest.bars import StreamSettings, ingest_days
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.timeframe import Timeframe
+from marketpipe.markettime import clock
+from marketpipe.markettime.calendar import NEW_YORK, Session, trading_sessions
+from marketpipe.markettime.finality import Finality, describe_final_at
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.workflow.jobs import run_scope_notes
 from marketpipe.workflow.settings import ConfigError, load_settings
 from tests.conftest import alpaca_client, start_simulator

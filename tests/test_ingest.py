@@ -13,13 +13,13 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.connectors import AlpacaClient, BarsQuery, UnknownSymbolError
-from marketpipe.ingest import StreamSettings, SymbolsFailed, ingest_days
+from marketpipe.ingest.bars import StreamSettings, SymbolsFailed, ingest_days
 from marketpipe.lake.ledger import CheckpointStore, LakeSettingsMismatch, state_path
 from marketpipe.lake.storage import file_sha256, partition_path, quarantine_path
+from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import FaultConfig, SimulatorServer
-from marketpipe.timeframe import Timeframe
 from marketpipe.workflow.jobs import recover_interrupted_jobs
 from marketpipe.workflow.settings import load_settings
 from tests.conftest import alpaca_client, start_simulator

@@ -8,14 +8,14 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, CorporateActionsClient
-from marketpipe.ingest_actions import ActionsReport, sync_corporate_actions
+from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
 from marketpipe.lake.actions import actions_path, read_actions
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorServer, SyntheticMarket
 from marketpipe.simulator.actions import DEMO_CORPORATE_ACTIONS
-from marketpipe.timeframe import Timeframe
 from tests.conftest import start_simulator
 
 START = dt.date(2024, 1, 2)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.lake.storage import partition_path
+from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.workflow.planning import (
     MonthPlan,
     PendingJob,

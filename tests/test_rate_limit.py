@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from marketpipe.connectors import SlidingWindowRateLimiter
+from marketpipe.connectors.rate_budget import SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
-from marketpipe.rate_budget import SharedRateLimiter
 from tests.conftest import FakeClock
 
 

@@ -15,12 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.chaos.trials import bar_files
 from marketpipe.cli import main as cli_main
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.verify import verify_lake
-from marketpipe.crash_trials import bar_files
-from marketpipe.ingest import ingest_days
+from marketpipe.ingest.bars import ingest_days
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.reader import MissingPartitionsError, read_bars
 from marketpipe.lake.storage import (
@@ -32,6 +31,7 @@ from marketpipe.lake.storage import (
     read_partition,
     write_table,
 )
+from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
 from marketpipe.workflow.vendors import open_client

@@ -18,15 +18,15 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
-from marketpipe.calendar import trading_sessions
-from marketpipe.commands.status import lake_status
-from marketpipe.ingest import ingest_days
+from marketpipe.ingest.bars import ingest_days
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import partition_path
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SyntheticMarket
-from marketpipe.timeframe import Timeframe
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
+from marketpipe.workflow.status import lake_status
 from marketpipe.workflow.vendors import open_client
 from tests.workflow_support import DAYS, SYMBOLS, lake_hashes, request_log, snakemake, write_config
 

@@ -22,14 +22,14 @@ import pytest
 import yaml
 
 import marketpipe
-from marketpipe.calendar import trading_sessions
 from marketpipe.chaos import CRASH_POINTS
+from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from marketpipe.commands.plan import build_plan
-from marketpipe.crash_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR, partition_key
+from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.workflow.settings import load_settings
 from tests import workflow_support as support
 from tests.s3_server import AWS_ENVIRONMENT, S3Server

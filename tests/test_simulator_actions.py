@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from marketpipe.calendar import NEW_YORK, new_york_midnight, trading_sessions
 from marketpipe.connectors.alpaca import BarsQuery
+from marketpipe.markettime.calendar import NEW_YORK, new_york_midnight, trading_sessions
 from marketpipe.simulator import SimulatorServer
 from marketpipe.simulator.actions import DEMO_CORPORATE_ACTIONS, load_corporate_actions
 from marketpipe.simulator.cli import build_parser, config_from_args

@@ -15,11 +15,11 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from marketpipe.calendar import NEW_YORK, trading_sessions
 from marketpipe.connectors import SubscriptionError
+from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorServer, SyntheticMarket
 from marketpipe.simulator.api import RECENT_SIP_CODE, RECENT_SIP_MESSAGE
-from marketpipe.timeframe import Timeframe
 from tests.conftest import alpaca_client, bars_query, start_simulator
 from tests.test_simulator import get
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from marketpipe.sqlite_store import connect
+from marketpipe.foundation.sqlite import connect
 
 
 def test_concurrent_first_connections_all_succeed(tmp_path: Path) -> None:

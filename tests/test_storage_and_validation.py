@@ -12,12 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marketpipe.calendar import trading_sessions
 from marketpipe.connectors import OHLCV_SCHEMA
-from marketpipe.lake.objects import write_atomically
+from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.storage import file_sha256, partition_path, write_table
 from marketpipe.lake.validation import validate_bars
-from marketpipe.timeframe import Timeframe
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 
 SESSION = trading_sessions(dt.date(2024, 1, 2), dt.date(2024, 1, 2))[0]
 ONE_MINUTE = Timeframe.parse("1Min")
@@ -75,7 +75,7 @@ def test_atomic_write_leaves_no_partial_file_on_failure(
         seen.append(Path(source).read_bytes())
         raise OSError("disk full")
 
-    monkeypatch.setattr("marketpipe.lake.objects.os.replace", failing_replace)
+    monkeypatch.setattr("marketpipe.foundation.files.os.replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
         write_atomically(target, b"new")
     assert seen == [b"new"], "the new bytes were complete in the temporary file"

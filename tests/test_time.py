@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.timeutil import format_rfc3339, parse_rfc3339, require_utc
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+from marketpipe.markettime.timeutil import format_rfc3339, parse_rfc3339, require_utc
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from marketpipe.alerts import AlertPolicy, send_alert
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.verify import verify_lake
-from marketpipe.ingest import ingest_days
+from marketpipe.ingest.bars import ingest_days
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import file_sha256, partition_path
-from marketpipe.run_lock import RunInProgress, RunLock
+from marketpipe.observability.alerts import AlertPolicy, send_alert
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings, load_settings
 from marketpipe.workflow.vendors import open_client
@@ -70,7 +70,7 @@ def test_a_hanging_webhook_costs_at_most_its_deadline(caplog: pytest.LogCaptureF
 
 def test_the_run_lock_admits_one_holder_and_dies_with_it(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from marketpipe.run_lock import RunLock; "
+        [sys.executable, "-c", "import sys, time; from marketpipe.lake.run_lock import RunLock; "
          "RunLock(sys.argv[1], 'test holder').acquire(); print('held', flush=True); "
          "time.sleep(120)", str(tmp_path)],
         stdout=subprocess.PIPE, text=True,

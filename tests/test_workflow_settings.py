@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 import yaml
 
+from marketpipe.markettime.calendar import contiguous_runs
 from marketpipe.workflow.jobs import adjustment_warning
-from marketpipe.workflow.planning import contiguous_runs, plan_months
+from marketpipe.workflow.planning import plan_months
 from marketpipe.workflow.settings import (
     SCHEMA_PATH,
     ConfigError,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from marketpipe import crash_trials
-from marketpipe.calendar import NEW_YORK, trading_sessions
+from marketpipe.chaos import trials
+from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
+from marketpipe.markettime.timeutil import parse_rfc3339
 from marketpipe.simulator import LoggedRequest, read_request_log
 from marketpipe.simulator.process import simulator_subprocess
-from marketpipe.timeutil import parse_rfc3339
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["AAPL", "MSFT"]
@@ -64,7 +64,7 @@ def snakemake(
 
 def lake_hashes(workdir: Path) -> dict[str, str]:
     """sha256 of every partition of the test lake under ``workdir``."""
-    return crash_trials.lake_hashes(workdir / "lake")
+    return trials.lake_hashes(workdir / "lake")
 
 
 def request_log(workdir: Path) -> list[LoggedRequest]:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from marketpipe.lake.objects import LocalStore
-from marketpipe.lake.storage import LAKE_DIR
-from marketpipe.workflow.planning import MonthPlan, plan_months
 from marketpipe.workflow.settings import WorkflowSettings, load_settings
 
 DEFAULT_CONFIG = Path("config/config.yaml")
@@ -34,30 +29,3 @@ def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
             raise CommandError(f"override {override!r} must look like KEY=VALUE")
         raw[key] = yaml.safe_load(value)
     return load_settings(raw)
-
-
-def require_lake(settings: WorkflowSettings) -> None:
-    """Fail clearly when the lake has not been created yet."""
-    lake = settings.lake
-    exists = (lake.root / LAKE_DIR).is_dir() if isinstance(lake, LocalStore) else lake.any(LAKE_DIR)
-    if not exists:
-        raise CommandError(f"no lake at {lake.uri}/ (data_dir); run `snakemake --cores 8` first")
-
-
-@dataclass(frozen=True)
-class Coverage:
-    """The planned (symbol, day) grid of a configuration."""
-
-    symbols: list[str]
-    months: list[MonthPlan]
-
-    @property
-    def days(self) -> list[dt.date]:
-        """Every planned trading day, in order."""
-        return [day for month in self.months for day in month.days]
-
-
-def planned_coverage(settings: WorkflowSettings) -> Coverage:
-    """The symbols and trading days the configuration asks for."""
-    config = settings.config
-    return Coverage(list(config.symbols), plan_months(settings.final_days))

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.csv as csv
 import pyarrow.parquet as pq
 
-from marketpipe.lake.objects import write_atomically
+from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.reader import read_bars
 from marketpipe.workflow.settings import WorkflowSettings
 

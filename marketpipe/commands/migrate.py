@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.objects import write_atomically
+from marketpipe.lake.run_lock import RunLock
 from marketpipe.lake.storage import (
     LAKE_DIR,
     PARTITION_FILE,
@@ -28,8 +29,7 @@ from marketpipe.lake.storage import (
     partition_of,
     without_symbol,
 )
-from marketpipe.logs import current_run_id
-from marketpipe.run_lock import RunLock
+from marketpipe.observability.logs import current_run_id
 from marketpipe.workflow.settings import WorkflowSettings
 
 MIGRATION_REASON = "migrated: the symbol column moved out of the file (it is in the path)"

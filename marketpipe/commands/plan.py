@@ -7,13 +7,13 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from marketpipe.calendar import trading_sessions
-from marketpipe.commands.common import planned_coverage
-from marketpipe.ingest_actions import SYMBOLS_PER_REQUEST
+from marketpipe.ingest.actions import SYMBOLS_PER_REQUEST
 from marketpipe.lake.ledger import CheckpointStore, state_path
-from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.workflow.planning import actions_due, contiguous_runs, fetch_jobs, pending_jobs
+from marketpipe.markettime.calendar import contiguous_runs, trading_sessions
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+from marketpipe.workflow.planning import actions_due, fetch_jobs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.status import planned_coverage
 
 PAGE_SIZE = 10_000
 # Share of the feed's session minutes that have trades, for a symbol never fetched before.

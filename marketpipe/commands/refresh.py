@@ -19,10 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from marketpipe.calendar import trading_sessions
-from marketpipe.ingest import SymbolsFailed, ingest_days
+from marketpipe.ingest.bars import SymbolsFailed, ingest_days
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
 from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.run_lock import RunLock
 from marketpipe.lake.storage import (
     partition_key,
     partition_path,
@@ -30,8 +30,8 @@ from marketpipe.lake.storage import (
     quarantine_key,
     quarantine_path,
 )
-from marketpipe.logs import current_run_id, json_log_file
-from marketpipe.run_lock import RunLock
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.observability.logs import current_run_id, json_log_file
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_client

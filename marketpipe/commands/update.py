@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from marketpipe.commands.status import missing_partitions, premature_partitions
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions, partition_key, quarantine_key
-from marketpipe.run_lock import RunInProgress, RunLock
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.status import missing_partitions, premature_partitions
 
 EXIT_COMPLETE = 0  # every final session of the range is in the lake
 EXIT_INCOMPLETE = 1  # the run failed or left final sessions missing (they are named)

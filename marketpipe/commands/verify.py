@@ -11,8 +11,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe.commands.common import require_lake
-from marketpipe.commands.status import premature_partitions
 from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_key, stored_symbols
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import LakeStore
@@ -28,6 +26,7 @@ from marketpipe.lake.storage import (
     partition_of,
 )
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.status import premature_partitions, require_lake
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Vendor connectors: a shared transport plus per-vendor request and parsing logic."""
+"""Vendor connectors: a shared transport (retries, rate budget, auth) plus per-vendor requests.
+
+Imports ``markettime``, ``observability``, ``foundation`` and the ``chaos`` hook only.
+"""
 
 from marketpipe.connectors.alpaca import AlpacaClient, BarsQuery
 from marketpipe.connectors.auth import (

@@ -19,8 +19,8 @@ from marketpipe.connectors.errors import (
 )
 from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol
 from marketpipe.connectors.transport import RequestSpec
-from marketpipe.timeframe import Timeframe
-from marketpipe.timeutil import format_rfc3339
+from marketpipe.markettime.timeframe import Timeframe
+from marketpipe.markettime.timeutil import format_rfc3339
 
 QueryT = TypeVar("QueryT")
 Feed = Literal["sip", "iex", "boats", "otc"]

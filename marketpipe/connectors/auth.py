@@ -7,7 +7,7 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import SecretStr
 
-REDACTED = "***"
+from marketpipe.observability.logs import REDACTED
 
 
 class AuthStrategy(ABC):

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-_LOOPBACK_NAMES = {"localhost"}
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from marketpipe.foundation.network import is_loopback_host
 
 
 def validate_base_url(url: str) -> str:

@@ -150,7 +150,7 @@ class SlidingWindowRateLimiter:
     ``reserve()`` never blocks: it books a slot and tells the caller how long to wait, so
     the same object serves threads (``time.sleep``) and coroutines (``asyncio.sleep``).
     Responses adapt the budget (:func:`adapt_budget`). For one budget across processes,
-    see :class:`marketpipe.rate_budget.SharedRateLimiter`.
+    see :class:`marketpipe.connectors.rate_budget.SharedRateLimiter`.
     """
 
     def __init__(

@@ -15,7 +15,6 @@ import orjson
 import requests
 import urllib3.exceptions
 
-from marketpipe import __version__
 from marketpipe.chaos import crash_point
 from marketpipe.connectors.auth import AuthStrategy, NoAuth
 from marketpipe.connectors.config import ClientConfig
@@ -28,12 +27,13 @@ from marketpipe.connectors.retry import (
     RetryPolicy,
     server_wait_hint,
 )
-from marketpipe.metrics import MetricsRecorder
+from marketpipe.foundation.version import VERSION
+from marketpipe.observability.metrics import MetricsRecorder
 
 logger = logging.getLogger(__name__)
 
 _RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
-_USER_AGENT = f"marketpipe/{__version__}"
+_USER_AGENT = f"marketpipe/{VERSION}"
 
 
 @dataclass(frozen=True)

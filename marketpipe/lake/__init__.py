@@ -1,5 +1,5 @@
-"""The lake: partition paths and atomic deterministic writes, validation, the ledger, readers.
+"""The lake: layout, object stores, atomic writes, ledger, locks and leases, validation, reading.
 
-Everything that touches the lake's files goes through this package, so the lake can move
-(to object storage, say) by changing it alone.
+Imports ``connectors`` (the canonical schemas) and the floors below it; never ``ingest``,
+``workflow``, ``commands`` or the simulator.
 """

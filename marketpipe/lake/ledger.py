@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marketpipe import clock
 from marketpipe.chaos import crash_point
-from marketpipe.sqlite_store import connect, transaction
+from marketpipe.foundation.sqlite import connect, transaction
+from marketpipe.markettime import clock
+from marketpipe.observability.summary import JobRecord
 
 STATE_DIR = "_state"
 STATE_FILE = "checkpoints.sqlite"
@@ -140,27 +141,6 @@ class StreamKey:
     timeframe: str
     feed: str
     adjustment: str
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """What one workflow job did, with its per-endpoint metrics."""
-
-    run_id: str
-    job: str
-    symbol: str
-    status: str
-    error: str | None
-    planned: int
-    missing: int
-    published: int
-    rows: int
-    rejected_rows: int
-    requests: int
-    started_at: float
-    finished_at: float
-    metrics: dict[str, Any]
-    flagged_rows: int = 0
 
 
 def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:

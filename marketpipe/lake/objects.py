@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from marketpipe.chaos import crash_point
+from marketpipe.foundation.files import write_atomically
 
 S3_SCHEME = "s3://"
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
@@ -142,46 +143,6 @@ class LocalStore:
         """Whether the directory ``prefix`` exists and holds anything."""
         base = self.path(prefix)
         return base.is_dir() and any(base.iterdir())
-
-
-def write_atomically(path: Path, data: bytes, crash_point_name: str | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers only ever see the old or the new file.
-
-    The bytes go to a temporary file beside the target, are fsynced, and are renamed over
-    the target; the directory is fsynced so the rename survives a crash.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if crash_point_name:
-            crash_point(crash_point_name)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    _remove_dead_temporaries(path)
-
-
-def _remove_dead_temporaries(path: Path) -> None:
-    """Delete temporary files of ``path`` left by processes that died before their rename
-    (a kill -9 between the fsync and the rename); a live writer's are left alone."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            stale.unlink(missing_ok=True)
-        except (ValueError, PermissionError):
-            continue
 
 
 class S3Store:

@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from marketpipe.calendar import Session, new_york_date, new_york_midnight, trading_sessions
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.actions import actions_of
 from marketpipe.lake.adjustment import adjust_bars, adjustment_kinds
@@ -35,8 +34,14 @@ from marketpipe.lake.storage import (
     present_partitions,
     repeated_string,
 )
-from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.timeutil import require_utc
+from marketpipe.markettime.calendar import (
+    Session,
+    new_york_date,
+    new_york_midnight,
+    trading_sessions,
+)
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+from marketpipe.markettime.timeutil import require_utc
 
 Output = Literal["arrow", "pandas", "polars"]
 _RESAMPLE_UNITS = (TimeframeUnit.MINUTE, TimeframeUnit.HOUR, TimeframeUnit.DAY)

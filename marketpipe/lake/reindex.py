@@ -48,7 +48,7 @@ def _entry(
     table = pq.read_table(pa.BufferReader(data))
     rejected = read_table_at(lake, quarantine_key(symbol, day)).num_rows if has_rejects else 0
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    stream = StreamKey(symbol, metadata.get("marketpipe.timeframe", "?"),
+    stream = StreamKey(symbol, metadata.get("marketpipe.markettime.timeframe", "?"),
                        metadata.get("marketpipe.feed", "?"),
                        metadata.get(ADJUSTMENT_KEY, "raw"))  # fmt: skip
     last_bar = pc.max(table["timestamp"]).as_py() if table.num_rows else None

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.calendar import Session, new_york_midnight
 from marketpipe.lake.storage import REASON_COLUMN
-from marketpipe.timeframe import Timeframe, TimeframeUnit
+from marketpipe.markettime.calendar import Session, new_york_midnight
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 
 _PRICES = ("open", "high", "low", "close")
 

@@ -1,4 +1,8 @@
-"""An Alpaca-compatible market data simulator for offline runs and tests."""
+"""A faithful simulator of the vendors' market-data APIs, for offline runs and tests.
+
+Beside the connectors it imitates: imports only ``markettime`` and ``foundation``, never a
+connector (it must not share our client's assumptions); ``workflow`` runs it for ``vendor: demo``.
+"""
 
 from marketpipe.simulator.api import SimulatorApp, SimulatorConfig
 from marketpipe.simulator.faults import FAULT_KINDS, FaultConfig

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marketpipe.calendar import Session, previous_session
+from marketpipe.markettime.calendar import Session, previous_session
 
 # Splits: group -> how the ratio (new shares per old share) is read from a record.
 _SPLIT_GROUPS = ("forward_splits", "reverse_splits")

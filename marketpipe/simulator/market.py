@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from marketpipe.calendar import NEW_YORK, Session, new_york_midnight
+from marketpipe.markettime.calendar import NEW_YORK, Session, new_york_midnight
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.actions import ActionBook
-from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 BAD_BAR_KINDS = ("high_below_low", "negative_volume", "nan", "duplicate", "out_of_order")
 FEEDS_WITH_DATA = ("sip", "iex")

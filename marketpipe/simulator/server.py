@@ -15,8 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from marketpipe.clock import now as market_now
-from marketpipe.connectors.config import is_loopback_host
+from marketpipe.foundation.network import is_loopback_host
+from marketpipe.markettime.clock import now as market_now
 from marketpipe.simulator.api import Reply, SimulatorApp, SimulatorConfig
 from marketpipe.simulator.request_log import RequestLog
 

@@ -1,1 +1,5 @@
-"""Workflow glue: configuration, planning, vendor selection and the jobs Snakemake runs."""
+"""Workflow glue: configuration, planning, vendor selection, status and the jobs Snakemake runs.
+
+Imports every stage below it (ingest, lake, connectors, the simulator for ``vendor: demo``);
+only ``commands`` and ``cli`` import it.
+"""

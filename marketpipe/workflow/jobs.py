@@ -22,27 +22,30 @@ from typing import Any
 
 import pyarrow as pa
 
-from marketpipe.alerts import AlertPolicy, send_alert, webhook_url
-from marketpipe.calendar import new_york_date
-from marketpipe.commands.report import make_report
 from marketpipe.connectors import ConnectorError
-from marketpipe.finality import describe_final_at
-from marketpipe.ingest import (
+from marketpipe.foundation.files import write_atomically
+from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
+from marketpipe.ingest.bars import (
     IngestReport,
     StreamSettings,
     SymbolsFailed,
     ingest_days,
     reconcile,
 )
-from marketpipe.ingest_actions import ActionsReport, sync_corporate_actions
 from marketpipe.lake.ledger import CheckpointStore, JobRecord, state_path
-from marketpipe.lake.objects import write_atomically
 from marketpipe.lake.reindex import reindex
+from marketpipe.lake.run_lock import RunLock
 from marketpipe.lake.storage import describe_partitions
-from marketpipe.logs import current_run_id, job_context, json_log_file, log_event
-from marketpipe.metrics import MetricsRecorder
-from marketpipe.run_lock import RunLock
-from marketpipe.summary import build_run_summary, format_run_summary, write_run_summary
+from marketpipe.markettime.calendar import new_york_date
+from marketpipe.markettime.finality import describe_final_at
+from marketpipe.observability.alerts import AlertPolicy, send_alert, webhook_url
+from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
+from marketpipe.observability.metrics import MetricsRecorder
+from marketpipe.observability.summary import (
+    build_run_summary,
+    format_run_summary,
+    write_run_summary,
+)
 from marketpipe.workflow.planning import (
     FetchJob,
     delete_run_plan,
@@ -50,6 +53,7 @@ from marketpipe.workflow.planning import (
     run_plan_location,
     symbols_label,
 )
+from marketpipe.workflow.report import make_report
 from marketpipe.workflow.settings import STATE_DIR_VARIABLE, WorkflowSettings
 from marketpipe.workflow.vendors import open_client, open_clients
 
@@ -465,7 +469,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             collect_job_records(store, settings)
         present = _present_partitions(store, settings)
         summary = build_run_summary(
-            store, current_run_id(), status, settings.planned_partitions, present
+            store.job_records(current_run_id()), current_run_id(), status, settings.planned_partitions, present
         )
     path = write_run_summary(settings.data_dir, summary)
     delete_run_plan(run_plan_location(settings, current_run_id()))

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketpipe.calendar import Session, new_york_date
-from marketpipe.finality import Finality, describe_final_at
 from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
+from marketpipe.markettime.calendar import Session, new_york_date
+from marketpipe.markettime.finality import Finality, describe_final_at
 from marketpipe.workflow.settings import WorkflowSettings
 
 
@@ -49,18 +49,6 @@ def describe_not_final(pending: Sequence[Session], finality: Finality, shown: in
     if len(pending) > shown:
         named += f" and {len(pending) - shown} later session(s) through {pending[-1].date}"
     return named
-
-
-def contiguous_runs(days: list[dt.date], sessions: list[dt.date]) -> list[list[dt.date]]:
-    """Split sorted ``days`` into runs that are consecutive in the ``sessions`` sequence."""
-    position = {day: index for index, day in enumerate(sessions)}
-    runs: list[list[dt.date]] = []
-    for day in sorted(days):
-        if runs and position[day] == position[runs[-1][-1]] + 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
-    return runs
 
 
 @dataclass(frozen=True)

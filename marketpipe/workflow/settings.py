@@ -26,18 +26,18 @@ from pydantic import (
     model_validator,
 )
 
-from marketpipe import clock
-from marketpipe.calendar import Session, new_york_date, trading_sessions
 from marketpipe.connectors import AlpacaConfig
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
-from marketpipe.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY, Finality
 from marketpipe.lake.objects import ENDPOINT_VARIABLE, LakeStore, S3Store, is_s3, open_store
+from marketpipe.markettime import clock
+from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
+from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY, Finality
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.actions import ActionBook, ungrouped_records
 from marketpipe.simulator.faults import FAULT_KINDS
 from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
-from marketpipe.timeframe import Timeframe, TimeframeUnit
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -319,7 +319,7 @@ class WorkflowConfig(BaseModel):
 class WorkflowSettings(BaseModel):
     """Validated configuration plus what follows from it at the run's instant ``now``.
 
-    ``now`` is taken once (from :mod:`marketpipe.clock`), so every decision of one run about
+    ``now`` is taken once (from :mod:`marketpipe.markettime.clock`), so every decision of one run about
     which sessions are final agrees, however long the run takes.
     """
 
@@ -499,7 +499,7 @@ def load_settings(
 ) -> WorkflowSettings:
     """Validate Snakemake's ``config`` against the JSON schema and the model.
 
-    ``now`` is the run's instant, by default :func:`marketpipe.clock.now`.
+    ``now`` is the run's instant, by default :func:`marketpipe.markettime.clock.now`.
     """
     config = _normalise(copy.deepcopy(dict(raw)))
     schema = yaml.safe_load(schema_path.read_text())

@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, CorporateActionsClient
+from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
-from marketpipe.metrics import MetricsRecorder
-from marketpipe.rate_budget import BUDGET_FILE, SharedRateLimiter
+from marketpipe.observability.metrics import MetricsRecorder
 from marketpipe.simulator import FaultConfig, SimulatorConfig, SimulatorServer
 from marketpipe.simulator.actions import ungrouped_records
 from marketpipe.workflow.settings import WorkflowSettings, alpaca_client_config

@@ -1,12 +1,12 @@
 # Configuration, planning and run hooks shared by the rules. Validation stops a bad config
 # before any request, naming the key (schema: workflow/schemas/config.schema.yaml).
-# Only sessions that are final at the run's start are planned (see marketpipe.finality):
+# Only sessions that are final at the run's start are planned (see marketpipe.markettime.finality):
 # today's session and the future are never fetched, written or shown as missing.
 # Planning is proportional to what is missing: one pass over the lake finds the
 # (symbol, month) groups with missing partitions, and only those are asked of Snakemake,
 # packed into jobs of up to `symbols_per_job` symbols that miss the same days.
 
-from marketpipe.logs import current_run_id
+from marketpipe.observability.logs import current_run_id
 from marketpipe.workflow.jobs import (
     use_private_state,
     announce_missing,

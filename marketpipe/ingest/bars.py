@@ -21,8 +21,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from marketpipe import clock
-from marketpipe.calendar import Session, new_york_midnight, trading_sessions
 from marketpipe.connectors import (
     OHLCV_SCHEMA,
     ApiError,
@@ -33,7 +31,6 @@ from marketpipe.connectors import (
     TlsVerificationError,
     UnknownSymbolError,
 )
-from marketpipe.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import (
@@ -54,8 +51,15 @@ from marketpipe.lake.storage import (
     read_table_at,
 )
 from marketpipe.lake.validation import count_flagged, validate_bars
-from marketpipe.timeframe import Timeframe
-from marketpipe.workflow.planning import contiguous_runs
+from marketpipe.markettime import clock
+from marketpipe.markettime.calendar import (
+    Session,
+    contiguous_runs,
+    new_york_midnight,
+    trading_sessions,
+)
+from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, Finality, describe_final_at
+from marketpipe.markettime.timeframe import Timeframe
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +89,7 @@ class StreamSettings:
         """Key-value metadata written into every partition file (nothing wall-clock)."""
         return {
             "marketpipe.vendor": self.vendor,
-            "marketpipe.timeframe": str(self.timeframe),
+            "marketpipe.markettime.timeframe": str(self.timeframe),
             "marketpipe.feed": self.feed,
             ADJUSTMENT_KEY: self.adjustment,
             SYMBOL_KEY: symbol,
@@ -468,7 +472,7 @@ def ingest_days(
 ) -> IngestReport:
     """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
 
-    Every day must be final at ``now`` (default: :func:`marketpipe.clock.now`); a day that is
+    Every day must be final at ``now`` (default: :func:`marketpipe.markettime.clock.now`); a day that is
     not is refused with a :class:`ValueError` naming it, before any request.
 
     Each symbol's missing days are grouped into runs of consecutive sessions; symbols with

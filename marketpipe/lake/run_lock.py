@@ -17,9 +17,9 @@ import socket
 from pathlib import Path
 from types import TracebackType
 
-from marketpipe import clock
 from marketpipe.lake.lease import LeaseHeld, ObjectLease
 from marketpipe.lake.objects import LakeStore, S3Store
+from marketpipe.markettime import clock
 
 LOCK_FILE = "run.lock"
 

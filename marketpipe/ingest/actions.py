@@ -19,12 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.calendar import Session, new_york_date, previous_session
 from marketpipe.connectors import AlpacaClient, ConnectorError, CorporateActionsClient
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.corporate_actions import CorporateActionsQuery
 from marketpipe.connectors.models import CORPORATE_ACTIONS_SCHEMA
-from marketpipe.finality import Finality
 from marketpipe.lake.actions import (
     ACTIONS_SCHEMA,
     REFERENCE_CLOSE,
@@ -36,7 +34,9 @@ from marketpipe.lake.actions import (
 from marketpipe.lake.ledger import ActionsEntry, CheckpointStore
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import as_store
-from marketpipe.timeframe import Timeframe
+from marketpipe.markettime.calendar import Session, new_york_date, previous_session
+from marketpipe.markettime.finality import Finality
+from marketpipe.markettime.timeframe import Timeframe
 
 logger = logging.getLogger(__name__)
 

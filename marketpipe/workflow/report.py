@@ -1,4 +1,4 @@
-"""``marketpipe report``: a coverage picture (PNG) and a self-contained HTML page."""
+"""The coverage report: a picture (PNG) and a self-contained HTML page, for runs and ``report``."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from marketpipe.commands.common import planned_coverage, require_lake
-from marketpipe.commands.status import SymbolStatus, lake_status
+from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.objects import write_atomically
 from marketpipe.lake.storage import present_partitions
-from marketpipe.summary import build_run_summary, latest_run_summary
+from marketpipe.observability.summary import build_run_summary, latest_run_summary
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.status import SymbolStatus, lake_status, planned_coverage, require_lake
 
 REPORT_DIR = "_reports"
 MISSING, KNOWN_EMPTY = -1, -2
@@ -183,7 +182,7 @@ def make_report(
             if store.job_records(run_id):
                 present = sum(status.present for status in statuses)
                 summary = build_run_summary(
-                    store, run_id, "running", settings.planned_partitions, present
+                    store.job_records(run_id), run_id, "running", settings.planned_partitions, present
                 )
     png_path, html_path = output_dir / "coverage.png", output_dir / "coverage.html"
     write_atomically(png_path, png)

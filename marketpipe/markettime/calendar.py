@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from marketpipe.lake.objects import write_atomically
+from marketpipe.foundation.files import write_atomically
 
 NEW_YORK = ZoneInfo("America/New_York")
 EXCHANGE = "XNYS"
@@ -158,3 +158,15 @@ def new_york_date(moment: dt.datetime) -> dt.date:
     if moment.tzinfo is None:
         raise ValueError(f"{moment.isoformat()} has no timezone; pass a tz-aware datetime")
     return moment.astimezone(NEW_YORK).date()
+
+
+def contiguous_runs(days: list[dt.date], sessions: list[dt.date]) -> list[list[dt.date]]:
+    """Split sorted ``days`` into runs that are consecutive in the ``sessions`` sequence."""
+    position = {day: index for index, day in enumerate(sessions)}
+    runs: list[list[dt.date]] = []
+    for day in sorted(days):
+        if runs and position[day] == position[runs[-1][-1]] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs

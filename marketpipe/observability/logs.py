@@ -15,8 +15,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from marketpipe.connectors.auth import REDACTED
-
+REDACTED = "***"
 RUN_ID_VARIABLE = "MARKETPIPE_RUN_ID"
 SECRET_VARIABLES = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "APCA_API_OAUTH_TOKEN")
 _job_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(

@@ -14,9 +14,9 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from marketpipe.calendar import NEW_YORK, Session, new_york_days_range, next_session
-from marketpipe.timeframe import Timeframe, TimeframeUnit
-from marketpipe.timeutil import require_utc
+from marketpipe.markettime.calendar import NEW_YORK, Session, new_york_days_range, next_session
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+from marketpipe.markettime.timeutil import require_utc
 
 DEFAULT_SETTLE_MINUTES = 30
 # Alpaca's free plan refuses SIP data whose `end` is less than this old.

@@ -1,16 +1,47 @@
-"""``marketpipe status``: per symbol, what the lake holds and what it lacks."""
+"""What the lake holds and lacks for a configuration: the facts behind ``status`` and reports."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
-from marketpipe.calendar import trading_sessions
-from marketpipe.commands.common import planned_coverage, require_lake
 from marketpipe.lake.ledger import CheckpointStore, state_path
-from marketpipe.lake.storage import present_partitions
-from marketpipe.workflow.planning import pending_jobs
+from marketpipe.lake.objects import LocalStore
+from marketpipe.lake.storage import LAKE_DIR, present_partitions
+from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.workflow.planning import MonthPlan, pending_jobs, plan_months
 from marketpipe.workflow.settings import WorkflowSettings
+
+
+class LakeNotFoundError(LookupError):
+    """The configured lake has not been created yet; the message says what to run."""
+
+
+def require_lake(settings: WorkflowSettings) -> None:
+    """Fail clearly when the lake has not been created yet."""
+    lake = settings.lake
+    exists = (lake.root / LAKE_DIR).is_dir() if isinstance(lake, LocalStore) else lake.any(LAKE_DIR)
+    if not exists:
+        raise LakeNotFoundError(f"no lake at {lake.uri}/ (data_dir); run `snakemake --cores 8` first")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The planned (symbol, day) grid of a configuration."""
+
+    symbols: list[str]
+    months: list[MonthPlan]
+
+    @property
+    def days(self) -> list[dt.date]:
+        """Every planned trading day, in order."""
+        return [day for month in self.months for day in month.days]
+
+
+def planned_coverage(settings: WorkflowSettings) -> Coverage:
+    """The symbols and trading days the configuration asks for."""
+    config = settings.config
+    return Coverage(list(config.symbols), plan_months(settings.final_days))
 
 
 @dataclass(frozen=True)

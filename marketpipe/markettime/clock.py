@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-from marketpipe.timeutil import parse_rfc3339
+from marketpipe.markettime.timeutil import parse_rfc3339
 
 NOW_VARIABLE = "MARKETPIPE_NOW"
 

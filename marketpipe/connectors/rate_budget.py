@@ -20,7 +20,7 @@ from marketpipe.connectors.rate_limit import (
     earliest_slot,
     padded_window,
 )
-from marketpipe.sqlite_store import connect, transaction
+from marketpipe.foundation.sqlite import connect, transaction
 
 BUDGET_FILE = "rate_budget.sqlite"
 _SCHEMA = (

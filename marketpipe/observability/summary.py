@@ -6,22 +6,43 @@ import collections
 import datetime as dt
 import json
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.objects import write_atomically
-from marketpipe.metrics import EndpointStats, merge_endpoint_stats
+from marketpipe.foundation.files import write_atomically
+from marketpipe.observability.metrics import EndpointStats, merge_endpoint_stats
 
 RUNS_DIR = "_runs"
 LATEST = "latest.json"
 
 
+@dataclass(frozen=True)
+class JobRecord:
+    """What one workflow job did, with its per-endpoint metrics."""
+
+    run_id: str
+    job: str
+    symbol: str
+    status: str
+    error: str | None
+    planned: int
+    missing: int
+    published: int
+    rows: int
+    rejected_rows: int
+    requests: int
+    started_at: float
+    finished_at: float
+    metrics: dict[str, Any]
+    flagged_rows: int = 0
+
+
 def build_run_summary(
-    store: CheckpointStore, run_id: str, status: str, planned: int, present: int
+    records: Sequence[JobRecord], run_id: str, status: str, planned: int, present: int
 ) -> dict[str, Any]:
-    """Roll up the jobs recorded under ``run_id``."""
-    records = store.job_records(run_id)
+    """Roll up the jobs of run ``run_id`` (their ledger records)."""
     endpoints = merge_endpoint_stats(
         {key: EndpointStats.from_dict(value) for key, value in record.metrics.items()}
         for record in records
