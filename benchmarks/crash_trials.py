@@ -28,8 +28,12 @@ from common import workflow_command, write_results
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 
-CONFIG = {"symbols": ["AAPL", "MSFT"], "start": "2024-01-02", "end": "2024-03-28",
-          "data_dir": "lake"}  # fmt: skip
+CONFIG = {
+    "symbols": ["AAPL", "MSFT"],
+    "start": "2024-01-02",
+    "end": "2024-03-28",
+    "data_dir": "lake",
+}
 
 
 def _command(workdir: Path, *args: str) -> list[str]:
@@ -63,9 +67,14 @@ def main() -> int:
             workdir = Path(scratch) / f"trial-{trial}"
             _prepare(workdir)
             result = run_crash_trial(
-                _command(workdir, "--cores", "8"), workdir, workdir / "lake", point, nth,
-                reference, _command(workdir, "--unlock"),
-            )  # fmt: skip
+                _command(workdir, "--cores", "8"),
+                workdir,
+                workdir / "lake",
+                point,
+                nth,
+                reference,
+                _command(workdir, "--unlock"),
+            )
             results.append(result)
             verdict = "ok" if result.passed else "FAILED"
             crashed = "crashed" if result.crashed else "no crash (run ended first)"

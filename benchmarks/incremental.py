@@ -33,8 +33,13 @@ def measure(tickers: list[str], symbols_per_job: int | None) -> dict[str, float]
     with tempfile.TemporaryDirectory(prefix="marketpipe-incremental-") as scratch:
         workdir = Path(scratch)
         write_fixture_lake(workdir / "lake", tickers, *HISTORY)
-        config = {"symbols": tickers, "start": HISTORY[0], "end": NEW_DAY, "data_dir": "lake",
-                  "alpaca": {"requests_per_minute": 100_000}}  # fmt: skip
+        config = {
+            "symbols": tickers,
+            "start": HISTORY[0],
+            "end": NEW_DAY,
+            "data_dir": "lake",
+            "alpaca": {"requests_per_minute": 100_000},
+        }
         if symbols_per_job is not None:
             config["symbols_per_job"] = symbols_per_job
         elapsed, served = run_workflow(workdir, config)
@@ -42,9 +47,14 @@ def measure(tickers: list[str], symbols_per_job: int | None) -> dict[str, float]
     # The run's corporate-actions check is one more request (per 100 symbols), not bars.
     bar_requests = [entry for entry in served if entry.path.endswith("/bars")]
     bars = sum(entry.bars for entry in bar_requests)
-    return {"requests": len(bar_requests), "floor": math.ceil(bars / 10_000),
-            "other_requests": len(served) - len(bar_requests), "seconds": elapsed,
-            "request_seconds": in_requests, "overhead_seconds": elapsed - in_requests}  # fmt: skip
+    return {
+        "requests": len(bar_requests),
+        "floor": math.ceil(bars / 10_000),
+        "other_requests": len(served) - len(bar_requests),
+        "seconds": elapsed,
+        "request_seconds": in_requests,
+        "overhead_seconds": elapsed - in_requests,
+    }
 
 
 def main() -> int:
@@ -57,10 +67,12 @@ def main() -> int:
     results = {"packed": measure(tickers, None), "one_per_symbol": measure(tickers, 1)}
     print(f"{args.symbols} symbols, one new day (overhead target <= 15s):")
     for mode, result in results.items():
-        print(f"  {mode:>14}: {result['requests']} bar requests (floor {result['floor']}), "
-              f"{result['other_requests']} corporate-actions request(s); "
-              f"{result['seconds']:.1f}s in all, {result['request_seconds']:.1f}s serving "
-              f"requests, {result['overhead_seconds']:.1f}s overhead")  # fmt: skip
+        print(
+            f"  {mode:>14}: {result['requests']} bar requests (floor {result['floor']}), "
+            f"{result['other_requests']} corporate-actions request(s); "
+            f"{result['seconds']:.1f}s in all, {result['request_seconds']:.1f}s serving "
+            f"requests, {result['overhead_seconds']:.1f}s overhead"
+        )
     write_results("incremental", {"symbols": args.symbols, **results}, args.output)
     packed, single = results["packed"], results["one_per_symbol"]
     return 0 if single["requests"] == args.symbols and packed["requests"] <= args.symbols else 1

@@ -64,8 +64,9 @@ def main() -> int:
     for name, seconds, target in rows:
         verdict = "ok" if seconds <= target else "MISSED"
         print(f"{name:<42} {seconds:>8.2f} {target:>6.0f}s  {verdict}")
-    write_results("planning", {"symbols": args.symbols, "years": args.years, **results},
-                         args.output)  # fmt: skip
+    write_results(
+        "planning", {"symbols": args.symbols, "years": args.years, **results}, args.output
+    )
     return 0
 
 

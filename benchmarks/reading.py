@@ -41,9 +41,19 @@ def _write_real_year(data_dir: Path, ticker: str, year: int) -> pa.Table:
     market, minute, tables = SyntheticMarket(seed=0), Timeframe.parse("1Min"), []
     for session in trading_sessions(dt.date(year, 1, 1), dt.date(year, 12, 31)):
         bars = market.bars(ticker, session, "sip", minute)
-        rows = [{"t": dt.datetime.fromtimestamp(b.t, dt.UTC).isoformat().replace("+00:00", "Z"),
-                 "o": b.o, "h": b.h, "l": b.l, "c": b.c, "v": b.v, "n": b.n, "vw": b.vw}
-                for b in bars]  # fmt: skip
+        rows = [
+            {
+                "t": dt.datetime.fromtimestamp(b.t, dt.UTC).isoformat().replace("+00:00", "Z"),
+                "o": b.o,
+                "h": b.h,
+                "l": b.l,
+                "c": b.c,
+                "v": b.v,
+                "n": b.n,
+                "vw": b.vw,
+            }
+            for b in bars
+        ]
         table = bars_table([(ticker, rows)], "fixture")
         metadata = {"marketpipe.symbol": ticker, "marketpipe.day": session.date.isoformat()}
         write_partition(partition_path(data_dir, ticker, session.date), table, metadata)
@@ -131,14 +141,18 @@ def main() -> int:
         discovery_vs_read_bars_month=discovery_month,
         rows_year=rows["read_bars_year"],
     )
-    print(f"{args.symbols} symbols x {args.years} year(s): {results['partitions']:,} partitions;"
-          f" one symbol-year = {rows['read_bars_year']:,} rows")  # fmt: skip
+    print(
+        f"{args.symbols} symbols x {args.years} year(s): {results['partitions']:,} partitions;"
+        f" one symbol-year = {rows['read_bars_year']:,} rows"
+    )
     for name in cases:
         print(f"  {name:<26} {results[f'{name}_s'] * 1000:>9.1f} ms")
     print(f"read_bars year / one file: {year_ratio:.2f}x (target <= 3)")
-    print(f"discovery / read_bars: year {discovery_year:.0f}x, month {discovery_month:.0f}x "
-          f"(target >= 20); month read {results['read_bars_month_s'] * 1000:.1f} ms "
-          "(target < 50)")  # fmt: skip
+    print(
+        f"discovery / read_bars: year {discovery_year:.0f}x, month {discovery_month:.0f}x "
+        f"(target >= 20); month read {results['read_bars_month_s'] * 1000:.1f} ms "
+        "(target < 50)"
+    )
     write_results("reading", results, args.output)
     return 0
 

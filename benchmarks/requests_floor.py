@@ -21,8 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_workflow, write_results
 from fixture_lake import symbols
 
-MONTH_ENDS = [dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(2024, 3, 28),
-              dt.date(2024, 4, 30), dt.date(2024, 5, 31), dt.date(2024, 6, 28)]  # fmt: skip
+MONTH_ENDS = [
+    dt.date(2024, 1, 31),
+    dt.date(2024, 2, 29),
+    dt.date(2024, 3, 28),
+    dt.date(2024, 4, 30),
+    dt.date(2024, 5, 31),
+    dt.date(2024, 6, 28),
+]
 
 
 def main() -> int:
@@ -34,22 +40,35 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="marketpipe-floor-") as scratch:
         workdir = Path(scratch)
-        config = {"symbols": symbols(args.symbols), "start": dt.date(2024, 1, 2),
-                  "end": MONTH_ENDS[args.months - 1], "data_dir": "lake",
-                  "alpaca": {"requests_per_minute": 100_000}}  # fmt: skip
+        config = {
+            "symbols": symbols(args.symbols),
+            "start": dt.date(2024, 1, 2),
+            "end": MONTH_ENDS[args.months - 1],
+            "data_dir": "lake",
+            "alpaca": {"requests_per_minute": 100_000},
+        }
         elapsed, served = run_workflow(workdir, config)
     bars = sum(entry.bars for entry in served)
     floor = math.ceil(bars / 10_000)
     ratio = len(served) / floor
     print(f"{args.symbols} symbols x {args.months} month(s): {bars:,} bars")
-    print(f"requests {len(served)}, floor {floor}, ratio {ratio:.3f} (target <= 1.10), "
-          f"{elapsed:.1f}s, {bars / elapsed:,.0f} rows/s end to end")  # fmt: skip
+    print(
+        f"requests {len(served)}, floor {floor}, ratio {ratio:.3f} (target <= 1.10), "
+        f"{elapsed:.1f}s, {bars / elapsed:,.0f} rows/s end to end"
+    )
     write_results(
         "requests_floor",
-        {"symbols": args.symbols, "months": args.months, "bars": bars,
-         "requests": len(served), "floor": floor, "ratio": ratio, "seconds": elapsed},
+        {
+            "symbols": args.symbols,
+            "months": args.months,
+            "bars": bars,
+            "requests": len(served),
+            "floor": floor,
+            "ratio": ratio,
+            "seconds": elapsed,
+        },
         args.output,
-    )  # fmt: skip
+    )
     return 0
 
 

@@ -42,9 +42,11 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, help="where to write the JSON results")
     args = parser.parse_args()
     for script, script_args in (SMOKE if args.smoke else FULL).items():
-        extra = ["--output", str(args.output_dir / script.replace(".py", ".json"))] if (
-            args.output_dir
-        ) else []  # fmt: skip
+        extra = (
+            ["--output", str(args.output_dir / script.replace(".py", ".json"))]
+            if (args.output_dir)
+            else []
+        )
         print(f"== {script} {' '.join(script_args)}", flush=True)
         subprocess.run([sys.executable, str(HERE / script), *script_args, *extra], check=True)
     return 0

@@ -75,8 +75,9 @@ def main() -> int:
         for name, command in cases.items():
             before = len(server.requests)
             started = time.perf_counter()
-            result = subprocess.run(command, cwd=workdir, env=env, capture_output=True,
-                                    text=True, check=False)  # fmt: skip
+            result = subprocess.run(
+                command, cwd=workdir, env=env, capture_output=True, text=True, check=False
+            )
             elapsed = time.perf_counter() - started
             if result.returncode != 0:
                 raise RuntimeError(f"{name} failed:\n{result.stderr[-3000:]}")

@@ -51,9 +51,12 @@ def alpaca_py_backfill(url: str, tickers: list[str], end: dt.date, lake: Path) -
         for session in trading_sessions(START, end):
             day_start = dt.datetime.combine(session.date, dt.time(0, 0), NEW_YORK)
             request = StockBarsRequest(
-                symbol_or_symbols=ticker, timeframe=TimeFrame.Minute, feed=DataFeed.SIP,
-                start=day_start, end=day_start + dt.timedelta(days=1, seconds=-1),
-            )  # fmt: skip
+                symbol_or_symbols=ticker,
+                timeframe=TimeFrame.Minute,
+                feed=DataFeed.SIP,
+                start=day_start,
+                end=day_start + dt.timedelta(days=1, seconds=-1),
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 frame = client.get_stock_bars(request).df
@@ -67,9 +70,13 @@ def alpaca_py_backfill(url: str, tickers: list[str], end: dt.date, lake: Path) -
 def marketpipe_backfill(url: str, tickers: list[str], end: dt.date, workdir: Path) -> None:
     """MarketPipe: the workflow, vendor alpaca, pointed at the same simulator."""
     config = {
-        "symbols": tickers, "start": START, "end": end, "data_dir": "lake", "vendor": "alpaca",
+        "symbols": tickers,
+        "start": START,
+        "end": end,
+        "data_dir": "lake",
+        "vendor": "alpaca",
         "alpaca": {"base_url": url, "requests_per_minute": 100_000},
-    }  # fmt: skip
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     environment = {**os.environ, "APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
     command = workflow_command("--configfile", "config.yaml", "--cores", "2")
@@ -83,8 +90,12 @@ def warm_up(url: str, tickers: list[str], end: dt.date) -> None:
     from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
 
     start, stop = new_york_days_range(START, end)
-    config = AlpacaConfig(base_url=url, key_id=SecretStr("demo"), secret_key=SecretStr("demo"),
-                          requests_per_minute=100_000)  # fmt: skip
+    config = AlpacaConfig(
+        base_url=url,
+        key_id=SecretStr("demo"),
+        secret_key=SecretStr("demo"),
+        requests_per_minute=100_000,
+    )
     query = BarsQuery(symbols=tuple(tickers), timeframe="1Min", start=start, end=stop, feed="sip")
     with AlpacaClient(config) as client:
         for _ in client.fetch_batch(query):

@@ -47,16 +47,25 @@ def month_end(months: int) -> dt.date:
 def peak_rss_mb(url: str, months: int, cores: int) -> float:
     """Run the backfill in a fresh process and return its peak RSS in MB."""
     with tempfile.TemporaryDirectory(prefix="marketpipe-memory-") as scratch:
-        config = {"symbols": ["AAPL"], "start": START, "end": month_end(months),
-                  "data_dir": "lake", "vendor": "alpaca",
-                  "alpaca": {"base_url": url, "requests_per_minute": 100_000}}  # fmt: skip
+        config = {
+            "symbols": ["AAPL"],
+            "start": START,
+            "end": month_end(months),
+            "data_dir": "lake",
+            "vendor": "alpaca",
+            "alpaca": {"base_url": url, "requests_per_minute": 100_000},
+        }
         (Path(scratch) / "config.yaml").write_text(yaml.safe_dump(config))
         environment = {**os.environ, "APCA_API_KEY_ID": "demo", "APCA_API_SECRET_KEY": "demo"}
         command = workflow_command("--configfile", "config.yaml", "--cores", str(cores))
         result = subprocess.run(
             [sys.executable, "-c", _PEAK_OF_CHILD, *command],
-            cwd=scratch, env=environment, capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            cwd=scratch,
+            env=environment,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return int(result.stdout.strip().splitlines()[-1]) / 1024
 
 
@@ -85,9 +94,10 @@ def main() -> int:
         summary[str(cores)] = {"short_mb": first, "long_mb": second, "ratio": second / first}
         print(f"{cores:>5} {first:>12.1f} {second:>13.1f} {second / first:>6.2f}")
     write_results(
-        "workflow_memory", {"months": args.months, "samples": samples, "summary": summary},
+        "workflow_memory",
+        {"months": args.months, "samples": samples, "summary": summary},
         args.output,
-    )  # fmt: skip
+    )
     return 0
 
 

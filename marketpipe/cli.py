@@ -236,10 +236,16 @@ def run_export(args: argparse.Namespace) -> int:
     end = args.end or args.start
     try:
         rows = export_bars(
-            settings, symbols, args.start, end, args.output, session=args.session,
-            timeframe=args.timeframe, skip_missing=args.skip_missing,
+            settings,
+            symbols,
+            args.start,
+            end,
+            args.output,
+            session=args.session,
+            timeframe=args.timeframe,
+            skip_missing=args.skip_missing,
             adjustment=args.adjustment,
-        )  # fmt: skip
+        )
     except (MissingPartitionsError, MissingActionsError, ValueError) as exc:
         print(f"marketpipe export: {exc}", file=sys.stderr)
         return 1
@@ -271,13 +277,19 @@ def run_report(args: argparse.Namespace) -> int:
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE",
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
         help=f"the workflow's config file (default: {DEFAULT_CONFIG})",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config key, as snakemake --config does (e.g. end=2024-03-28)",
-    )  # fmt: skip
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -305,9 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "status":
             command.add_argument(
-                "--require-complete", action="store_true",
+                "--require-complete",
+                action="store_true",
                 help="exit 1, naming them, when final partitions of the range are missing",
-            )  # fmt: skip
+            )
         if name in ("refresh", "export"):
             command.add_argument("--symbols", help="comma-separated (default: the config's)")
             command.add_argument(
@@ -323,14 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--session", choices=["extended", "regular"], default="extended")
             command.add_argument("--timeframe", help="roll up to wider bars: 5Min, 1Hour, 1Day")
             command.add_argument(
-                "--skip-missing", action="store_true",
+                "--skip-missing",
+                action="store_true",
                 help="export what is there instead of failing on missing partitions",
-            )  # fmt: skip
+            )
             command.add_argument(
-                "--adjustment", choices=list(ADJUSTMENTS), default="raw",
+                "--adjustment",
+                choices=list(ADJUSTMENTS),
+                default="raw",
                 help="apply the stored corporate actions: split (prices and volume), dividend "
                 "(prices), all (both); default raw, as stored",
-            )  # fmt: skip
+            )
         if name == "refresh":
             command.add_argument(
                 "--reason", default="refresh requested", help="recorded in the ledger's history"

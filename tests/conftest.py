@@ -38,7 +38,7 @@ SUITE_NOW = "2026-12-01T12:00:00-05:00"
 
 @pytest.fixture(autouse=True, scope="session")
 def _pinned_market_clock() -> Iterator[None]:
-    """Pin ``marketpipe.markettime.clock`` (and every process the tests start) to :data:`SUITE_NOW`."""
+    """Pin ``marketpipe.markettime.clock`` (and every process the tests start) to SUITE_NOW."""
     previous = os.environ.get(NOW_VARIABLE)
     os.environ[NOW_VARIABLE] = previous or SUITE_NOW
     yield

@@ -43,15 +43,21 @@ class S3Server:
         self._lock = threading.Lock()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = make_server(
-            "127.0.0.1", 0, self._counting(DomainDispatcherApplication(create_backend_app)),
-            threaded=True, request_handler=MotoRequestHandler,
-        )  # fmt: skip
+            "127.0.0.1",
+            0,
+            self._counting(DomainDispatcherApplication(create_backend_app)),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            request = S3Request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""),
-                                environ.get("QUERY_STRING", ""))  # fmt: skip
+            request = S3Request(
+                environ["REQUEST_METHOD"],
+                environ.get("PATH_INFO", ""),
+                environ.get("QUERY_STRING", ""),
+            )
             with self._lock:
                 self.requests.append(request)
             return app(environ, start_response)
@@ -80,10 +86,12 @@ class S3Server:
 
         name = f"lake-{uuid.uuid4().hex[:12]}"
         client = boto3.client(
-            "s3", endpoint_url=self.url, region_name="us-east-1",
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
             aws_access_key_id=AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
-        )  # fmt: skip
+        )
         client.create_bucket(Bucket=name)
         return name
 

@@ -31,8 +31,9 @@ REFERENCE = "reference_close"
 def action(action_id: str, kind: str, ex_date: dt.date, **fields: Any) -> dict[str, Any]:
     """One stored action row of XYZ (process date = ex-date unless given)."""
     row = {name: None for name in ACTIONS_SCHEMA.names}
-    row.update(id=action_id, type=kind, symbol="XYZ", process_date=ex_date, ex_date=ex_date,
-               raw="{}")  # fmt: skip
+    row.update(
+        id=action_id, type=kind, symbol="XYZ", process_date=ex_date, ex_date=ex_date, raw="{}"
+    )
     row.update(fields)
     return row
 
@@ -44,11 +45,19 @@ def actions_table(*rows: dict[str, Any]) -> pa.Table:
 def bars(symbol: str = "XYZ", vwap: float | None = 20.5) -> pa.Table:
     """One 10:00 New York bar of ``symbol`` on each of DAYS."""
     rows = [
-        {"symbol": symbol, "timestamp": dt.datetime.combine(day, dt.time(10), NEW_YORK),
-         "open": 20.0, "high": 21.0, "low": 19.0, "close": 20.0, "volume": 1000.0,
-         "trade_count": 7, "vwap": vwap}
+        {
+            "symbol": symbol,
+            "timestamp": dt.datetime.combine(day, dt.time(10), NEW_YORK),
+            "open": 20.0,
+            "high": 21.0,
+            "low": 19.0,
+            "close": 20.0,
+            "volume": 1000.0,
+            "trade_count": 7,
+            "vwap": vwap,
+        }
         for day in DAYS
-    ]  # fmt: skip
+    ]
     return pa.Table.from_pylist(rows, schema=OHLCV_SCHEMA)
 
 
@@ -122,8 +131,9 @@ def test_merging_re_reads_the_window_and_keeps_one_row_per_id() -> None:
     stored = actions_table(old, inside, withdrawn)
     corrected = {**inside, "rate": 0.25, REFERENCE: None}
     late = action("d", "forward_split", dt.date(2024, 2, 22), old_rate=1.0, new_rate=2.0)
-    merged = merge_actions(stored, actions_table(corrected, late),
-                           dt.date(2024, 2, 1), dt.date(2024, 3, 1))  # fmt: skip
+    merged = merge_actions(
+        stored, actions_table(corrected, late), dt.date(2024, 2, 1), dt.date(2024, 3, 1)
+    )
     rows = {row["id"]: row for row in merged.to_pylist()}
     assert sorted(rows) == ["a", "b", "d"]  # c was withdrawn inside the window
     assert rows["b"]["rate"] == 0.25 and rows["b"][REFERENCE] == 31.0  # close kept by ex-date
@@ -137,8 +147,9 @@ def test_files_are_deterministic_and_rewritten_only_on_change(tmp_path: Path) ->
     path = actions_path(tmp_path, "XYZ")
     assert path == tmp_path / "corporate_actions" / "symbol=XYZ" / "actions.parquet"
     stamp = os.stat(path).st_mtime_ns
-    again, changed = publish_actions(tmp_path, "XYZ", actions_table(SPLIT, DIVIDEND),
-                                     written.sha256)  # fmt: skip
+    again, changed = publish_actions(
+        tmp_path, "XYZ", actions_table(SPLIT, DIVIDEND), written.sha256
+    )
     assert not changed and again.sha256 == written.sha256
     assert os.stat(path).st_mtime_ns == stamp
     stored = read_actions(tmp_path, "XYZ")
@@ -149,8 +160,11 @@ def test_files_are_deterministic_and_rewritten_only_on_change(tmp_path: Path) ->
 
 def write_lake(root: Path, adjustment: str = "raw") -> None:
     for day, rows in zip(DAYS, bars().to_batches(max_chunksize=1), strict=True):
-        metadata = {"marketpipe.symbol": "XYZ", "marketpipe.day": day.isoformat(),
-                    "marketpipe.adjustment": adjustment}  # fmt: skip
+        metadata = {
+            "marketpipe.symbol": "XYZ",
+            "marketpipe.day": day.isoformat(),
+            "marketpipe.adjustment": adjustment,
+        }
         write_partition(partition_path(root, "XYZ", day), pa.Table.from_batches([rows]), metadata)
 
 
@@ -159,8 +173,9 @@ def test_read_bars_adjusts_from_the_lake_and_says_what_is_missing(tmp_path: Path
     with pytest.raises(MissingActionsError, match="no corporate actions are stored for XYZ"):
         marketpipe.read_bars("XYZ", DAYS[0], DAYS[-1], data_dir=tmp_path, adjustment="split")
     publish_actions(tmp_path, "XYZ", actions_table(SPLIT, DIVIDEND))
-    frame = marketpipe.read_bars("XYZ", DAYS[0], DAYS[-1], data_dir=tmp_path,
-                                 adjustment="all", output="pandas")  # fmt: skip
+    frame = marketpipe.read_bars(
+        "XYZ", DAYS[0], DAYS[-1], data_dir=tmp_path, adjustment="all", output="pandas"
+    )
     assert frame["close"].tolist() == pytest.approx([9.8, 10.0, 20.0])
     raw = marketpipe.read_bars("XYZ", DAYS[0], DAYS[-1], data_dir=tmp_path)
     assert raw["close"].to_pylist() == [20.0] * 3

@@ -83,11 +83,15 @@ def test_no_bars_at_all_gives_an_empty_table_from_bars_empty_map(
     weekend = bars_query(("AAPL", "MSFT"), start=utc(2024, 1, 6, 5), end=utc(2024, 1, 7, 23))
     raw = requests.get(
         f"{simulator.url}/v2/stocks/bars",
-        params={"symbols": "AAPL,MSFT", "timeframe": "1Min", "start": "2024-01-06T05:00:00Z",
-                "end": "2024-01-07T23:00:00Z"},
+        params={
+            "symbols": "AAPL,MSFT",
+            "timeframe": "1Min",
+            "start": "2024-01-06T05:00:00Z",
+            "end": "2024-01-07T23:00:00Z",
+        },
         headers={"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"},
         timeout=5,
-    ).json()  # fmt: skip
+    ).json()
     assert raw["bars"] == {} and raw["next_page_token"] is None
     with alpaca_client(simulator) as client:
         tables = list(client.fetch_batch(weekend))
@@ -119,11 +123,16 @@ def test_whole_number_prices_and_gzip_bodies_parse(simulator: SimulatorServer) -
     query = bars_query(("AAPL", "MSFT", "SPY"), end=utc(2024, 1, 10))
     raw = requests.get(
         f"{simulator.url}/v2/stocks/bars",
-        params={"symbols": "AAPL,MSFT,SPY", "timeframe": "1Min", "limit": "10000",
-                "start": "2024-01-02T00:00:00Z", "end": "2024-01-10T00:00:00Z"},
+        params={
+            "symbols": "AAPL,MSFT,SPY",
+            "timeframe": "1Min",
+            "limit": "10000",
+            "start": "2024-01-02T00:00:00Z",
+            "end": "2024-01-10T00:00:00Z",
+        },
         headers={"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s", "Accept-Encoding": "gzip"},
         timeout=5,
-    )  # fmt: skip
+    )
     assert raw.headers["Content-Encoding"] == "gzip"
     assert re.search(rb'"[ohlc]":\d+,', raw.content), "expected a whole-number price"
     with alpaca_client(simulator) as client:
@@ -141,10 +150,25 @@ def test_fractional_second_timestamps_parse() -> None:
     finally:
         server.stop()
     parsed = bars_table(
-        [("AAPL", [{"t": "2024-01-02T09:00:00.123456789Z", "o": 1, "h": 2, "l": 1, "c": 2,
-                    "v": 5, "n": 1, "vw": 1.5}])],
+        [
+            (
+                "AAPL",
+                [
+                    {
+                        "t": "2024-01-02T09:00:00.123456789Z",
+                        "o": 1,
+                        "h": 2,
+                        "l": 1,
+                        "c": 2,
+                        "v": 5,
+                        "n": 1,
+                        "vw": 1.5,
+                    }
+                ],
+            )
+        ],
         "test",
-    )  # fmt: skip
+    )
     assert parsed.column("timestamp")[0].value == 1704186000123456789
 
 
@@ -178,13 +202,21 @@ def test_bad_parameters_fail_at_once_with_the_vendor_message(simulator: Simulato
     [
         ({"next_page_token": None}, "with a 'bars' key"),
         ({"bars": {"AAPL": [{"t": "2024-01-02T09:00:00Z", "o": 1}]}}, "lacks field 'h'"),
-        ({"bars": {"AAPL": [{"t": "yesterday", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]}},
-         "malformed value"),
-        ({"bars": {"AAPL": [{"t": "2024-01-02T09:00:00", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]}},
-         "malformed value"),
+        (
+            {"bars": {"AAPL": [{"t": "yesterday", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]}},
+            "malformed value",
+        ),
+        (
+            {
+                "bars": {
+                    "AAPL": [{"t": "2024-01-02T09:00:00", "o": 1, "h": 1, "l": 1, "c": 1, "v": 1}]
+                }
+            },
+            "malformed value",
+        ),
         ({"bars": 5}, "not a map"),
     ],
-)  # fmt: skip
+)
 def test_malformed_pages_raise_a_format_error(payload: dict, message: str) -> None:
     from marketpipe.connectors import AlpacaClient, AlpacaConfig, Page, Response
     from marketpipe.connectors.transport import RequestSpec

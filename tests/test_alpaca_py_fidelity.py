@@ -17,8 +17,14 @@ alpaca_timeframe = pytest.importorskip("alpaca.data.timeframe")
 alpaca_enums = pytest.importorskip("alpaca.data.enums")
 
 
-def _sdk_rows(server: SimulatorServer, symbols: list[str], start: dt.datetime, end: dt.datetime,
-              timeframe: object, feed: str) -> list[tuple]:  # fmt: skip
+def _sdk_rows(
+    server: SimulatorServer,
+    symbols: list[str],
+    start: dt.datetime,
+    end: dt.datetime,
+    timeframe: object,
+    feed: str,
+) -> list[tuple]:
     client = alpaca_historical.StockHistoricalDataClient("demo", "demo", url_override=server.url)
     request = alpaca_requests.StockBarsRequest(
         symbol_or_symbols=symbols,
@@ -34,9 +40,18 @@ def _sdk_rows(server: SimulatorServer, symbols: list[str], start: dt.datetime, e
     for symbol in sorted(barset.data):
         for bar in barset.data[symbol]:
             rows.append(
-                (symbol, bar.timestamp, bar.open, bar.high, bar.low, bar.close, bar.volume,
-                 bar.trade_count, bar.vwap)
-            )  # fmt: skip
+                (
+                    symbol,
+                    bar.timestamp,
+                    bar.open,
+                    bar.high,
+                    bar.low,
+                    bar.close,
+                    bar.volume,
+                    bar.trade_count,
+                    bar.vwap,
+                )
+            )
     return rows
 
 
@@ -50,11 +65,15 @@ def _our_rows(table: pa.Table) -> list[tuple]:
     ("timeframe", "feed", "start", "end"),
     [
         (alpaca_timeframe.TimeFrame.Minute, "sip", utc(2024, 3, 8), utc(2024, 3, 12, 3)),
-        (alpaca_timeframe.TimeFrame(15, alpaca_timeframe.TimeFrameUnit.Minute), "iex",
-         utc(2024, 11, 27), utc(2024, 12, 3)),
+        (
+            alpaca_timeframe.TimeFrame(15, alpaca_timeframe.TimeFrameUnit.Minute),
+            "iex",
+            utc(2024, 11, 27),
+            utc(2024, 12, 3),
+        ),
         (alpaca_timeframe.TimeFrame.Day, "sip", utc(2024, 1, 1), utc(2024, 3, 1)),
     ],
-)  # fmt: skip
+)
 def test_alpaca_py_and_marketpipe_return_the_same_bars(
     simulator: SimulatorServer, timeframe: object, feed: str, start: dt.datetime, end: dt.datetime
 ) -> None:
@@ -69,8 +88,9 @@ def test_alpaca_py_and_marketpipe_return_the_same_bars(
 
 def test_alpaca_py_pages_through_a_symbol_spanning_pages(simulator: SimulatorServer) -> None:
     start, end = utc(2024, 1, 2), utc(2024, 1, 20)
-    sdk = _sdk_rows(simulator, ["AAPL", "MSFT"], start, end, alpaca_timeframe.TimeFrame.Minute,
-                    "sip")  # fmt: skip
+    sdk = _sdk_rows(
+        simulator, ["AAPL", "MSFT"], start, end, alpaca_timeframe.TimeFrame.Minute, "sip"
+    )
     requests_made = len(simulator.request_log.entries)
     assert len(sdk) > 10_000 and requests_made >= 2
     with alpaca_client(simulator) as client:

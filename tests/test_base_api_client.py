@@ -89,8 +89,19 @@ def test_pagination_follows_next_cursor_until_none() -> None:
     assert [page.cursor for page in pages] == [None, "c1", "c2", "c3"]
     assert script.requested == [None, "c1", "c2", "c3"]
     assert [row for page in pages for row in page.payload["rows"]] == [
-        0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 31, 32
-    ]  # fmt: skip
+        0,
+        1,
+        2,
+        10,
+        11,
+        12,
+        20,
+        21,
+        22,
+        30,
+        31,
+        32,
+    ]
 
 
 def test_pagination_reads_exactly_one_page_ahead_of_the_reader() -> None:

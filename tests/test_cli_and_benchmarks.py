@@ -33,10 +33,17 @@ def test_demo_rejects_a_bad_symbol_by_name(capsys: pytest.CaptureFixture[str]) -
 def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     """The reduced run of benchmarks/run_all.py: scripts work; timings are not judged here."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke",
-         "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run_all.py"),
+            "--smoke",
+            "--output-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     memory = json.loads((tmp_path / "fetch_memory.json").read_text())
     assert memory["summary"]["2"]["rows"] > memory["summary"]["1"]["rows"] > 10_000

@@ -30,15 +30,22 @@ SUBMIT = support.ROOT / "deploy" / "cluster" / "submit-local.sh"
 
 def cluster_command(workdir: Path, *args: str) -> list[str]:
     return support.snakemake_command(
-        workdir, "--workflow-profile", str(support.ROOT / "profiles" / "cluster-local"),
-        "--cluster-generic-submit-cmd", str(SUBMIT), *args,
-    )  # fmt: skip
+        workdir,
+        "--workflow-profile",
+        str(support.ROOT / "profiles" / "cluster-local"),
+        "--cluster-generic-submit-cmd",
+        str(SUBMIT),
+        *args,
+    )
 
 
 def cluster_environment(s3_api: S3Server, workdir: Path) -> dict[str, str]:
-    return {**os.environ, **s3_api.environment,
-            "MARKETPIPE_CLUSTER_LOGS": str(workdir / "cluster-logs"),
-            "MARKETPIPE_JOB_STATE_ROOT": str(workdir / "nodes")}  # fmt: skip
+    return {
+        **os.environ,
+        **s3_api.environment,
+        "MARKETPIPE_CLUSTER_LOGS": str(workdir / "cluster-logs"),
+        "MARKETPIPE_JOB_STATE_ROOT": str(workdir / "nodes"),
+    }
 
 
 def wait_for_jobs(workdir: Path) -> None:
@@ -67,8 +74,14 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     uri = f"s3://{s3_api.create_bucket()}/lake"
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
     env = cluster_environment(s3_api, tmp_path)
-    result = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        cluster_command(tmp_path),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wait_for_jobs(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lake = S3Store(uri, s3_api.url)
@@ -83,12 +96,22 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     assert summary["requests"] > 0
     assert lake.list("_state/job-records") == []
     verify = subprocess.run(
-        [*support.marketpipe_command("verify")], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [*support.marketpipe_command("verify")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    dry = subprocess.run(cluster_command(tmp_path, "-n"), cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    dry = subprocess.run(
+        cluster_command(tmp_path, "-n"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "Nothing to be done" in dry.stdout + dry.stderr
     secret = s3_api.environment["AWS_SECRET_ACCESS_KEY"]
     for output in (result, verify, dry):
@@ -105,14 +128,28 @@ def test_one_request_budget_holds_across_cluster_jobs(s3_api: S3Server, tmp_path
         log_file, "--rate-limit", str(budget), "--rate-window", str(window)
     ) as url:
         support.write_config(
-            tmp_path, vendor="alpaca", end=dt.date(2024, 1, 31), symbols_per_job=1,
+            tmp_path,
+            vendor="alpaca",
+            end=dt.date(2024, 1, 31),
+            symbols_per_job=1,
             data_dir=f"s3://{s3_api.create_bucket()}/lake",
-            alpaca={"base_url": url, "requests_per_minute": budget, "budget_shares": 3,
-                    "rate_window_seconds": window, "page_size": 2500},
-        )  # fmt: skip
+            alpaca={
+                "base_url": url,
+                "requests_per_minute": budget,
+                "budget_shares": 3,
+                "rate_window_seconds": window,
+                "page_size": 2500,
+            },
+        )
         env = {**cluster_environment(s3_api, tmp_path), **support.ALPACA_KEYS}
-        result = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
-                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        result = subprocess.run(
+            cluster_command(tmp_path),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         wait_for_jobs(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     served = read_request_log(log_file)
@@ -130,8 +167,14 @@ def test_a_controller_killed_mid_run_and_restarted_ends_identical(
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
     env = cluster_environment(s3_api, tmp_path)
     with open(tmp_path / "controller.log", "w") as log:
-        controller = subprocess.Popen(cluster_command(tmp_path), cwd=tmp_path, env=env,
-                                      stdout=log, stderr=log, start_new_session=True)  # fmt: skip
+        controller = subprocess.Popen(
+            cluster_command(tmp_path),
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         published = threading.Event()
         for _ in range(6000):  # until the first partition is in the bucket (bounded)
             if lake.list(LAKE_DIR) or controller.poll() is not None:
@@ -143,15 +186,30 @@ def test_a_controller_killed_mid_run_and_restarted_ends_identical(
         controller.wait(timeout=60)
     assert running, "the run ended before the controller could be killed"
     assert 0 < len(lake.list(LAKE_DIR)) < 2 * len(support.DAYS)
-    unlock = subprocess.run(cluster_command(tmp_path, "--unlock"), cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    unlock = subprocess.run(
+        cluster_command(tmp_path, "--unlock"),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    rerun = subprocess.run(cluster_command(tmp_path), cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    rerun = subprocess.run(
+        cluster_command(tmp_path),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     wait_for_jobs(tmp_path)  # the first controller's orphans too
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert lake_hashes(lake) == lake_hashes(reference / "lake")
     for key in lake.list(LAKE_DIR):  # whole objects only, at the keys a local run writes
         assert pq.read_table(pa.BufferReader(lake.get(key))).num_rows >= 0
-    assert [key for key in lake.list("") if not key.startswith(("ohlcv/", "corporate_actions/",
-                                                                "_state/"))] == []  # fmt: skip
+    assert [
+        key
+        for key in lake.list("")
+        if not key.startswith(("ohlcv/", "corporate_actions/", "_state/"))
+    ] == []

@@ -24,25 +24,79 @@ from marketpipe.simulator import FaultConfig, SimulatorServer
 from tests.conftest import FakeClock, start_simulator
 
 RECORDS = (
-    ("forward_splits", {"id": "fs1", "symbol": "AAPL", "cusip": "037833100", "old_rate": 1,
-                        "new_rate": 4, "process_date": "2024-02-12", "ex_date": "2024-02-12",
-                        "record_date": "2024-02-09", "payable_date": "2024-02-09"}),
-    ("cash_dividends", {"id": "cd1", "symbol": "MSFT", "cusip": "594918104", "rate": 0.75,
-                        "special": False, "foreign": False, "process_date": "2024-02-14",
-                        "ex_date": "2024-02-14", "record_date": "2024-02-15",
-                        "payable_date": "2024-03-14"}),
-    ("reverse_splits", {"id": "rs1", "symbol": "XYZ", "old_rate": 10, "new_rate": 1,
-                        "old_cusip": "1", "new_cusip": "2", "process_date": "2024-01-20",
-                        "ex_date": "2024-01-22"}),
-    ("stock_dividends", {"id": "sd1", "symbol": "MSFT", "rate": 0.05,
-                         "process_date": "2024-01-10", "ex_date": "2024-01-11"}),
-    ("spin_offs", {"id": "so1", "source_symbol": "AAPL", "source_rate": 1, "new_symbol": "APPS",
-                   "new_rate": 0.5, "process_date": "2024-01-30", "ex_date": "2024-01-31"}),
-    ("name_changes", {"id": "nc1", "old_symbol": "XYZ", "new_symbol": "XYZN",
-                      "process_date": "2024-01-25"}),
-    ("widget_events", {"id": "we1", "symbol": "AAPL", "process_date": "2024-01-05",
-                       "widgets": 3}),  # a kind this release does not know
-)  # fmt: skip
+    (
+        "forward_splits",
+        {
+            "id": "fs1",
+            "symbol": "AAPL",
+            "cusip": "037833100",
+            "old_rate": 1,
+            "new_rate": 4,
+            "process_date": "2024-02-12",
+            "ex_date": "2024-02-12",
+            "record_date": "2024-02-09",
+            "payable_date": "2024-02-09",
+        },
+    ),
+    (
+        "cash_dividends",
+        {
+            "id": "cd1",
+            "symbol": "MSFT",
+            "cusip": "594918104",
+            "rate": 0.75,
+            "special": False,
+            "foreign": False,
+            "process_date": "2024-02-14",
+            "ex_date": "2024-02-14",
+            "record_date": "2024-02-15",
+            "payable_date": "2024-03-14",
+        },
+    ),
+    (
+        "reverse_splits",
+        {
+            "id": "rs1",
+            "symbol": "XYZ",
+            "old_rate": 10,
+            "new_rate": 1,
+            "old_cusip": "1",
+            "new_cusip": "2",
+            "process_date": "2024-01-20",
+            "ex_date": "2024-01-22",
+        },
+    ),
+    (
+        "stock_dividends",
+        {
+            "id": "sd1",
+            "symbol": "MSFT",
+            "rate": 0.05,
+            "process_date": "2024-01-10",
+            "ex_date": "2024-01-11",
+        },
+    ),
+    (
+        "spin_offs",
+        {
+            "id": "so1",
+            "source_symbol": "AAPL",
+            "source_rate": 1,
+            "new_symbol": "APPS",
+            "new_rate": 0.5,
+            "process_date": "2024-01-30",
+            "ex_date": "2024-01-31",
+        },
+    ),
+    (
+        "name_changes",
+        {"id": "nc1", "old_symbol": "XYZ", "new_symbol": "XYZN", "process_date": "2024-01-25"},
+    ),
+    (
+        "widget_events",
+        {"id": "we1", "symbol": "AAPL", "process_date": "2024-01-05", "widgets": 3},
+    ),  # a kind this release does not know
+)
 QUERY = CorporateActionsQuery(
     symbols=("AAPL", "MSFT", "XYZ"), start=dt.date(2024, 1, 1), end=dt.date(2024, 3, 31)
 )
@@ -86,8 +140,9 @@ def test_pages_across_groups_become_canonical_rows_unknown_kinds_kept() -> None:
     unknown = rows["we1"]
     assert unknown["type"] == "widget_event" and json.loads(unknown["raw"])["widgets"] == 3
     # Pages go oldest process date first; within a page records are grouped by kind.
-    spans = [(min(t["process_date"].to_pylist()), max(t["process_date"].to_pylist()))
-             for t in tables]  # fmt: skip
+    spans = [
+        (min(t["process_date"].to_pylist()), max(t["process_date"].to_pylist())) for t in tables
+    ]
     assert all(earlier[1] <= later[0] for earlier, later in itertools.pairwise(spans))
 
 
@@ -122,8 +177,9 @@ def test_wrong_keys_fail_at_once_without_the_secret_anywhere() -> None:
     server = start_simulator(key_id="PKREAL", secret_key="sk-real", corporate_actions=RECORDS)
     secret = "sk-wrong-Zq9-never-shown"
     try:
-        settings = AlpacaConfig(base_url=server.url, key_id=SecretStr("PKREAL"),
-                                secret_key=SecretStr(secret))  # fmt: skip
+        settings = AlpacaConfig(
+            base_url=server.url, key_id=SecretStr("PKREAL"), secret_key=SecretStr(secret)
+        )
         with CorporateActionsClient(settings) as actions:
             with pytest.raises(ApiError) as refused:
                 list(actions.fetch_batch(QUERY))
@@ -135,8 +191,13 @@ def test_wrong_keys_fail_at_once_without_the_secret_anywhere() -> None:
 
 
 def test_a_malformed_record_is_rejected_with_its_reason_and_nothing_is_stored() -> None:
-    broken = (*RECORDS[:2], ("cash_dividends", {"id": "bad1", "symbol": "MSFT", "rate": 0.1,
-                                                "process_date": "2024-02-30"}))  # fmt: skip
+    broken = (
+        *RECORDS[:2],
+        (
+            "cash_dividends",
+            {"id": "bad1", "symbol": "MSFT", "rate": 0.1, "process_date": "2024-02-30"},
+        ),
+    )
     server = start_simulator(corporate_actions=broken)
     received = []
     try:
@@ -147,5 +208,6 @@ def test_a_malformed_record_is_rejected_with_its_reason_and_nothing_is_stored() 
     assert "cash_dividend record 'bad1' is malformed (process_date:" in str(rejected.value)
     assert received == []
     with pytest.raises(ValueError, match="unknown corporate action type"):
-        CorporateActionsQuery(symbols=("AAPL",), start=QUERY.start, end=QUERY.end,
-                              types=("stock_split",))  # fmt: skip
+        CorporateActionsQuery(
+            symbols=("AAPL",), start=QUERY.start, end=QUERY.end, types=("stock_split",)
+        )

@@ -36,11 +36,20 @@ BUILT_AT = "2026-12-01T12:00:00-05:00"
 NEXT_DAY = "2026-12-02T12:00:00-05:00"
 # A 3-for-1 MSFT split the vendor processed on 2026-11-20 but published only after the lake
 # was built (records can arrive late).
-LATE_SPLIT = ("forward_splits", {
-    "id": "late-msft-split", "symbol": "MSFT", "cusip": "594918104", "old_rate": 1,
-    "new_rate": 3, "process_date": "2026-11-20", "ex_date": "2026-11-23",
-    "record_date": "2026-11-19", "payable_date": "2026-11-20",
-})  # fmt: skip
+LATE_SPLIT = (
+    "forward_splits",
+    {
+        "id": "late-msft-split",
+        "symbol": "MSFT",
+        "cusip": "594918104",
+        "old_rate": 1,
+        "new_rate": 3,
+        "process_date": "2026-11-20",
+        "ex_date": "2026-11-23",
+        "record_date": "2026-11-19",
+        "payable_date": "2026-11-20",
+    },
+)
 PRICES = ("open", "high", "low", "close", "vwap")
 
 
@@ -62,8 +71,9 @@ def vendor_bars(moment: str, adjustment: str, actions: Any = DEMO_CORPORATE_ACTI
 
 
 def lake_bars(workdir: Path, adjustment: str) -> pa.Table:
-    return marketpipe.read_bars(SYMBOLS, FIRST, LAST, data_dir=workdir / "lake",
-                                adjustment=adjustment)  # fmt: skip
+    return marketpipe.read_bars(
+        SYMBOLS, FIRST, LAST, data_dir=workdir / "lake", adjustment=adjustment
+    )
 
 
 def assert_same_bars(lake: pa.Table, vendor: pa.Table) -> None:
@@ -97,21 +107,30 @@ def test_adjusted_reads_equal_the_vendors_adjusted_bars(built: Path, adjustment:
 def test_actions_are_stored_once_per_symbol_and_verified(built: Path) -> None:
     stored = {symbol: read_actions(built / "lake", symbol) for symbol in SYMBOLS}
     kinds = {symbol: table["type"].to_pylist() for symbol, table in stored.items() if table}
-    assert kinds == {"AAPL": ["cash_dividend", "forward_split"], "MSFT": ["cash_dividend"],
-                     "SPY": ["cash_dividend"]}  # fmt: skip
+    assert kinds == {
+        "AAPL": ["cash_dividend", "forward_split"],
+        "MSFT": ["cash_dividend"],
+        "SPY": ["cash_dividend"],
+    }
     aapl = stored["AAPL"]
     assert aapl is not None and aapl["reference_close"].to_pylist()[0] > 0
     verify = subprocess.run(
         [sys.executable, "-m", "marketpipe.cli", "verify", "--config", "config.yaml"],
-        cwd=built, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=built,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verify.returncode == 0, verify.stdout
     assert "and 3 corporate-actions file(s): OK" in verify.stdout
     status = subprocess.run(
         [sys.executable, "-m", "marketpipe.cli", "status", "--config", "config.yaml"],
-        cwd=built, capture_output=True, text=True, timeout=120,
+        cwd=built,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "MARKETPIPE_NOW": BUILT_AT},
-    )  # fmt: skip
+    )
     assert "corporate actions: 4 stored for 3 of 3 symbol(s), checked through 2026-12-01" in (
         status.stdout
     )
@@ -121,8 +140,11 @@ def test_actions_are_stored_once_per_symbol_and_verified(built: Path) -> None:
         path.write_bytes(original[:-10])
         broken = subprocess.run(
             [sys.executable, "-m", "marketpipe.cli", "verify", "--config", "config.yaml"],
-            cwd=built, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+            cwd=built,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         path.write_bytes(original)
     assert broken.returncode == 1
@@ -158,8 +180,9 @@ def test_a_late_split_changes_adjusted_reads_without_rewriting_any_bar(
     assert_same_bars(split_after, vendor_bars(NEXT_DAY, "split", actions))
     msft_before = split_before.filter(pa.compute.equal(split_before["symbol"], "MSFT"))
     msft_after = split_after.filter(pa.compute.equal(split_after["symbol"], "MSFT"))
-    np.testing.assert_allclose(msft_after["close"].to_numpy(),
-                               msft_before["close"].to_numpy() / 3, rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        msft_after["close"].to_numpy(), msft_before["close"].to_numpy() / 3, rtol=1e-12
+    )
     assert msft_after["volume"].to_pylist() == [v * 3 for v in msft_before["volume"].to_pylist()]
     others = pa.compute.not_equal(split_before["symbol"], "MSFT")
     assert split_after.filter(others).equals(split_before.filter(others))

@@ -134,14 +134,24 @@ def test_ingest_refuses_a_session_that_is_not_final(tmp_path: Path) -> None:
         with alpaca_client(server) as client, CheckpointStore(tmp_path) as store:
             with pytest.raises(ValueError, match="2026-11-24 is not final until 2026-11-24 20:30"):
                 ingest_days(
-                    client, store, tmp_path, ["AAPL"], [dt.date(2026, 11, 23),
-                    dt.date(2026, 11, 24)], stream, now=new_york(2026, 11, 24, 14, 0),
-                )  # fmt: skip
+                    client,
+                    store,
+                    tmp_path,
+                    ["AAPL"],
+                    [dt.date(2026, 11, 23), dt.date(2026, 11, 24)],
+                    stream,
+                    now=new_york(2026, 11, 24, 14, 0),
+                )
             with pytest.raises(ValueError, match="2026-11-26 is not an NYSE session"):
                 ingest_days(
-                    client, store, tmp_path, ["AAPL"], [dt.date(2026, 11, 26)], stream,
+                    client,
+                    store,
+                    tmp_path,
+                    ["AAPL"],
+                    [dt.date(2026, 11, 26)],
+                    stream,
                     now=new_york(2026, 11, 30, 14, 0),
-                )  # fmt: skip
+                )
     finally:
         server.stop()
     assert server.request_log.entries == []

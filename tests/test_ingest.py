@@ -157,8 +157,13 @@ def test_a_ledger_from_before_flagged_rows_is_migrated(tmp_path: Path) -> None:
 
 
 def test_malformed_bars_go_to_quarantine_never_the_lake(tmp_path: Path) -> None:
-    bad = {"high_below_low": 0.01, "negative_volume": 0.01, "nan": 0.01,
-           "duplicate": 0.01, "out_of_order": 0.01}  # fmt: skip
+    bad = {
+        "high_below_low": 0.01,
+        "negative_volume": 0.01,
+        "nan": 0.01,
+        "duplicate": 0.01,
+        "out_of_order": 0.01,
+    }
     server = start_simulator(bad_bars=bad)
     try:
         days = _days("2024-01-02", "2024-01-05")
@@ -177,8 +182,12 @@ def test_malformed_bars_go_to_quarantine_never_the_lake(tmp_path: Path) -> None:
         assert pc.all(pc.is_finite(lake["close"])).as_py()
         stamps = lake["timestamp"].to_pylist()
         assert stamps == sorted(set(stamps))
-    assert {"high below low", "negative volume", "close not a positive number",
-            "duplicate timestamp"} <= reasons  # fmt: skip
+    assert {
+        "high below low",
+        "negative volume",
+        "close not a positive number",
+        "duplicate timestamp",
+    } <= reasons
 
 
 def test_a_lake_never_mixes_settings(simulator: SimulatorServer, tmp_path: Path) -> None:
@@ -306,8 +315,9 @@ def test_a_run_after_a_crash_reconciles_the_interrupted_jobs(
     with CheckpointStore(tmp_path) as store:
         store.forget("AAPL", [days[-1]])
         store.open_job("run-1/AAPL", ["AAPL"], days)
-    settings = load_settings({"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-03",
-                              "data_dir": str(tmp_path)})  # fmt: skip
+    settings = load_settings(
+        {"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-03", "data_dir": str(tmp_path)}
+    )
     assert recover_interrupted_jobs(settings) == 1
     with CheckpointStore(tmp_path) as store:
         assert store.open_jobs() == {}

@@ -22,20 +22,36 @@ START = dt.date(2024, 1, 2)
 LATER = dt.datetime(2026, 12, 1, 17, tzinfo=dt.UTC)
 
 
-def sync(server: SimulatorServer, lake: Path, symbols: list[str], now: dt.datetime,
-         recheck_days: int = 30) -> ActionsReport:  # fmt: skip
+def sync(
+    server: SimulatorServer,
+    lake: Path,
+    symbols: list[str],
+    now: dt.datetime,
+    recheck_days: int = 30,
+) -> ActionsReport:
     keys = {"key_id": SecretStr("demo"), "secret_key": SecretStr("demo")}
     config = AlpacaConfig(base_url=server.url, requests_per_minute=10_000, **keys)
     with CorporateActionsClient(config) as actions, AlpacaClient(config) as bars:
         return sync_corporate_actions(
-            actions, bars, lake, lake, symbols, START, now, recheck_days=recheck_days,
-            settle=dt.timedelta(minutes=30), run_id="test",
-        )  # fmt: skip
+            actions,
+            bars,
+            lake,
+            lake,
+            symbols,
+            START,
+            now,
+            recheck_days=recheck_days,
+            settle=dt.timedelta(minutes=30),
+            run_id="test",
+        )
 
 
 def action_requests(server: SimulatorServer) -> list[dict[str, str]]:
-    return [entry.params for entry in server.request_log.entries
-            if entry.path == "/v1/corporate-actions"]  # fmt: skip
+    return [
+        entry.params
+        for entry in server.request_log.entries
+        if entry.path == "/v1/corporate-actions"
+    ]
 
 
 def test_first_check_asks_since_before_the_start_then_only_a_recent_window(
@@ -84,10 +100,13 @@ def test_a_file_that_is_not_the_ledgers_is_asked_for_again_in_full(tmp_path: Pat
 def test_a_malformed_record_fails_its_symbol_alone_and_nothing_of_it_is_stored(
     tmp_path: Path,
 ) -> None:
-    broken = ("cash_dividends", {"id": "bad", "symbol": "MSFT", "rate": 0.5,
-                                 "process_date": "2024-02-30"})  # fmt: skip
-    server = start_simulator(market_now=LATER, seed=0,
-                             corporate_actions=(*DEMO_CORPORATE_ACTIONS, broken))  # fmt: skip
+    broken = (
+        "cash_dividends",
+        {"id": "bad", "symbol": "MSFT", "rate": 0.5, "process_date": "2024-02-30"},
+    )
+    server = start_simulator(
+        market_now=LATER, seed=0, corporate_actions=(*DEMO_CORPORATE_ACTIONS, broken)
+    )
     try:
         report = sync(server, tmp_path, ["AAPL", "MSFT"], LATER)
     finally:
@@ -102,11 +121,17 @@ def test_a_malformed_record_fails_its_symbol_alone_and_nothing_of_it_is_stored(
 
 def test_a_dividend_waits_for_a_final_close_and_gets_it_on_a_later_check(tmp_path: Path) -> None:
     # Ex-date Monday 2026-11-30; the session before it is Friday 11-27 (an early close).
-    record: dict[str, Any] = {"id": "d1", "symbol": "SPY", "rate": 1.25,
-                              "process_date": "2026-11-27", "ex_date": "2026-11-30"}  # fmt: skip
+    record: dict[str, Any] = {
+        "id": "d1",
+        "symbol": "SPY",
+        "rate": 1.25,
+        "process_date": "2026-11-27",
+        "ex_date": "2026-11-30",
+    }
     friday_afternoon = dt.datetime(2026, 11, 27, 20, 0, tzinfo=dt.UTC)  # 15:00 New York
-    server = start_simulator(market_now=friday_afternoon, seed=0,
-                             corporate_actions=(("cash_dividends", record),))  # fmt: skip
+    server = start_simulator(
+        market_now=friday_afternoon, seed=0, corporate_actions=(("cash_dividends", record),)
+    )
     try:
         waiting = sync(server, tmp_path, ["SPY"], friday_afternoon)
         stored = read_actions(tmp_path, "SPY")

@@ -66,11 +66,20 @@ def test_a_silent_holder_is_taken_over_and_learns_it_lost(store: S3Store) -> Non
 
 
 def test_a_dead_holder_of_this_machine_is_stale_at_once(store: S3Store) -> None:
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     clock = Clock()
-    dead = {"pid": int(finished.stdout), "host": socket.gethostname(), "purpose": "killed run",
-            "since": clock.now, "renewed": clock.now}  # fmt: skip
+    dead = {
+        "pid": int(finished.stdout),
+        "host": socket.gethostname(),
+        "purpose": "killed run",
+        "since": clock.now,
+        "renewed": clock.now,
+    }
     store.put(LEASE_KEY, json.dumps(dead).encode())
     rerun = lease(store, clock, "rerun")
     rerun.acquire()  # no waiting for the lease to go stale
@@ -122,17 +131,24 @@ def test_the_heartbeat_renews_the_lease(store: S3Store) -> None:
 def test_a_second_controller_refuses_to_write_an_s3_lake_in_use(
     s3_api: S3Server, store: S3Store, tmp_path: Path
 ) -> None:
-    config = {"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-05",
-              "data_dir": store.uri}  # fmt: skip
+    config = {
+        "symbols": ["AAPL"],
+        "start": "2024-01-02",
+        "end": "2024-01-05",
+        "data_dir": store.uri,
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     other_machine = ObjectLease(store, "marketpipe update", heartbeat=False)
     other_machine.acquire()
     try:
         result = subprocess.run(
             [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
             env={**os.environ, **s3_api.environment},
-        )  # fmt: skip
+        )
     finally:
         other_machine.release()
     assert result.returncode == 75, result.stdout + result.stderr

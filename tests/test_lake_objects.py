@@ -29,8 +29,10 @@ def test_both_stores_behave_alike(tmp_path: Path, s3: S3Store) -> None:
         assert store.get("ohlcv/symbol=B/y.parquet") == b"two"
         assert store.exists("ohlcv/symbol=B/y.parquet")
         assert not store.exists("ohlcv/symbol=C/y.parquet")
-        assert store.list("ohlcv") == ["ohlcv/symbol=A/year=2024/x.parquet",
-                                       "ohlcv/symbol=B/y.parquet"]  # fmt: skip
+        assert store.list("ohlcv") == [
+            "ohlcv/symbol=A/year=2024/x.parquet",
+            "ohlcv/symbol=B/y.parquet",
+        ]
         assert store.any("ohlcv") and not store.any("quarantine")
         with pytest.raises(FileNotFoundError):
             store.get("ohlcv/missing.parquet")

@@ -31,8 +31,14 @@ from tests.workflow_support import (
 
 pytestmark = pytest.mark.workflow
 
-FAULT_CAUSES = {"429": "429", "500": "5xx", "503": "5xx", "reset": "connection",
-                "truncate": "bad_body", "invalid_json": "bad_body"}  # fmt: skip
+FAULT_CAUSES = {
+    "429": "429",
+    "500": "5xx",
+    "503": "5xx",
+    "reset": "connection",
+    "truncate": "bad_body",
+    "invalid_json": "bad_body",
+}
 
 
 def _json_lines(path: Path) -> list[dict]:
@@ -77,12 +83,20 @@ def test_job_logs_are_json_lines_with_run_id_and_context(reference: Path) -> Non
 
 
 def test_summary_retry_counts_match_the_faults_the_simulator_served(tmp_path: Path) -> None:
-    rates = {"429": 0.08, "500": 0.08, "503": 0.05, "reset": 0.05, "truncate": 0.05,
-             "invalid_json": 0.05}  # fmt: skip
+    rates = {
+        "429": 0.08,
+        "500": 0.08,
+        "503": 0.05,
+        "reset": 0.05,
+        "truncate": 0.05,
+        "invalid_json": 0.05,
+    }
     write_config(
-        tmp_path, end=dt.date(2024, 2, 29), demo={"faults": rates, "seed": 4},
+        tmp_path,
+        end=dt.date(2024, 2, 29),
+        demo={"faults": rates, "seed": 4},
         alpaca={"max_attempts": 12, "backoff_base": 0.005, "backoff_cap": 0.02},
-    )  # fmt: skip
+    )
     result = snakemake(tmp_path, "--cores", "8")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MarketPipe run" in result.stdout and "retries:" in result.stdout
@@ -99,19 +113,44 @@ def test_summary_retry_counts_match_the_faults_the_simulator_served(tmp_path: Pa
 def test_no_secret_reaches_any_file_of_a_real_alpaca_run(tmp_path: Path) -> None:
     key_id, secret = "PKSECRETPROBE0042", "sk-probe-Zq8vN3-do-not-leak"
     server = subprocess.Popen(
-        [sys.executable, "-m", "marketpipe.simulator", "--port", "0", "--key-id", key_id,
-         "--secret-key", secret, "--fault", "500=0.2", "--fault", "reset=0.1", "--rate-limit", "0",
-         "--bad-bars", "duplicate=0.01", "--bad-bars", "negative_volume=0.01"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "marketpipe.simulator",
+            "--port",
+            "0",
+            "--key-id",
+            key_id,
+            "--secret-key",
+            secret,
+            "--fault",
+            "500=0.2",
+            "--fault",
+            "reset=0.1",
+            "--rate-limit",
+            "0",
+            "--bad-bars",
+            "duplicate=0.01",
+            "--bad-bars",
+            "negative_volume=0.01",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().strip().rsplit(" ", 1)[-1] if server.stdout else ""
         workdir = tmp_path / "alpaca"
         write_config(
-            workdir, vendor="alpaca", end=dt.date(2024, 1, 31),
-            alpaca={"base_url": url, "max_attempts": 10, "backoff_base": 0.005,
-                    "backoff_cap": 0.02},
-        )  # fmt: skip
+            workdir,
+            vendor="alpaca",
+            end=dt.date(2024, 1, 31),
+            alpaca={
+                "base_url": url,
+                "max_attempts": 10,
+                "backoff_base": 0.005,
+                "backoff_cap": 0.02,
+            },
+        )
         env = {**os.environ, "APCA_API_KEY_ID": key_id, "APCA_API_SECRET_KEY": secret}
         result = snakemake(workdir, "--cores", "8", env=env)
     finally:
@@ -156,21 +195,27 @@ def test_plan_agrees_with_a_dry_run_and_estimates_requests(
     monkeypatch.chdir(workdir)
     plan = build_plan(load_command_settings(Path("config.yaml"), []))
     dry = snakemake(workdir, "-n")
-    named = {p for line in re.findall(r"Missing output files: (.*)", dry.stdout)
-             for p in line.split(", ")}  # fmt: skip
+    named = {
+        p
+        for line in re.findall(r"Missing output files: (.*)", dry.stdout)
+        for p in line.split(", ")
+    }
     assert named == {str(partition_path("lake", s, d)) for s, d in deleted}
     assert plan.missing_partitions == len(named)
     assert sorted((job.symbols, job.month) for job in plan.jobs) == [
-        (("AAPL",), DAYS[3].strftime("%Y-%m")), (("MSFT",), DAYS[40].strftime("%Y-%m")),
+        (("AAPL",), DAYS[3].strftime("%Y-%m")),
+        (("MSFT",), DAYS[40].strftime("%Y-%m")),
         (("MSFT",), DAYS[-1].strftime("%Y-%m")),
-    ]  # fmt: skip
+    ]
     assert plan.estimated_requests == 3
 
 
 def test_verify_names_each_bad_file(
-    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     workdir = copy_of(reference, tmp_path)
     monkeypatch.chdir(workdir)
     assert main(["verify", "--config", "config.yaml"]) == 0
@@ -218,13 +263,26 @@ def test_report_png_opens_and_html_renders_in_headless_chromium(
     assert "data:image/png;base64," in page and "MSFT" in page and "Latest run" in page
     shot = tmp_path / "screenshot.png"
     subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-         f"--screenshot={shot}", "--window-size=1280,1100",
-         (workdir / "out" / "coverage.html").as_uri()],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=1280,1100",
+            (workdir / "out" / "coverage.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     rendered = matplotlib.image.imread(shot)
     assert rendered.shape[:2] == (1100, 1280)
     assert rendered[..., :3].std() > 0.05, "the screenshot is not blank"
@@ -232,9 +290,11 @@ def test_report_png_opens_and_html_renders_in_headless_chromium(
 
 @pytest.mark.parametrize("command", ["plan", "status", "verify", "report"])
 def test_commands_have_help_and_clear_errors(
-    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])
     assert info.value.code == 0

@@ -38,12 +38,18 @@ def test_symbols_missing_the_same_days_share_jobs_of_bounded_size() -> None:
 
 def test_different_missing_days_or_months_never_share_a_job() -> None:
     hole = (JANUARY.days[3],)
-    pending = [_pending("AAPL"), _pending("MSFT", missing=hole), _pending("SPY", FEBRUARY),
-               _pending("QQQ", missing=hole)]  # fmt: skip
+    pending = [
+        _pending("AAPL"),
+        _pending("MSFT", missing=hole),
+        _pending("SPY", FEBRUARY),
+        _pending("QQQ", missing=hole),
+    ]
     jobs = fetch_jobs(pending, symbols_per_job=10)
     assert sorted((job.month.label, job.symbols) for job in jobs) == [
-        ("2024_01", ("AAPL",)), ("2024_01", ("MSFT", "QQQ")), ("2024_02", ("SPY",)),
-    ]  # fmt: skip
+        ("2024_01", ("AAPL",)),
+        ("2024_01", ("MSFT", "QQQ")),
+        ("2024_02", ("SPY",)),
+    ]
 
 
 def test_targets_name_each_missing_partition_unless_the_month_is_empty(tmp_path: Path) -> None:

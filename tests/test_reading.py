@@ -125,15 +125,25 @@ def test_read_bars_returns_exactly_the_ledgers_rows_across_a_month_and_a_dst_cha
 
 
 def test_read_bars_as_pandas_matches_alpaca_py_dataframes(reference: Path) -> None:
-    frame = read_bars(["MSFT", "AAPL"], dt.date(2024, 1, 2), dt.date(2024, 1, 3),
-                      data_dir=reference / "lake", output="pandas")  # fmt: skip
+    frame = read_bars(
+        ["MSFT", "AAPL"],
+        dt.date(2024, 1, 2),
+        dt.date(2024, 1, 3),
+        data_dir=reference / "lake",
+        output="pandas",
+    )
     assert list(frame.index.names) == ["symbol", "timestamp"]
     assert str(frame.index.dtypes["timestamp"]) == "datetime64[ns, UTC]"
     assert frame.index.get_level_values("symbol").map(type).unique().tolist() == [str]
     assert list(frame.columns) == COLUMNS[2:]
     assert frame.index.is_monotonic_increasing
-    polars_frame = read_bars("AAPL", dt.date(2024, 1, 2), dt.date(2024, 1, 3),
-                             data_dir=reference / "lake", output="polars")  # fmt: skip
+    polars_frame = read_bars(
+        "AAPL",
+        dt.date(2024, 1, 2),
+        dt.date(2024, 1, 3),
+        data_dir=reference / "lake",
+        output="polars",
+    )
     assert polars_frame.height == len(frame.loc["AAPL"])
 
 
@@ -141,13 +151,19 @@ def test_read_bars_reports_missing_partitions_and_rejects_naive_datetimes(
     reference: Path,
 ) -> None:
     data_dir = reference / "lake"
-    with pytest.raises(MissingPartitionsError, match=r"1 partition\(s\) are not in the lake: "
-                       r"AAPL 2024-04-01"):  # fmt: skip
+    with pytest.raises(
+        MissingPartitionsError,
+        match=r"1 partition\(s\) are not in the lake: "
+        r"AAPL 2024-04-01",
+    ):
         read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 4, 1), data_dir=data_dir)
-    some = read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 4, 1), data_dir=data_dir,
-                     missing="skip")  # fmt: skip
-    assert some.num_rows == read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 3, 28),
-                                      data_dir=data_dir).num_rows  # fmt: skip
+    some = read_bars(
+        "AAPL", dt.date(2024, 3, 28), dt.date(2024, 4, 1), data_dir=data_dir, missing="skip"
+    )
+    assert (
+        some.num_rows
+        == read_bars("AAPL", dt.date(2024, 3, 28), dt.date(2024, 3, 28), data_dir=data_dir).num_rows
+    )
     with pytest.raises(ValueError, match="has no timezone"):
         read_bars("AAPL", dt.datetime(2024, 1, 2, 10), dt.date(2024, 1, 3), data_dir=data_dir)
     start = dt.datetime(2024, 1, 2, 15, 0, tzinfo=dt.UTC)
@@ -183,8 +199,9 @@ def test_regular_hours_and_session_aligned_resampling(reference: Path) -> None:
 
 def test_regular_hours_end_at_an_early_close(tmp_path: Path) -> None:
     friday = dt.date(2024, 11, 29)  # the day after Thanksgiving closes at 13:00
-    settings = load_settings({"symbols": ["AAPL"], "start": friday, "end": friday,
-                              "data_dir": str(tmp_path)})  # fmt: skip
+    settings = load_settings(
+        {"symbols": ["AAPL"], "start": friday, "end": friday, "data_dir": str(tmp_path)}
+    )
     with CheckpointStore(tmp_path) as store, open_client(settings) as client:
         ingest_days(client, store, tmp_path, ["AAPL"], [friday], stream_settings(settings))
     extended = read_bars("AAPL", friday, friday, data_dir=tmp_path)
@@ -195,22 +212,42 @@ def test_regular_hours_end_at_an_early_close(tmp_path: Path) -> None:
 
 
 def test_export_writes_one_parquet_or_csv_file_of_a_range(
-    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    reference: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.chdir(reference)
     first, last = dt.date(2024, 1, 30), dt.date(2024, 2, 2)
     expected = read_bars(SYMBOLS, first, last, data_dir=reference / "lake")
     for suffix in ("parquet", "csv"):
         output = tmp_path / f"bars.{suffix}"
-        args = ["export", "--config", "config.yaml", "--start", str(first), "--end", str(last),
-                "--output", str(output)]  # fmt: skip
+        args = [
+            "export",
+            "--config",
+            "config.yaml",
+            "--start",
+            str(first),
+            "--end",
+            str(last),
+            "--output",
+            str(output),
+        ]
         assert cli_main(args) == 0
         written = pq.read_table(output) if suffix == "parquet" else pa_csv.read_csv(output)
         assert canonical(written).equals(canonical(expected))
     assert f"wrote {expected.num_rows:,} bar(s) of 2 symbol(s)" in capsys.readouterr().out
-    missing = ["export", "--config", "config.yaml", "--start", "2024-03-28", "--end",
-               "2024-04-01", "--output", str(tmp_path / "x.csv")]  # fmt: skip
+    missing = [
+        "export",
+        "--config",
+        "config.yaml",
+        "--start",
+        "2024-03-28",
+        "--end",
+        "2024-04-01",
+        "--output",
+        str(tmp_path / "x.csv"),
+    ]
     assert cli_main(missing) == 1
     assert "AAPL 2024-04-01" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()

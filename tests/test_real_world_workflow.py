@@ -207,16 +207,21 @@ def test_update_fetches_again_what_an_earlier_release_wrote_before_it_was_final(
     written = [*FINAL_AT_TWO_PM, TODAY, dt.date(2026, 11, 25)]
     no_finality = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
     with CheckpointStore(lake) as store, open_client(settings) as client:
-        ingest_days(client, store, lake, SYMBOLS, written, stream_settings(settings),
-                    now=no_finality)  # fmt: skip
+        ingest_days(
+            client, store, lake, SYMBOLS, written, stream_settings(settings), now=no_finality
+        )
     monkeypatch.setenv("MARKETPIPE_NOW", AFTER_FINAL)
     verify = marketpipe_cli(tmp_path, AFTER_FINAL, "verify")
     assert verify.returncode == 1
     assert verify.stdout.count("written before its session was final") == 2 * 2
     update = subprocess.run(
         [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml"],
-        cwd=tmp_path, capture_output=True, text=True, env=at(AFTER_FINAL), timeout=600,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=at(AFTER_FINAL),
+        timeout=600,
+    )
     assert update.returncode == 0, update.stderr[-3000:]
     assert "4 partition(s) had been written before their session was final" in update.stderr
     for symbol in SYMBOLS:

@@ -61,10 +61,16 @@ def _rate_limited_run(
         log_file, "--rate-limit", str(vendor_limit), "--rate-window", str(window)
     ) as url:
         write_config(
-            workdir, vendor="alpaca", end=dt.date(2024, 1, 31),
-            alpaca={"base_url": url, "requests_per_minute": budget,
-                    "rate_window_seconds": window, "page_size": 2500},
-        )  # fmt: skip
+            workdir,
+            vendor="alpaca",
+            end=dt.date(2024, 1, 31),
+            alpaca={
+                "base_url": url,
+                "requests_per_minute": budget,
+                "rate_window_seconds": window,
+                "page_size": 2500,
+            },
+        )
         result = snakemake(workdir, "--cores", "8", *extra, env=ALPACA_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     return read_request_log(log_file)
@@ -89,15 +95,28 @@ def test_client_adapts_when_the_vendor_allows_less_than_configured(tmp_path: Pat
 
 
 FAULT_KINDS_TO_CAUSE = {
-    "429": "429", "429_retry_after": "429", "429_reset": "429", "500": "5xx", "502": "5xx",
-    "503": "5xx", "504": "5xx", "reset": "connection", "timeout": "timeout",
-    "truncate": "bad_body", "invalid_json": "bad_body",
-}  # fmt: skip
+    "429": "429",
+    "429_retry_after": "429",
+    "429_reset": "429",
+    "500": "5xx",
+    "502": "5xx",
+    "503": "5xx",
+    "504": "5xx",
+    "reset": "connection",
+    "timeout": "timeout",
+    "truncate": "bad_body",
+    "invalid_json": "bad_body",
+}
 MATRIX_CONFIG = {
     "end": dt.date(2024, 1, 31),
-    "alpaca": {"page_size": 1000, "read_timeout": 0.5, "max_attempts": 12,
-               "backoff_base": 0.01, "backoff_cap": 0.05},
-}  # fmt: skip
+    "alpaca": {
+        "page_size": 1000,
+        "read_timeout": 0.5,
+        "max_attempts": 12,
+        "backoff_base": 0.01,
+        "backoff_cap": 0.05,
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +145,12 @@ def test_fault_matrix_lake_is_identical_and_every_retry_is_counted(
 
 
 def test_an_unknown_symbol_fails_alone_and_clearly(tmp_path: Path) -> None:
-    write_config(tmp_path, symbols=["AAPL", "ZZZZ"], end=dt.date(2024, 1, 31),
-                 demo={"unknown_symbols": ["ZZZZ"]})  # fmt: skip
+    write_config(
+        tmp_path,
+        symbols=["AAPL", "ZZZZ"],
+        end=dt.date(2024, 1, 31),
+        demo={"unknown_symbols": ["ZZZZ"]},
+    )
     result = snakemake(tmp_path, "--cores", "8")
     assert result.returncode != 0
     assert "the vendor does not know ZZZZ" in result.stdout + result.stderr

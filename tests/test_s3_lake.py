@@ -39,8 +39,11 @@ pytestmark = pytest.mark.workflow
 
 CONFIG = {"symbols": ["AAPL", "MSFT", "SPY"], "start": "2024-01-02", "end": "2024-02-29"}
 # Any request for a host other than loopback would go to this dead proxy and fail.
-LOOPBACK_ONLY = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
-                 "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
+LOOPBACK_ONLY = {
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
 
 
 def environment(s3_api: S3Server) -> dict[str, str]:
@@ -49,8 +52,9 @@ def environment(s3_api: S3Server) -> dict[str, str]:
 
 def write_config(workdir: Path, data_dir: str, **changes: object) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "data_dir": data_dir,
-                                                         **changes}))  # fmt: skip
+    (workdir / "config.yaml").write_text(
+        yaml.safe_dump({**CONFIG, "data_dir": data_dir, **changes})
+    )
 
 
 def object_hashes(store: S3Store) -> dict[str, str]:
@@ -122,13 +126,28 @@ def test_verify_status_and_reads_work_on_the_bucket(
 ) -> None:
     workdir, uri = s3_lake
     env = environment(s3_api)
-    export = ("export", "--start", "2024-02-07", "--end", "2024-02-13", "--symbols", "AAPL",
-              "--adjustment", "all", "--output", str(workdir / "aapl.parquet"))  # fmt: skip
+    export = (
+        "export",
+        "--start",
+        "2024-02-07",
+        "--end",
+        "2024-02-13",
+        "--symbols",
+        "AAPL",
+        "--adjustment",
+        "all",
+        "--output",
+        str(workdir / "aapl.parquet"),
+    )
     for command in (("verify",), ("status",), ("report",), export):
         result = subprocess.run(
             [sys.executable, "-m", "marketpipe.cli", *command, "--config", "config.yaml"],
-            cwd=workdir, capture_output=True, text=True, timeout=300, env=env,
-        )  # fmt: skip
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         if command == ("verify",):
             assert "verified 123 partition file(s) and 3 corporate-actions file(s): OK" in (
@@ -137,14 +156,21 @@ def test_verify_status_and_reads_work_on_the_bucket(
     s3_api.point_here(monkeypatch)
     first, last = dt.date(2024, 1, 2), dt.date(2024, 2, 29)
     exported = pq.read_table(workdir / "aapl.parquet")
-    adjusted = marketpipe.read_bars("AAPL", dt.date(2024, 2, 7), dt.date(2024, 2, 13),
-                                    data_dir=local_lake / "lake", adjustment="all")  # fmt: skip
+    adjusted = marketpipe.read_bars(
+        "AAPL",
+        dt.date(2024, 2, 7),
+        dt.date(2024, 2, 13),
+        data_dir=local_lake / "lake",
+        adjustment="all",
+    )
     assert exported.equals(adjusted)
     for adjustment in ("raw", "all"):
-        remote = marketpipe.read_bars(CONFIG["symbols"], first, last, data_dir=uri,
-                                      adjustment=adjustment)  # fmt: skip
-        local = marketpipe.read_bars(CONFIG["symbols"], first, last, adjustment=adjustment,
-                                     data_dir=local_lake / "lake")  # fmt: skip
+        remote = marketpipe.read_bars(
+            CONFIG["symbols"], first, last, data_dir=uri, adjustment=adjustment
+        )
+        local = marketpipe.read_bars(
+            CONFIG["symbols"], first, last, adjustment=adjustment, data_dir=local_lake / "lake"
+        )
         assert remote.equals(local)
     lazy = marketpipe.scan_bars(CONFIG["symbols"], first, last, data_dir=uri)
     assert lazy.count_rows() == local.num_rows
@@ -155,8 +181,12 @@ def test_verify_status_and_reads_work_on_the_bucket(
     try:
         broken = subprocess.run(
             [sys.executable, "-m", "marketpipe.cli", "verify", "--config", "config.yaml"],
-            cwd=workdir, capture_output=True, text=True, timeout=300, env=env,
-        )  # fmt: skip
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
     finally:
         bad.put(key, original)
     assert broken.returncode == 1
@@ -178,16 +208,23 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     s3_api.put_directly(bucket, [f"big/{key}" for key in keys if key not in missing], b"PAR1")
     assert len(keys) >= 10_000
     monkeypatch.chdir(tmp_path)
-    config = {**CONFIG, "symbols": symbols, "start": days[0], "end": days[-1], "data_dir": uri,
-              "corporate_actions": {"fetch": False}}  # fmt: skip
+    config = {
+        **CONFIG,
+        "symbols": symbols,
+        "start": days[0],
+        "end": days[-1],
+        "data_dir": uri,
+        "corporate_actions": {"fetch": False},
+    }
     before = len(s3_api.requests)
     plan = build_plan(load_settings(config))
     requests = s3_api.requests[before:]
     assert plan.missing_partitions == 2
     assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 1
     assert all("list-type=2" in request.query for request in requests)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "start": str(days[0]),
-                                                          "end": str(days[-1])}))  # fmt: skip
+    (tmp_path / "config.yaml").write_text(
+        yaml.safe_dump({**config, "start": str(days[0]), "end": str(days[-1])})
+    )
     before = len(s3_api.requests)
     dry = snakemake(tmp_path, "-n", env=environment(s3_api))
     assert dry.returncode == 0, dry.stderr[-2000:]
@@ -201,9 +238,12 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
 
 @pytest.mark.parametrize("trial", range(3))
 def test_kill_9_at_a_random_moment_then_a_rerun_is_byte_identical(
-    trial: int, s3_api: S3Server, reference: Path, tmp_path: Path,
+    trial: int,
+    s3_api: S3Server,
+    reference: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     rng = random.Random(f"s3-crash-trial-{trial}")
     point = rng.choice(CRASH_POINTS)
     nth = rng.randint(1, SMALL_RUN_ARRIVALS[point])
@@ -235,15 +275,25 @@ def test_the_ledger_is_rebuilt_from_the_lake(reference: Path, tmp_path: Path) ->
         before = {(entry.symbol, entry.day): entry for entry in store.all_entries()}
     for path in state.parent.glob("checkpoints.sqlite*"):
         path.unlink()
-    result = subprocess.run(support.marketpipe_command("reindex"), cwd=workdir,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        support.marketpipe_command("reindex"),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert f"{len(before)} partition(s) recorded, 0 forgotten" in result.stdout
     with CheckpointStore(workdir / "lake") as store:
         after = {(entry.symbol, entry.day): entry for entry in store.all_entries()}
     assert after == {key: dataclasses.replace(entry, requests=0) for key, entry in before.items()}
-    verify = subprocess.run(support.marketpipe_command("verify"), cwd=workdir,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    verify = subprocess.run(
+        support.marketpipe_command("verify"),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert verify.returncode == 0, verify.stdout
     with CheckpointStore(workdir / "lake") as store:
         actions = store.actions_entries()

@@ -99,16 +99,25 @@ def test_pages_count_limit_across_symbols_ordered_by_symbol_then_time(
             break
     sizes = [sum(len(v) for v in page["bars"].values()) for page in pages]
     assert all(size == 1000 for size in sizes[:-1])
-    flattened = [(symbol, bar["t"]) for page in pages for symbol, bars in page["bars"].items()
-                 for bar in bars]  # fmt: skip
+    flattened = [
+        (symbol, bar["t"])
+        for page in pages
+        for symbol, bars in page["bars"].items()
+        for bar in bars
+    ]
     assert flattened == sorted(flattened)
     assert next(s for s, _ in flattened) == "AAPL"
     assert len(set(flattened)) == len(flattened)
 
 
 def test_page_token_is_opaque_and_bound_to_its_query(simulator: SimulatorServer) -> None:
-    params = {"symbols": "AAPL", "timeframe": "1Min", "start": "2024-01-02T00:00:00Z",
-              "end": "2024-01-03T00:00:00Z", "limit": "10"}  # fmt: skip
+    params = {
+        "symbols": "AAPL",
+        "timeframe": "1Min",
+        "start": "2024-01-02T00:00:00Z",
+        "end": "2024-01-03T00:00:00Z",
+        "limit": "10",
+    }
     token = get(simulator, **params).json()["next_page_token"]
     base64.b64decode(token, validate=True)
     params["end"] = "2024-01-04T00:00:00Z"
@@ -126,16 +135,22 @@ def test_page_token_is_opaque_and_bound_to_its_query(simulator: SimulatorServer)
         ({}, 400, "timeframe is required"),
         ({"timeframe": "1Min", "start": "2024-01-02T09:00:00"}, 400, "invalid start"),
         ({"timeframe": "1Min", "end": "tomorrow"}, 400, "invalid end"),
-        ({"timeframe": "1Min", "start": "2024-01-03", "end": "2024-01-02"}, 400,
-         "end should not be before start"),
-        ({"timeframe": "1Min", "limit": "10001"}, 400,
-         "invalid limit: must be between 1 and 10000"),
+        (
+            {"timeframe": "1Min", "start": "2024-01-03", "end": "2024-01-02"},
+            400,
+            "end should not be before start",
+        ),
+        (
+            {"timeframe": "1Min", "limit": "10001"},
+            400,
+            "invalid limit: must be between 1 and 10000",
+        ),
         ({"timeframe": "1Min", "feed": "nyse"}, 400, "invalid feed: nyse"),
         ({"timeframe": "1Min", "adjustment": "magic"}, 400, "invalid adjustment: magic"),
         ({"timeframe": "1Min", "symbols": "../etc"}, 400, "invalid symbol: ../etc"),
         ({"timeframe": "1Min", "symbols": ""}, 400, "symbols is required"),
     ],
-)  # fmt: skip
+)
 def test_bad_parameters_get_alpaca_style_errors(
     simulator: SimulatorServer, params: dict[str, str], status: int, message: str
 ) -> None:
@@ -148,8 +163,12 @@ def test_bad_parameters_get_alpaca_style_errors(
 def test_missing_keys_get_401_and_wrong_keys_403() -> None:
     strict = start_simulator(key_id="PKREAL", secret_key="secret")
     try:
-        params = {"symbols": "AAPL", "timeframe": "1Day", "start": "2024-01-02",
-                  "end": "2024-01-05"}  # fmt: skip
+        params = {
+            "symbols": "AAPL",
+            "timeframe": "1Day",
+            "start": "2024-01-02",
+            "end": "2024-01-05",
+        }
         assert get(strict, **params, headers={}).status_code == 401
         wrong = {"APCA-API-KEY-ID": "PKREAL", "APCA-API-SECRET-KEY": "nope"}
         assert get(strict, **params, headers=wrong).status_code == 403
@@ -162,8 +181,12 @@ def test_missing_keys_get_401_and_wrong_keys_403() -> None:
 def test_per_key_rate_limit_with_headers_and_429(clock: FakeClock) -> None:
     server = start_simulator(clock=clock, rate_limit_per_minute=3)
     try:
-        params = {"symbols": "AAPL", "timeframe": "1Day", "start": "2024-01-02",
-                  "end": "2024-01-05"}  # fmt: skip
+        params = {
+            "symbols": "AAPL",
+            "timeframe": "1Day",
+            "start": "2024-01-02",
+            "end": "2024-01-05",
+        }
         responses = [get(server, **params) for _ in range(4)]
         assert [r.status_code for r in responses] == [200, 200, 200, 429]
         assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
@@ -179,8 +202,12 @@ def test_per_key_rate_limit_with_headers_and_429(clock: FakeClock) -> None:
 
 
 def test_gzip_only_when_asked_and_worth_it(simulator: SimulatorServer) -> None:
-    params = {"symbols": "AAPL", "timeframe": "1Min", "start": "2024-01-02T00:00:00Z",
-              "end": "2024-01-03T00:00:00Z"}  # fmt: skip
+    params = {
+        "symbols": "AAPL",
+        "timeframe": "1Min",
+        "start": "2024-01-02T00:00:00Z",
+        "end": "2024-01-03T00:00:00Z",
+    }
     raw = requests.get(
         simulator.url + "/v2/stocks/bars",
         params=params,
@@ -212,9 +239,14 @@ def test_same_seed_same_bytes_other_seed_other_bars() -> None:
 
 def test_malformed_bar_injection() -> None:
     server = start_simulator(
-        bad_bars={"high_below_low": 0.05, "negative_volume": 0.05, "nan": 0.05,
-                  "duplicate": 0.05, "out_of_order": 0.05},
-    )  # fmt: skip
+        bad_bars={
+            "high_below_low": 0.05,
+            "negative_volume": 0.05,
+            "nan": 0.05,
+            "duplicate": 0.05,
+            "out_of_order": 0.05,
+        },
+    )
     try:
         response = day(server, "AAPL", "2024-05-08")
     finally:

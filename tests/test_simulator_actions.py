@@ -29,8 +29,13 @@ def bars(
     """AAPL's bars of one session from ``server``."""
     (session,) = trading_sessions(day, day)
     end = session.extended_window("sip")[1] - dt.timedelta(minutes=1)
-    query = BarsQuery(symbols=("AAPL",), timeframe=timeframe, start=new_york_midnight(day),
-                      end=end, adjustment=adjustment)  # fmt: skip
+    query = BarsQuery(
+        symbols=("AAPL",),
+        timeframe=timeframe,
+        start=new_york_midnight(day),
+        end=end,
+        adjustment=adjustment,
+    )
     with alpaca_client(server) as client:
         return pa.concat_tables(client.fetch_batch(query)).to_pylist()
 
@@ -128,15 +133,40 @@ def test_demo_actions_have_a_split_and_a_cash_dividend_of_one_shipped_symbol() -
 
 def test_actions_file_for_the_cli_and_clear_errors(tmp_path: Path) -> None:
     path = tmp_path / "actions.json"
-    path.write_text(json.dumps({"reverse_splits": [{
-        "id": "r1", "symbol": "MSFT", "old_rate": 10, "new_rate": 1,
-        "ex_date": "2024-01-10", "process_date": "2024-01-10"}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "reverse_splits": [
+                    {
+                        "id": "r1",
+                        "symbol": "MSFT",
+                        "old_rate": 10,
+                        "new_rate": 1,
+                        "ex_date": "2024-01-10",
+                        "process_date": "2024-01-10",
+                    }
+                ]
+            }
+        )
+    )
     config = config_from_args(build_parser().parse_args(["--corporate-actions", str(path)]))
     assert config.corporate_actions == load_corporate_actions(path)
-    path.write_text(json.dumps({"forward_splits": [{"id": "bad", "symbol": "AAPL",
-                                                    "old_rate": 1, "new_rate": 0,
-                                                    "ex_date": "2024-01-10",
-                                                    "process_date": "2024-01-10"}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "forward_splits": [
+                    {
+                        "id": "bad",
+                        "symbol": "AAPL",
+                        "old_rate": 1,
+                        "new_rate": 0,
+                        "ex_date": "2024-01-10",
+                        "process_date": "2024-01-10",
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(ValueError, match="'bad': new_rate must be a number > 0"):
         load_corporate_actions(path)
     path.write_text("[1, 2]")

@@ -50,8 +50,15 @@ def stamps(bars: list[dict[str, object]]) -> list[dt.datetime]:
 
 
 def day_query(**params: str) -> dict[str, str]:
-    return {"symbols": "AAPL", "timeframe": "1Min", "start": f"{DAY}T04:00:00-05:00",
-            "end": f"{DAY}T23:59:00-05:00", "limit": "10000", "feed": "sip", **params}  # fmt: skip
+    return {
+        "symbols": "AAPL",
+        "timeframe": "1Min",
+        "start": f"{DAY}T04:00:00-05:00",
+        "end": f"{DAY}T23:59:00-05:00",
+        "limit": "10000",
+        "feed": "sip",
+        **params,
+    }
 
 
 def test_no_bar_exists_before_its_minute_is_over() -> None:
@@ -141,15 +148,22 @@ def test_a_recent_sip_refusal_is_explained_and_never_retried() -> None:
         assert len(server.request_log.entries) == 1
     message = str(caught.value)
     assert caught.value.status == 403
-    for words in ("subscription does not permit querying recent SIP data", "feed sip",
-                  "free plan", "settle_minutes", "feed: iex", "not retried"):  # fmt: skip
+    for words in (
+        "subscription does not permit querying recent SIP data",
+        "feed sip",
+        "free plan",
+        "settle_minutes",
+        "feed: iex",
+        "not retried",
+    ):
         assert words in message
 
 
 def test_the_unknown_symbol_check_works_on_the_free_plan() -> None:
     now = new_york(2026, 11, 24, 14, 0)
-    query = bars_query(("AAPL", "NEWCO", "ZZZZ"), start=new_york(2024, 1, 2),
-                       end=new_york(2024, 1, 2, 23))  # fmt: skip
+    query = bars_query(
+        ("AAPL", "NEWCO", "ZZZZ"), start=new_york(2024, 1, 2), end=new_york(2024, 1, 2, 23)
+    )
     listings = {"NEWCO": dt.date(2026, 6, 1)}
     with (
         simulator_at(

@@ -102,7 +102,7 @@ def test_valid_bars_pass_untouched() -> None:
         ({"timestamp": dt.datetime(2024, 1, 2, 8, 59, tzinfo=dt.UTC)}, OUTSIDE),
         ({"timestamp": dt.datetime(2024, 1, 3, 1, 0, tzinfo=dt.UTC)}, OUTSIDE),
     ],
-)  # fmt: skip
+)
 def test_each_bad_row_is_rejected_with_its_reason(change: dict[str, object], reason: str) -> None:
     table = _table([_bar(0), _bar(5, **change), _bar(6)])
     result = validate_bars(table, SESSION, "sip", ONE_MINUTE)
@@ -143,8 +143,12 @@ def test_iex_window_and_wider_timeframes() -> None:
 def test_a_dead_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
     target = tmp_path / "symbol=A" / "actions.parquet"
     target.parent.mkdir()
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = target.parent / f".actions.parquet.{int(finished.stdout)}.1.tmp"
     dead.write_bytes(b"half")
     live = target.parent / f".actions.parquet.{os.getpid()}.99.tmp"

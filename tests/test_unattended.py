@@ -31,10 +31,12 @@ from tests.workflow_support import lake_hashes, simulator_process, snakemake, wr
 SUMMARY = {
     "run_id": "20261124T213000Z-abc123",
     "status": "failed",
-    "jobs": {"failed": 1, "failures": [{"job": "MSFT 2024-01", "symbol": "MSFT",
-                                        "error": "HTTP 500"}]},
+    "jobs": {
+        "failed": 1,
+        "failures": [{"job": "MSFT 2024-01", "symbol": "MSFT", "error": "HTTP 500"}],
+    },
     "partitions": {"planned": 42, "present": 21, "missing": 21},
-}  # fmt: skip
+}
 
 
 def test_an_alert_is_one_post_with_a_slack_text_line_and_the_summary() -> None:
@@ -70,11 +72,17 @@ def test_a_hanging_webhook_costs_at_most_its_deadline(caplog: pytest.LogCaptureF
 
 def test_the_run_lock_admits_one_holder_and_dies_with_it(tmp_path: Path) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from marketpipe.lake.run_lock import RunLock; "
-         "RunLock(sys.argv[1], 'test holder').acquire(); print('held', flush=True); "
-         "time.sleep(120)", str(tmp_path)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from marketpipe.lake.run_lock import RunLock; "
+            "RunLock(sys.argv[1], 'test holder').acquire(); print('held', flush=True); "
+            "time.sleep(120)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(RunInProgress, match=rf"pid {holder.pid} on .*test holder since"):
@@ -98,17 +106,31 @@ def test_one_alert_for_a_run_with_a_failing_symbol_and_no_secret_anywhere(
     log_file = tmp_path / "requests.jsonl"
     with (
         webhook_receiver(token=token) as receiver,
-        simulator_process(log_file, "--key-id", key_id, "--secret-key", secret,
-                          "--fail-symbol", "MSFT=500", "--rate-limit", "0") as url,
-    ):  # fmt: skip
+        simulator_process(
+            log_file,
+            "--key-id",
+            key_id,
+            "--secret-key",
+            secret,
+            "--fail-symbol",
+            "MSFT=500",
+            "--rate-limit",
+            "0",
+        ) as url,
+    ):
         workdir = tmp_path / "alerting"
         write_config(
-            workdir, vendor="alpaca", end=dt.date(2024, 1, 31),
-            alpaca={"base_url": url, "max_attempts": 2, "backoff_base": 0.005,
-                    "backoff_cap": 0.01},
-        )  # fmt: skip
-        env = {**os.environ, "APCA_API_KEY_ID": key_id, "APCA_API_SECRET_KEY": secret,
-               "MARKETPIPE_ALERT_WEBHOOK_URL": receiver.url}  # fmt: skip
+            workdir,
+            vendor="alpaca",
+            end=dt.date(2024, 1, 31),
+            alpaca={"base_url": url, "max_attempts": 2, "backoff_base": 0.005, "backoff_cap": 0.01},
+        )
+        env = {
+            **os.environ,
+            "APCA_API_KEY_ID": key_id,
+            "APCA_API_SECRET_KEY": secret,
+            "MARKETPIPE_ALERT_WEBHOOK_URL": receiver.url,
+        }
         result = snakemake(workdir, "--cores", "2", env=env)
     assert result.returncode != 0
     (alert,) = receiver.bodies
@@ -124,11 +146,23 @@ def test_one_alert_for_a_run_with_a_failing_symbol_and_no_secret_anywhere(
 def update_process(workdir: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``marketpipe update`` as a cron job would start it, in its own process group."""
     return subprocess.Popen(
-        [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml",
-         "--cores", "2"],
-        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=env, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "marketpipe.cli",
+            "update",
+            "--config",
+            "config.yaml",
+            "--cores",
+            "2",
+        ],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def marketpipe(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -203,9 +237,10 @@ def test_the_schedule_recipes_run_a_valid_update_command() -> None:
 
     deploy = Path(__file__).resolve().parents[1] / "deploy"
     cron_line = next(
-        line for line in (deploy / "marketpipe.cron").read_text().splitlines()
+        line
+        for line in (deploy / "marketpipe.cron").read_text().splitlines()
         if line and not line.startswith(("#", "CRON_TZ"))
-    )  # fmt: skip
+    )
     command = cron_line.split("&&", 1)[1].split(">>")[0].split()
     service = (deploy / "marketpipe-update.service").read_text()
     exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
@@ -222,15 +257,26 @@ def test_the_schedule_recipes_run_a_valid_update_command() -> None:
 
 @pytest.mark.workflow
 def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Path) -> None:
-    lake_config = {"symbols": ["AAPL", "MSFT"], "start": dt.date(2024, 1, 2),
-                   "end": dt.date(2024, 1, 12)}  # fmt: skip
+    lake_config = {
+        "symbols": ["AAPL", "MSFT"],
+        "start": dt.date(2024, 1, 2),
+        "end": dt.date(2024, 1, 12),
+    }
     write_config(tmp_path, **lake_config)
     assert snakemake(tmp_path, "--cores", "2").returncode == 0
     before = lake_hashes(tmp_path)
     corrected = {"corrections": {"MSFT": [dt.date(2024, 1, 9)]}}
     write_config(tmp_path, **lake_config, demo=corrected)
-    result = marketpipe(tmp_path, "refresh", "--start", "2024-01-02", "--end", "2024-01-12",
-                        "--reason", "late cancel")  # fmt: skip
+    result = marketpipe(
+        tmp_path,
+        "refresh",
+        "--start",
+        "2024-01-02",
+        "--end",
+        "2024-01-12",
+        "--reason",
+        "late cancel",
+    )
     assert result.returncode == 0, result.stderr
     assert "1 partition(s) replaced, 17 unchanged" in result.stdout
     after = lake_hashes(tmp_path)
@@ -261,14 +307,20 @@ def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Pat
 
 def test_an_interrupted_refresh_is_finished_by_running_it_again(tmp_path: Path) -> None:
     def settings(lake: Path, **extra: object) -> WorkflowSettings:
-        return load_settings({"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-04",
-                              "data_dir": str(lake), **extra})  # fmt: skip
+        return load_settings(
+            {
+                "symbols": ["AAPL"],
+                "start": "2024-01-02",
+                "end": "2024-01-04",
+                "data_dir": str(lake),
+                **extra,
+            }
+        )
 
     interrupted, finished = tmp_path / "interrupted", tmp_path / "finished"
     plain = settings(interrupted)
     with CheckpointStore(interrupted) as store, open_client(plain) as client:
-        ingest_days(client, store, interrupted, ["AAPL"], plain.final_days,
-                    stream_settings(plain))  # fmt: skip
+        ingest_days(client, store, interrupted, ["AAPL"], plain.final_days, stream_settings(plain))
     shutil.copytree(interrupted, finished)
     corrections = {"demo": {"corrections": {"AAPL": ["2024-01-03"]}}}
     first, last = dt.date(2024, 1, 2), dt.date(2024, 1, 4)
@@ -293,8 +345,12 @@ def test_an_interrupted_refresh_is_finished_by_running_it_again(tmp_path: Path) 
 def test_a_webhook_that_never_answers_delays_the_run_end_by_its_deadline_at_most(
     tmp_path: Path,
 ) -> None:
-    write_config(tmp_path, symbols=["AAPL"], end=dt.date(2024, 1, 5),
-                 alerts={"on_success": True, "deadline_seconds": 2})  # fmt: skip
+    write_config(
+        tmp_path,
+        symbols=["AAPL"],
+        end=dt.date(2024, 1, 5),
+        alerts={"on_success": True, "deadline_seconds": 2},
+    )
     with webhook_receiver("hang") as receiver:
         env = {**os.environ, "MARKETPIPE_ALERT_WEBHOOK_URL": receiver.url}
         result = snakemake(tmp_path, "--cores", "2", env=env)

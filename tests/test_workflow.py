@@ -45,8 +45,17 @@ def test_default_config_runs_offline_end_to_end(tmp_path: Path) -> None:
     """The README's main command: the shipped config, the simulator, no keys, no network."""
     shipped = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     assert shipped["vendor"] == "demo"
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-               "--configfile", str(ROOT / "config" / "config.yaml"), "--cores", "8"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        str(ROOT / "config" / "config.yaml"),
+        "--cores",
+        "8",
+    ]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=environment)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -77,8 +86,11 @@ def test_deleted_partitions_are_planned_and_refetched_exactly(
     reference: Path, tmp_path: Path
 ) -> None:
     workdir = copy_of(reference, tmp_path)
-    deleted = [("AAPL", dt.date(2024, 1, 17)), ("MSFT", dt.date(2024, 2, 8)),
-               ("AAPL", dt.date(2024, 3, 21))]  # fmt: skip
+    deleted = [
+        ("AAPL", dt.date(2024, 1, 17)),
+        ("MSFT", dt.date(2024, 2, 8)),
+        ("AAPL", dt.date(2024, 3, 21)),
+    ]
     for symbol, day in deleted:
         partition_path(workdir / "lake", symbol, day).unlink()
     dry = snakemake(workdir, "-n")
@@ -165,8 +177,10 @@ def test_crash_then_documented_recovery_is_byte_identical(reference: Path, tmp_p
 
 def test_one_failing_symbol_does_not_stop_the_others(tmp_path: Path) -> None:
     workdir = tmp_path / "failing"
-    faulty = {"demo": {"fail_symbols": {"MSFT": 500}},
-              "alpaca": {"max_attempts": 2, "backoff_base": 0.01, "backoff_cap": 0.02}}  # fmt: skip
+    faulty = {
+        "demo": {"fail_symbols": {"MSFT": 500}},
+        "alpaca": {"max_attempts": 2, "backoff_base": 0.01, "backoff_cap": 0.02},
+    }
     write_config(workdir, **faulty, end=dt.date(2024, 2, 29))
     result = snakemake(workdir, "--cores", "8")
     assert result.returncode != 0
@@ -186,8 +200,13 @@ def test_one_failing_symbol_does_not_stop_the_others(tmp_path: Path) -> None:
 
 def test_malformed_bars_land_in_quarantine_only(tmp_path: Path) -> None:
     workdir = tmp_path / "malformed"
-    bad = {"high_below_low": 0.01, "negative_volume": 0.01, "nan": 0.01, "duplicate": 0.01,
-           "out_of_order": 0.01}  # fmt: skip
+    bad = {
+        "high_below_low": 0.01,
+        "negative_volume": 0.01,
+        "nan": 0.01,
+        "duplicate": 0.01,
+        "out_of_order": 0.01,
+    }
     write_config(workdir, demo={"bad_bars": bad}, end=dt.date(2024, 1, 12))
     result = snakemake(workdir, "--cores", "8")
     assert result.returncode == 0, result.stderr[-3000:]

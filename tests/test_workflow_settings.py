@@ -58,8 +58,11 @@ def test_command_line_spellings_are_accepted() -> None:
 
 def test_nested_values_given_as_text_are_typed_by_the_schema() -> None:
     # snakemake --config 'alpaca={requests_per_minute: 100}' delivers nested values as text.
-    raw = {**BASE, "alpaca": {"requests_per_minute": "100", "feed": "iex"},
-           "demo": {"faults": {"500": "0.1"}, "seed": "3"}}  # fmt: skip
+    raw = {
+        **BASE,
+        "alpaca": {"requests_per_minute": "100", "feed": "iex"},
+        "demo": {"faults": {"500": "0.1"}, "seed": "3"},
+    }
     config = load_settings(raw).config
     assert config.alpaca.requests_per_minute == 100
     assert config.demo.faults == {"500": 0.1}

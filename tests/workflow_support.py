@@ -26,8 +26,15 @@ CONFIG = {"symbols": SYMBOLS, "start": START, "end": END, "data_dir": "lake"}
 
 
 # Snakemake's own defaults but without the profile: every job becomes its own process.
-PROCESS_JOBS = ("--workflow-profile", "none", "--scheduler", "greedy",
-                "--rerun-triggers", "mtime", "--keep-going")  # fmt: skip
+PROCESS_JOBS = (
+    "--workflow-profile",
+    "none",
+    "--scheduler",
+    "greedy",
+    "--rerun-triggers",
+    "mtime",
+    "--keep-going",
+)
 
 
 def write_config(workdir: Path, **changes: object) -> None:
@@ -38,9 +45,17 @@ def write_config(workdir: Path, **changes: object) -> None:
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The command line running the repository's workflow on ``workdir/config.yaml``."""
     return [
-        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        *args,
+    ]
 
 
 # The vendor "alpaca" pointed at a simulator: any non-empty keys pass.
@@ -57,9 +72,13 @@ def snakemake(
 ) -> subprocess.CompletedProcess[str]:
     """Run the workflow to completion and capture its output."""
     return subprocess.run(
-        snakemake_command(workdir, *args), capture_output=True, text=True, timeout=600,
-        cwd=workdir, env=env,
-    )  # fmt: skip
+        snakemake_command(workdir, *args),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=workdir,
+        env=env,
+    )
 
 
 def lake_hashes(workdir: Path) -> dict[str, str]:

@@ -84,9 +84,14 @@ def run_crash_trial(
         raise ValueError(f"unknown crash point {point!r}; choose from {CRASH_POINTS}")
     environment = {**os.environ, CRASH_VARIABLE: f"{point}:{nth}"}
     first = subprocess.run(
-        list(command), cwd=workdir, env=environment, capture_output=True,
-        start_new_session=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        list(command),
+        cwd=workdir,
+        env=environment,
+        capture_output=True,
+        start_new_session=True,
+        timeout=timeout,
+        check=False,
+    )
     crashed = first.returncode == -signal.SIGKILL
     clean = {k: v for k, v in os.environ.items() if k != CRASH_VARIABLE}
     subprocess.run(list(unlock_command), cwd=workdir, env=clean, capture_output=True, check=False)

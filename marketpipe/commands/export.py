@@ -38,9 +38,15 @@ def export_bars(
     if kind is None:
         raise ValueError(f"{output}: the file name must end in .parquet or .csv")
     table: pa.Table = read_bars(
-        symbols, first, last, data_dir=settings.lake, session=session, timeframe=timeframe,
-        missing="skip" if skip_missing else "error", adjustment=adjustment,
-    )  # fmt: skip
+        symbols,
+        first,
+        last,
+        data_dir=settings.lake,
+        session=session,
+        timeframe=timeframe,
+        missing="skip" if skip_missing else "error",
+        adjustment=adjustment,
+    )
     sink = pa.BufferOutputStream()
     if kind == "parquet":
         pq.write_table(table, sink, compression="zstd")

@@ -75,9 +75,11 @@ def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
             new_sha = hashlib.sha256(data).hexdigest()
             if entry is not None and entry.sha256 != new_sha:
                 store.replace(
-                    entry, dataclasses.replace(entry, sha256=new_sha), MIGRATION_REASON,
+                    entry,
+                    dataclasses.replace(entry, sha256=new_sha),
+                    MIGRATION_REASON,
                     current_run_id(),
-                )  # fmt: skip
+                )
             write_atomically(path, data)
             partitions += 1
         for path in sorted((root / QUARANTINE_DIR).rglob(QUARANTINE_FILE)):

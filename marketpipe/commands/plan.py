@@ -102,9 +102,15 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         requests = sum(max(1, math.ceil(per_day * len(run) / PAGE_SIZE)) for run in runs)
         month = job.month.label.replace("_", "-")
         jobs.append(
-            PlannedJob(job.symbols, month, len(missing) * len(job.symbols), len(runs),
-                       round(per_day * len(missing)), requests)
-        )  # fmt: skip
+            PlannedJob(
+                job.symbols,
+                month,
+                len(missing) * len(job.symbols),
+                len(runs),
+                round(per_day * len(missing)),
+                requests,
+            )
+        )
     symbols = len(settings.config.symbols)
     return Plan(
         jobs=jobs,

@@ -96,8 +96,9 @@ def refresh_partitions(
             with CheckpointStore(data_dir) as store, CheckpointStore(staging) as staged:
                 store.claim_settings(settings.lake_settings())
                 for symbol, days in published.items():
-                    _adopt_changes(store, staged, settings.lake, staging, symbol, days, reason,
-                                   run_id, result)  # fmt: skip
+                    _adopt_changes(
+                        store, staged, settings.lake, staging, symbol, days, reason, run_id, result
+                    )
         shutil.rmtree(staging, ignore_errors=True)
     return result
 
@@ -115,8 +116,15 @@ def _fetch(
     with open_client(settings) as client, CheckpointStore(staging) as staged:
         for days, members in groups.items():
             try:
-                ingest_days(client, staged, staging, members, list(days),
-                            stream_settings(settings), now=settings.now)  # fmt: skip
+                ingest_days(
+                    client,
+                    staged,
+                    staging,
+                    members,
+                    list(days),
+                    stream_settings(settings),
+                    now=settings.now,
+                )
             except SymbolsFailed as failed:
                 result.failed.update({s: str(error) for s, error in failed.errors.items()})
 

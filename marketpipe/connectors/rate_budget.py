@@ -94,8 +94,9 @@ class SharedRateLimiter:
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Adapt the shared budget to the vendor's feedback."""
         with self._transaction() as db:
-            state = adapt_budget(self._state(db), status, headers, self._clock(),
-                                 self.window_seconds)  # fmt: skip
+            state = adapt_budget(
+                self._state(db), status, headers, self._clock(), self.window_seconds
+            )
             db.execute(
                 "UPDATE budget SET budget = ?, ceiling = ?, paused_until = ?, last_change = ? "
                 "WHERE id = 1",

@@ -116,9 +116,13 @@ def adapt_budget(
             "lowered" if budget < state.budget else "raised",
             state.budget,
             budget,
-            extra={"event": "rate_limit.adapted", "old": state.budget, "new": budget,
-                   "status": status},
-        )  # fmt: skip
+            extra={
+                "event": "rate_limit.adapted",
+                "old": state.budget,
+                "new": budget,
+                "status": status,
+            },
+        )
     return BudgetState(budget, ceiling, paused_until, last_change)
 
 
@@ -130,9 +134,12 @@ def padded_window(window_seconds: float) -> float:
 
 
 def earliest_slot(
-    now: float, state: BudgetState, latest: float | None, budget_th_latest: float | None,
+    now: float,
+    state: BudgetState,
+    latest: float | None,
+    budget_th_latest: float | None,
     window: float,
-) -> float:  # fmt: skip
+) -> float:
     """The first send time keeping every window within budget, after the slots booked so far.
 
     ``latest`` is the last booked slot; ``budget_th_latest`` the ``budget``-th most recent

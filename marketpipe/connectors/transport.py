@@ -167,9 +167,13 @@ class HttpTransport:
                 "rate budget: waiting %.2fs before %s",
                 wait,
                 spec.name,
-                extra={"event": "rate_limit.wait", "vendor": self.vendor, "endpoint": spec.name,
-                       "wait_s": round(wait, 3)},
-            )  # fmt: skip
+                extra={
+                    "event": "rate_limit.wait",
+                    "vendor": self.vendor,
+                    "endpoint": spec.name,
+                    "wait_s": round(wait, 3),
+                },
+            )
         return wait
 
     def _retry_delay(

@@ -94,8 +94,9 @@ def reference_close(client: AlpacaClient, symbol: str, session: Session) -> floa
     """The raw SIP close of ``session``'s last regular-hours minute bar, from the vendor."""
     end = session.close - _MINUTE
     for start in (session.close - _CLOSE_WINDOW, session.open):
-        query = BarsQuery(symbols=(symbol,), timeframe="1Min", start=start, end=end,
-                          feed="sip", adjustment="raw")  # fmt: skip
+        query = BarsQuery(
+            symbols=(symbol,), timeframe="1Min", start=start, end=end, feed="sip", adjustment="raw"
+        )
         tables = [table for table in client.fetch_batch(query) if table.num_rows]
         if tables:
             return float(tables[-1]["close"][-1].as_py())
@@ -176,8 +177,16 @@ def sync_corporate_actions(
             for symbols_asked, fresh in _fetch_batch(actions_client, batch, first, today, report):
                 report.fetched += fresh.num_rows
                 for symbol in symbols_asked:
-                    entry = _publish(lake, symbol, fresh, (first, today), entries.get(symbol),
-                                     stored.get(symbol), closes, report)  # fmt: skip
+                    entry = _publish(
+                        lake,
+                        symbol,
+                        fresh,
+                        (first, today),
+                        entries.get(symbol),
+                        stored.get(symbol),
+                        closes,
+                        report,
+                    )
                     recorded.append(dataclasses.replace(entry, run_id=run_id))
     with CheckpointStore(data_dir) as store:
         store.record_actions(recorded)
@@ -197,8 +206,9 @@ def _fetch_batch(
     except ConnectorError as exc:
         if len(batch) == 1:
             report.failed[batch[0]] = str(exc)
-            logger.error(f"corporate actions of {batch[0]}: {exc}",
-                         extra={"event": "actions.failed"})  # fmt: skip
+            logger.error(
+                f"corporate actions of {batch[0]}: {exc}", extra={"event": "actions.failed"}
+            )
             return []
     return [
         result for symbol in batch for result in _fetch_batch(client, [symbol], first, last, report)

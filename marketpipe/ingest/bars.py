@@ -163,9 +163,11 @@ def reconcile(
             _adopt(store, lake, symbol, day, day in rejected)
     if gone:
         logger.warning(
-            "%s: %d ledger row(s) had no file and were dropped", symbol, len(gone),
+            "%s: %d ledger row(s) had no file and were dropped",
+            symbol,
+            len(gone),
             extra={"event": "ledger.reconciled", "symbol": symbol, "days": len(gone)},
-        )  # fmt: skip
+        )
         store.forget(symbol, gone)
     return missing
 
@@ -472,8 +474,8 @@ def ingest_days(
 ) -> IngestReport:
     """Fetch and publish whichever of ``days`` (NYSE sessions) are not in the lake yet.
 
-    Every day must be final at ``now`` (default: :func:`marketpipe.markettime.clock.now`); a day that is
-    not is refused with a :class:`ValueError` naming it, before any request.
+    Every day must be final at ``now`` (default: :func:`~marketpipe.markettime.clock.now`); a day
+    that is not is refused with a :class:`ValueError` naming it, before any request.
 
     Each symbol's missing days are grouped into runs of consecutive sessions; symbols with
     the same run share one paginated request stream, so a resumed or extended backfill never
@@ -507,9 +509,11 @@ def ingest_days(
                 errors[members[0]] = error
                 continue
             logger.warning(
-                "a stream of %d symbols failed (%s); fetching them one by one", len(members),
-                error, extra={"event": "stream.split", "symbols": members},
-            )  # fmt: skip
+                "a stream of %d symbols failed (%s); fetching them one by one",
+                len(members),
+                error,
+                extra={"event": "stream.split", "symbols": members},
+            )
             errors.update(_one_by_one(ingest, members, list(run), days))
     if errors:
         raise SymbolsFailed(dict(sorted(errors.items())))

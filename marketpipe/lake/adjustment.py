@@ -135,9 +135,11 @@ def adjust_bars(
         factors[rows] = products[np.searchsorted(keys, day_keys[rows], side="right")]
     price, volume = pa.array(factors[:, 0]), pa.array(factors[:, 1])
     columns = [
-        pc.multiply(table[name], price) if name in PRICE_COLUMNS
-        else pc.multiply(table[name], volume) if name == "volume"
+        pc.multiply(table[name], price)
+        if name in PRICE_COLUMNS
+        else pc.multiply(table[name], volume)
+        if name == "volume"
         else table[name]
         for name in table.column_names
-    ]  # fmt: skip
+    ]
     return pa.Table.from_arrays(columns, schema=table.schema)

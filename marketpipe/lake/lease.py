@@ -60,8 +60,13 @@ class ObjectLease:
         self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
-                  "since": self.since, "renewed": self.clock()}  # fmt: skip
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "purpose": self.purpose,
+            "since": self.since,
+            "renewed": self.clock(),
+        }
         return json.dumps(holder).encode()
 
     def acquire(self) -> None:
@@ -94,9 +99,11 @@ class ObjectLease:
         if current is not None:
             logger.warning(
                 "took over the lease of %s from %s, silent for %.0f s",
-                self.store.uri, describe_holder(holder), silent,
+                self.store.uri,
+                describe_holder(holder),
+                silent,
                 extra={"event": "lease.taken_over"},
-            )  # fmt: skip
+            )
         return etag
 
     def renew(self) -> bool:
@@ -106,8 +113,9 @@ class ObjectLease:
         etag = self.store.put_conditionally(LEASE_KEY, self._body(), if_match=self.etag)
         if etag is None:
             self.lost = True
-            logger.error("lost the lease of %s to another run", self.store.uri,
-                         extra={"event": "lease.lost"})  # fmt: skip
+            logger.error(
+                "lost the lease of %s to another run", self.store.uri, extra={"event": "lease.lost"}
+            )
             return False
         self.etag = etag
         return True

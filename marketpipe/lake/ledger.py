@@ -146,9 +146,15 @@ class StreamKey:
 def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
     symbol, day, rows, sha256, known_empty, rejected, requests, flagged = row
     return LedgerEntry(
-        symbol, dt.date.fromisoformat(day), rows, sha256, bool(known_empty), rejected, requests,
+        symbol,
+        dt.date.fromisoformat(day),
+        rows,
+        sha256,
+        bool(known_empty),
+        rejected,
+        requests,
         flagged,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -169,9 +175,16 @@ class Replacement:
 def _replacement(row: tuple[Any, ...]) -> Replacement:
     symbol, day, old, new, old_rows, new_rows, replaced_at, reason, run_id = row
     return Replacement(
-        symbol, dt.date.fromisoformat(day), old, new, old_rows, new_rows,
-        dt.datetime.fromtimestamp(replaced_at, dt.UTC), reason, run_id,
-    )  # fmt: skip
+        symbol,
+        dt.date.fromisoformat(day),
+        old,
+        new,
+        old_rows,
+        new_rows,
+        dt.datetime.fromtimestamp(replaced_at, dt.UTC),
+        reason,
+        run_id,
+    )
 
 
 class LakeSettingsMismatch(ValueError):
@@ -279,23 +292,36 @@ class CheckpointStore:
                 f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (entry.symbol, entry.day.isoformat(), entry.rows, entry.sha256,
-                     int(entry.known_empty), entry.rejected_rows, entry.requests,
-                     entry.flagged_rows, now)
+                    (
+                        entry.symbol,
+                        entry.day.isoformat(),
+                        entry.rows,
+                        entry.sha256,
+                        int(entry.known_empty),
+                        entry.rejected_rows,
+                        entry.requests,
+                        entry.flagged_rows,
+                        now,
+                    )
                     for entry, _, _ in records
                 ],
-            )  # fmt: skip
+            )
             db.executemany(
                 "INSERT INTO high_water (symbol, timeframe, feed, adjustment, last_bar_time) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (symbol, timeframe, feed, adjustment) "
                 "DO UPDATE SET last_bar_time = max(last_bar_time, excluded.last_bar_time)",
                 [
-                    (stream.symbol, stream.timeframe, stream.feed, stream.adjustment,
-                     last_bar.astimezone(dt.UTC).isoformat())
+                    (
+                        stream.symbol,
+                        stream.timeframe,
+                        stream.feed,
+                        stream.adjustment,
+                        last_bar.astimezone(dt.UTC).isoformat(),
+                    )
                     for _, stream, last_bar in records
                     if stream is not None and last_bar is not None
                 ],
-            )  # fmt: skip
+            )
             crash_point("checkpoint_commit")
 
     def published_within(self, days: int) -> list[tuple[str, dt.date, dt.datetime]]:
@@ -322,15 +348,33 @@ class CheckpointStore:
             db.execute(
                 f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new.symbol, new.day.isoformat(), new.rows, new.sha256, int(new.known_empty),
-                 new.rejected_rows, new.requests, new.flagged_rows, now),
-            )  # fmt: skip
+                (
+                    new.symbol,
+                    new.day.isoformat(),
+                    new.rows,
+                    new.sha256,
+                    int(new.known_empty),
+                    new.rejected_rows,
+                    new.requests,
+                    new.flagged_rows,
+                    now,
+                ),
+            )
             db.execute(
                 "INSERT INTO partition_history (symbol, day, old_sha256, new_sha256, old_rows, "
                 "new_rows, replaced_at, reason, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new.symbol, new.day.isoformat(), old.sha256 if old else "", new.sha256,
-                 old.rows if old else 0, new.rows, now, reason, run_id),
-            )  # fmt: skip
+                (
+                    new.symbol,
+                    new.day.isoformat(),
+                    old.sha256 if old else "",
+                    new.sha256,
+                    old.rows if old else 0,
+                    new.rows,
+                    now,
+                    reason,
+                    run_id,
+                ),
+            )
 
     def replacements(self, symbol: str | None = None) -> list[Replacement]:
         """Every refresh that replaced a partition (of ``symbol``), oldest first."""
@@ -437,11 +481,18 @@ class CheckpointStore:
                 "INSERT OR REPLACE INTO corporate_action_files (symbol, rows, sha256, "
                 "covered_from, covered_through, checked_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (entry.symbol, entry.rows, entry.sha256, entry.covered_from.isoformat(),
-                     entry.covered_through.isoformat(), now, entry.run_id)
+                    (
+                        entry.symbol,
+                        entry.rows,
+                        entry.sha256,
+                        entry.covered_from.isoformat(),
+                        entry.covered_through.isoformat(),
+                        now,
+                        entry.run_id,
+                    )
                     for entry in entries
                 ],
-            )  # fmt: skip
+            )
 
     def actions_entries(self) -> dict[str, ActionsEntry]:
         """Every recorded corporate-action file, by symbol."""

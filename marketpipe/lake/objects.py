@@ -323,8 +323,9 @@ def lake_filesystem(lake: LakeStore) -> tuple[Any, str]:
     credentials = boto3.Session().get_credentials()  # the chain the client uses
     if credentials is not None:
         frozen = credentials.get_frozen_credentials()
-        options.update(access_key=frozen.access_key, secret_key=frozen.secret_key,
-                       session_token=frozen.token)  # fmt: skip
+        options.update(
+            access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token
+        )
     root = f"{lake.bucket}/{lake.prefix}".rstrip("/")
     return pafs.S3FileSystem(**options), root
 

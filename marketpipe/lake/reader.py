@@ -131,10 +131,16 @@ def scan_bars(
 
 def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:
     partitioning = ds.partitioning(
-        pa.schema([pa.field(SYMBOL_COLUMN, pa.string()), pa.field("year", pa.int32()),
-                   pa.field("month", pa.int32()), pa.field("day", pa.int32())]),
+        pa.schema(
+            [
+                pa.field(SYMBOL_COLUMN, pa.string()),
+                pa.field("year", pa.int32()),
+                pa.field("month", pa.int32()),
+                pa.field("day", pa.int32()),
+            ]
+        ),
         flavor="hive",
-    )  # fmt: skip
+    )
     filesystem, root = lake_filesystem(lake)
     return ds.dataset(
         [f"{root}/{key}" for key in keys],
@@ -177,8 +183,7 @@ def read_bars(
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if output not in ("arrow", "pandas", "polars"):
         raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
-    keys, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, lake,
-                                             missing)  # fmt: skip
+    keys, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, lake, missing)
     table = _read_in_order(keys, lake)
     if kinds:
         _require_raw(keys, lake)
@@ -217,8 +222,11 @@ def _read_in_order(keys: list[str], lake: LakeStore) -> pa.Table:
         table = ds.dataset(
             files, format="parquet", schema=LAKE_SCHEMA, filesystem=filesystem
         ).to_table()
-        tables.append(table.add_column(0, OHLCV_SCHEMA.field(SYMBOL_COLUMN),
-                                       repeated_string(symbol, table.num_rows)))  # fmt: skip
+        tables.append(
+            table.add_column(
+                0, OHLCV_SCHEMA.field(SYMBOL_COLUMN), repeated_string(symbol, table.num_rows)
+            )
+        )
     if not tables:
         return OHLCV_SCHEMA.empty_table()
     return pa.concat_tables(tables).replace_schema_metadata(OHLCV_SCHEMA.metadata)
@@ -293,9 +301,18 @@ def resample(
         table.append_column("bucket", starts)
         .append_column("weighted", weighted)
         .group_by([SYMBOL_COLUMN, "bucket"], use_threads=False)
-        .aggregate([("open", "first"), ("high", "max"), ("low", "min"), ("close", "last"),
-                    ("volume", "sum"), ("trade_count", "sum"), ("weighted", "sum")])
-    )  # fmt: skip
+        .aggregate(
+            [
+                ("open", "first"),
+                ("high", "max"),
+                ("low", "min"),
+                ("close", "last"),
+                ("volume", "sum"),
+                ("trade_count", "sum"),
+                ("weighted", "sum"),
+            ]
+        )
+    )
     volume = grouped["volume_sum"]
     vwap = pc.if_else(pc.greater(volume, 0), pc.divide(grouped["weighted_sum"], volume), None)
     result = pa.table(

@@ -48,12 +48,23 @@ def _entry(
     table = pq.read_table(pa.BufferReader(data))
     rejected = read_table_at(lake, quarantine_key(symbol, day)).num_rows if has_rejects else 0
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    stream = StreamKey(symbol, metadata.get("marketpipe.markettime.timeframe", "?"),
-                       metadata.get("marketpipe.feed", "?"),
-                       metadata.get(ADJUSTMENT_KEY, "raw"))  # fmt: skip
+    stream = StreamKey(
+        symbol,
+        metadata.get("marketpipe.markettime.timeframe", "?"),
+        metadata.get("marketpipe.feed", "?"),
+        metadata.get(ADJUSTMENT_KEY, "raw"),
+    )
     last_bar = pc.max(table["timestamp"]).as_py() if table.num_rows else None
-    entry = LedgerEntry(symbol, day, table.num_rows, hashlib.sha256(data).hexdigest(),
-                        table.num_rows == 0, rejected, 0, count_flagged(table))  # fmt: skip
+    entry = LedgerEntry(
+        symbol,
+        day,
+        table.num_rows,
+        hashlib.sha256(data).hexdigest(),
+        table.num_rows == 0,
+        rejected,
+        0,
+        count_flagged(table),
+    )
     return entry, stream, last_bar
 
 

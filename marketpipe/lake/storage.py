@@ -133,8 +133,11 @@ def present_partitions(
     for prefix in prefixes:
         for key in store.list(prefix):
             located = partition_of(Path(key))
-            if (located is not None and key.endswith(f"/{_FILE_OF[area]}")
-                    and (wanted is None or located[0] in wanted)):  # fmt: skip
+            if (
+                located is not None
+                and key.endswith(f"/{_FILE_OF[area]}")
+                and (wanted is None or located[0] in wanted)
+            ):
                 found.add(located)
     return found
 
@@ -218,8 +221,9 @@ def read_partition(path: Path, lake: LakeStore | None = None) -> pa.Table:
     symbol = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
     if not symbol:
         raise ValueError(f"{path} has neither a symbol column nor {SYMBOL_KEY} metadata")
-    return table.add_column(0, OHLCV_SCHEMA.field(SYMBOL_COLUMN),
-                            repeated_string(symbol, table.num_rows))  # fmt: skip
+    return table.add_column(
+        0, OHLCV_SCHEMA.field(SYMBOL_COLUMN), repeated_string(symbol, table.num_rows)
+    )
 
 
 def write_table(path: Path, table: pa.Table, metadata: Mapping[str, str]) -> WrittenFile:

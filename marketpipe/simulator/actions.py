@@ -38,27 +38,66 @@ _CASH_DIVIDENDS = "cash_dividends"
 # 2024-02-29) holds a split and a cash dividend of one symbol; the dividends use the real
 # 2024 amounts and dates.
 DEMO_CORPORATE_ACTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("cash_dividends", {
-        "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a01", "symbol": "AAPL", "cusip": "037833100",
-        "rate": 0.24, "special": False, "foreign": False, "process_date": "2024-02-15",
-        "ex_date": "2024-02-09", "record_date": "2024-02-12", "payable_date": "2024-02-15",
-    }),
-    ("forward_splits", {
-        "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a02", "symbol": "AAPL", "cusip": "037833100",
-        "old_rate": 1, "new_rate": 4, "process_date": "2024-02-12", "ex_date": "2024-02-12",
-        "record_date": "2024-02-05", "payable_date": "2024-02-09",
-    }),
-    ("cash_dividends", {
-        "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a03", "symbol": "MSFT", "cusip": "594918104",
-        "rate": 0.75, "special": False, "foreign": False, "process_date": "2024-03-14",
-        "ex_date": "2024-02-14", "record_date": "2024-02-15", "payable_date": "2024-03-14",
-    }),
-    ("cash_dividends", {
-        "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a04", "symbol": "SPY", "cusip": "78462F103",
-        "rate": 1.5949, "special": False, "foreign": False, "process_date": "2024-04-30",
-        "ex_date": "2024-03-15", "record_date": "2024-03-18", "payable_date": "2024-04-30",
-    }),
-)  # fmt: skip
+    (
+        "cash_dividends",
+        {
+            "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a01",
+            "symbol": "AAPL",
+            "cusip": "037833100",
+            "rate": 0.24,
+            "special": False,
+            "foreign": False,
+            "process_date": "2024-02-15",
+            "ex_date": "2024-02-09",
+            "record_date": "2024-02-12",
+            "payable_date": "2024-02-15",
+        },
+    ),
+    (
+        "forward_splits",
+        {
+            "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a02",
+            "symbol": "AAPL",
+            "cusip": "037833100",
+            "old_rate": 1,
+            "new_rate": 4,
+            "process_date": "2024-02-12",
+            "ex_date": "2024-02-12",
+            "record_date": "2024-02-05",
+            "payable_date": "2024-02-09",
+        },
+    ),
+    (
+        "cash_dividends",
+        {
+            "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a03",
+            "symbol": "MSFT",
+            "cusip": "594918104",
+            "rate": 0.75,
+            "special": False,
+            "foreign": False,
+            "process_date": "2024-03-14",
+            "ex_date": "2024-02-14",
+            "record_date": "2024-02-15",
+            "payable_date": "2024-03-14",
+        },
+    ),
+    (
+        "cash_dividends",
+        {
+            "id": "5d2c8c52-6f0e-4c3a-9d6b-1a1d2e3f4a04",
+            "symbol": "SPY",
+            "cusip": "78462F103",
+            "rate": 1.5949,
+            "special": False,
+            "foreign": False,
+            "process_date": "2024-04-30",
+            "ex_date": "2024-03-15",
+            "record_date": "2024-03-18",
+            "payable_date": "2024-04-30",
+        },
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -94,8 +133,12 @@ def _event(group: str, record: Mapping[str, Any]) -> PriceEvent | None:
     elif group == _STOCK_DIVIDENDS:
         ratio = 1.0 + _positive(record, "rate")
     elif group == _CASH_DIVIDENDS:
-        return PriceEvent(str(record.get("id")), _day(record, "ex_date"),
-                          _day(record, "process_date"), cash=_positive(record, "rate"))  # fmt: skip
+        return PriceEvent(
+            str(record.get("id")),
+            _day(record, "ex_date"),
+            _day(record, "process_date"),
+            cash=_positive(record, "rate"),
+        )
     else:
         return None  # name changes, mergers, spin-offs ...: no price effect simulated
     return PriceEvent(

@@ -21,8 +21,19 @@ def corporate_actions_page(
     ``process_date`` range, oldest first, ``limit`` records per page across groups; a
     record exists from its process date on (New York)."""
     params = dict(query)
-    allowed = {"symbols", "cusips", "types", "start", "end", "ids", "limit", "page_token",
-               "sort", "region", "data_quality"}  # fmt: skip
+    allowed = {
+        "symbols",
+        "cusips",
+        "types",
+        "start",
+        "end",
+        "ids",
+        "limit",
+        "page_token",
+        "sort",
+        "region",
+        "data_quality",
+    }
     unexpected = sorted(set(params) - allowed)
     if unexpected:
         raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
@@ -55,8 +66,9 @@ def corporate_actions_page(
         key=lambda item: (str(item[1].get("process_date")), str(item[1].get("id"))),
         reverse=params.get("sort") == "desc",
     )
-    identity = "|".join(params.get(name, "") for name in ("symbols", "types", "start", "end",
-                                                          "sort"))  # fmt: skip
+    identity = "|".join(
+        params.get(name, "") for name in ("symbols", "types", "start", "end", "sort")
+    )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:10]
     offset = _action_offset(params.get("page_token"), digest) if "page_token" in params else 0
     page = matching[offset : offset + limit]

@@ -123,7 +123,8 @@ class SimulatorApp:
         request_log: RequestLog | None = None,
     ) -> None:
         """``clock`` paces rate-limit windows; ``market_clock`` says what time the market is at
-        (by default :func:`marketpipe.markettime.clock.now`, which tests pin with ``MARKETPIPE_NOW``)."""
+        (by default :func:`marketpipe.markettime.clock.now`, which tests pin with
+        ``MARKETPIPE_NOW``)."""
         if config is not None and config.plan not in ("paid", "free"):
             raise ValueError(f"plan must be 'paid' or 'free', got {config.plan!r}")
         self.config = config or SimulatorConfig()
@@ -131,10 +132,14 @@ class SimulatorApp:
         self.market_clock = market_clock
         self.actions = ActionBook(self.config.corporate_actions, strict=False)
         self.market = SyntheticMarket(
-            self.config.seed, self.config.bad_bars, self.config.listings,
-            self.config.unknown_symbols, self.config.outside_range_rate, self.config.corrections,
+            self.config.seed,
+            self.config.bad_bars,
+            self.config.listings,
+            self.config.unknown_symbols,
+            self.config.outside_range_rate,
+            self.config.corrections,
             self.actions,
-        )  # fmt: skip
+        )
         self.faults = FaultInjector(self.config.faults)
         self.rate_limit = PerKeyRateLimit(
             self.config.rate_limit_per_minute, clock, self.config.rate_limit_window_seconds

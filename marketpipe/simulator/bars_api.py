@@ -127,8 +127,9 @@ class BarServer:
         elif _settled(session, request.timeframe, request.as_of):
             times, encoded = self._encoded_session(symbol, session, request.feed, request.timeframe)
         else:  # still changing: what exists at this instant, never cached
-            bars = self._market_bars(symbol, session, request.feed, request.timeframe,
-                                     request.as_of)  # fmt: skip
+            bars = self._market_bars(
+                symbol, session, request.feed, request.timeframe, request.as_of
+            )
             times, encoded = [bar.t for bar in bars], self._encode_bars(bars)
         return encoded[bisect.bisect_left(times, start_s) : bisect.bisect_right(times, end_s)]
 

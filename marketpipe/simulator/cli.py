@@ -136,9 +136,12 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         ),
         plan=args.plan,
         fractional_timestamps=args.fractional_timestamps,
-        **({} if args.corporate_actions is None else
-           {"corporate_actions": load_corporate_actions(args.corporate_actions)}),
-    )  # fmt: skip
+        **(
+            {}
+            if args.corporate_actions is None
+            else {"corporate_actions": load_corporate_actions(args.corporate_actions)}
+        ),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -172,10 +172,12 @@ class SyntheticMarket:
             fill = fill * np.where(regular, 0.85, 0.35)
         keep = (times >= feed_start) & (times < feed_end) & (trade_roll < fill)
         o, c = np.round(opened, 2), np.round(close, 2)
-        h = np.maximum(np.ceil(np.maximum(opened, close) * (1 + wick_up) * 100) / 100,
-                       np.maximum(o, c))  # fmt: skip
-        low = np.minimum(np.floor(np.minimum(opened, close) * (1 - wick_down) * 100) / 100,
-                         np.minimum(o, c))  # fmt: skip
+        h = np.maximum(
+            np.ceil(np.maximum(opened, close) * (1 + wick_up) * 100) / 100, np.maximum(o, c)
+        )
+        low = np.minimum(
+            np.floor(np.minimum(opened, close) * (1 - wick_down) * 100) / 100, np.minimum(o, c)
+        )
         low = np.maximum(low, 0.01)
         o, c = self._outside_range(o, c, h, low, symbol, session)
         scale = np.where(regular, 1.0, 0.15) * (0.025 if feed == "iex" else 1.0)

@@ -123,8 +123,7 @@ def parse_bars_request(
     # The free plan's defaults: `end` is 15 minutes ago unless the feed is real-time for
     # it (IEX), and a missing feed means SIP when `end` is old enough, else silently IEX.
     explicit_end = parse_time(params.get("end"), "end")
-    feed = params.get("feed") or ("sip" if not free or (explicit_end or now) <= delayed
-                                  else "iex")  # fmt: skip
+    feed = params.get("feed") or ("sip" if not free or (explicit_end or now) <= delayed else "iex")
     if feed not in FEEDS:
         raise BadRequest(f"invalid feed: {feed}")
     end = explicit_end or (delayed if free and feed == "sip" else now)

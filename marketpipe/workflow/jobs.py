@@ -159,10 +159,16 @@ def fetch_partitions(
                 store.open_job(token, symbols, wanted)
                 with open_client(settings, recorder) as client:
                     ingest_days(
-                        client, store, settings.lake, symbols, wanted,
-                        stream_settings(settings), report, now=settings.now,
+                        client,
+                        store,
+                        settings.lake,
+                        symbols,
+                        wanted,
+                        stream_settings(settings),
+                        report,
+                        now=settings.now,
                         adopt=settings.lake.is_local,
-                    )  # fmt: skip
+                    )
             except (ConnectorError, ValueError) as exc:
                 if isinstance(exc, SymbolsFailed):
                     failed = tuple(exc.errors)
@@ -275,12 +281,17 @@ def fetch_corporate_actions(
         try:
             with open_clients(settings, recorder) as clients:
                 report = sync_corporate_actions(
-                    clients.corporate_actions, clients.bars, settings.data_dir, settings.lake,
+                    clients.corporate_actions,
+                    clients.bars,
+                    settings.data_dir,
+                    settings.lake,
                     symbols,
-                    settings.config.start, settings.now,
+                    settings.config.start,
+                    settings.now,
                     recheck_days=settings.config.corporate_actions.recheck_days,
-                    settle=settings.finality.settle, run_id=current_run_id(),
-                )  # fmt: skip
+                    settle=settings.finality.settle,
+                    run_id=current_run_id(),
+                )
             if report.failed:
                 reasons = "; ".join(f"{symbol}: {why}" for symbol, why in report.failed.items())
                 error = f"corporate actions could not be fetched for {reasons}"
@@ -293,21 +304,39 @@ def fetch_corporate_actions(
         )
         if pending:
             message += f", {pending} dividend(s) wait for the close before their ex-date"
-        log_event(logger, "actions.end", message, written=len(report.written),
-                  fetched=report.fetched, status="failed" if error else "ok")  # fmt: skip
+        log_event(
+            logger,
+            "actions.end",
+            message,
+            written=len(report.written),
+            fetched=report.fetched,
+            status="failed" if error else "ok",
+        )
         metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
         with CheckpointStore(settings.data_dir) as store:
             store.record_job(
                 JobRecord(
-                    run_id=current_run_id(), job="corporate_actions",
-                    symbol=",".join(report.failed or symbols), status="failed" if error else "ok",
-                    error=error, planned=0, missing=0, published=0, rows=0, rejected_rows=0,
+                    run_id=current_run_id(),
+                    job="corporate_actions",
+                    symbol=",".join(report.failed or symbols),
+                    status="failed" if error else "ok",
+                    error=error,
+                    planned=0,
+                    missing=0,
+                    published=0,
+                    rows=0,
+                    rejected_rows=0,
                     requests=sum(stats["requests"] for stats in metrics.values()),
-                    started_at=started, finished_at=time.time(), metrics=metrics,
+                    started_at=started,
+                    finished_at=time.time(),
+                    metrics=metrics,
                 )
-            )  # fmt: skip
-        print(f"[marketpipe] {message}" + (f" (FAILED: {error})" if error else ""),
-              file=sys.stderr, flush=True)  # fmt: skip
+            )
+        print(
+            f"[marketpipe] {message}" + (f" (FAILED: {error})" if error else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         if error:
             logger.error(error, extra={"event": "job.failed"})
             raise FetchFailed(error)
@@ -414,8 +443,9 @@ def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> No
     output marker files, so ``-n`` would show those)."""
     if settings.lake.is_local or not jobs:
         return
-    missing = sorted((group.symbol, day) for job in jobs for group in job.pending
-                     for day in group.missing)  # fmt: skip
+    missing = sorted(
+        (group.symbol, day) for job in jobs for group in job.pending for day in group.missing
+    )
     print(f"[marketpipe] missing: {describe_partitions(missing)}", file=sys.stderr, flush=True)
 
 
@@ -469,7 +499,11 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             collect_job_records(store, settings)
         present = _present_partitions(store, settings)
         summary = build_run_summary(
-            store.job_records(current_run_id()), current_run_id(), status, settings.planned_partitions, present
+            store.job_records(current_run_id()),
+            current_run_id(),
+            status,
+            settings.planned_partitions,
+            present,
         )
     path = write_run_summary(settings.data_dir, summary)
     delete_run_plan(run_plan_location(settings, current_run_id()))

@@ -225,11 +225,14 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
     payload = {
         "now": plan.now.isoformat(),
         "jobs": [
-            {"month": job.month.label, "days": _iso(job.month.days),
-             "missing": {group.symbol: _iso(group.missing) for group in job.pending}}
+            {
+                "month": job.month.label,
+                "days": _iso(job.month.days),
+                "missing": {group.symbol: _iso(group.missing) for group in job.pending},
+            }
             for job in plan.jobs
         ],
-    }  # fmt: skip
+    }
     store, key = _located(location)
     store.put(key, json.dumps(payload).encode())
 

@@ -64,11 +64,23 @@ def render_png(grid: CoverageGrid) -> bytes:
     height = min(30.0, max(2.6, 0.32 * rows + 1.8))
     figure, axes = plt.subplots(figsize=(width, height), dpi=100)
     counts = np.ma.masked_less(grid.values.astype(float), 0)
-    image = axes.imshow(counts, aspect="auto", cmap="viridis", interpolation="nearest",
-                        vmin=0, vmax=max(1.0, float(counts.max() or 1)))  # fmt: skip
+    image = axes.imshow(
+        counts,
+        aspect="auto",
+        cmap="viridis",
+        interpolation="nearest",
+        vmin=0,
+        vmax=max(1.0, float(counts.max() or 1)),
+    )
     gaps = np.ma.masked_where(grid.values >= 0, grid.values)
-    axes.imshow(gaps, aspect="auto", interpolation="nearest", vmin=KNOWN_EMPTY, vmax=MISSING,
-                cmap=ListedColormap(["#c8c8c8", "#d62728"]))  # fmt: skip
+    axes.imshow(
+        gaps,
+        aspect="auto",
+        interpolation="nearest",
+        vmin=KNOWN_EMPTY,
+        vmax=MISSING,
+        cmap=ListedColormap(["#c8c8c8", "#d62728"]),
+    )
     axes.set_yticks(range(rows), grid.symbols)
     starts = [i for i, day in enumerate(grid.days) if i == 0 or day.month != grid.days[i - 1].month]
     axes.set_xticks(starts, [grid.days[i].strftime("%Y-%m") for i in starts], rotation=0)
@@ -77,9 +89,12 @@ def render_png(grid: CoverageGrid) -> bytes:
     figure.colorbar(image, ax=axes, label="bars", fraction=0.025, pad=0.01)
     handles = [Patch(color="#d62728", label="missing"), Patch(color="#c8c8c8", label="known empty")]
     axes.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(0, -0.12 if rows > 3 else -0.3),
-        ncol=2, frameon=False,
-    )  # fmt: skip
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(0, -0.12 if rows > 3 else -0.3),
+        ncol=2,
+        frameon=False,
+    )
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -182,7 +197,11 @@ def make_report(
             if store.job_records(run_id):
                 present = sum(status.present for status in statuses)
                 summary = build_run_summary(
-                    store.job_records(run_id), run_id, "running", settings.planned_partitions, present
+                    store.job_records(run_id),
+                    run_id,
+                    "running",
+                    settings.planned_partitions,
+                    present,
                 )
     png_path, html_path = output_dir / "coverage.png", output_dir / "coverage.html"
     write_atomically(png_path, png)

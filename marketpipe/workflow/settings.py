@@ -319,8 +319,8 @@ class WorkflowConfig(BaseModel):
 class WorkflowSettings(BaseModel):
     """Validated configuration plus what follows from it at the run's instant ``now``.
 
-    ``now`` is taken once (from :mod:`marketpipe.markettime.clock`), so every decision of one run about
-    which sessions are final agrees, however long the run takes.
+    ``now`` is taken once (from :mod:`marketpipe.markettime.clock`), so every decision of one run
+    about which sessions are final agrees, however long the run takes.
     """
 
     model_config = ConfigDict(frozen=True, ignored_types=(functools.cached_property,))

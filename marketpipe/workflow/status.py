@@ -22,7 +22,9 @@ def require_lake(settings: WorkflowSettings) -> None:
     lake = settings.lake
     exists = (lake.root / LAKE_DIR).is_dir() if isinstance(lake, LocalStore) else lake.any(LAKE_DIR)
     if not exists:
-        raise LakeNotFoundError(f"no lake at {lake.uri}/ (data_dir); run `snakemake --cores 8` first")
+        raise LakeNotFoundError(
+            f"no lake at {lake.uri}/ (data_dir); run `snakemake --cores 8` first"
+        )
 
 
 @dataclass(frozen=True)
