@@ -35,9 +35,9 @@ from marketpipe.lake.storage import describe_partitions
 from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
-from marketpipe.workflow.jobs import run_scope_notes
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
+from marketpipe.workflow.run import run_scope_notes
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 from marketpipe.workflow.status import (
     LakeNotFoundError,
@@ -200,8 +200,8 @@ def run_reindex(args: argparse.Namespace) -> int:
     settings = _settings(args)
     require_lake(settings)
     try:
-        lock = RunLock(settings.data_dir, "marketpipe reindex", settings.lake)
-        with lock, CheckpointStore(settings.data_dir) as store:
+        lock = RunLock(settings.state_dir, "marketpipe reindex", settings.lake)
+        with lock, CheckpointStore(settings.state_dir) as store:
             result = reindex(store, settings.lake)
     except RunInProgress as busy:
         print(f"marketpipe reindex: {busy}; nothing was changed", file=sys.stderr)

@@ -13,7 +13,7 @@ from marketpipe.markettime import clock
 from marketpipe.markettime.calendar import NEW_YORK, Session, trading_sessions
 from marketpipe.markettime.finality import Finality, describe_final_at
 from marketpipe.markettime.timeframe import Timeframe
-from marketpipe.workflow.jobs import run_scope_notes
+from marketpipe.workflow.run import run_scope_notes
 from marketpipe.workflow.settings import ConfigError, load_settings
 from tests.conftest import alpaca_client, start_simulator
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 PROBE = (
-    "from marketpipe.workflow.jobs import configure_workflow_process\n"
+    "from marketpipe.workflow.run import configure_workflow_process\n"
     "configure_workflow_process()\n"
     "import pyarrow as pa\n"
     "print(pa.default_memory_pool().backend_name)\n"

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from marketpipe.markettime.calendar import contiguous_runs
-from marketpipe.workflow.jobs import adjustment_warning
 from marketpipe.workflow.planning import plan_months
+from marketpipe.workflow.run import adjustment_warning
 from marketpipe.workflow.settings import (
     SCHEMA_PATH,
     ConfigError,
@@ -35,7 +35,7 @@ def test_defaults_fill_in() -> None:
     settings = load_settings(BASE)
     assert settings.config.vendor == "demo"
     assert settings.config.timeframe == "1Min"
-    assert str(settings.data_dir) == "data"
+    assert str(settings.state_dir) == "data"
     assert settings.config.alpaca.feed == "sip"
 
 

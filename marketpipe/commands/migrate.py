@@ -62,9 +62,9 @@ def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
     (local lakes: releases that wrote the old format could not write to S3)."""
     if not settings.lake.is_local:
         return MigrationResult(0, 0, 0)
-    root = settings.data_dir
+    root, state_dir = Path(settings.lake.uri), settings.state_dir
     partitions = quarantined = current = 0
-    with RunLock(root, "marketpipe migrate"), CheckpointStore(root) as store:
+    with RunLock(state_dir, "marketpipe migrate"), CheckpointStore(state_dir) as store:
         for path in sorted((root / LAKE_DIR).rglob(PARTITION_FILE)):
             data = _new_bytes(path)
             if data is None:

@@ -72,10 +72,10 @@ def default_bars_per_day(timeframe: Timeframe, feed: str) -> float:
 
 def _bars_per_day(settings: WorkflowSettings) -> dict[str, float]:
     """Observed mean bars per non-empty partition, per symbol, from the ledger."""
-    if not state_path(settings.data_dir).exists():
+    if not state_path(settings.state_dir).exists():
         return {}
     observed = {}
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         for symbol in settings.config.symbols:
             rows = [entry.rows for entry in store.ledger(symbol).values() if entry.rows]
             if rows:

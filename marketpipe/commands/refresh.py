@@ -71,7 +71,7 @@ def refresh_partitions(
     Holds the lake's run lock throughout (raises ``RunInProgress`` if another run has it).
     Sessions not in the lake yet are left to the workflow and reported.
     """
-    data_dir = settings.data_dir
+    state_dir = settings.state_dir
     result = RefreshResult()
     final = [
         session.date
@@ -87,13 +87,13 @@ def refresh_partitions(
             else:
                 result.not_in_lake.append((symbol, day))
     run_id = current_run_id()
-    with RunLock(data_dir, "marketpipe refresh", settings.lake):
-        staging = data_dir / STAGING_DIR
+    with RunLock(state_dir, "marketpipe refresh", settings.lake):
+        staging = state_dir / STAGING_DIR
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted refresh
-        log = data_dir / "_logs" / "refresh" / f"{run_id}.jsonl"
+        log = state_dir / "_logs" / "refresh" / f"{run_id}.jsonl"
         with json_log_file(log, this_thread_only=False, mode="a"):
             _fetch(settings, staging, published, result)
-            with CheckpointStore(data_dir) as store, CheckpointStore(staging) as staged:
+            with CheckpointStore(state_dir) as store, CheckpointStore(staging) as staged:
                 store.claim_settings(settings.lake_settings())
                 for symbol, days in published.items():
                     _adopt_changes(

@@ -68,7 +68,7 @@ def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.
     for symbol, day in premature:
         settings.lake.delete(partition_key(symbol, day))
         settings.lake.delete(quarantine_key(symbol, day))
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         for symbol, day in premature:
             store.forget(symbol, [day])
     print(
@@ -85,7 +85,7 @@ def run_update(
 ) -> int:
     """Run the workflow once under the run lock; return one of the ``EXIT_*`` codes."""
     try:
-        with RunLock(settings.data_dir, "marketpipe update", settings.lake):
+        with RunLock(settings.state_dir, "marketpipe update", settings.lake):
             clear_stale_snakemake_lock(config_file, overrides)
             drop_premature_partitions(settings)
             arguments = [*_workflow_arguments(config_file, overrides), "--cores", str(cores)]

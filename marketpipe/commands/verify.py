@@ -121,7 +121,7 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
     problems: list[Problem] = []
     checked = 0
     seen: set[tuple[str, dt.date]] = set()
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         ledger = {(entry.symbol, entry.day): entry for entry in store.all_entries()}
     for key in lake.list(LAKE_DIR):
         if not key.endswith(f"/{PARTITION_FILE}"):
@@ -147,7 +147,7 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
         if (symbol, day) not in seen:
             where = f"{lake.uri}/{partition_key(symbol, day)}"
             problems.append(Problem(where, "recorded in the ledger but the file is missing"))
-    actions_checked, actions_problems = verify_actions(lake, settings.data_dir)
+    actions_checked, actions_problems = verify_actions(lake, settings.state_dir)
     problems.extend(actions_problems)
     for symbol, day in premature_partitions(settings):
         problems.append(

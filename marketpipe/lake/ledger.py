@@ -12,179 +12,41 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from marketpipe.chaos import crash_point
 from marketpipe.foundation.sqlite import connect, transaction
+from marketpipe.lake.ledger_rows import (
+    LEDGER_COLUMNS,
+    ActionsEntry,
+    LedgerEntry,
+    Replacement,
+    StreamKey,
+    create_tables,
+    ledger_entry,
+    replacement_from_row,
+)
 from marketpipe.markettime import clock
 from marketpipe.observability.summary import JobRecord
 
+__all__ = [
+    "STATE_DIR",
+    "ActionsEntry",
+    "CheckpointStore",
+    "LakeSettingsMismatch",
+    "LedgerEntry",
+    "Replacement",
+    "StreamKey",
+    "state_path",
+]
+
 STATE_DIR = "_state"
 STATE_FILE = "checkpoints.sqlite"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lake_settings (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS partitions (
-    symbol TEXT NOT NULL,
-    day TEXT NOT NULL,
-    rows INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    known_empty INTEGER NOT NULL,
-    rejected_rows INTEGER NOT NULL,
-    requests INTEGER NOT NULL,
-    published_at REAL NOT NULL,
-    flagged_rows INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (symbol, day)
-);
-CREATE TABLE IF NOT EXISTS job_runs (
-    run_id TEXT NOT NULL,
-    job TEXT NOT NULL,
-    symbol TEXT NOT NULL,
-    status TEXT NOT NULL,
-    error TEXT,
-    planned INTEGER NOT NULL,
-    missing INTEGER NOT NULL,
-    published INTEGER NOT NULL,
-    rows INTEGER NOT NULL,
-    rejected_rows INTEGER NOT NULL,
-    requests INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL NOT NULL,
-    metrics TEXT NOT NULL,
-    flagged_rows INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, job)
-);
-CREATE TABLE IF NOT EXISTS open_jobs (
-    job TEXT PRIMARY KEY,
-    symbols TEXT NOT NULL,
-    days TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS partition_history (
-    symbol TEXT NOT NULL,
-    day TEXT NOT NULL,
-    old_sha256 TEXT NOT NULL,
-    new_sha256 TEXT NOT NULL,
-    old_rows INTEGER NOT NULL,
-    new_rows INTEGER NOT NULL,
-    replaced_at REAL NOT NULL,
-    reason TEXT NOT NULL,
-    run_id TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS corporate_action_files (
-    symbol TEXT PRIMARY KEY,
-    rows INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    covered_from TEXT NOT NULL,
-    covered_through TEXT NOT NULL,
-    checked_at REAL NOT NULL,
-    run_id TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS high_water (
-    symbol TEXT NOT NULL,
-    timeframe TEXT NOT NULL,
-    feed TEXT NOT NULL,
-    adjustment TEXT NOT NULL,
-    last_bar_time TEXT NOT NULL,
-    PRIMARY KEY (symbol, timeframe, feed, adjustment)
-);
-"""
-# Columns added after the first release, for stores created before them: (table, column, type).
-_ADDED_COLUMNS = (
-    ("partitions", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
-    ("job_runs", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
-)
-_LEDGER_COLUMNS = "symbol, day, rows, sha256, known_empty, rejected_rows, requests, flagged_rows"
 
 
 def state_path(data_dir: Path | str) -> Path:
     """Where the checkpoint database of a lake lives."""
     return Path(data_dir) / STATE_DIR / STATE_FILE
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """What was published for one symbol and day."""
-
-    symbol: str
-    day: dt.date
-    rows: int
-    sha256: str
-    known_empty: bool
-    rejected_rows: int
-    requests: int
-    flagged_rows: int = 0  # kept rows with open or close outside [low, high]
-
-
-@dataclass(frozen=True)
-class ActionsEntry:
-    """A symbol's stored corporate actions: the file's rows and hash, and the range of
-    ``process_date`` the vendor has been asked about."""
-
-    symbol: str
-    rows: int
-    sha256: str
-    covered_from: dt.date
-    covered_through: dt.date
-    checked_at: float = 0.0
-    run_id: str = ""
-
-
-@dataclass(frozen=True)
-class StreamKey:
-    """One request stream's identity: a symbol at a timeframe, feed and adjustment."""
-
-    symbol: str
-    timeframe: str
-    feed: str
-    adjustment: str
-
-
-def _ledger_entry(row: tuple[Any, ...]) -> LedgerEntry:
-    symbol, day, rows, sha256, known_empty, rejected, requests, flagged = row
-    return LedgerEntry(
-        symbol,
-        dt.date.fromisoformat(day),
-        rows,
-        sha256,
-        bool(known_empty),
-        rejected,
-        requests,
-        flagged,
-    )
-
-
-@dataclass(frozen=True)
-class Replacement:
-    """One published partition replaced by a refresh: both versions, when and why."""
-
-    symbol: str
-    day: dt.date
-    old_sha256: str
-    new_sha256: str
-    old_rows: int
-    new_rows: int
-    replaced_at: dt.datetime
-    reason: str
-    run_id: str
-
-
-def _replacement(row: tuple[Any, ...]) -> Replacement:
-    symbol, day, old, new, old_rows, new_rows, replaced_at, reason, run_id = row
-    return Replacement(
-        symbol,
-        dt.date.fromisoformat(day),
-        old,
-        new,
-        old_rows,
-        new_rows,
-        dt.datetime.fromtimestamp(replaced_at, dt.UTC),
-        reason,
-        run_id,
-    )
 
 
 class LakeSettingsMismatch(ValueError):
@@ -197,13 +59,7 @@ class CheckpointStore:
     def __init__(self, data_dir: Path | str) -> None:
         self._db = connect(state_path(data_dir))
         with self._transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            for table, column, kind in _ADDED_COLUMNS:
-                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-                if column not in present:
-                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            create_tables(db)
 
     def close(self) -> None:
         """Close the database connection."""
@@ -246,12 +102,12 @@ class CheckpointStore:
     ) -> dict[dt.date, LedgerEntry]:
         """Ledger rows of ``symbol`` (optionally only for ``days``), by day."""
         rows = self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM partitions WHERE symbol = ?", (symbol,)
+            f"SELECT {LEDGER_COLUMNS} FROM partitions WHERE symbol = ?", (symbol,)
         ).fetchall()
         wanted = set(days) if days is not None else None
         entries = {}
         for row in rows:
-            entry = _ledger_entry(row)
+            entry = ledger_entry(row)
             if wanted is None or entry.day in wanted:
                 entries[entry.day] = entry
         return entries
@@ -259,9 +115,9 @@ class CheckpointStore:
     def all_entries(self) -> list[LedgerEntry]:
         """Every ledger row, ordered by symbol and day."""
         rows = self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM partitions ORDER BY symbol, day"
+            f"SELECT {LEDGER_COLUMNS} FROM partitions ORDER BY symbol, day"
         ).fetchall()
-        return [_ledger_entry(row) for row in rows]
+        return [ledger_entry(row) for row in rows]
 
     def forget(self, symbol: str, days: Iterable[dt.date]) -> None:
         """Drop ledger rows (their files are gone or will be rewritten)."""
@@ -289,7 +145,7 @@ class CheckpointStore:
         now = clock.now_timestamp()  # the one clock: tests pin it like every other "now"
         with self._transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
+                f"INSERT OR REPLACE INTO partitions ({LEDGER_COLUMNS}, published_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -346,7 +202,7 @@ class CheckpointStore:
         now = clock.now_timestamp()  # the one clock: tests pin it like every other "now"
         with self._transaction() as db:
             db.execute(
-                f"INSERT OR REPLACE INTO partitions ({_LEDGER_COLUMNS}, published_at) "
+                f"INSERT OR REPLACE INTO partitions ({LEDGER_COLUMNS}, published_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     new.symbol,
@@ -386,7 +242,7 @@ class CheckpointStore:
             query + (" WHERE symbol = ?" if symbol else "") + " ORDER BY rowid",
             (symbol,) if symbol else (),
         ).fetchall()
-        return [_replacement(row) for row in rows]
+        return [replacement_from_row(row) for row in rows]
 
     def open_job(self, job: str, symbols: Iterable[str], days: Iterable[dt.date]) -> None:
         """Note that ``job`` may publish partitions of ``symbols`` x ``days`` from now on."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 UTC = dt.UTC
 
@@ -41,3 +42,14 @@ def parse_rfc3339(text: str, name: str = "timestamp") -> dt.datetime:
     except ValueError:
         raise ValueError(f"{name}: {text!r} is not an RFC-3339 timestamp") from None
     return require_utc(parsed, name)
+
+
+def dates_as_text(value: Any) -> Any:
+    """YAML turns ``2024-01-02`` into a date; JSON schema expects the ISO text."""
+    if isinstance(value, dict):
+        return {key: dates_as_text(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [dates_as_text(item) for item in value]
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value

@@ -204,7 +204,7 @@ def run_plan_location(settings: WorkflowSettings, run_id: str) -> PlanLocation:
     """Where a run keeps its plan: beside the ledger, or for an S3 lake in the bucket, so
     job processes on other machines (no shared filesystem) read the same plan."""
     if settings.lake.is_local:
-        return plan_path(settings.data_dir, run_id)
+        return plan_path(settings.state_dir, run_id)
     return settings.lake, f"{STATE_DIR}/plans/{run_id}.json"
 
 

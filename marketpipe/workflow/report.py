@@ -39,7 +39,7 @@ def coverage_grid(settings: WorkflowSettings) -> CoverageGrid:
     days = coverage.days
     values = np.full((len(coverage.symbols), len(days)), MISSING, dtype=np.int64)
     listed = present_partitions(settings.lake, coverage.symbols)
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         for row, symbol in enumerate(coverage.symbols):
             ledger = store.ledger(symbol, days)
             for column, day in enumerate(days):
@@ -187,13 +187,13 @@ def make_report(
 ) -> tuple[Path, Path]:
     """Write ``coverage.png`` and ``coverage.html``; return their paths."""
     require_lake(settings)
-    output_dir = Path(output_dir or settings.data_dir / REPORT_DIR)
+    output_dir = Path(output_dir or settings.state_dir / REPORT_DIR)
     output_dir.mkdir(parents=True, exist_ok=True)
     png = render_png(coverage_grid(settings))
     statuses = lake_status(settings)
-    summary = latest_run_summary(settings.data_dir)
+    summary = latest_run_summary(settings.state_dir)
     if run_id is not None:
-        with CheckpointStore(settings.data_dir) as store:
+        with CheckpointStore(settings.state_dir) as store:
             if store.job_records(run_id):
                 present = sum(status.present for status in statuses)
                 summary = build_run_summary(

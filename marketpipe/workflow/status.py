@@ -78,10 +78,10 @@ def premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]
     Releases before finality wrote today's session while it was still trading, and future
     sessions as known-empty; such a partition can never be right, and a rerun would keep it.
     """
-    if not state_path(settings.data_dir).exists():
+    if not state_path(settings.state_dir).exists():
         return []
     finality = settings.finality
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         # A session is final at most a few days after it began (1Day over a long weekend).
         candidates = store.published_within(days=8)
     if not candidates:
@@ -101,7 +101,7 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
     coverage = planned_coverage(settings)
     days = coverage.days
     listed = present_partitions(settings.lake, coverage.symbols)
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         last_bars = store.high_water_marks()
         result = []
         for symbol in coverage.symbols:
@@ -129,7 +129,7 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
 
 def actions_summary(settings: WorkflowSettings) -> str:
     """One line on the stored corporate actions of the configured symbols."""
-    with CheckpointStore(settings.data_dir) as store:
+    with CheckpointStore(settings.state_dir) as store:
         entries = store.actions_entries()
     symbols = settings.config.symbols
     stored = [entries[symbol] for symbol in symbols if symbol in entries]

@@ -15,8 +15,7 @@ from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.observability.metrics import MetricsRecorder
-from marketpipe.simulator import FaultConfig, SimulatorConfig, SimulatorServer
-from marketpipe.simulator.actions import ungrouped_records
+from marketpipe.simulator import SimulatorServer
 from marketpipe.workflow.settings import WorkflowSettings, alpaca_client_config
 
 SIMULATOR_LOG = "simulator-requests.jsonl"
@@ -25,32 +24,6 @@ SIMULATOR_LOG = "simulator-requests.jsonl"
 def simulator_log_path(data_dir: Path) -> Path:
     """Where ``vendor: demo`` jobs log the simulator requests they made."""
     return data_dir / STATE_DIR / SIMULATOR_LOG
-
-
-def simulator_config(settings: WorkflowSettings) -> SimulatorConfig:
-    """The simulator behaviour a ``vendor: demo`` run asks for."""
-    demo = settings.config.demo
-    return SimulatorConfig(
-        seed=demo.seed,
-        rate_limit_per_minute=demo.rate_limit_per_minute,
-        rate_limit_window_seconds=settings.config.alpaca.rate_window_seconds,
-        faults=FaultConfig(
-            seed=demo.seed, rates=dict(demo.faults), fail_symbols=dict(demo.fail_symbols)
-        ),
-        bad_bars=dict(demo.bad_bars),
-        listings=dict(demo.listings),
-        unknown_symbols=frozenset(demo.unknown_symbols),
-        outside_range_rate=demo.outside_range_rate,
-        corrections=frozenset(
-            (symbol, day) for symbol, days in demo.corrections.items() for day in days
-        ),
-        plan=demo.plan,
-        **(
-            {}
-            if demo.corporate_actions is None
-            else {"corporate_actions": ungrouped_records(demo.corporate_actions)}
-        ),
-    )
 
 
 def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenShareRateLimiter:
@@ -64,7 +37,7 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
             window_seconds=alpaca.rate_window_seconds,
         )
     return SharedRateLimiter(
-        settings.data_dir / STATE_DIR / BUDGET_FILE,
+        settings.state_dir / STATE_DIR / BUDGET_FILE,
         alpaca.requests_per_minute,
         window_seconds=alpaca.rate_window_seconds,
     )
@@ -93,10 +66,15 @@ def open_clients(
         if settings.config.vendor == "alpaca":
             config = alpaca_client_config(settings.config)
         else:
-            log_path = simulator_log_path(settings.data_dir)
+            log_path = simulator_log_path(settings.state_dir)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             server = stack.enter_context(
-                SimulatorServer(simulator_config(settings), log_path=log_path)
+                SimulatorServer(
+                    settings.config.demo.simulator_config(
+                        settings.config.alpaca.rate_window_seconds
+                    ),
+                    log_path=log_path,
+                )
             )
             config = alpaca_client_config(
                 settings.config,

@@ -7,15 +7,7 @@
 # packed into jobs of up to `symbols_per_job` symbols that miss the same days.
 
 from marketpipe.observability.logs import current_run_id
-from marketpipe.workflow.jobs import (
-    use_private_state,
-    announce_missing,
-    announce_run_scope,
-    configure_workflow_process,
-    finish_run,
-    hold_run_lock,
-    start_run,
-)
+from marketpipe.workflow.run import use_private_state, announce_missing, announce_run_scope, configure_workflow_process, finish_run, hold_run_lock, start_run
 from marketpipe.workflow.planning import (
     RunPlan,
     fetch_jobs,
@@ -31,9 +23,9 @@ configure_workflow_process()
 SETTINGS = load_settings(config)
 if not workflow.is_main_process:
     use_private_state(SETTINGS)
-DATA_DIR = SETTINGS.data_dir
-LOG_DIR = DATA_DIR / "_logs"
-REPORT_DIR = DATA_DIR / "_reports"
+STATE_DIR = SETTINGS.state_dir
+LOG_DIR = STATE_DIR / "_logs"
+REPORT_DIR = STATE_DIR / "_reports"
 RUN_ID = current_run_id()
 PLAN_PATH = run_plan_location(SETTINGS, RUN_ID)
 # The main process plans from the lake at its instant and saves the plan when the run
@@ -63,14 +55,14 @@ def fetch_outputs(job):
     """What one fetch job produces, as Snakemake sees it."""
     if LAKE_ON_S3:
         return [job.marker(SETTINGS.markers_dir, RUN_ID)]
-    return [update(path) for path in job.outputs(DATA_DIR)]
+    return [update(path) for path in job.outputs(SETTINGS.lake.root)]
 
 
 def pending_targets():
     """The paths that schedule every fetch job (see FetchJob.targets)."""
     if LAKE_ON_S3:
         return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in FETCH_JOBS]
-    return [target for job in FETCH_JOBS for target in job.targets(DATA_DIR)]
+    return [target for job in FETCH_JOBS for target in job.targets(SETTINGS.lake.root)]
 
 
 def run_targets():

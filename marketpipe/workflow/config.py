@@ -1,0 +1,217 @@
+"""The workflow's configuration model: every key, its default, its check and its meaning.
+
+``workflow/schemas/config.schema.yaml`` is generated from it (see ``workflow.settings``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from marketpipe.connectors import AlpacaConfig
+from marketpipe.connectors.alpaca import check_adjustment
+from marketpipe.connectors.config import validate_base_url
+from marketpipe.connectors.models import Symbol
+from marketpipe.lake.objects import ENDPOINT_VARIABLE, S3Store, is_s3
+from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+from marketpipe.simulator.settings import DemoSettings
+
+
+class ConfigError(ValueError):
+    """The workflow configuration is invalid; the message names each bad key."""
+
+
+class AlpacaSettings(BaseModel):
+    """Settings of the Alpaca vendor (also used by the demo simulator, which mimics it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(
+        None,
+        description="Alpaca data API root (https; http only for loopback); default: "
+        f"$APCA_API_DATA_URL, else {AlpacaConfig.DEFAULT_BASE_URL}",
+    )
+    feed: Literal["sip", "iex"] = Field(
+        "sip", description="sip = all US exchanges (paid plans); iex = IEX only (free plan)"
+    )
+    adjustment: str = Field(
+        "raw", description="raw, split, dividend, spin-off, all, or a comma-separated mix"
+    )
+    requests_per_minute: int = Field(
+        200, ge=1, le=100_000, description="Request budget (200 on the free plan)"
+    )
+    rate_window_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Length of the rate window (Alpaca counts per minute)"
+    )
+    budget_shares: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Split requests_per_minute into this many equal shares, one per fetch job "
+        "running at once, for jobs on machines that share no state (a cluster): each job "
+        "spends at most its share and Snakemake runs at most this many at once (resource "
+        "'api'). 1 = one budget shared through a file on this machine",
+    )
+    page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page (max 10000)")
+    connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to connect")
+    read_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for data")
+    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
+    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
+    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_base_url(value)
+
+    @field_validator("adjustment")
+    @classmethod
+    def _check_adjustment(cls, value: str) -> str:
+        return check_adjustment(value)
+
+    @model_validator(mode="after")
+    def _check_shares(self) -> AlpacaSettings:
+        if self.requests_per_minute < self.budget_shares:
+            raise ValueError(
+                f"budget_shares ({self.budget_shares}) leaves less than one request per window "
+                f"for each job of requests_per_minute ({self.requests_per_minute})"
+            )
+        return self
+
+
+class AlertSettings(BaseModel):
+    """Where to send an alert when a run fails or leaves final sessions missing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="Webhook receiving a JSON POST (Slack-compatible 'text' plus the run "
+        "summary); a secret. $MARKETPIPE_ALERT_WEBHOOK_URL wins when set",
+    )
+    on_success: bool = Field(False, description="Also alert when a run succeeded")
+    deadline_seconds: float = Field(
+        5.0, gt=0, le=60, description="Longest a run end waits for the webhook, all attempts"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL (its value is not shown: it is a secret)")
+        return value
+
+
+class S3Settings(BaseModel):
+    """How to reach the S3 (or S3-compatible) server of an ``s3://`` lake."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_url: str | None = Field(
+        None,
+        description="The S3 API's URL (a MinIO or other S3-compatible server); default: "
+        f"${ENDPOINT_VARIABLE}, else AWS",
+    )
+
+
+class CorporateActionsSettings(BaseModel):
+    """Corporate actions (splits, dividends ...) stored beside the bars for adjusted reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fetch: bool = Field(
+        True, description="Bring the configured symbols' corporate actions up to date each run"
+    )
+    recheck_days: int = Field(
+        30,
+        ge=0,
+        le=3660,
+        description="Ask the vendor again about actions processed in the last N days of the "
+        "previous check: records can arrive late, and ratios get corrected",
+    )
+
+
+class WorkflowConfig(BaseModel):
+    """What to fetch and where to keep it (``config/config.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", title="MarketPipe workflow configuration")
+
+    symbols: list[Symbol] = Field(min_length=1, description="Tickers to fetch")
+    start: dt.date = Field(description="First trading day to fetch (New York date, inclusive)")
+    end: dt.date | Literal["today"] = Field(
+        description="Last trading day to fetch (New York date, inclusive); 'today' = the "
+        "latest session that is final (for daily schedules)"
+    )
+    settle_minutes: int = Field(
+        DEFAULT_SETTLE_MINUTES,
+        ge=FREE_PLAN_SIP_DELAY.seconds // 60,
+        le=24 * 60,
+        description="A session is final this long after its last bar window ends (sip 20:00 "
+        "New York, 17:00 on early closes; iex 17:00; 1Day: the next session's open); only "
+        "final sessions are fetched. At least 15: Alpaca's free plan refuses newer SIP data",
+    )
+    timeframe: str = Field("1Min", description="Bar width: 1Min..59Min, 1Hour..23Hour or 1Day")
+    vendor: Literal["demo", "alpaca"] = Field(
+        "demo", description="demo = the bundled offline simulator; alpaca = the real API"
+    )
+    data_dir: str = Field(
+        "data",
+        min_length=1,
+        description="Root of the lake: a local directory, or s3://bucket/prefix on S3 or an "
+        "S3-compatible server (credentials and region from the standard AWS variables)",
+    )
+    state_dir: str | None = Field(
+        None,
+        description="Local directory of the ledger, run state, logs and reports; default: "
+        "data_dir for a local lake, .marketpipe/<bucket>/<prefix> for an S3 lake",
+    )
+    s3: S3Settings = Field(default_factory=S3Settings, description="How to reach an S3 lake")
+    symbols_per_job: int = Field(
+        10,
+        ge=1,
+        le=100,
+        description="Symbols one job fetches together per month; their bars share pages "
+        "(fewer requests); 1 = one job and stream per (symbol, month)",
+    )
+    alpaca: AlpacaSettings = Field(
+        default_factory=AlpacaSettings, description="Alpaca settings (the demo mimics Alpaca)"
+    )
+    demo: DemoSettings = Field(
+        default_factory=DemoSettings, description="The bundled simulator (vendor: demo)"
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alerts at the end of a run"
+    )
+    corporate_actions: CorporateActionsSettings = Field(
+        default_factory=CorporateActionsSettings,
+        description="Corporate actions kept beside the bars (read_bars applies them)",
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({symbol for symbol in value if value.count(symbol) > 1})
+        if duplicates:
+            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        return value
+
+    @field_validator("timeframe")
+    @classmethod
+    def _check_timeframe(cls, value: str) -> str:
+        timeframe = Timeframe.parse(value)
+        if timeframe.unit in (TimeframeUnit.WEEK, TimeframeUnit.MONTH):
+            raise ValueError(f"{value!r} spans several days; partitions are per day")
+        return str(timeframe)
+
+    @model_validator(mode="after")
+    def _check_range(self) -> WorkflowConfig:
+        if isinstance(self.end, dt.date) and self.end < self.start:
+            raise ValueError(f"end ({self.end}) is before start ({self.start})")
+        if is_s3(self.data_dir):
+            S3Store(self.data_dir)  # names a malformed URI
+        if self.state_dir is not None and is_s3(self.state_dir):
+            raise ValueError("state_dir must be a local directory (the ledger is SQLite)")
+        return self

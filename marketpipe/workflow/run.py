@@ -1,0 +1,259 @@
+"""A run's life: process setup, the lake's run lock, start, and the end with summary and alert.
+
+Snakemake's ``onstart``/``onsuccess``/``onerror`` hooks call these; each is usable without it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import ctypes.util
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from marketpipe.ingest.bars import reconcile
+from marketpipe.lake.ledger import CheckpointStore, state_path
+from marketpipe.lake.reindex import reindex
+from marketpipe.lake.run_lock import RunLock
+from marketpipe.lake.storage import describe_partitions
+from marketpipe.markettime.finality import describe_final_at
+from marketpipe.observability.alerts import AlertPolicy, send_alert, webhook_url
+from marketpipe.observability.logs import current_run_id, json_log_file, log_event
+from marketpipe.observability.summary import (
+    build_run_summary,
+    format_run_summary,
+    write_run_summary,
+)
+from marketpipe.workflow.jobs import collect_job_records, present_partition_count
+from marketpipe.workflow.planning import (
+    FetchJob,
+    delete_run_plan,
+    describe_not_final,
+    run_plan_location,
+)
+from marketpipe.workflow.settings import STATE_DIR_VARIABLE, WorkflowSettings
+
+logger = logging.getLogger(__name__)
+
+
+def configure_workflow_process() -> None:
+    """Process-wide memory settings for the Snakemake process whose threads run the jobs.
+
+    Jobs and their read-ahead threads come and go, and per-thread allocator caches kept
+    what they freed: the workflow's peak RSS grew with the number of jobs and varied by
+    ~60 MB between identical runs. Arrow uses the system allocator, and glibc shares two
+    malloc arenas among all threads (measured: same speed, steady and lower peak).
+    ``ARROW_DEFAULT_MEMORY_POOL`` and ``MALLOC_ARENA_MAX`` still win when set.
+    """
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
+    if not os.environ.get("MALLOC_ARENA_MAX"):
+        _limit_malloc_arenas(2)
+
+
+def _limit_malloc_arenas(count: int) -> None:
+    """glibc's ``mallopt(M_ARENA_MAX, count)``; a no-op where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_arena_max = -8  # from glibc's malloc.h
+    mallopt(m_arena_max, count)
+
+
+def use_private_state(settings: WorkflowSettings) -> None:
+    """In a job process of an S3 lake, keep state (ledger, logs) in a directory of its own.
+
+    Such a job may run on a machine that shares no filesystem with the controller (and a
+    shared one may not hold SQLite safely): it publishes to the bucket, and the controller
+    rebuilds its ledger from the bucket at the end of the run. ``$MARKETPIPE_STATE_DIR``,
+    when set (node-local scratch), is used as it is.
+    """
+    if settings.lake.is_local or os.environ.get(STATE_DIR_VARIABLE):
+        return
+    private = tempfile.mkdtemp(prefix="marketpipe-job-")
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    os.environ[STATE_DIR_VARIABLE] = private
+
+
+def run_log_path(settings: WorkflowSettings) -> Path:
+    """The workflow-level JSON log of this run."""
+    return settings.state_dir / "_logs" / "runs" / f"{current_run_id()}.jsonl"
+
+
+def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
+    """Reconcile the ledger of jobs a crash interrupted; return how many there were.
+
+    A kill between writing a partition and recording it leaves a file the ledger does not
+    know. Its job's month may look complete on disk, so no job would reconcile it again.
+    """
+    if not state_path(settings.state_dir).exists():
+        return 0
+    with CheckpointStore(settings.state_dir) as store:
+        interrupted = store.open_jobs()
+        for job, (symbols, days) in interrupted.items():
+            for symbol in symbols:
+                reconcile(store, settings.lake, symbol, days)
+            store.close_job(job)
+            log_event(logger, "job.recovered", f"reconciled the ledger of interrupted job {job}")
+    return len(interrupted)
+
+
+def run_scope_notes(settings: WorkflowSettings) -> list[str]:
+    """What a run leaves out because it is not final yet, and why (empty when nothing is)."""
+    pending = settings.pending_sessions
+    config = settings.config
+    if settings.final_sessions:
+        if not pending:
+            return []
+        return [
+            f"not fetched yet: {describe_not_final(pending, settings.finality)}; until then "
+            "their bars can still change, and the first run after that fetches them"
+        ]
+    if not pending:
+        return [
+            f"nothing to fetch: no NYSE session is final between {config.start} and "
+            f"{config.end} (end resolved to {settings.end})"
+        ]
+    first = pending[0]
+    final_at = describe_final_at(settings.finality.final_at(first))
+    return [
+        f"nothing to fetch: no session of {config.start}..{config.end} is final yet; the "
+        f"first, {first.date}, is final at {final_at} (bars of unfinished sessions can change)"
+    ]
+
+
+def adjustment_warning(settings: WorkflowSettings) -> str | None:
+    """Why a lake of vendor-adjusted bars goes stale, and what to do instead (``None`` for a
+    raw lake)."""
+    adjustment = settings.config.alpaca.adjustment
+    if adjustment == "raw":
+        return None
+    return (
+        f"WARNING: alpaca.adjustment is {adjustment!r}: each partition keeps the adjustment the "
+        "vendor knew on the day it was fetched, so the lake goes stale with the next split or "
+        "dividend and mixes bases. Keep alpaca.adjustment: raw and adjust when reading: "
+        "marketpipe.read_bars(..., adjustment='all') or marketpipe export --adjustment all"
+    )
+
+
+def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> None:
+    """Name the partitions the run's jobs fetch, when Snakemake cannot (an S3 lake's jobs
+    output marker files, so ``-n`` would show those)."""
+    if settings.lake.is_local or not jobs:
+        return
+    missing = sorted(
+        (group.symbol, day) for job in jobs for group in job.pending for day in group.missing
+    )
+    print(f"[marketpipe] missing: {describe_partitions(missing)}", file=sys.stderr, flush=True)
+
+
+def announce_run_scope(settings: WorkflowSettings) -> None:
+    """Print :func:`run_scope_notes` (and :func:`adjustment_warning`) for the person or
+    scheduler running the workflow."""
+    warning = adjustment_warning(settings)
+    for line in [*run_scope_notes(settings), *([warning] if warning else [])]:
+        print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
+
+
+_RUN_LOCKS: list[RunLock] = []  # held until this process ends
+
+
+def hold_run_lock(settings: WorkflowSettings) -> None:
+    """Take the lake's run lock for the rest of this process (Snakemake ``onstart``).
+
+    Raises :class:`RunInProgress` when another live process writes the lake; a lock that
+    ``marketpipe update`` took in this same process already covers the run.
+    """
+    lock = RunLock(settings.state_dir, "snakemake", settings.lake)
+    lock.acquire()
+    _RUN_LOCKS.append(lock)
+
+
+def start_run(settings: WorkflowSettings) -> None:
+    """Log the run's start and recover from a crashed run (Snakemake ``onstart``)."""
+    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        recover_interrupted_jobs(settings)
+        log_event(
+            logger,
+            "run.start",
+            f"run {current_run_id()} started",
+            symbols=",".join(settings.config.symbols),
+            start=settings.config.start.isoformat(),
+            end=settings.end.isoformat(),
+            vendor=settings.config.vendor,
+            planned=settings.planned_partitions,
+        )
+
+
+def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
+    """Roll up, save and print the run summary (Snakemake ``onsuccess`` / ``onerror``).
+
+    An S3 lake's jobs may have run on machines with ledgers of their own: the controller's
+    ledger learns their partitions from the lake first (:func:`reindex`).
+    """
+    with CheckpointStore(settings.state_dir) as store:
+        if not settings.lake.is_local:
+            reindex(store, settings.lake)
+            collect_job_records(store, settings)
+        present = present_partition_count(store, settings)
+        summary = build_run_summary(
+            store.job_records(current_run_id()),
+            current_run_id(),
+            status,
+            settings.planned_partitions,
+            present,
+        )
+    path = write_run_summary(settings.state_dir, summary)
+    delete_run_plan(run_plan_location(settings, current_run_id()))
+    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        log_event(
+            logger,
+            "run.end",
+            f"run {summary['run_id']} {status}",
+            status=status,
+            summary_path=str(path),
+            requests=summary["requests"],
+            retries=summary["retries"],
+            errors=summary["errors"],
+            jobs_failed=summary["jobs"]["failed"],
+        )
+    print(format_run_summary(summary), flush=True)
+    print(f"  summary: {path}", flush=True)
+    alert_about_run(settings, summary)
+    return summary
+
+
+def alert_policy(settings: WorkflowSettings) -> AlertPolicy:
+    """The configured alerting (the webhook from the environment or ``alerts:``)."""
+    alerts = settings.config.alerts
+    return AlertPolicy(
+        webhook_url(alerts.webhook_url),
+        on_success=alerts.on_success,
+        deadline_seconds=alerts.deadline_seconds,
+    )
+
+
+def alert_about_run(settings: WorkflowSettings, summary: dict[str, Any]) -> None:
+    """POST the run's outcome to the webhook when it failed or left sessions missing."""
+    policy = alert_policy(settings)
+    if not policy.wants(summary):
+        return
+    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+        sent = send_alert(policy, summary)
+    if not sent:
+        print(
+            "[marketpipe] the alert webhook could not be reached (see the run log); "
+            "the run's outcome stands",
+            file=sys.stderr,
+            flush=True,
+        )
