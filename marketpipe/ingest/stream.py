@@ -39,7 +39,7 @@ class StreamSettings:
         """Key-value metadata written into every partition file (nothing wall-clock)."""
         return {
             "marketpipe.vendor": self.vendor,
-            "marketpipe.markettime.timeframe": str(self.timeframe),
+            "marketpipe.timeframe": str(self.timeframe),
             "marketpipe.feed": self.feed,
             ADJUSTMENT_KEY: self.adjustment,
             SYMBOL_KEY: symbol,

@@ -50,7 +50,7 @@ def _entry(
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     stream = StreamKey(
         symbol,
-        metadata.get("marketpipe.markettime.timeframe", "?"),
+        metadata.get("marketpipe.timeframe", "?"),
         metadata.get("marketpipe.feed", "?"),
         metadata.get(ADJUSTMENT_KEY, "raw"),
     )
