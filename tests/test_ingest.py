@@ -56,6 +56,25 @@ def test_each_trading_day_becomes_one_partition(simulator: SimulatorServer, tmp_
     assert sorted(set(pc.unique(table["day"]).to_pylist())) == [6, 7, 8, 11, 12, 13]
 
 
+def test_a_partition_carries_exactly_the_documented_metadata(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    # The keys are part of the lake's format (readers and reindex rely on them): a rename
+    # in the code must not change the bytes the lake holds.
+    day = dt.date(2024, 3, 6)
+    _ingest(simulator, tmp_path, "AAPL", [day])
+    metadata = pq.read_schema(partition_path(tmp_path, "AAPL", day)).metadata
+    assert {key: value for key, value in metadata.items() if key != b"ARROW:schema"} == {
+        b"marketpipe.vendor": b"demo",
+        b"marketpipe.timeframe": b"1Min",
+        b"marketpipe.feed": b"sip",
+        b"marketpipe.adjustment": b"raw",
+        b"marketpipe.symbol": b"AAPL",
+        b"marketpipe.day": b"2024-03-06",
+        b"marketpipe.dataset": b"ohlcv",
+    }
+
+
 def test_early_close_and_holiday(simulator: SimulatorServer, tmp_path: Path) -> None:
     days = _days("2024-11-27", "2024-12-02")
     assert dt.date(2024, 11, 28) not in days
