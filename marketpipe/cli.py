@@ -21,7 +21,13 @@ from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.refresh import refresh_partitions
-from marketpipe.commands.update import EXIT_BUSY, EXIT_USAGE, run_update
+from marketpipe.commands.update import (
+    EXIT_BUSY,
+    EXIT_USAGE,
+    WorkflowNotFound,
+    find_snakefile,
+    run_update,
+)
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.foundation.version import VERSION
@@ -163,7 +169,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_update_command(args: argparse.Namespace) -> int:
     """Run the workflow once, for a schedule; see marketpipe.commands.update for exit codes."""
-    return run_update(_settings(args), args.config, args.set, args.cores)
+    snakefile = find_snakefile(args.workflow)
+    return run_update(_settings(args), args.config, args.set, args.cores, snakefile)
 
 
 def _chosen_symbols(args: argparse.Namespace, settings: WorkflowSettings) -> list[str]:
@@ -358,6 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "75 another run holds the lake (nothing done, try later)"
             )
             command.add_argument("--cores", type=int, default=2, help="jobs at a time (default: 2)")
+            command.add_argument(
+                "--workflow",
+                type=Path,
+                metavar="DIR",
+                help="the MarketPipe workflow repository (Snakefile, workflow/rules, profiles); "
+                "default: the working directory",
+            )
     demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
     demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
     demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))
@@ -380,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CommandError, ConfigError, LakeNotFoundError) as exc:
+    except (CommandError, ConfigError, LakeNotFoundError, WorkflowNotFound) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -28,7 +28,16 @@ from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
 from marketpipe.workflow.status import lake_status
 from marketpipe.workflow.vendors import open_client
-from tests.workflow_support import DAYS, SYMBOLS, lake_hashes, request_log, snakemake, write_config
+from tests.workflow_support import (
+    DAYS,
+    MARKETPIPE,
+    ROOT,
+    SYMBOLS,
+    lake_hashes,
+    request_log,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.workflow
 
@@ -215,7 +224,7 @@ def test_update_fetches_again_what_an_earlier_release_wrote_before_it_was_final(
     assert verify.returncode == 1
     assert verify.stdout.count("written before its session was final") == 2 * 2
     update = subprocess.run(
-        [sys.executable, "-m", "marketpipe.cli", "update", "--config", "config.yaml"],
+        [*MARKETPIPE, "update", "--config", "config.yaml", "--workflow", str(ROOT)],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -26,7 +26,13 @@ from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings, load_settings
 from marketpipe.workflow.vendors import open_client
 from tests.webhook_receiver import webhook_receiver
-from tests.workflow_support import lake_hashes, simulator_process, snakemake, write_config
+from tests.workflow_support import (
+    ROOT,
+    lake_hashes,
+    simulator_process,
+    snakemake,
+    write_config,
+)
 
 SUMMARY = {
     "run_id": "20261124T213000Z-abc123",
@@ -155,6 +161,8 @@ def update_process(workdir: Path, env: dict[str, str] | None = None) -> subproce
             "config.yaml",
             "--cores",
             "2",
+            "--workflow",
+            str(ROOT),
         ],
         cwd=workdir,
         stdout=subprocess.PIPE,
@@ -187,7 +195,7 @@ def test_update_after_a_hard_kill_completes_with_no_other_command(
     finally:
         process.communicate(timeout=60)
     assert any((tmp_path / ".snakemake" / "locks").iterdir()), "the kill left Snakemake's lock"
-    again = marketpipe(tmp_path, "update")
+    again = marketpipe(tmp_path, "update", "--workflow", str(ROOT))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "cleared a Snakemake lock left by a run that is no longer alive" in again.stderr
     assert "complete: all 122 final partition(s)" in again.stdout

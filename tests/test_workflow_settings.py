@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import yaml
@@ -21,7 +22,7 @@ BASE = {"symbols": ["AAPL", "MSFT"], "start": dt.date(2024, 1, 2), "end": dt.dat
 
 
 def test_schema_file_is_generated_from_the_model() -> None:
-    committed = yaml.safe_load(SCHEMA_PATH.read_text())
+    committed = yaml.safe_load((Path(__file__).resolve().parents[1] / SCHEMA_PATH).read_text())
     assert committed == config_json_schema(), "run: python -m marketpipe.workflow.settings"
     properties = committed["properties"]
     assert properties["timeframe"]["default"] == "1Min"

@@ -24,7 +24,6 @@ EXIT_INCOMPLETE = 1  # the run failed or left final sessions missing (they are n
 EXIT_USAGE = 2  # the config or the command line is wrong; nothing was run
 EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
 
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
 SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
 
 
@@ -40,17 +39,40 @@ def _snakemake(arguments: list[str]) -> int:
     return 0
 
 
-def _workflow_arguments(config_file: Path, overrides: Sequence[str]) -> list[str]:
-    arguments = ["--snakefile", str(SNAKEFILE), "--configfile", str(config_file)]
+class WorkflowNotFound(FileNotFoundError):
+    """The workflow repository (its Snakefile and rules) is not where ``update`` looked."""
+
+
+def find_snakefile(workflow_dir: Path | None = None) -> Path:
+    """The workflow's ``Snakefile``: in ``workflow_dir`` (``--workflow``) or the working
+    directory. The workflow is the repository's, not the package's: a ``pip install`` of
+    MarketPipe brings the library and the command, a clone brings the workflow."""
+    directory = Path(workflow_dir) if workflow_dir is not None else Path.cwd()
+    snakefile = directory / "Snakefile"
+    rules = directory / "workflow" / "rules"
+    if not snakefile.is_file() or not rules.is_dir():
+        missing = snakefile if not snakefile.is_file() else rules
+        raise WorkflowNotFound(
+            f"no MarketPipe workflow in {directory.resolve()} ({missing.name} is missing): run "
+            "`marketpipe update` inside a clone of the MarketPipe repository, or pass "
+            "--workflow DIR naming one"
+        )
+    return snakefile.resolve()
+
+
+def _workflow_arguments(config_file: Path, overrides: Sequence[str], snakefile: Path) -> list[str]:
+    arguments = ["--snakefile", str(snakefile), "--configfile", str(config_file)]
     return arguments + (["--config", *overrides] if overrides else [])
 
 
-def clear_stale_snakemake_lock(config_file: Path, overrides: Sequence[str]) -> bool:
+def clear_stale_snakemake_lock(
+    config_file: Path, overrides: Sequence[str], snakefile: Path
+) -> bool:
     """Unlock Snakemake's working directory if a lock is there; call only while holding the
     lake's run lock, which proves that no run that could own it is alive."""
     if not SNAKEMAKE_LOCKS.is_dir() or not any(SNAKEMAKE_LOCKS.iterdir()):
         return False
-    _snakemake([*_workflow_arguments(config_file, overrides), "--unlock"])
+    _snakemake([*_workflow_arguments(config_file, overrides, snakefile), "--unlock"])
     print(
         "[marketpipe] cleared a Snakemake lock left by a run that is no longer alive",
         file=sys.stderr,
@@ -81,14 +103,22 @@ def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.
 
 
 def run_update(
-    settings: WorkflowSettings, config_file: Path, overrides: Sequence[str], cores: int
+    settings: WorkflowSettings,
+    config_file: Path,
+    overrides: Sequence[str],
+    cores: int,
+    snakefile: Path,
 ) -> int:
     """Run the workflow once under the run lock; return one of the ``EXIT_*`` codes."""
     try:
         with RunLock(settings.state_dir, "marketpipe update", settings.lake):
-            clear_stale_snakemake_lock(config_file, overrides)
+            clear_stale_snakemake_lock(config_file, overrides, snakefile)
             drop_premature_partitions(settings)
-            arguments = [*_workflow_arguments(config_file, overrides), "--cores", str(cores)]
+            arguments = [
+                *_workflow_arguments(config_file, overrides, snakefile),
+                "--cores",
+                str(cores),
+            ]
             status = _snakemake(arguments)
     except RunInProgress as busy:
         print(f"marketpipe update: {busy}; this run did nothing", file=sys.stderr, flush=True)

@@ -34,7 +34,9 @@ from marketpipe.workflow.config import (
     WorkflowConfig,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# The workflow repository's copy of the schema, for people and editors; the package itself
+# validates with the schema generated from the model, so an installed package needs no file.
+SCHEMA_PATH = Path("workflow") / "schemas" / "config.schema.yaml"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 STATE_DIR_VARIABLE = "MARKETPIPE_STATE_DIR"
 
@@ -149,8 +151,9 @@ class WorkflowSettings(BaseModel):
         }
 
 
+@functools.cache
 def config_json_schema() -> dict[str, Any]:
-    """The JSON schema of the workflow config, with descriptions and defaults."""
+    """The JSON schema of the workflow config, with descriptions and defaults (do not modify)."""
     schema = WorkflowConfig.model_json_schema()
     return {"$schema": JSON_SCHEMA_DIALECT, **schema}
 
@@ -206,15 +209,13 @@ def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     return messages
 
 
-def load_settings(
-    raw: dict[str, Any], schema_path: Path = SCHEMA_PATH, now: dt.datetime | None = None
-) -> WorkflowSettings:
+def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> WorkflowSettings:
     """Validate Snakemake's ``config`` against the JSON schema and the model.
 
     ``now`` is the run's instant, by default :func:`marketpipe.markettime.clock.now`.
     """
     config = _normalise(copy.deepcopy(dict(raw)))
-    schema = yaml.safe_load(schema_path.read_text())
+    schema = config_json_schema()
     config = _coerce_scalars(config, schema, schema)
     problems = _schema_errors(config, schema)
     if problems:
@@ -256,9 +257,9 @@ def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConf
 
 
 def write_schema(path: Path = SCHEMA_PATH) -> None:
-    """Regenerate ``workflow/schemas/config.schema.yaml`` from the model."""
+    """Regenerate the repository's ``workflow/schemas/config.schema.yaml`` from the model."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Generated from marketpipe.workflow.settings.WorkflowConfig; do not edit by hand.\n"
+    header = "# Generated from marketpipe.workflow.config.WorkflowConfig; do not edit by hand.\n"
     header += "# Regenerate: python -m marketpipe.workflow.settings\n"
     path.write_text(header + yaml.safe_dump(config_json_schema(), sort_keys=False))
 
