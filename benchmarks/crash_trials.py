@@ -73,7 +73,6 @@ def main() -> int:
                 point,
                 nth,
                 reference,
-                _command(workdir, "--unlock"),
             )
             results.append(result)
             verdict = "ok" if result.passed else "FAILED"

@@ -16,7 +16,7 @@ import yaml
 from marketpipe.lake.lease import LEASE_KEY, LeaseHeld, ObjectLease
 from marketpipe.lake.objects import S3Store
 from tests.s3_server import S3Server
-from tests.workflow_support import MARKETPIPE, ROOT
+from tests.workflow_support import ROOT, marketpipe_command
 
 
 class Clock:
@@ -143,7 +143,7 @@ def test_a_second_controller_refuses_to_write_an_s3_lake_in_use(
     other_machine.acquire()
     try:
         result = subprocess.run(
-            [*MARKETPIPE, "update", "--config", "config.yaml", "--workflow", str(ROOT)],
+            marketpipe_command("update", "--workflow", str(ROOT)),
             cwd=tmp_path,
             capture_output=True,
             text=True,

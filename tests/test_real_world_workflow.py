@@ -30,10 +30,10 @@ from marketpipe.workflow.status import lake_status
 from marketpipe.workflow.vendors import open_client
 from tests.workflow_support import (
     DAYS,
-    MARKETPIPE,
     ROOT,
     SYMBOLS,
     lake_hashes,
+    marketpipe_command,
     request_log,
     snakemake,
     write_config,
@@ -224,7 +224,7 @@ def test_update_fetches_again_what_an_earlier_release_wrote_before_it_was_final(
     assert verify.returncode == 1
     assert verify.stdout.count("written before its session was final") == 2 * 2
     update = subprocess.run(
-        [*MARKETPIPE, "update", "--config", "config.yaml", "--workflow", str(ROOT)],
+        marketpipe_command("update", "--workflow", str(ROOT)),
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -41,7 +41,6 @@ def test_crash_at_a_random_moment_then_recovery_is_byte_identical(
         point=point,
         nth=nth,
         reference=lake_hashes(reference),
-        unlock_command=snakemake_command(workdir, "--unlock"),
     )
     assert result.crashed, f"the run reached {point} fewer than {nth} times"
     assert result.passed, result

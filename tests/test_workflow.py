@@ -162,8 +162,7 @@ def test_crash_then_documented_recovery_is_byte_identical(reference: Path, tmp_p
     assert process.poll() is None, "the run finished before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    assert snakemake(workdir, "--unlock").returncode == 0
-    result = snakemake(workdir, "--cores", "8")
+    result = snakemake(workdir, "--cores", "8")  # nothing to unlock: the lake lock died with it
     assert result.returncode == 0, result.stderr[-3000:]
     assert lake_hashes(workdir) == lake_hashes(reference)
     with CheckpointStore(workdir / "lake") as store:

@@ -19,7 +19,6 @@ from marketpipe.simulator import LoggedRequest, read_request_log
 from marketpipe.simulator.process import simulator_subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
-MARKETPIPE = [sys.executable, "-m", "marketpipe.cli"]  # the command, as a schedule runs it
 SYMBOLS = ["AAPL", "MSFT"]
 START, END = dt.date(2024, 1, 2), dt.date(2024, 3, 28)
 DAYS = [session.date for session in trading_sessions(START, END)]

@@ -71,13 +71,12 @@ def run_crash_trial(
     point: str,
     nth: int,
     reference: dict[str, str],
-    unlock_command: Sequence[str],
     timeout: float = 600,
     lake: LakeStore | None = None,
 ) -> TrialResult:
     """Run ``command`` with a crash at ``point``:``nth``, recover, and compare to ``reference``.
 
-    Recovery is the documented one: ``unlock_command``, then ``command`` again. ``data_dir``
+    Recovery is the documented one: ``command`` again, nothing else. ``data_dir``
     holds the ledger; the files are compared in ``lake`` (default: ``data_dir`` itself).
     """
     if point not in CRASH_POINTS:
@@ -94,7 +93,6 @@ def run_crash_trial(
     )
     crashed = first.returncode == -signal.SIGKILL
     clean = {k: v for k, v in os.environ.items() if k != CRASH_VARIABLE}
-    subprocess.run(list(unlock_command), cwd=workdir, env=clean, capture_output=True, check=False)
     second = subprocess.run(
         list(command), cwd=workdir, env=clean, capture_output=True, timeout=timeout, check=False
     )

@@ -1,9 +1,9 @@
 """``marketpipe update``: the one command a schedule runs.
 
-It takes the lake's run lock (a second update exits at once, see :data:`EXIT_BUSY`), clears
-a Snakemake lock that only a dead run can have left, drops partitions an earlier release
-wrote before their session was final, runs the workflow in this process and exits 0 only
-when every final session of the range is in the lake.
+It takes the lake's run lock (a second update exits at once, see :data:`EXIT_BUSY`), drops
+partitions an earlier release wrote before their session was final, runs the workflow in this
+process (without Snakemake's per-directory lock: the lake's lock is the one that matters) and
+exits 0 only when every final session of the range is in the lake.
 """
 
 from __future__ import annotations
@@ -16,15 +16,14 @@ from pathlib import Path
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions, partition_key, quarantine_key
+from marketpipe.workflow.run import EXIT_BUSY
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import missing_partitions, premature_partitions
 
 EXIT_COMPLETE = 0  # every final session of the range is in the lake
 EXIT_INCOMPLETE = 1  # the run failed or left final sessions missing (they are named)
 EXIT_USAGE = 2  # the config or the command line is wrong; nothing was run
-EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
-
-SNAKEMAKE_LOCKS = Path(".snakemake") / "locks"
+__all__ = ["EXIT_BUSY", "EXIT_COMPLETE", "EXIT_INCOMPLETE", "EXIT_USAGE", "run_update"]
 
 
 def _snakemake(arguments: list[str]) -> int:
@@ -61,24 +60,10 @@ def find_snakefile(workflow_dir: Path | None = None) -> Path:
 
 
 def _workflow_arguments(config_file: Path, overrides: Sequence[str], snakefile: Path) -> list[str]:
-    arguments = ["--snakefile", str(snakefile), "--configfile", str(config_file)]
+    # --nolock: the lake's run lock, held around the run, is the lock that matters; Snakemake's
+    # own is per working directory and would tie lakes run from one directory together.
+    arguments = ["--snakefile", str(snakefile), "--configfile", str(config_file), "--nolock"]
     return arguments + (["--config", *overrides] if overrides else [])
-
-
-def clear_stale_snakemake_lock(
-    config_file: Path, overrides: Sequence[str], snakefile: Path
-) -> bool:
-    """Unlock Snakemake's working directory if a lock is there; call only while holding the
-    lake's run lock, which proves that no run that could own it is alive."""
-    if not SNAKEMAKE_LOCKS.is_dir() or not any(SNAKEMAKE_LOCKS.iterdir()):
-        return False
-    _snakemake([*_workflow_arguments(config_file, overrides, snakefile), "--unlock"])
-    print(
-        "[marketpipe] cleared a Snakemake lock left by a run that is no longer alive",
-        file=sys.stderr,
-        flush=True,
-    )
-    return True
 
 
 def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
@@ -112,7 +97,6 @@ def run_update(
     """Run the workflow once under the run lock; return one of the ``EXIT_*`` codes."""
     try:
         with RunLock(settings.state_dir, "marketpipe update", settings.lake):
-            clear_stale_snakemake_lock(config_file, overrides, snakefile)
             drop_premature_partitions(settings)
             arguments = [
                 *_workflow_arguments(config_file, overrides, snakefile),

@@ -22,7 +22,7 @@ import pyarrow as pa
 from marketpipe.ingest.bars import reconcile
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.reindex import reindex
-from marketpipe.lake.run_lock import RunLock
+from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.markettime.finality import describe_final_at
 from marketpipe.observability.alerts import AlertPolicy, send_alert, webhook_url
@@ -165,18 +165,40 @@ def announce_run_scope(settings: WorkflowSettings) -> None:
         print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
 
 
-_RUN_LOCKS: list[RunLock] = []  # held until this process ends
+EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
+
+_RUN_LOCKS: list[RunLock] = []  # held by this process's run until it ends
 
 
 def hold_run_lock(settings: WorkflowSettings) -> None:
-    """Take the lake's run lock for the rest of this process (Snakemake ``onstart``).
+    """Take the lake's run lock for this run (Snakemake ``onstart``); :func:`finish_run`
+    releases it, and so does this process's exit (a Ctrl-C'd or failed run included).
 
-    Raises :class:`RunInProgress` when another live process writes the lake; a lock that
-    ``marketpipe update`` took in this same process already covers the run.
+    The lake's run lock is the one lock of MarketPipe's runs (the profiles run Snakemake with
+    ``nolock``: its lock is per working directory, not per lake). When another live process
+    writes the lake, this run stops at once with exit status 75 and a message naming it; a
+    lock that ``marketpipe update`` took in this same process already covers the run.
     """
     lock = RunLock(settings.state_dir, "snakemake", settings.lake)
-    lock.acquire()
+    try:
+        lock.acquire()
+    except RunInProgress as busy:
+        print(
+            f"[marketpipe] {busy}. This run did nothing: start it again once that run has "
+            "ended (a run that was killed frees the lake by itself; never delete its lock)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(EXIT_BUSY) from None
+    if not _RUN_LOCKS:
+        atexit.register(release_run_lock)
     _RUN_LOCKS.append(lock)
+
+
+def release_run_lock() -> None:
+    """Let go of the run lock :func:`hold_run_lock` took (an S3 lake's lease is deleted)."""
+    while _RUN_LOCKS:
+        _RUN_LOCKS.pop().release()
 
 
 def start_run(settings: WorkflowSettings) -> None:
@@ -230,6 +252,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     print(format_run_summary(summary), flush=True)
     print(f"  summary: {path}", flush=True)
     alert_about_run(settings, summary)
+    release_run_lock()
     return summary
 
 
