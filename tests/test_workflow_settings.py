@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from marketpipe.commands.common import load_command_settings
 from marketpipe.markettime.calendar import contiguous_runs
 from marketpipe.workflow.planning import plan_months
 from marketpipe.workflow.run import adjustment_warning
 from marketpipe.workflow.settings import (
     SCHEMA_PATH,
     ConfigError,
+    apply_overrides,
     config_json_schema,
     load_settings,
+    snakemake_config_entries,
 )
+
+NOW = dt.datetime(2026, 12, 1, 17, 0, tzinfo=dt.UTC)
 
 BASE = {"symbols": ["AAPL", "MSFT"], "start": dt.date(2024, 1, 2), "end": dt.date(2024, 2, 29)}
 
@@ -169,3 +177,49 @@ def test_alpaca_base_url_comes_from_the_environment_unless_configured(
     assert alpaca_client_config(config).base_url == "https://data.sandbox.alpaca.markets"
     pinned = load_settings({**BASE, "alpaca": {"base_url": "http://127.0.0.1:9"}}).config
     assert alpaca_client_config(pinned).base_url == "http://127.0.0.1:9"
+
+
+DRY_RUN = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--nolock"]
+OVERRIDE_CASES = [
+    ["alpaca={adjustment: split}"],
+    ["alpaca.adjustment=split"],
+    ["alpaca={requests_per_minute: 50}", "alpaca={adjustment: split}"],
+    ["symbols=AAPL,NVDA", "end=2024-03-28"],
+    ["symbols=[MSFT]"],
+    ["demo={faults: {500: 0.1}}", "demo.seed=3"],
+    ["alerts={on_success: true, deadline_seconds: 5}"],
+    ["corporate_actions={fetch: false}", "settle_minutes=45"],
+]
+
+
+@pytest.mark.parametrize("entries", OVERRIDE_CASES, ids=lambda entries: " ".join(entries))
+def test_set_merges_exactly_as_snakemake_config_does(entries: list[str], tmp_path: Path) -> None:
+    # The file has nested sections that an override must extend, not replace.
+    (tmp_path / "config.yaml").write_text(
+        "symbols: [AAPL, MSFT]\nstart: 2024-01-02\nend: 2024-02-29\n"
+        "alpaca: {feed: iex, requests_per_minute: 100}\ndemo: {seed: 7, plan: free}\n"
+    )
+    # Snakemake's own view: a workflow that writes the config it was given.
+    (tmp_path / "Snakefile").write_text(
+        "import json\n"
+        'configfile: "config.yaml"\n'
+        'with open("seen.json", "w") as f:\n'
+        "    json.dump(config, f, default=str)\n"
+    )
+    seen = subprocess.run(
+        [*DRY_RUN, "--config", *snakemake_config_entries(entries)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert seen.returncode == 0, seen.stderr
+    snakemakes = load_settings(json.loads((tmp_path / "seen.json").read_text()), now=NOW)
+    ours = load_command_settings(tmp_path / "config.yaml", entries).at(NOW)
+    assert ours.config == snakemakes.config
+    assert ours.config.alpaca.feed == "iex"  # the file's nested key survived the override
+
+
+def test_a_malformed_override_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"--set 1x=2"):
+        apply_overrides({}, ["1x=2"])

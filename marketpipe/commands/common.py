@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from marketpipe.workflow.settings import WorkflowSettings, load_settings
+from marketpipe.workflow.settings import WorkflowSettings, apply_overrides, load_settings
 
 DEFAULT_CONFIG = Path("config/config.yaml")
 
@@ -16,16 +16,12 @@ class CommandError(Exception):
 
 
 def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
-    """Read the workflow's config file plus ``KEY=VALUE`` overrides (as ``--config`` does)."""
+    """Read the workflow's config file plus ``KEY=VALUE`` overrides, merged as
+    ``snakemake --config`` merges them (:func:`apply_overrides`)."""
     if not path.exists():
         raise CommandError(f"config file {path} not found; pass --config PATH")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise CommandError(f"config file {path} is not valid YAML: {exc}") from None
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if not sep or not key:
-            raise CommandError(f"override {override!r} must look like KEY=VALUE")
-        raw[key] = yaml.safe_load(value)
-    return load_settings(raw)
+    return load_settings(apply_overrides(raw, overrides))

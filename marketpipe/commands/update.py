@@ -17,7 +17,7 @@ from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions, partition_key, quarantine_key
 from marketpipe.workflow.run import EXIT_BUSY
-from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.settings import WorkflowSettings, snakemake_config_entries
 from marketpipe.workflow.status import missing_partitions, premature_partitions
 
 EXIT_COMPLETE = 0  # every final session of the range is in the lake
@@ -63,7 +63,8 @@ def _workflow_arguments(config_file: Path, overrides: Sequence[str], snakefile: 
     # --nolock: the lake's run lock, held around the run, is the lock that matters; Snakemake's
     # own is per working directory and would tie lakes run from one directory together.
     arguments = ["--snakefile", str(snakefile), "--configfile", str(config_file), "--nolock"]
-    return arguments + (["--config", *overrides] if overrides else [])
+    entries = snakemake_config_entries(overrides)
+    return arguments + (["--config", *entries] if entries else [])
 
 
 def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:

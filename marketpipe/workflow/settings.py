@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +209,42 @@ def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
         key = ".".join(str(part) for part in error.path) or "(top level)"
         messages.append(f"config key {key}: {error.message}")
     return messages
+
+
+def snakemake_config_entries(entries: Sequence[str]) -> list[str]:
+    """``KEY=VALUE`` entries as ``snakemake --config`` takes them; MarketPipe's shorthand
+    ``section.key=value`` becomes ``section={"key": "value"}`` (Snakemake refuses dots)."""
+    converted = []
+    for entry in entries:
+        key, separator, value = entry.partition("=")
+        if separator and "." in key:
+            *sections, name = key.split(".")
+            nested: dict[str, Any] = {name: value}
+            for section in reversed(sections[1:]):
+                nested = {section: nested}
+            entry = f"{sections[0]}={json.dumps(nested)}"
+        converted.append(entry)
+    return converted
+
+
+def apply_overrides(raw: dict[str, Any], entries: Sequence[str]) -> dict[str, Any]:
+    """Merge ``KEY=VALUE`` entries into ``raw`` exactly as ``snakemake --config`` does, with
+    Snakemake's own parser and merge: nested sections key by key, scalars and lists replaced.
+
+    ``marketpipe --set`` goes through here, and ``marketpipe update`` hands Snakemake the same
+    :func:`snakemake_config_entries`, so the command and the workflow see one configuration.
+    """
+    if not entries:
+        return raw
+    from snakemake.cli import parse_config  # imported only when needed: it takes ~0.4 s
+    from snakemake.utils import update_config
+
+    try:
+        overrides = parse_config(snakemake_config_entries(entries))
+    except ValueError as exc:
+        raise ConfigError(f"--set {' '.join(entries)}: {exc}; use KEY=VALUE") from None
+    update_config(raw, overrides)
+    return raw
 
 
 def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> WorkflowSettings:
