@@ -24,9 +24,7 @@ from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.update import (
     EXIT_BUSY,
     EXIT_USAGE,
-    WorkflowNotFound,
-    find_snakefile,
-    run_update,
+    update,
 )
 from marketpipe.commands.verify import verify_lake
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
@@ -36,7 +34,7 @@ from marketpipe.lake.adjustment import ADJUSTMENTS
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.reader import MissingPartitionsError
 from marketpipe.lake.reindex import reindex
-from marketpipe.lake.run_lock import RunInProgress, RunLock
+from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
@@ -169,8 +167,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_update_command(args: argparse.Namespace) -> int:
     """Run the workflow once, for a schedule; see marketpipe.commands.update for exit codes."""
-    snakefile = find_snakefile(args.workflow)
-    return run_update(_settings(args), args.config, args.set, args.cores, snakefile)
+    return update(args.config, args.set, args.cores, args.workflow)
 
 
 def _chosen_symbols(args: argparse.Namespace, settings: WorkflowSettings) -> list[str]:
@@ -207,7 +204,7 @@ def run_reindex(args: argparse.Namespace) -> int:
     settings = _settings(args)
     require_lake(settings)
     try:
-        lock = RunLock(settings.state_dir, "marketpipe reindex", settings.lake)
+        lock = settings.run_lock("marketpipe reindex")
         with lock, CheckpointStore(settings.state_dir) as store:
             result = reindex(store, settings.lake)
     except RunInProgress as busy:
@@ -362,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.epilog = (
                 "exit codes: 0 every final session of the range is in the lake; 1 the run "
                 "failed or left final sessions missing (named); 2 bad config or arguments; "
-                "75 another run holds the lake (nothing done, try later)"
+                "75 another run holds the lake (nothing done, try later); 76 the run lost its S3 "
+                "lake's lease to another controller mid-run and stopped writing"
             )
             command.add_argument("--cores", type=int, default=2, help="jobs at a time (default: 2)")
             command.add_argument(
@@ -394,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CommandError, ConfigError, LakeNotFoundError, WorkflowNotFound) as exc:
+    except (CommandError, ConfigError, LakeNotFoundError) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

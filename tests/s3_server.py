@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,11 +30,22 @@ AWS_ENVIRONMENT = {
 
 @dataclass(frozen=True)
 class S3Request:
-    """One request the server answered."""
+    """One request the server answered: who sent it (the access key id) and when (this
+    machine's monotonic clock, which every process here shares)."""
 
     method: str
     path: str
     query: str
+    access_key: str = ""
+    at: float = 0.0
+    conditional: bool = False  # an If-Match or If-None-Match request (the lease's)
+    refused: bool = False
+
+
+SERVICE_UNAVAILABLE = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
+    b"<Message>injected by the test</Message></Error>"
+)
 
 
 class S3Server:
@@ -40,6 +53,8 @@ class S3Server:
 
     def __init__(self) -> None:
         self.requests: list[S3Request] = []
+        # A fault to inject: requests for which this says True are answered 503.
+        self.refuse: Callable[[S3Request], bool] | None = None
         self._lock = threading.Lock()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = make_server(
@@ -53,13 +68,23 @@ class S3Server:
 
     def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            credential = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2]
             request = S3Request(
                 environ["REQUEST_METHOD"],
                 environ.get("PATH_INFO", ""),
                 environ.get("QUERY_STRING", ""),
+                access_key=credential.partition("/")[0],
+                at=time.monotonic(),
+                conditional="HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ,
             )
+            refuse = self.refuse
+            if refuse is not None and refuse(request):
+                request = dataclasses.replace(request, refused=True)
             with self._lock:
                 self.requests.append(request)
+            if request.refused:
+                start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
+                return [SERVICE_UNAVAILABLE]
             return app(environ, start_response)
 
         return counted

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 
 from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.run_lock import RunLock
 from marketpipe.lake.storage import (
     LAKE_DIR,
     PARTITION_FILE,
@@ -64,7 +63,7 @@ def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
         return MigrationResult(0, 0, 0)
     root, state_dir = Path(settings.lake.uri), settings.state_dir
     partitions = quarantined = current = 0
-    with RunLock(state_dir, "marketpipe migrate"), CheckpointStore(state_dir) as store:
+    with settings.run_lock("marketpipe migrate"), CheckpointStore(state_dir) as store:
         for path in sorted((root / LAKE_DIR).rglob(PARTITION_FILE)):
             data = _new_bytes(path)
             if data is None:

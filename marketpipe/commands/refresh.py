@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 from marketpipe.ingest.bars import SymbolsFailed, ingest_days
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
 from marketpipe.lake.objects import LakeStore
-from marketpipe.lake.run_lock import RunLock
 from marketpipe.lake.storage import (
     partition_key,
     partition_path,
@@ -87,7 +86,7 @@ def refresh_partitions(
             else:
                 result.not_in_lake.append((symbol, day))
     run_id = current_run_id()
-    with RunLock(state_dir, "marketpipe refresh", settings.lake):
+    with settings.run_lock("marketpipe refresh"):
         staging = state_dir / STAGING_DIR
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted refresh
         log = state_dir / "_logs" / "refresh" / f"{run_id}.jsonl"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from marketpipe.chaos import crash_point
 from marketpipe.foundation.sqlite import connect, transaction
+from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger_rows import (
     LEDGER_COLUMNS,
     ActionsEntry,
@@ -121,6 +122,7 @@ class CheckpointStore:
 
     def forget(self, symbol: str, days: Iterable[dt.date]) -> None:
         """Drop ledger rows (their files are gone or will be rewritten)."""
+        check_fence("a ledger commit")
         with self._transaction() as db:
             db.executemany(
                 "DELETE FROM partitions WHERE symbol = ? AND day = ?",
@@ -140,6 +142,7 @@ class CheckpointStore:
         self, records: Sequence[tuple[LedgerEntry, StreamKey | None, dt.datetime | None]]
     ) -> None:
         """Record several published partitions in one transaction (see :meth:`publish`)."""
+        check_fence("a ledger commit")
         if not records:
             return
         now = clock.now_timestamp()  # the one clock: tests pin it like every other "now"
@@ -199,6 +202,7 @@ class CheckpointStore:
         ``old`` is what the ledger said before (``None``: the file had no row); the file at
         the final path already holds ``new``'s bytes.
         """
+        check_fence("a ledger commit")
         now = clock.now_timestamp()  # the one clock: tests pin it like every other "now"
         with self._transaction() as db:
             db.execute(
@@ -331,6 +335,7 @@ class CheckpointStore:
 
     def record_actions(self, entries: Iterable[ActionsEntry]) -> None:
         """Record the corporate-action files just published (their files already hold them)."""
+        check_fence("a ledger commit")
         now = clock.now_timestamp()
         with self._transaction() as db:
             db.executemany(

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from marketpipe.chaos import crash_point
 from marketpipe.foundation.files import write_atomically
+from marketpipe.lake.fencing import LEASE_KEY, check_fence
 
 S3_SCHEME = "s3://"
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
@@ -177,8 +178,18 @@ class S3Store:
     def client(self) -> Any:
         """The boto3 S3 client (created on first use; safe to share between threads)."""
         if self._client is None:
-            self._client = s3_client(self.endpoint_url)
+            client = s3_client(self.endpoint_url)
+            # The last check before a write leaves this process: a controller paused between
+            # an earlier check and the request (SIGSTOP, a long GC) must not write late.
+            client.meta.events.register("before-send.s3", self._fence_request)
+            self._client = client
         return self._client
+
+    def _fence_request(self, request: Any, **_: Any) -> None:
+        if request.method in ("PUT", "POST", "DELETE"):
+            path = urlparse(request.url).path
+            if not path.endswith(LEASE_KEY):
+                check_fence(f"{request.method} {path}", self.uri)
 
     def object_key(self, key: str) -> str:
         """The bucket key of a lake key."""
@@ -188,6 +199,7 @@ class S3Store:
         """One PUT of the final key: the object appears whole, or not at all."""
         if crash_point_name:
             crash_point(crash_point_name)
+        check_fence(f"writing {key}", self.uri)
         self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
 
     def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
@@ -195,6 +207,7 @@ class S3Store:
         round trip per object. Durable once :meth:`flush` returns."""
         if crash_point_name:
             crash_point(crash_point_name)
+        check_fence(f"writing {key}", self.uri)
         with self._pending_lock:
             if self._uploads is None:
                 self._uploads = concurrent.futures.ThreadPoolExecutor(
@@ -276,6 +289,7 @@ class S3Store:
 
     def delete(self, key: str) -> None:
         """Remove the object if present."""
+        check_fence(f"deleting {key}", self.uri)
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
     def any(self, prefix: str) -> bool:

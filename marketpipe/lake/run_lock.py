@@ -14,38 +14,64 @@ import fcntl
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from types import TracebackType
 
-from marketpipe.lake.lease import LeaseHeld, ObjectLease
+from marketpipe.lake.lease import RENEW_SECONDS, STALE_AFTER_SECONDS, LeaseHeld, ObjectLease
 from marketpipe.lake.objects import LakeStore, S3Store
 from marketpipe.markettime import clock
 
 LOCK_FILE = "run.lock"
+OBSERVATIONS_FILE = "lease-observed.json"  # when this machine first saw an S3 lease
 
 _held: dict[Path, int] = {}  # lock files this process holds, with their descriptors
 
 
 class RunInProgress(RuntimeError):
-    """Another live process is writing this lake; the message names it."""
+    """Another live process is writing this lake; the message names it.
+
+    ``held_seconds`` is how long the holder has had the lake, when it says so.
+    """
+
+    def __init__(self, message: str, held_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.held_seconds = held_seconds
 
 
-def run_lock_path(data_dir: Path | str) -> Path:
+def run_lock_path(state_dir: Path | str) -> Path:
     """Where the run lock of a lake lives."""
-    return Path(data_dir) / "_state" / LOCK_FILE
+    return Path(state_dir) / "_state" / LOCK_FILE
 
 
 class RunLock:
     """The run lock of one lake, taken without waiting; use as a context manager."""
 
     def __init__(
-        self, data_dir: Path | str, purpose: str = "run", lake: LakeStore | None = None
+        self,
+        state_dir: Path | str,
+        purpose: str = "run",
+        lake: LakeStore | None = None,
+        *,
+        renew_every: float = RENEW_SECONDS,
+        stale_after: float = STALE_AFTER_SECONDS,
     ) -> None:
-        """``data_dir`` holds the local lock; an S3 ``lake`` adds its lease object."""
-        self.path = run_lock_path(data_dir).resolve()
+        """``state_dir`` holds the local lock; an S3 ``lake`` adds its lease object, renewed
+        every ``renew_every`` seconds and abandoned after ``stale_after`` of silence."""
+        self.path = run_lock_path(state_dir).resolve()
         self.purpose = purpose
         self._descriptor: int | None = None
-        self._lease = ObjectLease(lake, purpose) if isinstance(lake, S3Store) else None
+        self._lease = (
+            ObjectLease(
+                lake,
+                purpose,
+                renew_every=renew_every,
+                stale_after=stale_after,
+                observations=self.path.parent / OBSERVATIONS_FILE,
+            )
+            if isinstance(lake, S3Store)
+            else None
+        )
 
     @property
     def held_here(self) -> bool:
@@ -61,10 +87,10 @@ class RunLock:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _describe(self.path)
+            holder, held = _describe(self.path)
             os.close(descriptor)
             lake = self.path.parent.parent
-            raise RunInProgress(f"another run is in progress ({holder}) on {lake}") from None
+            raise RunInProgress(f"another run is in progress ({holder}) on {lake}", held) from None
         except BaseException:
             os.close(descriptor)
             raise
@@ -72,6 +98,7 @@ class RunLock:
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "since": clock.now().isoformat(timespec="seconds"),
+            "started": time.time(),  # this machine's clock, for how long the lake is held
             "purpose": self.purpose,
         }
         os.ftruncate(descriptor, 0)
@@ -81,7 +108,7 @@ class RunLock:
                 self._lease.acquire()
             except LeaseHeld as held:
                 os.close(descriptor)
-                raise RunInProgress(str(held)) from None
+                raise RunInProgress(str(held), held.held_seconds) from None
         self._descriptor = descriptor
         _held[self.path] = descriptor
 
@@ -108,15 +135,19 @@ class RunLock:
         self.release()
 
 
-def _describe(path: Path) -> str:
-    """``pid 4242 on host, marketpipe update since 2026-11-24T21:30:00+00:00``, as recorded."""
+def _describe(path: Path) -> tuple[str, float | None]:
+    """``pid 4242 on host, marketpipe update since 2026-11-24T21:30:00+00:00``, as recorded,
+    and how many seconds the holder has had the lock (None when it did not record it)."""
     try:
         holder = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         holder = {}
     if not holder:
-        return "its holder has not recorded itself yet"
-    return (
+        return "its holder has not recorded itself yet", None
+    started = holder.get("started")
+    held = time.time() - float(started) if isinstance(started, int | float) else None
+    description = (
         f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
         f"{holder.get('purpose', 'run')} since {holder.get('since', '?')}"
     )
+    return description, held

@@ -8,6 +8,7 @@ or hangs costs the run a few seconds at most and never fails it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -50,8 +51,32 @@ def webhook_url(configured: SecretStr | None) -> SecretStr | None:
     return SecretStr(from_environment) if from_environment else configured
 
 
+def unstarted_run_summary(run_id: str, cause: str) -> dict[str, Any]:
+    """The summary of a run that failed before any job ran (bad config, lake unreachable,
+    lake held too long ...): what an alert and ``_runs/`` say about it."""
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return {
+        "run_id": run_id,
+        "status": "failed",
+        "error": cause,
+        "started_at": now,
+        "finished_at": now,
+        "jobs": {"total": 0, "succeeded": 0, "failed": 0, "failures": []},
+        "partitions": {
+            **dict.fromkeys(("planned", "present", "missing", "published"), 0),
+            **dict.fromkeys(("rows", "rejected_rows", "flagged_rows"), 0),
+        },
+        "requests": 0,
+        "retries": {},
+        "errors": {},
+        "endpoints": {},
+    }
+
+
 def alert_text(summary: dict[str, Any]) -> str:
     """One Slack-compatible line saying what happened."""
+    if summary.get("error"):
+        return f"MarketPipe run {summary['run_id']} FAILED before any job ran: {summary['error']}"
     parts, jobs = summary["partitions"], summary["jobs"]
     verdict = "succeeded" if run_succeeded(summary) else "FAILED"
     text = (

@@ -14,6 +14,7 @@ from marketpipe.connectors import AlpacaConfig
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
+from marketpipe.lake.lease import RENEW_SECONDS, STALE_AFTER_SECONDS
 from marketpipe.lake.objects import ENDPOINT_VARIABLE, S3Store, is_s3
 from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
@@ -96,6 +97,12 @@ class AlertSettings(BaseModel):
     deadline_seconds: float = Field(
         5.0, gt=0, le=60, description="Longest a run end waits for the webhook, all attempts"
     )
+    busy_minutes: float = Field(
+        180,
+        ge=0,
+        description="`marketpipe update` alerts when another run has held the lake longer "
+        "than this; a shorter overlap (the last run still finishing) exits 75 without one",
+    )
 
     @field_validator("webhook_url")
     @classmethod
@@ -115,6 +122,22 @@ class S3Settings(BaseModel):
         description="The S3 API's URL (a MinIO or other S3-compatible server); default: "
         f"${ENDPOINT_VARIABLE}, else AWS",
     )
+    lease_seconds: float = Field(
+        STALE_AFTER_SECONDS,
+        ge=4,
+        description="One controller per S3 lake: a lease unchanged this long (as seen by the "
+        "next controller's own clock) is abandoned, and its holder stops writing a tenth of "
+        "it earlier",
+    )
+    renew_seconds: float = Field(
+        RENEW_SECONDS, gt=0, description="How often the holder renews the lease (below half of it)"
+    )
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> S3Settings:
+        if self.renew_seconds >= self.lease_seconds / 2:
+            raise ValueError("renew_seconds must be below half of lease_seconds")
+        return self
 
 
 class CorporateActionsSettings(BaseModel):

@@ -22,6 +22,7 @@ from marketpipe.ingest.bars import (
     SymbolsFailed,
     ingest_days,
 )
+from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
@@ -84,6 +85,7 @@ def fetch_partitions(
             failed = symbols
             token = f"{current_run_id()}/{label}"
             try:
+                check_fence(f"fetching {label}")
                 store.claim_settings(settings.lake_settings())
                 store.open_job(token, symbols, wanted)
                 with open_client(settings, recorder) as client:

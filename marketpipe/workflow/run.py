@@ -14,24 +14,24 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from marketpipe.ingest.bars import reconcile
+from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.markettime.finality import describe_final_at
-from marketpipe.observability.alerts import AlertPolicy, send_alert, webhook_url
 from marketpipe.observability.logs import current_run_id, json_log_file, log_event
 from marketpipe.observability.summary import (
     build_run_summary,
     format_run_summary,
     write_run_summary,
 )
+from marketpipe.workflow.alerting import alert_about_run, run_log_path
 from marketpipe.workflow.jobs import collect_job_records, present_partition_count
 from marketpipe.workflow.planning import (
     FetchJob,
@@ -83,11 +83,6 @@ def use_private_state(settings: WorkflowSettings) -> None:
     private = tempfile.mkdtemp(prefix="marketpipe-job-")
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     os.environ[STATE_DIR_VARIABLE] = private
-
-
-def run_log_path(settings: WorkflowSettings) -> Path:
-    """The workflow-level JSON log of this run."""
-    return settings.state_dir / "_logs" / "runs" / f"{current_run_id()}.jsonl"
 
 
 def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
@@ -166,6 +161,7 @@ def announce_run_scope(settings: WorkflowSettings) -> None:
 
 
 EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
+EXIT_LEASE_LOST = 76  # the run lost its S3 lake's lease mid-run and stopped writing
 
 _RUN_LOCKS: list[RunLock] = []  # held by this process's run until it ends
 
@@ -179,7 +175,7 @@ def hold_run_lock(settings: WorkflowSettings) -> None:
     writes the lake, this run stops at once with exit status 75 and a message naming it; a
     lock that ``marketpipe update`` took in this same process already covers the run.
     """
-    lock = RunLock(settings.state_dir, "snakemake", settings.lake)
+    lock = settings.run_lock("snakemake")
     try:
         lock.acquire()
     except RunInProgress as busy:
@@ -203,7 +199,7 @@ def release_run_lock() -> None:
 
 def start_run(settings: WorkflowSettings) -> None:
     """Log the run's start and recover from a crashed run (Snakemake ``onstart``)."""
-    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+    with json_log_file(run_log_path(settings, current_run_id()), this_thread_only=False, mode="a"):
         recover_interrupted_jobs(settings)
         log_event(
             logger,
@@ -221,10 +217,15 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     """Roll up, save and print the run summary (Snakemake ``onsuccess`` / ``onerror``).
 
     An S3 lake's jobs may have run on machines with ledgers of their own: the controller's
-    ledger learns their partitions from the lake first (:func:`reindex`).
+    ledger learns their partitions from the lake first (:func:`reindex`). A run that lost
+    its S3 lake's lease touches the lake no more: it says so and exits with
+    :data:`EXIT_LEASE_LOST`.
     """
+    lost = _lost_lease()
+    if lost is not None:
+        status = "failed"
     with CheckpointStore(settings.state_dir) as store:
-        if not settings.lake.is_local:
+        if not settings.lake.is_local and lost is None:
             reindex(store, settings.lake)
             collect_job_records(store, settings)
         present = present_partition_count(store, settings)
@@ -236,8 +237,9 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             present,
         )
     path = write_run_summary(settings.state_dir, summary)
-    delete_run_plan(run_plan_location(settings, current_run_id()))
-    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
+    if lost is None:
+        delete_run_plan(run_plan_location(settings, current_run_id()))
+    with json_log_file(run_log_path(settings, current_run_id()), this_thread_only=False, mode="a"):
         log_event(
             logger,
             "run.end",
@@ -253,30 +255,21 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     print(f"  summary: {path}", flush=True)
     alert_about_run(settings, summary)
     release_run_lock()
-    return summary
-
-
-def alert_policy(settings: WorkflowSettings) -> AlertPolicy:
-    """The configured alerting (the webhook from the environment or ``alerts:``)."""
-    alerts = settings.config.alerts
-    return AlertPolicy(
-        webhook_url(alerts.webhook_url),
-        on_success=alerts.on_success,
-        deadline_seconds=alerts.deadline_seconds,
-    )
-
-
-def alert_about_run(settings: WorkflowSettings, summary: dict[str, Any]) -> None:
-    """POST the run's outcome to the webhook when it failed or left sessions missing."""
-    policy = alert_policy(settings)
-    if not policy.wants(summary):
-        return
-    with json_log_file(run_log_path(settings), this_thread_only=False, mode="a"):
-        sent = send_alert(policy, summary)
-    if not sent:
+    if lost is not None:
         print(
-            "[marketpipe] the alert webhook could not be reached (see the run log); "
-            "the run's outcome stands",
+            f"[marketpipe] {lost}. It wrote nothing after that; whatever is missing, the run "
+            "that holds the lake now (or the next one) fetches",
             file=sys.stderr,
             flush=True,
         )
+        raise SystemExit(EXIT_LEASE_LOST)
+    return summary
+
+
+def _lost_lease() -> str | None:
+    """Why this process's lease of the lake was lost, or None while it holds it."""
+    try:
+        check_fence("the end of the run")
+    except LeaseLost as lost:
+        return str(lost)
+    return None

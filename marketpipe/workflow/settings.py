@@ -26,6 +26,7 @@ from pydantic import (
 
 from marketpipe.connectors import AlpacaConfig
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
+from marketpipe.lake.run_lock import RunLock
 from marketpipe.markettime import clock
 from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
 from marketpipe.markettime.finality import Finality
@@ -79,6 +80,17 @@ class WorkflowSettings(BaseModel):
         if not is_s3(self.config.data_dir):
             return self.state_dir / "_state"
         return self._s3_workdir / "_markers"
+
+    def run_lock(self, purpose: str) -> RunLock:
+        """The lake's run lock (and an S3 lake's lease, with the configured timing)."""
+        s3 = self.config.s3
+        return RunLock(
+            self.state_dir,
+            purpose,
+            self.lake,
+            renew_every=s3.renew_seconds,
+            stale_after=s3.lease_seconds,
+        )
 
     @functools.cached_property
     def lake(self) -> LakeStore:

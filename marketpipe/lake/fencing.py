@@ -1,0 +1,65 @@
+"""Fencing: a run that no longer holds its lake's lease writes nothing more to the lake.
+
+An S3 lake's lease (:mod:`marketpipe.lake.lease`) registers here while it is held; every
+object write and every ledger commit about the lake's contents calls :func:`check_fence`
+first, which raises :class:`LeaseLost` once the lease is lost or has expired by this
+process's own clock (a paused or partitioned controller included). A local lake's lock is a
+``flock`` that cannot be lost while its holder lives, so nothing registers for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+LEASE_KEY = "_state/run.lock"  # the lease object of an S3 lake (not fenced: it is the fence)
+
+
+class LeaseLost(RuntimeError):
+    """This run no longer holds the lake's lease, so it stopped writing; the message says why."""
+
+
+class Fence(Protocol):
+    """What a held lease offers the writers."""
+
+    def check(self, action: str) -> None:
+        """Raise :class:`LeaseLost` unless the lease is still certainly ours."""
+
+
+_fences: list[tuple[str, Fence]] = []  # (the lake's URI, its lease)
+_lock = threading.Lock()
+_lost: list[str] = []  # why leases of this process were lost, for the run's end
+
+
+def register(lake: str, fence: Fence) -> None:
+    """Guard every later write to ``lake`` (its URI) with ``fence``."""
+    with _lock:
+        _fences.append((lake, fence))
+
+
+def unregister(fence: Fence) -> None:
+    """Stop guarding writes with ``fence`` (its lease was released)."""
+    with _lock:
+        _fences[:] = [(lake, held) for lake, held in _fences if held is not fence]
+
+
+def check_fence(action: str, lake: str | None = None) -> None:
+    """Raise :class:`LeaseLost` if a lease this process holds (of ``lake``, or of any lake)
+    is lost; ``action`` names the write that is refused."""
+    with _lock:
+        fences = [fence for uri, fence in _fences if lake is None or uri == lake]
+    for fence in fences:
+        fence.check(action)
+
+
+def record_loss(reason: str) -> None:
+    """Remember that a lease of this process was lost, and why."""
+    with _lock:
+        if reason not in _lost:
+            _lost.append(reason)
+
+
+def lost_leases() -> list[str]:
+    """Why leases of this process were lost (empty when none was)."""
+    with _lock:
+        return list(_lost)
