@@ -295,9 +295,9 @@ def record_job(store: CheckpointStore, settings: WorkflowSettings, record: JobRe
 
 
 def collect_job_records(store: CheckpointStore, settings: WorkflowSettings) -> int:
-    """Fold the job records this run's jobs left in the bucket into the ledger."""
-    prefix = f"{JOB_RECORDS}/{current_run_id()}"
-    keys = settings.lake.list(prefix)
+    """Fold the job records jobs left in the bucket into the ledger: this run's, and those
+    of a killed controller's jobs that ended after it."""
+    keys = settings.lake.list(JOB_RECORDS)
     for key in keys:
         store.record_job(JobRecord(**json.loads(settings.lake.get(key))))
         settings.lake.delete(key)
