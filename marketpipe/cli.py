@@ -32,7 +32,8 @@ from marketpipe.foundation.version import VERSION
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.reader import MissingPartitionsError
+from marketpipe.lake.objects import MissingBucket
+from marketpipe.lake.reader import MissingPartitionsError, NoLakeError
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import describe_partitions
@@ -250,7 +251,7 @@ def run_export(args: argparse.Namespace) -> int:
             skip_missing=args.skip_missing,
             adjustment=args.adjustment,
         )
-    except (MissingPartitionsError, MissingActionsError, ValueError) as exc:
+    except (MissingPartitionsError, MissingActionsError, NoLakeError, ValueError) as exc:
         print(f"marketpipe export: {exc}", file=sys.stderr)
         return 1
     print(
@@ -392,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except (CommandError, ConfigError, LakeNotFoundError) as exc:
+    except (CommandError, ConfigError, LakeNotFoundError, MissingBucket) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -116,7 +116,7 @@ def test_nested_values_given_as_text_are_typed_by_the_schema() -> None:
                     }
                 }
             },
-            "config key demo.corporate_actions: Value error, corporate action 'x1': ex_date",
+            "config key demo.corporate_actions: corporate action 'x1': ex_date",
         ),
     ],
 )

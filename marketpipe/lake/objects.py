@@ -81,6 +81,10 @@ class LakeStore(Protocol):
         ...
 
 
+class MissingBucket(LookupError):
+    """An S3 lake's bucket does not exist; the message names it and what to do."""
+
+
 def is_s3(data_dir: str | Path) -> bool:
     """Whether a ``data_dir`` names an S3 location."""
     return str(data_dir).startswith(S3_SCHEME)
@@ -182,8 +186,16 @@ class S3Store:
             # The last check before a write leaves this process: a controller paused between
             # an earlier check and the request (SIGSTOP, a long GC) must not write late.
             client.meta.events.register("before-send.s3", self._fence_request)
+            client.meta.events.register("after-call.s3", self._name_missing_bucket)
             self._client = client
         return self._client
+
+    def _name_missing_bucket(self, parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Error", {}).get("Code") == "NoSuchBucket":
+            raise MissingBucket(
+                f"config key data_dir: the bucket {self.bucket!r} of {self.uri} does not exist "
+                "(or these credentials cannot see it); create it, or correct data_dir"
+            )
 
     def _fence_request(self, request: Any, **_: Any) -> None:
         if request.method in ("PUT", "POST", "DELETE"):

@@ -41,7 +41,7 @@ from marketpipe.markettime.calendar import (
     trading_sessions,
 )
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
-from marketpipe.markettime.timeutil import require_utc
+from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
 
 Output = Literal["arrow", "pandas", "polars"]
 _RESAMPLE_UNITS = (TimeframeUnit.MINUTE, TimeframeUnit.HOUR, TimeframeUnit.DAY)
@@ -60,13 +60,25 @@ class MissingPartitionsError(LookupError):
         )
 
 
+class NoLakeError(FileNotFoundError):
+    """``data_dir`` names no lake (nothing was ever written there)."""
+
+
 def sorted_symbols(symbols: str | Sequence[str]) -> list[str]:
     """One ticker or several, as a sorted list (the order bars come back in)."""
     return [symbols] if isinstance(symbols, str) else sorted(symbols)
 
 
-def _bound(value: dt.date | dt.datetime, name: str) -> tuple[dt.date, dt.datetime | None]:
-    """A range end as a New York date, plus the exact instant when a datetime was given."""
+def _bound(value: dt.date | dt.datetime | str, name: str) -> tuple[dt.date, dt.datetime | None]:
+    """A range end as a New York date, plus the exact instant when a datetime was given
+    (text: ``YYYY-MM-DD``, or an ISO instant with its offset)."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value) if len(value) == 10 else parse_rfc3339(value, name)
+        except ValueError:
+            raise ValueError(
+                f"{name} {value!r} is neither a YYYY-MM-DD date nor an instant with its offset"
+            ) from None
     if isinstance(value, dt.datetime):
         instant = require_utc(value, name)
         return new_york_date(instant), instant
@@ -77,8 +89,8 @@ def _bound(value: dt.date | dt.datetime, name: str) -> tuple[dt.date, dt.datetim
 
 def _plan(
     symbols: str | Sequence[str],
-    start: dt.date | dt.datetime,
-    end: dt.date | dt.datetime,
+    start: dt.date | dt.datetime | str,
+    end: dt.date | dt.datetime | str,
     lake: LakeStore,
     missing: Literal["error", "skip"],
 ) -> tuple[list[str], list[Session], dt.datetime | None, dt.datetime | None]:
@@ -105,6 +117,11 @@ def _plan(
                 paths.append(key)
             else:
                 absent.append((symbol, session.date))
+    if absent and not lake.any(LAKE_DIR):
+        raise NoLakeError(
+            f"no lake at {lake.uri}: it holds no {LAKE_DIR}/ directory; data_dir must name the "
+            "directory (or s3:// location) the workflow writes, e.g. 'data'"
+        )
     if absent and missing == "error":
         raise MissingPartitionsError(absent)
     return paths, sessions, start_at, end_at
@@ -112,8 +129,8 @@ def _plan(
 
 def scan_bars(
     symbols: str | Sequence[str],
-    start: dt.date | dt.datetime,
-    end: dt.date | dt.datetime,
+    start: dt.date | dt.datetime | str,
+    end: dt.date | dt.datetime | str,
     *,
     data_dir: Path | str = "data",
     missing: Literal["error", "skip"] = "error",
@@ -154,8 +171,8 @@ def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:
 
 def read_bars(
     symbols: str | Sequence[str],
-    start: dt.date | dt.datetime,
-    end: dt.date | dt.datetime,
+    start: dt.date | dt.datetime | str,
+    end: dt.date | dt.datetime | str,
     *,
     data_dir: Path | str = "data",
     columns: Sequence[str] | None = None,

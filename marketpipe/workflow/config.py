@@ -15,7 +15,8 @@ from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
 from marketpipe.lake.lease import RENEW_SECONDS, STALE_AFTER_SECONDS
-from marketpipe.lake.objects import ENDPOINT_VARIABLE, S3Store, is_s3
+from marketpipe.lake.location import check_lake_location, check_local_directory
+from marketpipe.lake.objects import ENDPOINT_VARIABLE, is_s3
 from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.settings import DemoSettings
@@ -229,12 +230,22 @@ class WorkflowConfig(BaseModel):
             raise ValueError(f"{value!r} spans several days; partitions are per day")
         return str(timeframe)
 
+    @field_validator("data_dir")
+    @classmethod
+    def _check_data_dir(cls, value: str) -> str:
+        return check_lake_location(value)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _check_state_dir(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if is_s3(value):
+            raise ValueError("must be a local directory (the ledger is SQLite)")
+        return str(check_local_directory(value))
+
     @model_validator(mode="after")
     def _check_range(self) -> WorkflowConfig:
         if isinstance(self.end, dt.date) and self.end < self.start:
             raise ValueError(f"end ({self.end}) is before start ({self.start})")
-        if is_s3(self.data_dir):
-            S3Store(self.data_dir)  # names a malformed URI
-        if self.state_dir is not None and is_s3(self.state_dir):
-            raise ValueError("state_dir must be a local directory (the ledger is SQLite)")
         return self

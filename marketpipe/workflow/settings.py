@@ -274,7 +274,8 @@ def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> Workfl
         parsed = WorkflowConfig.model_validate(config)
     except ValidationError as exc:
         lines = [
-            f"config key {'.'.join(map(str, error['loc'])) or '(top level)'}: {error['msg']}"
+            f"config key {'.'.join(map(str, error['loc'])) or '(top level)'}: "
+            + error["msg"].removeprefix("Value error, ")
             for error in exc.errors()
         ]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
