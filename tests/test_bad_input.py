@@ -13,8 +13,15 @@ import yaml
 import marketpipe
 from marketpipe.lake.reader import NoLakeError
 from marketpipe.lake.storage import LAKE_DIR
+from marketpipe.simulator import read_request_log
 from tests.s3_server import S3Server
-from tests.workflow_support import CONFIG, marketpipe_command, snakemake_command
+from tests.workflow_support import (
+    CONFIG,
+    ROOT,
+    marketpipe_command,
+    simulator_process,
+    snakemake_command,
+)
 
 BAD_DATA_DIRS = [
     (
@@ -101,3 +108,34 @@ def test_read_bars_says_when_a_directory_is_no_lake(tmp_path: Path) -> None:
         )
     with pytest.raises(NoLakeError):
         marketpipe.read_bars("AAPL", "2024-01-02", "2024-01-05", data_dir=tmp_path / "nowhere")
+
+
+@pytest.mark.workflow
+def test_a_wrong_key_is_explained_once_and_not_asked_again(tmp_path: Path) -> None:
+    # The real API answers a bad key with nginx's HTML 401 page; the simulator does too.
+    log_file = tmp_path / "requests.jsonl"
+    wrong = {"APCA_API_KEY_ID": "PKWRONGKEY123", "APCA_API_SECRET_KEY": "wrong-secret-456"}
+    with simulator_process(log_file, "--key-id", "PKREAL", "--secret-key", "right") as url:
+        config = {**CONFIG, "vendor": "alpaca", "alpaca": {"base_url": url}}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            marketpipe_command("update", "--workflow", str(ROOT)),
+            cwd=tmp_path,
+            env={**os.environ, **wrong},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert (
+        "alpaca refused the API credentials (an HTML page ('401 Authorization Required')" in output
+    )
+    assert "check APCA_API_KEY_ID and APCA_API_SECRET_KEY (APCA_API_KEY_ID is set" in output
+    assert "<html" not in output.lower() and "nginx" not in output
+    for secret in wrong.values():
+        assert secret not in output
+    served = read_request_log(log_file)
+    assert 1 <= len(served) <= 3, [entry.path for entry in served]
+    summary_lines = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert len(summary_lines) <= 2, "\n".join(summary_lines)

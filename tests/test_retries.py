@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
-from marketpipe.connectors import ApiError, NoAuth, RetryExhaustedError
+from marketpipe.connectors import AuthenticationError, NoAuth, RetryExhaustedError
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from tests.conftest import FakeClock, alpaca_client, bars_query, start_simulator
 
@@ -156,15 +156,19 @@ def test_client_errors_are_not_retried(clock: FakeClock) -> None:
     server = start_simulator(clock=clock, key_id="PKGOOD", secret_key="right")
     try:
         client = alpaca_client(server, clock, key_id=SecretStr("PKGOOD"), secret_key=SecretStr("x"))
-        with client, pytest.raises(ApiError) as forbidden:
+        with client, pytest.raises(AuthenticationError) as refused:
             list(client.fetch_batch(bars_query()))
-        assert forbidden.value.status == 403
-        assert forbidden.value.message == "forbidden."
+        assert refused.value.status == 401
+        assert "alpaca refused the API credentials (an HTML page ('401 Authorization" in str(
+            refused.value
+        )
+        assert "check APCA_API_KEY_ID and APCA_API_SECRET_KEY" in str(refused.value)
+        assert "<" not in str(refused.value)
         anonymous = alpaca_client(server, clock)
         anonymous.transport.auth = NoAuth()
-        with anonymous, pytest.raises(ApiError, match="HTTP 401: authentication headers"):
+        with anonymous, pytest.raises(AuthenticationError, match="HTTP 401"):
             list(anonymous.fetch_batch(bars_query()))
-        assert server.request_log.counts()["by_status"] == {403: 1, 401: 1}
+        assert server.request_log.counts()["by_status"] == {401: 2}
         assert clock.sleeps == []
     finally:
         server.stop()

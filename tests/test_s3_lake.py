@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -361,11 +362,13 @@ def test_a_ctrl_c_run_releases_the_lease(
             threading.Event().wait(0.01)
         assert process.poll() is None, "the run ended before it could be interrupted"
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
-        _, errors = process.communicate(timeout=300)
+        output, errors = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
     assert process.returncode != 0
     assert not lake.exists(LEASE_KEY), errors[-3000:]
+    # The summary says what happened (running thread jobs may still finish first).
+    assert re.search(r"MarketPipe run \S+: interrupted", output), output
     _second_machine_runs_at_once(s3_api, uri, tmp_path)

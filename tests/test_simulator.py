@@ -160,7 +160,8 @@ def test_bad_parameters_get_alpaca_style_errors(
     assert response.json() == {"message": message}
 
 
-def test_missing_keys_get_401_and_wrong_keys_403() -> None:
+def test_missing_or_wrong_keys_get_the_proxys_html_401_page() -> None:
+    # As recorded from the live API: the key check happens before the API, in nginx.
     strict = start_simulator(key_id="PKREAL", secret_key="secret")
     try:
         params = {
@@ -169,9 +170,13 @@ def test_missing_keys_get_401_and_wrong_keys_403() -> None:
             "start": "2024-01-02",
             "end": "2024-01-05",
         }
-        assert get(strict, **params, headers={}).status_code == 401
         wrong = {"APCA-API-KEY-ID": "PKREAL", "APCA-API-SECRET-KEY": "nope"}
-        assert get(strict, **params, headers=wrong).status_code == 403
+        for headers in ({}, wrong):
+            refused = get(strict, **params, headers=headers)
+            assert refused.status_code == 401
+            assert refused.headers["Content-Type"] == "text/html"
+            assert "<title>401 Authorization Required</title>" in refused.text
+            assert "<center>nginx</center>" in refused.text
         right = {"APCA-API-KEY-ID": "PKREAL", "APCA-API-SECRET-KEY": "secret"}
         assert get(strict, **params, headers=right).status_code == 200
     finally:

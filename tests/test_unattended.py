@@ -424,3 +424,26 @@ def test_two_lakes_from_one_directory_and_a_run_on_a_busy_lake(tmp_path: Path) -
     assert f"another run is in progress (pid {first.pid} on " in busy.stderr
     assert "This run did nothing" in busy.stderr and "--unlock" not in busy.stderr
     assert (tmp_path / "lake-a" / "ohlcv").is_dir() and (tmp_path / "lake-b" / "ohlcv").is_dir()
+
+
+@pytest.mark.workflow
+def test_a_2000_partition_update_prints_a_short_log(tmp_path: Path) -> None:
+    # What a cron log keeps: progress lines and the summary, not every job's output paths.
+    symbols = ["AAPL", "MSFT", "SPY", "NVDA", "AMZN", "GOOG", "META", "TSLA", "AMD", "INTC"]
+    symbols += ["IBM", "ORCL", "CSCO", "QCOM", "TXN", "AVGO", "ADBE", "CRM", "NFLX", "PYPL"]
+    config = {**CONFIG, "symbols": symbols, "end": "2024-05-31", "timeframe": "1Hour"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = marketpipe(tmp_path, "update", "--workflow", str(ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "complete: all 2100 final partition(s)" in result.stdout
+    assert len(result.stdout) + len(result.stderr) < 20_000
+    assert "rows/s" in result.stderr and "partitions done" in result.stderr
+    status = subprocess.run(
+        f"{sys.executable} -m marketpipe.cli status --config config.yaml | head -1",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert status.stdout.startswith("symbol") and "Traceback" not in status.stderr

@@ -115,6 +115,9 @@ def _workflow_arguments(config_file: Path, overrides: Sequence[str], snakefile: 
     # --nolock: the lake's run lock, held around the run, is the lock that matters; Snakemake's
     # own is per working directory and would tie lakes run from one directory together.
     arguments = ["--snakefile", str(snakefile), "--configfile", str(config_file), "--nolock"]
+    # A schedule's log: MarketPipe's progress lines and summary, not every job's output paths
+    # (errors are still printed; the details are in the JSON logs).
+    arguments += ["--quiet", "rules", "reason", "host"]
     entries = snakemake_config_entries(overrides)
     return arguments + (["--config", *entries] if entries else [])
 

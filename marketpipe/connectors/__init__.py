@@ -16,6 +16,7 @@ from marketpipe.connectors.config import AlpacaConfig, ClientConfig
 from marketpipe.connectors.corporate_actions import CorporateActionsClient, CorporateActionsQuery
 from marketpipe.connectors.errors import (
     ApiError,
+    AuthenticationError,
     ConnectorError,
     PaginationError,
     ResponseFormatError,
@@ -46,6 +47,7 @@ __all__ = [
     "AlpacaKeyAuth",
     "ApiError",
     "AuthStrategy",
+    "AuthenticationError",
     "BarsQuery",
     "BaseApiClient",
     "BearerTokenAuth",

@@ -130,6 +130,10 @@ class AlpacaDataClient(BaseApiClient[QueryT]):
     """What every Alpaca Market Data endpoint shares: key headers and ``next_page_token``."""
 
     vendor: ClassVar[str] = "alpaca"
+    credential_variables: ClassVar[tuple[str, ...]] = (
+        AlpacaConfig.ENV_KEY_ID,
+        AlpacaConfig.ENV_SECRET_KEY,
+    )
 
     def default_auth(self, config: ClientConfig) -> AuthStrategy:
         """Alpaca's key-id / secret-key headers from the config."""
@@ -171,7 +175,7 @@ class AlpacaClient(AlpacaDataClient[BarsQuery]):
     def explain(self, error: ApiError) -> ConnectorError:
         """Name the plan, the feed and the fix when Alpaca refuses recent SIP data."""
         if error.status != 403 or _RECENT_SIP_REFUSAL not in error.message.lower():
-            return error
+            return super().explain(error)
         return SubscriptionError(
             403,
             f"{error.message} (feed sip): Alpaca's free plan serves SIP bars only once they "

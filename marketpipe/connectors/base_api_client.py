@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +14,12 @@ import pyarrow as pa
 
 from marketpipe.connectors.auth import AuthStrategy, NoAuth
 from marketpipe.connectors.config import ClientConfig
-from marketpipe.connectors.errors import ApiError, ConnectorError, PaginationError
+from marketpipe.connectors.errors import (
+    ApiError,
+    AuthenticationError,
+    ConnectorError,
+    PaginationError,
+)
 from marketpipe.connectors.models import Dataset
 from marketpipe.connectors.rate_limit import RateLimiter, SlidingWindowRateLimiter
 from marketpipe.connectors.read_ahead import ReadAhead
@@ -82,6 +88,8 @@ class BaseApiClient(ABC, Generic[QueryT]):
     """
 
     vendor: ClassVar[str]
+    # The environment variables holding this vendor's credentials, named when they are refused.
+    credential_variables: ClassVar[tuple[str, ...]] = ()
     dataset: ClassVar[Dataset]
 
     def __init__(
@@ -125,8 +133,23 @@ class BaseApiClient(ABC, Generic[QueryT]):
 
     def explain(self, error: ApiError) -> ConnectorError:
         """The error to raise for a rejected request; vendors turn known rejections into
-        clearer errors (the default keeps ``error``)."""
-        return error
+        clearer errors. A 401 always means the credentials: say which variables to check."""
+        if error.status != 401:
+            return error
+        variables = self.credential_variables
+        if variables:
+            state = ", ".join(
+                f"{name} {'is set' if os.environ.get(name) else 'is NOT set'}" for name in variables
+            )
+            check = f"check {' and '.join(variables)} ({state})"
+        else:
+            check = "check the credentials this client was given"
+        return AuthenticationError(
+            401,
+            f"{self.vendor} refused the API credentials ({error.message}): {check}; "
+            "nothing was retried, and this run asks with them no more",
+            error.endpoint,
+        )
 
     def send(self, spec: RequestSpec) -> Response:
         """Send one request through the shared transport, with vendor-explained rejections."""

@@ -17,8 +17,20 @@ class ApiError(ConnectorError):
         super().__init__(f"{endpoint} answered HTTP {status}: {message}")
 
 
+class AuthenticationError(ApiError):
+    """The vendor refused the credentials; the message names the variables to check."""
+
+
 class SubscriptionError(ApiError):
     """The account's plan does not cover the data asked for; retrying cannot help."""
+
+
+def may_differ_by_symbol(error: ConnectorError) -> bool:
+    """Whether asking symbol by symbol could get past ``error``: not when the credentials,
+    the subscription or TLS are refused (every symbol would be refused alike)."""
+    if isinstance(error, TlsVerificationError):
+        return False
+    return not (isinstance(error, ApiError) and error.status in (401, 403))
 
 
 class RetryExhaustedError(ConnectorError):

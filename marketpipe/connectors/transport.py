@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
+import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -80,15 +83,28 @@ def _decode_json(body: bytes) -> Any:
 
 
 def _vendor_message(body: bytes) -> str:
-    """The vendor's ``message`` from an error body, or the start of the body as text."""
+    """The vendor's ``message`` from an error body; an HTML page (a proxy's) by its title,
+    never its markup; else the start of the body as text."""
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError:
         decoded = None
-    if isinstance(decoded, dict) and isinstance(decoded.get("message"), str):
-        return decoded["message"]
+    if isinstance(decoded, dict):
+        for name in ("message", "error"):
+            if isinstance(decoded.get(name), str):
+                return decoded[name]
     text = body.decode("utf-8", errors="replace").strip()
+    if text[:200].lower().lstrip().startswith(("<html", "<!doctype")):
+        title = _HTML_TITLE.search(text)
+        return f"an HTML page ({title.group(1).strip()!r})" if title else "an HTML page"
     return text[:200] or "(empty body)"
+
+
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+# Credentials a vendor refused in this process (by vendor, URL and a hash of the secrets):
+# every later request with them fails at once instead of asking again.
+_refused: dict[tuple[str, str, str], ApiError] = {}
+_refused_lock = threading.Lock()
 
 
 @dataclass
@@ -123,8 +139,19 @@ class HttpTransport:
     def __repr__(self) -> str:
         return f"HttpTransport(vendor={self.vendor!r}, base_url={self.config.base_url!r})"
 
+    def _credentials(self) -> tuple[str, str, str]:
+        secrets = "\0".join(self.auth.secret_values()).encode()
+        return self.vendor, self.config.base_url, hashlib.sha256(secrets).hexdigest()
+
+    def _refuse_known_bad_credentials(self, spec: RequestSpec) -> None:
+        with _refused_lock:
+            refused = _refused.get(self._credentials())
+        if refused is not None:
+            raise ApiError(refused.status, refused.message, spec.name)
+
     def send(self, spec: RequestSpec) -> Response:
         """Send ``spec``, retrying transient failures; raise :class:`ApiError` on 4xx."""
+        self._refuse_known_bad_credentials(spec)
         budget = RetryBudget(self.policy, spec.name, self.clock())
         while True:
             self.sleep(self._reserve_slot(spec))
@@ -136,6 +163,7 @@ class HttpTransport:
 
     async def asend(self, spec: RequestSpec) -> Response:
         """Async twin of :meth:`send` with identical retry behaviour."""
+        self._refuse_known_bad_credentials(spec)
         budget = RetryBudget(self.policy, spec.name, self.clock())
         while True:
             await self.async_sleep(self._reserve_slot(spec))
@@ -279,7 +307,11 @@ class HttpTransport:
         if 300 <= status < 400:
             message = "unexpected redirect (redirects are not followed, to protect credentials)"
         self.metrics.error(self.vendor, spec.name, f"http_{status}")
-        raise ApiError(status, message, spec.name)
+        error = ApiError(status, message, spec.name)
+        if status == 401:
+            with _refused_lock:
+                _refused[self._credentials()] = error
+        raise error
 
     def _failure(
         self, spec: RequestSpec, cause: RetryCause, exc: BaseException, started: float

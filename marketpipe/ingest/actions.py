@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from marketpipe.connectors import AlpacaClient, ConnectorError, CorporateActionsClient
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.corporate_actions import CorporateActionsQuery
+from marketpipe.connectors.errors import may_differ_by_symbol
 from marketpipe.connectors.models import CORPORATE_ACTIONS_SCHEMA
 from marketpipe.lake.actions import (
     ACTIONS_SCHEMA,
@@ -204,10 +205,11 @@ def _fetch_batch(
     try:
         return [(batch, _fetch(client, batch, first, last))]
     except ConnectorError as exc:
-        if len(batch) == 1:
-            report.failed[batch[0]] = str(exc)
+        if len(batch) == 1 or not may_differ_by_symbol(exc):
+            report.failed.update(dict.fromkeys(batch, str(exc)))
             logger.error(
-                f"corporate actions of {batch[0]}: {exc}", extra={"event": "actions.failed"}
+                f"corporate actions of {', '.join(batch)}: {exc}",
+                extra={"event": "actions.failed"},
             )
             return []
     return [

@@ -19,12 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.connectors import (
-    ApiError,
     BarsQuery,
     BaseApiClient,
     ConnectorError,
     ResponseFormatError,
-    TlsVerificationError,
     UnknownSymbolError,
 )
 from marketpipe.ingest.publish import QUARANTINE_SCHEMA, LedgerBatch, RunPublisher
@@ -50,6 +48,8 @@ __all__ = [
     "reconcile",
 ]
 
+from marketpipe.connectors.errors import may_differ_by_symbol
+
 logger = logging.getLogger(__name__)
 
 
@@ -68,13 +68,6 @@ def _split_by_symbol(table: pa.Table) -> list[tuple[str, pa.Table]]:
         (column[begin].as_py(), table.slice(begin, end - begin))
         for begin, end in itertools.pairwise(bounds)
     ]
-
-
-def _can_isolate(error: ConnectorError) -> bool:
-    """Whether fetching symbols one by one could get past ``error`` (not auth or TLS)."""
-    if isinstance(error, TlsVerificationError):
-        return False
-    return not (isinstance(error, ApiError) and error.status in (401, 403))
 
 
 @dataclass
@@ -200,7 +193,7 @@ def ingest_days(
         try:
             errors.update(ingest.run_stream(tuple(members), list(run)))
         except ConnectorError as error:
-            if not _can_isolate(error):
+            if not may_differ_by_symbol(error):
                 raise
             if len(members) == 1:
                 errors[members[0]] = error
@@ -255,7 +248,7 @@ def _one_by_one(
                 errors.update(ingest.run_stream((symbol,), part))
             failures_in_a_row = 0
         except ConnectorError as error:
-            if not _can_isolate(error):
+            if not may_differ_by_symbol(error):
                 raise
             errors[symbol] = error
             failures_in_a_row += 1

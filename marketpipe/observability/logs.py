@@ -17,6 +17,8 @@ from pythonjsonlogger.json import JsonFormatter
 
 REDACTED = "***"
 RUN_ID_VARIABLE = "MARKETPIPE_RUN_ID"
+RUN_STARTED_VARIABLE = "MARKETPIPE_RUN_STARTED"  # epoch seconds, for progress and rates
+RUN_JOBS_VARIABLE = "MARKETPIPE_RUN_JOBS"  # the jobs a run planned, for its summary
 SECRET_VARIABLES = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "APCA_API_OAUTH_TOKEN")
 _job_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "marketpipe_job", default=None

@@ -40,9 +40,15 @@ class JobRecord:
 
 
 def build_run_summary(
-    records: Sequence[JobRecord], run_id: str, status: str, planned: int, present: int
+    records: Sequence[JobRecord],
+    run_id: str,
+    status: str,
+    planned: int,
+    present: int,
+    planned_jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Roll up the jobs of run ``run_id`` (their ledger records)."""
+    """Roll up the jobs of run ``run_id`` (their ledger records); ``planned_jobs`` (when
+    known) counts the jobs that never finished (an interrupted run's)."""
     endpoints = merge_endpoint_stats(
         {key: EndpointStats.from_dict(value) for key, value in record.metrics.items()}
         for record in records
@@ -67,6 +73,7 @@ def build_run_summary(
             "total": len(records),
             "succeeded": len(records) - len(failures),
             "failed": len(failures),
+            "unfinished": max(0, (planned_jobs or 0) - len(records)),
             "failures": failures,
         },
         "partitions": {
@@ -100,6 +107,19 @@ def latest_run_summary(data_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def failures_by_cause(failures: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Failed jobs grouped by what went wrong (``fetching X failed: <cause>``), so that one
+    cause shared by many jobs (refused credentials, an outage) is said once."""
+    grouped: dict[str, list[str]] = {}
+    for failure in failures:
+        error = str(failure["error"])
+        label, separator, cause = error.partition(" failed: ")
+        if not separator:
+            label, cause = str(failure["job"]), error
+        grouped.setdefault(cause, []).append(label.removeprefix("fetching "))
+    return grouped
+
+
 def format_run_summary(summary: dict[str, Any]) -> str:
     """A short human-readable report of a run."""
     jobs, parts = summary["jobs"], summary["partitions"]
@@ -109,7 +129,8 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         f"{parts['published']} published this run ({parts['rows']:,} rows, "
         f"{parts['rejected_rows']:,} quarantined, {parts.get('flagged_rows', 0):,} flagged), "
         f"{parts['missing']} missing",
-        f"  jobs: {jobs['succeeded']} ok, {jobs['failed']} failed",
+        f"  jobs: {jobs['succeeded']} ok, {jobs['failed']} failed"
+        + (f", {jobs['unfinished']} did not finish" if jobs.get("unfinished") else ""),
         f"  requests: {summary['requests']}, retries: "
         + (", ".join(f"{k}={v}" for k, v in summary["retries"].items()) or "none"),
     ]
@@ -121,6 +142,7 @@ def format_run_summary(summary: dict[str, Any]) -> str:
             f"{latency['p95']} ms / max {latency['max']} ms, rate-limit waits "
             f"{stats['rate_limit_waits']} ({stats['rate_limit_wait_seconds']:.1f}s)"
         )
-    for failure in jobs["failures"]:
-        lines.append(f"  FAILED {failure['job']}: {failure['error']}")
+    for cause, labels in failures_by_cause(jobs["failures"]).items():
+        shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
+        lines.append(f"  FAILED {shown}: {cause}")
     return "\n".join(lines)

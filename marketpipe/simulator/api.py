@@ -111,6 +111,19 @@ class PerKeyRateLimit:
         }
 
 
+# A wrong or missing key never reaches the API: the proxy in front answers with its own page
+# (recordings of the live API, reference alpaca-live-data.md section 8).
+_NGINX_401_PAGE = (
+    b"<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n"
+    b"<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+def _nginx_401() -> Reply:
+    return Reply(401, _NGINX_401_PAGE, {"Content-Type": "text/html"})
+
+
 class SimulatorApp:
     """Routes and answers requests for both bars endpoints."""
 
@@ -225,11 +238,11 @@ class SimulatorApp:
             if self.config.strict_keys and (
                 key_id != self.config.key_id or secret != self.config.secret_key
             ):
-                return fingerprint, self._error(403, "forbidden.")
+                return fingerprint, _nginx_401()
             return fingerprint, None
         if bearer.startswith("Bearer ") and bearer[7:].strip() and not self.config.strict_keys:
             return hashlib.sha256(bearer.encode()).hexdigest()[:12], None
-        return None, self._error(401, "authentication headers are missing or invalid")
+        return None, _nginx_401()
 
     def _fault_reply(self, fault: str, limit_headers: dict[str, str]) -> Reply:
         faults = self.config.faults

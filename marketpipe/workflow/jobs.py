@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -25,7 +26,13 @@ from marketpipe.ingest.bars import (
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
-from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
+from marketpipe.observability.logs import (
+    RUN_STARTED_VARIABLE,
+    current_run_id,
+    job_context,
+    json_log_file,
+    log_event,
+)
 from marketpipe.observability.metrics import MetricsRecorder
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
@@ -188,10 +195,24 @@ def _finish_job(
     failed = f" (FAILED: {symbols_label(job.failed)})" if job.error else ""
     print(
         f"[marketpipe] {job.label}: {len(report.published)} partition(s) published{failed}; "
-        f"lake {present}/{planned} partitions done",
+        f"lake {present}/{planned} partitions done{_pace(store, planned - present)}",
         file=sys.stderr,
         flush=True,
     )
+
+
+def _pace(store: CheckpointStore, remaining: int) -> str:
+    """``, 1.2M rows at 85k rows/s, about 3 min left`` for this run so far ("" before any)."""
+    started = float(os.environ.get(RUN_STARTED_VARIABLE) or 0)
+    records = store.job_records(current_run_id())
+    published = sum(record.published for record in records)
+    rows = sum(record.rows for record in records)
+    elapsed = time.time() - started
+    if not started or not published or elapsed <= 0:
+        return ""
+    left = remaining * elapsed / published
+    eta = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
+    return f", {rows:,} rows at {rows / elapsed:,.0f} rows/s" + (f", {eta}" if remaining else "")
 
 
 def fetch_corporate_actions(
@@ -224,7 +245,12 @@ def fetch_corporate_actions(
                     run_id=current_run_id(),
                 )
             if report.failed:
-                reasons = "; ".join(f"{symbol}: {why}" for symbol, why in report.failed.items())
+                by_reason: dict[str, list[str]] = {}
+                for symbol, why in report.failed.items():
+                    by_reason.setdefault(why, []).append(symbol)
+                reasons = "; ".join(
+                    f"{', '.join(names)}: {why}" for why, names in by_reason.items()
+                )
                 error = f"corporate actions could not be fetched for {reasons}"
         except (ConnectorError, ValueError) as exc:
             error = f"corporate actions of {symbols_label(symbols)} failed: {exc}"

@@ -11,9 +11,13 @@ import ctypes.util
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import pyarrow as pa
@@ -25,7 +29,13 @@ from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.markettime.finality import describe_final_at
-from marketpipe.observability.logs import current_run_id, json_log_file, log_event
+from marketpipe.observability.logs import (
+    RUN_JOBS_VARIABLE,
+    RUN_STARTED_VARIABLE,
+    current_run_id,
+    json_log_file,
+    log_event,
+)
 from marketpipe.observability.summary import (
     build_run_summary,
     format_run_summary,
@@ -160,6 +170,7 @@ def announce_run_scope(settings: WorkflowSettings) -> None:
         print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
 
 
+_INTERRUPTED = threading.Event()
 EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
 EXIT_LEASE_LOST = 76  # the run lost its S3 lake's lease mid-run and stopped writing
 
@@ -197,8 +208,13 @@ def release_run_lock() -> None:
         _RUN_LOCKS.pop().release()
 
 
-def start_run(settings: WorkflowSettings) -> None:
-    """Log the run's start and recover from a crashed run (Snakemake ``onstart``)."""
+def start_run(settings: WorkflowSettings, planned_jobs: int = 0) -> None:
+    """Log the run's start and recover from a crashed run (Snakemake ``onstart``); note when
+    it started, how many jobs it plans, and a Ctrl-C (its summary says "interrupted")."""
+    os.environ[RUN_STARTED_VARIABLE] = str(time.time())
+    os.environ[RUN_JOBS_VARIABLE] = str(planned_jobs)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _note_interrupt)
     with json_log_file(run_log_path(settings, current_run_id()), this_thread_only=False, mode="a"):
         recover_interrupted_jobs(settings)
         log_event(
@@ -213,6 +229,11 @@ def start_run(settings: WorkflowSettings) -> None:
         )
 
 
+def _note_interrupt(signum: int, frame: FrameType | None) -> None:
+    _INTERRUPTED.set()
+    signal.default_int_handler(signum, frame)
+
+
 def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     """Roll up, save and print the run summary (Snakemake ``onsuccess`` / ``onerror``).
 
@@ -224,6 +245,8 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     lost = _lost_lease()
     if lost is not None:
         status = "failed"
+    elif _INTERRUPTED.is_set():
+        status = "interrupted"
     with CheckpointStore(settings.state_dir) as store:
         if not settings.lake.is_local and lost is None:
             reindex(store, settings.lake)
@@ -235,6 +258,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             status,
             settings.planned_partitions,
             present,
+            int(os.environ.get(RUN_JOBS_VARIABLE, "0")),
         )
     path = write_run_summary(settings.state_dir, summary)
     if lost is None:

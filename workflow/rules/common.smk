@@ -6,8 +6,18 @@
 # (symbol, month) groups with missing partitions, and only those are asked of Snakemake,
 # packed into jobs of up to `symbols_per_job` symbols that miss the same days.
 
+from pathlib import Path
+
 from marketpipe.observability.logs import current_run_id
-from marketpipe.workflow.run import use_private_state, announce_missing, announce_run_scope, configure_workflow_process, finish_run, hold_run_lock, start_run
+from marketpipe.workflow.run import (
+    announce_missing,
+    announce_run_scope,
+    configure_workflow_process,
+    finish_run,
+    hold_run_lock,
+    start_run,
+    use_private_state,
+)
 from marketpipe.workflow.planning import (
     RunPlan,
     fetch_jobs,
@@ -74,6 +84,13 @@ def run_targets():
     return [*pending_targets(), *actions, *rules.coverage_report.output]
 
 
+def planned_job_count():
+    """The jobs that leave a record: every fetch job, and today's corporate-actions check
+    unless it ran already (a run's summary counts those that never finished)."""
+    check = SETTINGS.config.corporate_actions.fetch and not Path(ACTIONS_MARKER).exists()
+    return len(FETCH_JOBS) + int(check)
+
+
 # With the budget split into shares, at most that many fetch jobs run at once (each one
 # spends one share of the requests per minute; see alpaca.budget_shares).
 if SETTINGS.config.alpaca.budget_shares > 1:
@@ -89,7 +106,7 @@ localrules:
 onstart:
     hold_run_lock(SETTINGS)
     save_run_plan(PLAN_PATH, RunPlan(SETTINGS.now, FETCH_JOBS))
-    start_run(SETTINGS)
+    start_run(SETTINGS, planned_jobs=planned_job_count())
 
 
 onsuccess:
