@@ -186,3 +186,23 @@ def test_a_late_split_changes_adjusted_reads_without_rewriting_any_bar(
     assert msft_after["volume"].to_pylist() == [v * 3 for v in msft_before["volume"].to_pylist()]
     others = pa.compute.not_equal(split_before["symbol"], "MSFT")
     assert split_after.filter(others).equals(split_before.filter(others))
+
+
+def test_a_symbol_added_to_the_config_is_complete_in_the_run_that_adds_it(
+    built: Path, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "lake-copy"
+    shutil.copytree(built, workdir)
+    write_config(workdir, symbols=[*SYMBOLS, "NVDA"], start=FIRST, end=LAST)
+    env = {**os.environ, "MARKETPIPE_NOW": BUILT_AT}  # the same New York day as the build
+    planned = snakemake(workdir, "-n", env=env)
+    assert "corporate_actions" in planned.stdout, "a never-checked symbol is work for -n"
+    result = snakemake(workdir, "--cores", "2", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert read_actions(workdir / "lake", "NVDA") is not None
+    adjusted = marketpipe.read_bars(
+        "NVDA", FIRST, LAST, data_dir=workdir / "lake", adjustment="all"
+    )
+    assert adjusted.num_rows > 0
+    again = snakemake(workdir, "-n", env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr

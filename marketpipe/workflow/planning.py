@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from marketpipe.lake.ledger import STATE_DIR
+from marketpipe.lake.ledger import STATE_DIR, CheckpointStore, state_path
 from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
 from marketpipe.markettime.calendar import Session, new_york_date
@@ -195,6 +196,7 @@ class RunPlan:
 
     now: dt.datetime
     jobs: list[FetchJob]
+    actions_marker: Path | None = None  # the corporate-actions check's marker, if it runs
 
 
 PlanLocation = Path | tuple[LakeStore, str]
@@ -224,6 +226,7 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
     """Write the run's instant and jobs (month days, each symbol's missing days) atomically."""
     payload = {
         "now": plan.now.isoformat(),
+        "actions_marker": str(plan.actions_marker) if plan.actions_marker else None,
         "jobs": [
             {
                 "month": job.month.label,
@@ -264,19 +267,40 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
             PendingJob(symbol, month_plan, _dates(days)) for symbol, days in item["missing"].items()
         )
         jobs.append(FetchJob(month_plan, pending))
-    return RunPlan(dt.datetime.fromisoformat(payload["now"]), jobs)
+    marker = payload.get("actions_marker")
+    return RunPlan(
+        dt.datetime.fromisoformat(payload["now"]), jobs, Path(marker) if marker else None
+    )
 
 
-def actions_marker(markers_dir: Path, now: dt.datetime) -> Path:
-    """The file saying the corporate actions were brought up to date on ``now``'s New York
-    date: the ``corporate_actions`` job runs once per day that a run happens."""
-    return markers_dir / "corporate_actions" / f"checked-{new_york_date(now)}.json"
+def unchecked_action_symbols(settings: WorkflowSettings) -> list[str]:
+    """Configured symbols whose corporate actions were never stored (new in the config)."""
+    if not state_path(settings.state_dir).exists():
+        return sorted(settings.config.symbols)
+    with CheckpointStore(settings.state_dir) as store:
+        checked = store.actions_entries()
+    return sorted(set(settings.config.symbols) - set(checked))
+
+
+def actions_marker(settings: WorkflowSettings) -> Path:
+    """The file saying the corporate actions were brought up to date on the run's New York
+    date: the ``corporate_actions`` job runs once per day that a run happens, and again in
+    the run that adds a symbol whose actions were never stored (the marker then names that
+    set of symbols), so adjusted reads of a new symbol work at once."""
+    directory = settings.markers_dir / "corporate_actions"
+    day = new_york_date(settings.now)
+    unchecked = unchecked_action_symbols(settings)
+    if unchecked:
+        digest = hashlib.sha256(",".join(unchecked).encode()).hexdigest()[:10]
+        return directory / f"checked-{day}-{digest}.json"
+    done = sorted(directory.glob(f"checked-{day}*.json"))
+    return done[0] if done else directory / f"checked-{day}.json"
 
 
 def actions_due(settings: WorkflowSettings) -> bool:
-    """Whether a run now would check the corporate actions (once per New York date)."""
+    """Whether a run now would check the corporate actions (see :func:`actions_marker`)."""
     return (
         settings.config.corporate_actions.fetch
         and bool(settings.final_sessions)
-        and not actions_marker(settings.markers_dir, settings.now).exists()
+        and not actions_marker(settings).exists()
     )

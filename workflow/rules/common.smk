@@ -105,7 +105,7 @@ localrules:
 
 onstart:
     hold_run_lock(SETTINGS)
-    save_run_plan(PLAN_PATH, RunPlan(SETTINGS.now, FETCH_JOBS))
+    save_run_plan(PLAN_PATH, RunPlan(SETTINGS.now, FETCH_JOBS, ACTIONS_MARKER))
     start_run(SETTINGS, planned_jobs=planned_job_count())
 
 
