@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from marketpipe.connectors import (
     CORPORATE_ACTIONS_SCHEMA,
     AlpacaConfig,
-    ApiError,
+    AuthenticationError,
     CorporateActionsClient,
     CorporateActionsQuery,
     ResponseFormatError,
@@ -181,12 +181,13 @@ def test_wrong_keys_fail_at_once_without_the_secret_anywhere() -> None:
             base_url=server.url, key_id=SecretStr("PKREAL"), secret_key=SecretStr(secret)
         )
         with CorporateActionsClient(settings) as actions:
-            with pytest.raises(ApiError) as refused:
+            with pytest.raises(AuthenticationError) as refused:
                 list(actions.fetch_batch(QUERY))
             assert secret not in repr(actions.transport) + repr(settings)
     finally:
         server.stop()
-    assert refused.value.status == 403 and secret not in str(refused.value)
+    assert refused.value.status == 401 and secret not in str(refused.value)
+    assert "check APCA_API_KEY_ID and APCA_API_SECRET_KEY" in str(refused.value)
     assert len(server.request_log.entries) == 1
 
 

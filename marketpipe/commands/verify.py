@@ -19,8 +19,10 @@ from marketpipe.lake.storage import (
     LAKE_DIR,
     LAKE_SCHEMA,
     PARTITION_FILE,
+    REPAIR,
     SYMBOL_COLUMN,
     SYMBOL_KEY,
+    damage_of,
     new_york_day_keys,
     partition_key,
     partition_of,
@@ -48,9 +50,9 @@ class VerifyResult:
 
 def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
     except (OSError, pa.ArrowException) as exc:
-        return f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:120]})"
+        return damage_of(exc)
     if SYMBOL_COLUMN in table.column_names:
         return (
             "written by an earlier release (the symbol column is inside the file, which "
@@ -76,9 +78,9 @@ def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
 
 def _check_actions_contents(data: bytes, symbol: str) -> str | None:
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
     except (OSError, pa.ArrowException) as exc:
-        return f"unreadable Parquet ({type(exc).__name__}: {str(exc)[:120]})"
+        return damage_of(exc)
     if not table.schema.remove_metadata().equals(STORED_ACTIONS_SCHEMA.remove_metadata()):
         return "schema differs from the stored corporate-actions schema"
     named = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
@@ -103,7 +105,7 @@ def verify_actions(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]
         if entry is None:
             problems.append(Problem(where, "no ledger row records this file"))
         elif hashlib.sha256(data).hexdigest() != entry.sha256:
-            problems.append(Problem(where, "content differs from the ledger (sha256 mismatch)"))
+            problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
         issue = _check_actions_contents(data, symbol)
         if issue:
             problems.append(Problem(where, issue))
@@ -139,7 +141,7 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
         if entry is None:
             problems.append(Problem(where, "no ledger row records this file"))
         elif hashlib.sha256(data).hexdigest() != entry.sha256:
-            problems.append(Problem(where, "content differs from the ledger (sha256 mismatch)"))
+            problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
         issue = _check_contents(data, symbol, day)
         if issue:
             problems.append(Problem(where, issue))

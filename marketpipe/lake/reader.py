@@ -27,11 +27,13 @@ from marketpipe.lake.storage import (
     LAKE_DIR,
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
+    DamagedFileError,
     as_store,
     describe_partitions,
     new_york_day_keys,
     partition_key,
     present_partitions,
+    read_table_at,
     repeated_string,
 )
 from marketpipe.markettime.calendar import (
@@ -44,6 +46,10 @@ from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
 
 Output = Literal["arrow", "pandas", "polars"]
+# Every page checksum verified: a damaged file fails the read instead of giving wrong rows.
+VERIFIED_PARQUET = ds.ParquetFileFormat(
+    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
 _RESAMPLE_UNITS = (TimeframeUnit.MINUTE, TimeframeUnit.HOUR, TimeframeUnit.DAY)
 
 
@@ -162,7 +168,7 @@ def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:
     return ds.dataset(
         [f"{root}/{key}" for key in keys],
         schema=LAKE_SCHEMA.append(pa.field(SYMBOL_COLUMN, pa.string())),
-        format="parquet",
+        format=VERIFIED_PARQUET,
         partitioning=partitioning,
         partition_base_dir=f"{root}/{LAKE_DIR}",
         filesystem=filesystem,
@@ -236,9 +242,12 @@ def _read_in_order(keys: list[str], lake: LakeStore) -> pa.Table:
     tables = []
     for symbol in sorted(by_symbol):
         files = [f"{root}/{key}" for key in by_symbol[symbol]]
-        table = ds.dataset(
-            files, format="parquet", schema=LAKE_SCHEMA, filesystem=filesystem
-        ).to_table()
+        try:
+            table = ds.dataset(
+                files, format=VERIFIED_PARQUET, schema=LAKE_SCHEMA, filesystem=filesystem
+            ).to_table()
+        except (OSError, pa.ArrowException):
+            raise _damaged_among(by_symbol[symbol], lake) from None
         tables.append(
             table.add_column(
                 0, OHLCV_SCHEMA.field(SYMBOL_COLUMN), repeated_string(symbol, table.num_rows)
@@ -249,12 +258,26 @@ def _read_in_order(keys: list[str], lake: LakeStore) -> pa.Table:
     return pa.concat_tables(tables).replace_schema_metadata(OHLCV_SCHEMA.metadata)
 
 
+def _damaged_among(keys: list[str], lake: LakeStore) -> DamagedFileError:
+    """Which of ``keys`` are damaged, each read on its own (only after a read failed)."""
+    damaged: dict[str, str] = {}
+    for key in keys:
+        try:
+            read_table_at(lake, key)
+        except DamagedFileError as error:
+            damaged.update(error.damaged)
+    return DamagedFileError(damaged or {lake.uri: "a file of the range could not be read"})
+
+
 def _require_raw(keys: list[str], lake: LakeStore) -> None:
     """Adjusting bars the vendor already adjusted would apply the actions twice."""
     if not keys:
         return
     filesystem, root = lake_filesystem(lake)
-    metadata = pq.read_schema(f"{root}/{keys[0]}", filesystem=filesystem).metadata or {}
+    try:
+        metadata = pq.read_schema(f"{root}/{keys[0]}", filesystem=filesystem).metadata or {}
+    except (OSError, pa.ArrowException):
+        raise _damaged_among(keys[:1], lake) from None
     stored = metadata.get(ADJUSTMENT_KEY.encode(), b"raw").decode()
     if stored != "raw":
         raise ValueError(

@@ -40,7 +40,44 @@ _WRITER_OPTIONS = {
     "use_dictionary": True,
     "write_statistics": True,
     "store_schema": True,
+    # A CRC per page: a flipped bit is an error when the file is read, never wrong rows.
+    "write_page_checksum": True,
 }
+REPAIR = (
+    "MarketPipe reads no rows from it. Repair: `marketpipe update` (or the workflow) moves it "
+    "aside to _damaged/ and fetches it again; `marketpipe refresh` replaces it at once"
+)
+
+
+class DamagedFileError(OSError):
+    """Lake files are damaged (truncated, bits flipped ...); the message names each one,
+    what is wrong and how to repair it."""
+
+    def __init__(self, damaged: Mapping[str, str]) -> None:
+        self.damaged = dict(damaged)
+        listed = "; ".join(f"{where}: {problem}" for where, problem in self.damaged.items())
+        super().__init__(f"{len(self.damaged)} damaged file(s): {listed}. {REPAIR}")
+
+
+def damage_of(exc: Exception) -> str:
+    """What a failed Parquet read says about the file, in one whole sentence."""
+    text = str(exc)
+    if "magic bytes not found" in text:
+        return "not a whole Parquet file (truncated or overwritten)"
+    if "CRC checksum verification failed" in text:
+        return "a page failed its checksum (bits changed on disk)"
+    return f"unreadable Parquet ({type(exc).__name__}: {text.split('. ')[0]})"
+
+
+def read_verified(source: str | Path | pa.NativeFile, where: str) -> pa.Table:
+    """A Parquet table with every page checksum verified (files written without checksums
+    are read as they are); a damaged file raises :class:`DamagedFileError` naming ``where``."""
+    try:
+        return pq.read_table(source, page_checksum_verification=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise DamagedFileError({where: damage_of(exc)}) from None
 
 
 def partition_dir(root: Path, area: str, symbol: str, day: dt.date) -> Path:
@@ -205,17 +242,18 @@ def repeated_string(value: str, count: int) -> pa.Array:
 
 
 def read_table_at(lake: LakeStore, key: str) -> pa.Table:
-    """The Parquet table at ``key`` (a local file is read in place)."""
+    """The Parquet table at ``key``, checksums verified (a local file is read in place)."""
+    where = f"{lake.uri}/{key}"
     if isinstance(lake, LocalStore):
-        return pq.read_table(lake.path(key))
-    return pq.read_table(pa.BufferReader(lake.get(key)))
+        return read_verified(lake.path(key), where)
+    return read_verified(pa.BufferReader(lake.get(key)), where)
 
 
 def read_partition(path: Path, lake: LakeStore | None = None) -> pa.Table:
     """A partition file's rows with the symbol column restored from its metadata (files of
     releases that stored the column are read as they are); ``path`` is a key of ``lake``
     when one is given."""
-    table = pq.read_table(path) if lake is None else read_table_at(lake, path.as_posix())
+    table = read_verified(path, str(path)) if lake is None else read_table_at(lake, path.as_posix())
     if SYMBOL_COLUMN in table.column_names:
         return table
     symbol = (table.schema.metadata or {}).get(SYMBOL_KEY.encode(), b"").decode()
