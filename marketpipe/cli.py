@@ -32,6 +32,7 @@ from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, Connect
 from marketpipe.foundation.version import VERSION
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
+from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import MissingBucket
 from marketpipe.lake.reader import MissingPartitionsError, NoLakeError
@@ -48,6 +49,7 @@ from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 from marketpipe.workflow.status import (
     LakeNotFoundError,
     actions_summary,
+    damaged_partitions,
     lake_status,
     missing_partitions,
     require_lake,
@@ -154,6 +156,13 @@ def run_status(args: argparse.Namespace) -> int:
             f"  {last}"
         )
     print(actions_summary(settings))
+    damaged = damaged_partitions(settings)
+    if damaged:
+        print(
+            f"damaged: {len(damaged)} partition(s) changed on disk since they were written: "
+            f"{describe_damage(damaged)}; `marketpipe update` moves them aside and fetches "
+            "them again"
+        )
     _print_not_final(settings)
     if args.require_complete:
         missing = missing_partitions(settings)

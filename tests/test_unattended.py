@@ -20,8 +20,9 @@ from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.verify import verify_lake
 from marketpipe.ingest.bars import ingest_days
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.reader import read_bars
 from marketpipe.lake.run_lock import RunInProgress, RunLock
-from marketpipe.lake.storage import file_sha256, partition_path
+from marketpipe.lake.storage import DamagedFileError, file_sha256, partition_path
 from marketpipe.observability.alerts import AlertPolicy, send_alert
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings, load_settings
@@ -30,6 +31,7 @@ from tests.webhook_receiver import webhook_receiver
 from tests.workflow_support import (
     CONFIG,
     ROOT,
+    copy_of,
     lake_hashes,
     simulator_process,
     snakemake,
@@ -447,3 +449,37 @@ def test_a_2000_partition_update_prints_a_short_log(tmp_path: Path) -> None:
         timeout=120,
     )
     assert status.stdout.startswith("symbol") and "Traceback" not in status.stderr
+
+
+@pytest.mark.workflow
+def test_damaged_files_are_refused_then_repaired_by_one_update(
+    reference: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(reference, tmp_path)
+    lake = workdir / "lake"
+    truncated = partition_path(lake, "AAPL", dt.date(2024, 1, 10))
+    flipped = partition_path(lake, "MSFT", dt.date(2024, 1, 11))
+    with open(truncated, "r+b") as handle:  # in place, as a tool or a bad disk would
+        handle.truncate(100)
+    with open(flipped, "r+b") as handle:
+        handle.seek(300)
+        byte = handle.read(1)
+        handle.seek(300)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(DamagedFileError) as refused:
+        read_bars(["AAPL", "MSFT"], dt.date(2024, 1, 2), dt.date(2024, 1, 31), data_dir=lake)
+    assert set(refused.value.damaged) == {
+        f"{lake}/ohlcv/symbol=AAPL/year=2024/month=01/day=10/bars.parquet",
+        f"{lake}/ohlcv/symbol=MSFT/year=2024/month=01/day=11/bars.parquet",
+    }
+    assert "marketpipe update" in str(refused.value)
+    status = marketpipe(workdir, "status")
+    assert "damaged: 2 partition(s)" in status.stdout, status.stdout
+    update = marketpipe(workdir, "update", "--workflow", str(ROOT))
+    assert update.returncode == 0, update.stderr[-3000:]
+    assert "repaired 2: AAPL 2024-01-10" in update.stdout and "MSFT 2024-01-11" in update.stdout
+    assert lake_hashes(workdir) == lake_hashes(reference)
+    kept = sorted(path.name for path in (lake / "_damaged").rglob("*") if path.is_file())
+    assert kept == ["bars.parquet", "bars.parquet", "bars.parquet.reason", "bars.parquet.reason"]
+    assert read_bars("AAPL", dt.date(2024, 1, 10), dt.date(2024, 1, 10), data_dir=lake).num_rows
+    assert marketpipe(workdir, "verify").returncode == 0

@@ -155,7 +155,10 @@ def _adopt_changes(
                 # The file was replaced but the ledger not yet (an interrupted refresh).
                 store.replace(recorded, new, f"{reason} (ledger caught up)", run_id)
             continue
-        old_rows = pq.ParquetFile(pa.BufferReader(current_bytes)).metadata.num_rows
+        try:
+            old_rows = pq.ParquetFile(pa.BufferReader(current_bytes)).metadata.num_rows
+        except (OSError, pa.ArrowException):  # damaged: replaced like any changed file
+            old_rows = recorded.rows if recorded is not None else 0
         old = LedgerEntry(symbol, day, old_rows, current, old_rows == 0, 0, 0)
         staged_rejects = quarantine_path(staging, symbol, day)
         rejects = quarantine_key(symbol, day)

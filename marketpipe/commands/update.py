@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import yaml
 
 from marketpipe.commands.common import CommandError, load_command_settings
+from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import LAKE_DIR, describe_partitions, partition_key, quarantine_key
@@ -26,7 +27,11 @@ from marketpipe.workflow.alerting import alert_unstarted_run, policy_from_raw, r
 from marketpipe.workflow.config import ConfigError
 from marketpipe.workflow.run import EXIT_BUSY, EXIT_LEASE_LOST
 from marketpipe.workflow.settings import WorkflowSettings, snakemake_config_entries
-from marketpipe.workflow.status import missing_partitions, premature_partitions
+from marketpipe.workflow.status import (
+    damaged_partitions,
+    missing_partitions,
+    premature_partitions,
+)
 
 EXIT_COMPLETE = 0  # every final session of the range is in the lake
 EXIT_INCOMPLETE = 1  # the run failed or left final sessions missing (they are named)
@@ -212,6 +217,7 @@ def run_update(
     try:
         with settings.run_lock("marketpipe update"):
             drop_premature_partitions(settings)
+            repaired = damaged_partitions(settings, repair=True)
             arguments = [
                 *_workflow_arguments(config_file, overrides, snakefile),
                 "--cores",
@@ -253,7 +259,8 @@ def run_update(
         return EXIT_INCOMPLETE
     print(
         f"marketpipe update: complete: all {settings.planned_partitions} final partition(s) "
-        f"of {settings.config.start}..{settings.end} are in the lake",
+        f"of {settings.config.start}..{settings.end} are in the lake"
+        + (f"; repaired {len(repaired)}: {describe_damage(repaired)}" if repaired else ""),
         flush=True,
     )
     return EXIT_COMPLETE

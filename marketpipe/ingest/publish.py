@@ -13,8 +13,9 @@ import pyarrow.compute as pc
 
 from marketpipe.connectors import OHLCV_SCHEMA
 from marketpipe.ingest.stream import IngestReport, StreamSettings
+from marketpipe.lake.integrity import file_stats
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, StreamKey
-from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import (
     REASON_COLUMN,
     new_york_day_keys,
@@ -66,6 +67,10 @@ class LedgerBatch:
         """Record the queued rows in one transaction, once their files are durable."""
         self.lake.flush()
         self.store.publish_many(self.pending)
+        if isinstance(self.lake, LocalStore):
+            self.store.record_file_stats(
+                file_stats(self.lake, [(entry.symbol, entry.day) for entry, _, _ in self.pending])
+            )
         self.report.published.extend(entry for entry, _, _ in self.pending)
         self.pending = []
 

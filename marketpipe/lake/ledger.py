@@ -123,11 +123,23 @@ class CheckpointStore:
     def forget(self, symbol: str, days: Iterable[dt.date]) -> None:
         """Drop ledger rows (their files are gone or will be rewritten)."""
         check_fence("a ledger commit")
+        keys = [(symbol, day.isoformat()) for day in days]
         with self._transaction() as db:
-            db.executemany(
-                "DELETE FROM partitions WHERE symbol = ? AND day = ?",
-                [(symbol, day.isoformat()) for day in days],
-            )
+            db.executemany("DELETE FROM partitions WHERE symbol = ? AND day = ?", keys)
+            db.executemany("DELETE FROM file_stats WHERE symbol = ? AND day = ?", keys)
+
+    def record_file_stats(self, stats: Iterable[tuple[str, dt.date, int, int]]) -> None:
+        """Remember (symbol, day, size, mtime_ns) of local partition files as written, so a
+        later run notices a file changed on disk with one ``stat`` (see ``lake.integrity``)."""
+        rows = [(symbol, day.isoformat(), size, mtime) for symbol, day, size, mtime in stats]
+        if rows:
+            with self._transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO file_stats VALUES (?, ?, ?, ?)", rows)
+
+    def file_stats(self) -> dict[tuple[str, dt.date], tuple[int, int]]:
+        """Every remembered (size, mtime_ns), by (symbol, day)."""
+        rows = self._db.execute("SELECT symbol, day, size, mtime_ns FROM file_stats").fetchall()
+        return {(s, dt.date.fromisoformat(d)): (size, mtime) for s, d, size, mtime in rows}
 
     def publish(
         self,

@@ -24,6 +24,13 @@ CREATE TABLE IF NOT EXISTS partitions (
     flagged_rows INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (symbol, day)
 );
+CREATE TABLE IF NOT EXISTS file_stats (
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    PRIMARY KEY (symbol, day)
+);
 CREATE TABLE IF NOT EXISTS job_runs (
     run_id TEXT NOT NULL,
     job TEXT NOT NULL,

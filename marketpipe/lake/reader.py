@@ -247,7 +247,7 @@ def _read_in_order(keys: list[str], lake: LakeStore) -> pa.Table:
                 files, format=VERIFIED_PARQUET, schema=LAKE_SCHEMA, filesystem=filesystem
             ).to_table()
         except (OSError, pa.ArrowException):
-            raise _damaged_among(by_symbol[symbol], lake) from None
+            raise _damaged_among(keys, lake) from None  # name every damaged file of the range
         tables.append(
             table.add_column(
                 0, OHLCV_SCHEMA.field(SYMBOL_COLUMN), repeated_string(symbol, table.num_rows)

@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -24,6 +25,7 @@ import pyarrow as pa
 
 from marketpipe.ingest.bars import reconcile
 from marketpipe.lake.fencing import LeaseLost, check_fence
+from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress, RunLock
@@ -50,6 +52,7 @@ from marketpipe.workflow.planning import (
     run_plan_location,
 )
 from marketpipe.workflow.settings import STATE_DIR_VARIABLE, WorkflowSettings
+from marketpipe.workflow.status import damaged_partitions
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +163,29 @@ def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> No
         (group.symbol, day) for job in jobs for group in job.pending for day in group.missing
     )
     print(f"[marketpipe] missing: {describe_partitions(missing)}", file=sys.stderr, flush=True)
+
+
+def is_dry_run(argv: Sequence[str]) -> bool:
+    """Whether Snakemake was started with ``-n`` / ``--dry-run`` (also in a flag cluster such
+    as ``-np``): the Snakefile cannot ask Snakemake before it has planned."""
+    flags = ("--dry-run", "--dryrun", "--just-print")
+    return any(
+        arg in flags or (re.fullmatch(r"-[A-Za-z]+", arg) is not None and "n" in arg)
+        for arg in argv
+    )
+
+
+def repair_damaged_before_planning(settings: WorkflowSettings, argv: Sequence[str]) -> None:
+    """Move partitions changed on disk aside before the run plans (they are then missing and
+    fetched again in this run); a dry run only names them."""
+    damaged = damaged_partitions(settings, repair=not is_dry_run(argv))
+    if damaged and is_dry_run(argv):
+        print(
+            f"[marketpipe] damaged: {describe_damage(damaged)}; a run moves them aside and "
+            "fetches them again",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def announce_run_scope(settings: WorkflowSettings) -> None:

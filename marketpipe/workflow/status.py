@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass
 
+from marketpipe.lake.integrity import Damage, describe_damage, find_damaged, move_aside
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import LAKE_DIR, present_partitions
 from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.observability.logs import current_run_id
 from marketpipe.workflow.planning import MonthPlan, pending_jobs, plan_months
 from marketpipe.workflow.settings import WorkflowSettings
+
+
+def damaged_partitions(settings: WorkflowSettings, repair: bool = False) -> list[Damage]:
+    """Partitions of a local lake changed on disk since they were written (one ``stat``
+    each, a hash only for those); with ``repair`` they are moved aside under ``_damaged/``
+    and dropped from the ledger, so the run fetches them again. S3 lakes: none (``verify``)."""
+    lake = settings.lake
+    if not isinstance(lake, LocalStore) or not state_path(settings.state_dir).exists():
+        return []
+    with CheckpointStore(settings.state_dir) as store:
+        damaged = find_damaged(store, lake)
+        if repair and damaged:
+            where = move_aside(store, lake, damaged, current_run_id())
+            print(
+                f"[marketpipe] {len(damaged)} damaged partition(s) moved aside to {where} "
+                f"and fetched again in this run: {describe_damage(damaged)}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return damaged
 
 
 class LakeNotFoundError(LookupError):

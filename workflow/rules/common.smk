@@ -6,6 +6,7 @@
 # (symbol, month) groups with missing partitions, and only those are asked of Snakemake,
 # packed into jobs of up to `symbols_per_job` symbols that miss the same days.
 
+import sys
 from pathlib import Path
 
 from marketpipe.observability.logs import current_run_id
@@ -15,6 +16,7 @@ from marketpipe.workflow.run import (
     configure_workflow_process,
     finish_run,
     hold_run_lock,
+    repair_damaged_before_planning,
     start_run,
     use_private_state,
 )
@@ -43,6 +45,8 @@ PLAN_PATH = run_plan_location(SETTINGS, RUN_ID)
 # while other jobs write partitions: it takes the run's saved instant and jobs instead of
 # the clock's and the lake's changed state.
 SAVED_PLAN = None if workflow.is_main_process else load_run_plan(PLAN_PATH)
+if workflow.is_main_process:
+    repair_damaged_before_planning(SETTINGS, sys.argv)
 if SAVED_PLAN is None:
     FETCH_JOBS = fetch_jobs(
         pending_jobs(SETTINGS.lake, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
