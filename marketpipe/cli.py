@@ -146,10 +146,10 @@ def run_status(args: argparse.Namespace) -> int:
     statuses = lake_status(settings)
     print(
         f"{'symbol':<8} {'present':>9} {'empty':>6} {'missing':>7} {'bars':>11} "
-        f"{'quarantined':>11} {'flagged':>8} {'refreshed':>9}  last bar (UTC)"
+        f"{'quarantined':>11} {'flagged':>8} {'refreshed':>9}  last bar (New York)"
     )
     for s in statuses:
-        last = s.last_bar.isoformat() if s.last_bar else "-"
+        last = s.last_bar_new_york
         print(
             f"{s.symbol:<8} {s.present:>4}/{s.planned:<4} {s.known_empty:>6} {s.missing:>7} "
             f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,} {s.refreshed:>9}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import io
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from marketpipe.commands.common import load_command_settings
 from marketpipe.commands.plan import build_plan
 from marketpipe.lake.actions import read_actions
 from marketpipe.lake.storage import partition_path
+from marketpipe.observability.progress import with_progress
 from tests.workflow_support import (
     DAYS,
     SYMBOLS,
@@ -308,3 +310,23 @@ def test_commands_have_help_and_clear_errors(
     if command != "plan":
         assert main([command, "--config", "config.yaml"]) == 2
         assert "no lake at lake/" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_line_is_live_on_a_terminal_and_silent_elsewhere() -> None:
+    ticks = iter(float(second) for second in range(100))
+    terminal = _Terminal()
+    items = list(
+        with_progress(range(4), 4, "verifying", stream=terminal, clock=lambda: next(ticks))
+    )
+    assert items == [0, 1, 2, 3]
+    shown = terminal.getvalue()
+    assert "\rverifying: 1/4 (25%)" in shown and "verifying: 4/4 (100%)" in shown
+    assert "s left" in shown and shown.endswith("\r")  # the line is cleared at the end
+    log = io.StringIO()  # a cron log or a pipe
+    assert list(with_progress(range(4), 4, "verifying", stream=log)) == [0, 1, 2, 3]
+    assert log.getvalue() == ""

@@ -29,6 +29,7 @@ from marketpipe.lake.storage import (
     without_symbol,
 )
 from marketpipe.observability.logs import current_run_id
+from marketpipe.observability.progress import with_progress
 from marketpipe.workflow.settings import WorkflowSettings
 
 MIGRATION_REASON = "migrated: the symbol column moved out of the file (it is in the path)"
@@ -64,7 +65,8 @@ def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
     root, state_dir = Path(settings.lake.uri), settings.state_dir
     partitions = quarantined = current = 0
     with settings.run_lock("marketpipe migrate"), CheckpointStore(state_dir) as store:
-        for path in sorted((root / LAKE_DIR).rglob(PARTITION_FILE)):
+        paths = sorted((root / LAKE_DIR).rglob(PARTITION_FILE))
+        for path in with_progress(paths, len(paths), "migrating"):
             data = _new_bytes(path)
             if data is None:
                 current += 1

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from marketpipe.commands.common import CommandError, load_command_settings
+from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress
@@ -119,7 +119,11 @@ def find_snakefile(workflow_dir: Path | None = None) -> Path:
 def _workflow_arguments(config_file: Path, overrides: Sequence[str], snakefile: Path) -> list[str]:
     # --nolock: the lake's run lock, held around the run, is the lock that matters; Snakemake's
     # own is per working directory and would tie lakes run from one directory together.
-    arguments = ["--snakefile", str(snakefile), "--configfile", str(config_file), "--nolock"]
+    arguments = ["--snakefile", str(snakefile), "--nolock"]
+    if Path(config_file).resolve() != (Path.cwd() / DEFAULT_CONFIG).resolve():
+        # The Snakefile reads config/config.yaml itself; naming it again would make Snakemake
+        # say it was "extended by additional config specified via the command line".
+        arguments += ["--configfile", str(config_file)]
     # A schedule's log: MarketPipe's progress lines and summary, not every job's output paths
     # (errors are still printed; the details are in the JSON logs).
     arguments += ["--quiet", "rules", "reason", "host"]

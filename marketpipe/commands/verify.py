@@ -27,6 +27,7 @@ from marketpipe.lake.storage import (
     partition_key,
     partition_of,
 )
+from marketpipe.observability.progress import with_progress
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import premature_partitions, require_lake
 
@@ -125,9 +126,8 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
     seen: set[tuple[str, dt.date]] = set()
     with CheckpointStore(settings.state_dir) as store:
         ledger = {(entry.symbol, entry.day): entry for entry in store.all_entries()}
-    for key in lake.list(LAKE_DIR):
-        if not key.endswith(f"/{PARTITION_FILE}"):
-            continue
+    keys = [key for key in lake.list(LAKE_DIR) if key.endswith(f"/{PARTITION_FILE}")]
+    for key in with_progress(keys, len(keys), "verifying"):
         checked += 1
         where = f"{lake.uri}/{key}"
         located = partition_of(Path(key))

@@ -30,6 +30,7 @@ from marketpipe.lake.storage import (
     read_table_at,
 )
 from marketpipe.lake.validation import count_flagged
+from marketpipe.observability.progress import with_progress
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
     known = {(entry.symbol, entry.day) for entry in store.all_entries()}
     new = sorted(present - known)
     with concurrent.futures.ThreadPoolExecutor(S3_MAX_CONNECTIONS) as pool:
-        records = list(pool.map(lambda item: _entry(lake, *item, item in rejects), new))
+        reading = pool.map(lambda item: _entry(lake, *item, item in rejects), new)
+        records = list(with_progress(reading, len(new), "reindexing"))
     store.publish_many(records)
     gone = sorted(known - present)
     by_symbol: dict[str, list[dt.date]] = {}

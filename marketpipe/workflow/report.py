@@ -83,7 +83,10 @@ def render_png(grid: CoverageGrid) -> bytes:
     )
     axes.set_yticks(range(rows), grid.symbols)
     starts = [i for i, day in enumerate(grid.days) if i == 0 or day.month != grid.days[i - 1].month]
-    axes.set_xticks(starts, [grid.days[i].strftime("%Y-%m") for i in starts], rotation=0)
+    # About one label per inch of width: every month for a quarter, every few for years.
+    step = max(1, -(-len(starts) // max(1, int(width) - 2)))
+    labelled = starts[::step]
+    axes.set_xticks(labelled, [grid.days[i].strftime("%Y-%m") for i in labelled], rotation=0)
     axes.set_xlabel("trading day (New York)")
     axes.set_title(f"Bars per symbol and trading day, {grid.days[0]} to {grid.days[-1]}")
     figure.colorbar(image, ax=axes, label="bars", fraction=0.025, pad=0.01)
@@ -105,7 +108,7 @@ def render_png(grid: CoverageGrid) -> bytes:
 def _status_rows(statuses: list[SymbolStatus]) -> str:
     cells = []
     for s in statuses:
-        last = s.last_bar.isoformat() if s.last_bar else "-"
+        last = s.last_bar_new_york
         cells.append(
             f"<tr><td>{html.escape(s.symbol)}</td><td>{s.present}/{s.planned}</td>"
             f"<td>{s.known_empty}</td><td class='{'bad' if s.missing else ''}'>{s.missing}</td>"
@@ -173,7 +176,7 @@ def render_html(
 <h2>Per symbol</h2>
 <table><tr><th>symbol</th><th>days present</th><th>known empty</th><th>missing</th>
 <th>bars</th><th>quarantined rows</th><th>flagged rows</th><th>refreshed days</th>
-<th>last bar (UTC)</th></tr>
+<th>last bar (New York)</th></tr>
 {_status_rows(statuses)}
 </table>
 <h2>Latest run</h2>

@@ -10,7 +10,7 @@ from marketpipe.lake.integrity import Damage, describe_damage, find_damaged, mov
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import LAKE_DIR, present_partitions
-from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.observability.logs import current_run_id
 from marketpipe.workflow.planning import MonthPlan, pending_jobs, plan_months
 from marketpipe.workflow.settings import WorkflowSettings
@@ -83,6 +83,13 @@ class SymbolStatus:
     flagged_rows: int
     refreshed: int
     last_bar: dt.datetime | None
+
+    @property
+    def last_bar_new_york(self) -> str:
+        """The last bar's start in New York time (the session's own clock), or ``-``."""
+        if self.last_bar is None:
+            return "-"
+        return self.last_bar.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def missing_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
