@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.lake.objects import LocalStore, S3Store, open_store
+from marketpipe.lake.objects import LocalStore, MissingBucket, S3Store, open_store
 from tests.s3_server import S3Server
 
 
@@ -81,5 +81,7 @@ def test_uploads_handed_over_are_durable_after_the_flush(s3_api: S3Server, s3: S
     assert s3.get(keys[7]) == keys[7].encode()
     s3.bucket = "no-such-bucket"  # the next upload fails: the flush says so
     s3.put_soon("ohlcv/x.parquet", b"x")
-    with pytest.raises(Exception, match="NoSuchBucket"):
+    with pytest.raises(
+        MissingBucket, match=r"the bucket 'no-such-bucket' of s3://\S+ does not exist"
+    ):
         s3.flush()

@@ -237,7 +237,8 @@ def test_verify_names_each_bad_file(
     assert bad == {str(flipped), str(truncated), str(moved)}
     moved_note = f"its metadata names AAPL {DAYS[8]}, not the path's AAPL {DAYS[9]}"
     assert any(moved_note in line for line in lines)
-    assert any("unreadable Parquet" in line for line in lines)
+    assert any("a page failed its checksum (bits changed on disk)" in line for line in lines)
+    assert any("not a whole Parquet file (truncated or overwritten)" in line for line in lines)
     assert lines[-1].endswith("problem(s)")
 
 

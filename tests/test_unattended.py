@@ -308,7 +308,8 @@ def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Pat
     )
     assert marketpipe(tmp_path, "verify").returncode == 0
     status = marketpipe(tmp_path, "status")
-    assert [line.split()[-2] for line in status.stdout.splitlines()[1:3]] == ["0", "1"]
+    # The "refreshed" column, before the last bar's New York date, time and zone.
+    assert [line.split()[-4] for line in status.stdout.splitlines()[1:3]] == ["0", "1"]
     # Reruns stay byte-stable: nothing changed, nothing is written or fetched.
     again = marketpipe(tmp_path, "refresh", "--start", "2024-01-02", "--end", "2024-01-12")
     assert "0 partition(s) replaced, 18 unchanged" in again.stdout

@@ -49,7 +49,7 @@ class TrialResult:
     recovered: bool
     identical: bool
     ledger_consistent: bool
-    temp_files: int
+    temp_files: tuple[str, ...]  # temporary files left behind (none, when the trial passed)
     integrity: str
 
     @property
@@ -59,7 +59,7 @@ class TrialResult:
             self.recovered
             and self.identical
             and self.ledger_consistent
-            and self.temp_files == 0
+            and not self.temp_files
             and self.integrity == "ok"
         )
 
@@ -112,6 +112,6 @@ def run_crash_trial(
         recovered=second.returncode == 0,
         identical=hashes == reference,
         ledger_consistent=ledger == by_key,
-        temp_files=sum(1 for _ in Path(data_dir).rglob("*.tmp")),
+        temp_files=tuple(str(path) for path in sorted(Path(data_dir).rglob("*.tmp"))),
         integrity=integrity,
     )
