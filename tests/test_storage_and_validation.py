@@ -153,6 +153,9 @@ def test_a_dead_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) 
     dead.write_bytes(b"half")
     live = target.parent / f".actions.parquet.{os.getpid()}.99.tmp"
     live.write_bytes(b"being written")
+    # A dead writer of another file of the directory (a marker named by the date, say).
+    other = target.parent / f".checked-2026-12-01-ab12.json.{int(finished.stdout)}.7.tmp"
+    other.write_bytes(b"{")
     write_atomically(target, b"new")
     assert target.read_bytes() == b"new"
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and not other.exists() and live.exists()

@@ -37,10 +37,11 @@ def write_atomically(path: Path, data: bytes, crash_point_name: str | None = Non
 
 
 def _remove_dead_temporaries(path: Path) -> None:
-    """Delete temporary files of ``path`` left by processes that died before their rename
-    (a kill -9 between the fsync and the rename); a live writer's are left alone."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
+    """Delete temporary files in ``path``'s directory left by processes that died before
+    their rename (a kill -9 between the fsync and the rename), whatever file they were for:
+    the next write may have another name (a dated marker, say); a live writer's are kept."""
+    for stale in path.parent.glob(".*.*.*.tmp"):  # .<name>.<pid>.<thread>.tmp
+        pid = stale.name.rsplit(".", 3)[-3]
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
