@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import pyarrow as pa
 
 from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.ledger import CheckpointStore
@@ -23,16 +23,16 @@ from marketpipe.lake.storage import (
     PARTITION_FILE,
     QUARANTINE_DIR,
     QUARANTINE_FILE,
-    SYMBOL_COLUMN,
     parquet_bytes,
     partition_of,
+    read_verified,
     without_symbol,
 )
 from marketpipe.observability.logs import current_run_id
 from marketpipe.observability.progress import with_progress
 from marketpipe.workflow.settings import WorkflowSettings
 
-MIGRATION_REASON = "migrated: the symbol column moved out of the file (it is in the path)"
+MIGRATION_REASON = "migrated to the current file format (symbol in the path, page checksums)"
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,17 @@ class MigrationResult:
 
 
 def _new_bytes(path: Path) -> bytes | None:
-    """The file's bytes in the current format, or ``None`` when it already is."""
-    if SYMBOL_COLUMN not in pq.read_schema(path).names:
-        return None
-    table = pq.read_table(path)
+    """The file's bytes in the current format (no symbol column, page checksums ...), or
+    ``None`` when it already is: the same rows and metadata written as this release writes."""
+    current = path.read_bytes()
+    table = read_verified(pa.BufferReader(current), str(path))
     metadata = {
         key.decode(): value.decode()
         for key, value in (table.schema.metadata or {}).items()
         if key.startswith(b"marketpipe.")
     }
-    return parquet_bytes(without_symbol(table), metadata)
+    rewritten = parquet_bytes(without_symbol(table), metadata)
+    return None if rewritten == current else rewritten
 
 
 def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
