@@ -28,7 +28,7 @@ AWS_ENVIRONMENT = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class S3Request:
     """One request the server answered: who sent it (the access key id) and when (this
     machine's monotonic clock, which every process here shares)."""
@@ -40,6 +40,7 @@ class S3Request:
     at: float = 0.0
     conditional: bool = False  # an If-Match or If-None-Match request (the lease's)
     refused: bool = False
+    status: int = 0  # the HTTP status answered (0 until the answer starts)
 
 
 SERVICE_UNAVAILABLE = (
@@ -83,9 +84,15 @@ class S3Server:
             with self._lock:
                 self.requests.append(request)
             if request.refused:
+                request.status = 503
                 start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
                 return [SERVICE_UNAVAILABLE]
-            return app(environ, start_response)
+
+            def answered(status: str, headers: Any, *args: Any) -> Any:
+                request.status = int(status.split()[0])
+                return start_response(status, headers, *args)
+
+            return app(environ, answered)
 
         return counted
 

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.lake.objects import LocalStore, MissingBucket, S3Store, open_store
+from marketpipe.lake.objects import (
+    LocalStore,
+    MissingBucket,
+    S3Store,
+    WriteConflict,
+    open_store,
+)
 from tests.s3_server import S3Server
 
 
@@ -60,6 +66,21 @@ def test_a_conditional_put_takes_a_key_once(s3: S3Store) -> None:
     assert s3.put_if_absent("_state/lock", b"first")
     assert not s3.put_if_absent("_state/lock", b"second")
     assert s3.get("_state/lock") == b"first"
+
+
+def test_a_new_object_never_replaces_other_bytes(s3: S3Store) -> None:
+    # What keeps a writer that lost its lease from overwriting the new holder's partitions.
+    key = "ohlcv/symbol=A/year=2024/month=01/day=02/bars.parquet"
+    s3.put(key, b"the holder's bytes", create_only=True)
+    s3.put(key, b"the holder's bytes", create_only=True)  # the same bytes again: fine
+    with pytest.raises(WriteConflict, match="written meanwhile with other bytes"):
+        s3.put(key, b"other bytes", create_only=True)
+    s3.put_soon(key, b"other bytes", create_only=True)
+    with pytest.raises(WriteConflict):
+        s3.flush()
+    assert s3.get(key) == b"the holder's bytes"
+    s3.put(key, b"a refresh replaces on purpose")  # not create_only
+    assert s3.get(key) == b"a refresh replaces on purpose"
 
 
 def test_the_endpoint_comes_from_the_environment_or_the_caller(

@@ -93,14 +93,15 @@ def _take_over(tmp_path: Path, uri: str, s3_api: S3Server) -> None:
 
 
 def _writes(s3_api: S3Server, access_key: str) -> list[S3Request]:
-    """What a controller wrote to the lake: PUTs and DELETEs other than of its lease."""
+    """What a controller wrote to the lake: PUTs and DELETEs other than of its lease that the
+    server carried out (a create-only PUT refused with 412 wrote nothing)."""
     return [
         request
         for request in s3_api.requests
         if request.access_key == access_key
         and request.method in ("PUT", "DELETE", "POST")
         and not request.path.endswith(LEASE_KEY)
-        and not request.refused
+        and 200 <= request.status < 300
     ]
 
 

@@ -146,8 +146,15 @@ class RunPublisher:
                 result.rejected.cast(QUARANTINE_SCHEMA),
                 metadata,
             )
+        # A missing day's partition is a new object: on a shared lake (S3) it never replaces
+        # other bytes, so a writer that lost its lease cannot overwrite the new holder's work.
         written = publish_partition(
-            self.lake, partition_key(self.symbol, day), result.valid, metadata, background=True
+            self.lake,
+            partition_key(self.symbol, day),
+            result.valid,
+            metadata,
+            background=True,
+            create_only=True,
         )
         entry = LedgerEntry(
             symbol=self.symbol,

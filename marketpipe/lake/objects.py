@@ -47,11 +47,28 @@ class LakeStore(Protocol):
         """True for a directory on this machine."""
         ...
 
-    def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
-        """Make ``data`` visible at ``key`` at once: readers see the old bytes or the new."""
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        crash_point_name: str | None = None,
+        *,
+        create_only: bool = False,
+    ) -> None:
+        """Make ``data`` visible at ``key`` at once: readers see the old bytes or the new.
+        ``create_only``: a new object; where the lake is shared (S3) an existing object with
+        other bytes is never overwritten (:class:`WriteConflict`), one with these bytes is
+        left as it is (a writer that lost its lease cannot overwrite the new holder's work)."""
         ...
 
-    def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+    def put_soon(
+        self,
+        key: str,
+        data: bytes,
+        crash_point_name: str | None = None,
+        *,
+        create_only: bool = False,
+    ) -> None:
         """Like :meth:`put`, possibly finishing in the background: the write is durable only
         once :meth:`flush` has returned."""
         ...
@@ -79,6 +96,10 @@ class LakeStore(Protocol):
     def any(self, prefix: str) -> bool:
         """Whether anything is stored under ``prefix`` (at most one small request)."""
         ...
+
+
+class WriteConflict(RuntimeError):
+    """A new object's key already holds other bytes (another writer was there first)."""
 
 
 class MissingBucket(LookupError):
@@ -110,11 +131,26 @@ class LocalStore:
         """The file of ``key``."""
         return self.root / key
 
-    def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
-        """Temporary file, fsync, rename over the key, fsync the directory."""
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        crash_point_name: str | None = None,
+        *,
+        create_only: bool = False,
+    ) -> None:
+        """Temporary file, fsync, rename over the key, fsync the directory (a local lake has
+        one writer by its ``flock``, so ``create_only`` needs no check here)."""
         write_atomically(self.path(key), data, crash_point_name)
 
-    def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+    def put_soon(
+        self,
+        key: str,
+        data: bytes,
+        crash_point_name: str | None = None,
+        *,
+        create_only: bool = False,
+    ) -> None:
         """:meth:`put`, at once (a local write takes no round trip worth overlapping)."""
         self.put(key, data, crash_point_name)
 
@@ -207,14 +243,34 @@ class S3Store:
         """The bucket key of a lake key."""
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def put(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        crash_point_name: str | None = None,
+        *,
+        create_only: bool = False,
+    ) -> None:
         """One PUT of the final key: the object appears whole, or not at all."""
         if crash_point_name:
             crash_point(crash_point_name)
         check_fence(f"writing {key}", self.uri)
-        self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
+        if not create_only:
+            self.client.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data)
+        elif self.put_conditionally(key, data) is None and self.get(key) != data:
+            raise WriteConflict(
+                f"{self.uri}/{key} was written meanwhile with other bytes by another writer; "
+                "it is left as it is"
+            )
 
-    def put_soon(self, key: str, data: bytes, crash_point_name: str | None = None) -> None:
+    def put_soon(
+        self,
+        key: str,
+        data: bytes,
+        crash_point_name: str | None = None,
+        *,
+        create_only: bool = False,
+    ) -> None:
         """Hand the PUT to a pool of uploads: a backfill is bound by bandwidth, not by one
         round trip per object. Durable once :meth:`flush` returns."""
         if crash_point_name:
@@ -225,7 +281,7 @@ class S3Store:
                 self._uploads = concurrent.futures.ThreadPoolExecutor(
                     S3_MAX_CONNECTIONS, thread_name_prefix="lake-upload"
                 )
-            upload = self._uploads.submit(self.put, key, data)
+            upload = self._uploads.submit(self.put, key, data, create_only=create_only)
             self._pending.setdefault(threading.get_ident(), []).append(upload)
 
     def flush(self) -> None:

@@ -228,11 +228,14 @@ def publish_partition(
     metadata: Mapping[str, str],
     *,
     background: bool = False,
+    create_only: bool = False,
 ) -> WrittenFile:
     """Publish one symbol-day's rows (or rejected rows) at ``key``, at once, without the
     symbol column; ``metadata`` names the symbol and day for a file read on its own.
-    ``background`` lets an S3 upload overlap others (durable after ``lake.flush()``)."""
-    return publish_table(lake, key, without_symbol(table), metadata, background=background)
+    ``background`` lets an S3 upload overlap others (durable after ``lake.flush()``);
+    ``create_only``: a new file, never over other bytes (see ``LakeStore.put``)."""
+    table = without_symbol(table)
+    return publish_table(lake, key, table, metadata, background=background, create_only=create_only)
 
 
 def repeated_string(value: str, count: int) -> pa.Array:
@@ -276,13 +279,14 @@ def publish_table(
     metadata: Mapping[str, str],
     *,
     background: bool = False,
+    create_only: bool = False,
 ) -> WrittenFile:
     """Publish ``table`` as a Parquet object at ``key``, at once and deterministically."""
     data = parquet_bytes(table, metadata)
     if background:
-        lake.put_soon(key, data, crash_point_name="parquet_write")
+        lake.put_soon(key, data, crash_point_name="parquet_write", create_only=create_only)
     else:
-        lake.put(key, data, crash_point_name="parquet_write")
+        lake.put(key, data, crash_point_name="parquet_write", create_only=create_only)
     return WrittenFile(key, table.num_rows, hashlib.sha256(data).hexdigest())
 
 
