@@ -123,6 +123,8 @@ def test_every_readme_command_runs(
                 "APCA_API_DATA_URL": url,
                 "APCA_API_KEY_ID": "demo",
                 "APCA_API_SECRET_KEY": "demo",
+                "POLYGON_API_URL": url,
+                "POLYGON_API_KEY": "demo",
             }
             ran = _walk_through(workdir, env)
         finally:

@@ -34,6 +34,7 @@ from marketpipe.connectors.models import (
     Dataset,
     OHLCVBar,
 )
+from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
 from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
 
@@ -63,6 +64,8 @@ __all__ = [
     "OHLCVBar",
     "Page",
     "PaginationError",
+    "PolygonClient",
+    "PolygonConfig",
     "QueryApiKeyAuth",
     "RateLimiter",
     "RequestSpec",

@@ -23,6 +23,7 @@ from marketpipe.simulator.actions_api import corporate_actions_page
 from marketpipe.simulator.bars_api import BarServer
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
+from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
 from marketpipe.simulator.request_log import RequestLog
 from marketpipe.simulator.wire import (
     RECENT_SIP_CODE,
@@ -120,6 +121,10 @@ _NGINX_401_PAGE = (
 )
 
 
+def _polygon_reply(status: int, body: dict[str, Any]) -> Reply:
+    return Reply(status, json_bytes(body) + b"\n", {"Content-Type": "application/json"})
+
+
 def _nginx_401() -> Reply:
     return Reply(401, _NGINX_401_PAGE, {"Content-Type": "text/html"})
 
@@ -159,6 +164,7 @@ class SimulatorApp:
         )
         self.log = request_log or RequestLog()
         self.bars = BarServer(self.market, self.actions, self.config.fractional_timestamps)
+        self.polygon = PolygonAggregates(self.market, self.actions, self.market_clock)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""
@@ -190,6 +196,8 @@ class SimulatorApp:
     ) -> tuple[Reply, dict[str, Any]]:
         info: dict[str, Any] = {}
         parts = path.strip("/").split("/")
+        if is_polygon_path(parts):
+            return self._polygon(parts, query, headers, info)
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
         if latest or actions or parts == ["v2", "stocks", "bars"]:
@@ -228,6 +236,38 @@ class SimulatorApp:
             return self._error(exc.status, exc.message, limit_headers, exc.code), info
         info["bars"] = count
         return Reply(200, json_bytes(payload), {**limit_headers}), info
+
+    def _polygon(
+        self,
+        parts: list[str],
+        query: list[tuple[str, str]],
+        headers: Mapping[str, str],
+        info: dict[str, Any],
+    ) -> tuple[Reply, dict[str, Any]]:
+        """Massive/Polygon aggregates: key by ``Authorization: Bearer`` or ``apiKey``."""
+        bearer = headers.get("Authorization", "")
+        key = bearer[7:].strip() if bearer.startswith("Bearer ") else dict(query).get("apiKey", "")
+        if not key or (self.config.strict_keys and key != self.config.key_id):
+            return _polygon_reply(*polygon_error(401, "Unknown API Key")), info
+        info["key"] = hashlib.sha256(key.encode()).hexdigest()[:12]
+        allowed, _ = self.rate_limit.spend(info["key"])
+        if not allowed:  # the vendor's 429 carries no Retry-After and no rate headers
+            info["fault"] = "rate_limited"
+            message = (
+                "You've exceeded the maximum requests per minute, please wait or upgrade your "
+                "subscription to continue."
+            )
+            return _polygon_reply(*polygon_error(429, message)), info
+        fault = self.faults.decide(f"{info['key']}|{parts}|{sorted(query)}", (parts[3],))
+        info["fault"] = fault
+        if fault is not None:
+            return self._fault_reply(fault, {}), info
+        try:
+            payload, count = self.polygon.page(parts, query)
+        except BadRequest as exc:
+            return _polygon_reply(*polygon_error(exc.status, exc.message)), info
+        info["bars"] = count
+        return Reply(200, json_bytes(payload)), info
 
     def _authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Reply | None]:
         key_id = headers.get("APCA-API-KEY-ID", "")

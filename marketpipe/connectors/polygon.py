@@ -1,0 +1,176 @@
+"""Polygon.io / Massive aggregates (``GET /v2/aggs/ticker/.../range/...``) on the shared base.
+
+One ticker per request (the vendor's API has no multi-symbol bars), so a query's symbols are
+streamed one after another, in order; each stream follows ``next_url`` (its path and query,
+re-requested against the configured base with the key in the ``Authorization`` header: the
+vendor leaves the key out of it) until it is absent. ``t`` is a millisecond epoch, ``v`` may
+be a float, ``vw`` and ``n`` may be missing, and an absent ``results`` key is an empty page.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+import pyarrow as pa
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from marketpipe.connectors.alpaca import BarsQuery
+from marketpipe.connectors.auth import AuthStrategy, BearerTokenAuth
+from marketpipe.connectors.base_api_client import BaseApiClient, Page
+from marketpipe.connectors.config import ClientConfig
+from marketpipe.connectors.errors import (
+    ApiError,
+    ConnectorError,
+    ResponseFormatError,
+    SubscriptionError,
+)
+from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA
+from marketpipe.connectors.transport import RequestSpec
+from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+
+_TIMESPANS = {
+    TimeframeUnit.MINUTE: "minute",
+    TimeframeUnit.HOUR: "hour",
+    TimeframeUnit.DAY: "day",
+}
+_FIELDS = ("o", "h", "l", "c", "v")
+
+
+class PolygonConfig(ClientConfig):
+    """Massive (Polygon.io) settings; the key and URL fall back to the environment."""
+
+    DEFAULT_BASE_URL: ClassVar[str] = "https://api.massive.com"
+    ENV_API_KEY: ClassVar[str] = "POLYGON_API_KEY"
+    ENV_ALTERNATE_API_KEY: ClassVar[str] = "MASSIVE_API_KEY"
+    ENV_BASE_URL: ClassVar[str] = "POLYGON_API_URL"
+
+    base_url: str = Field(DEFAULT_BASE_URL, description="Massive / Polygon API root")
+    api_key: SecretStr = Field(description="API key (env POLYGON_API_KEY or MASSIVE_API_KEY)")
+    page_size: int = Field(50_000, ge=1, le=50_000, description="Base bars per page (limit)")
+    requests_per_minute: int = Field(
+        5, ge=1, le=100_000, description="Request budget per minute (the free tier's 5)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_environment(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("base_url") is None and os.environ.get(cls.ENV_BASE_URL):
+            data["base_url"] = os.environ[cls.ENV_BASE_URL]
+        if data.get("api_key") is None:
+            key = os.environ.get(cls.ENV_API_KEY) or os.environ.get(cls.ENV_ALTERNATE_API_KEY)
+            if not key:
+                raise ValueError(
+                    f"api_key is missing: set {cls.ENV_API_KEY} (or {cls.ENV_ALTERNATE_API_KEY}) "
+                    "or pass api_key= explicitly"
+                )
+            data["api_key"] = key
+        return data
+
+    @field_validator("api_key")
+    @classmethod
+    def _non_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class PolygonClient(BaseApiClient[BarsQuery]):
+    """Massive (Polygon.io) aggregates as canonical OHLCV tables, raw (``adjusted=false``)."""
+
+    vendor: ClassVar[str] = "polygon"
+    credential_variables: ClassVar[tuple[str, ...]] = (
+        PolygonConfig.ENV_API_KEY,
+        PolygonConfig.ENV_ALTERNATE_API_KEY,
+    )
+    dataset = OHLCV
+
+    def default_auth(self, config: ClientConfig) -> AuthStrategy:
+        """``Authorization: Bearer <key>``, as the official client sends it."""
+        if not isinstance(config, PolygonConfig):
+            raise TypeError("PolygonClient needs a PolygonConfig (or an explicit auth=)")
+        return BearerTokenAuth(config.api_key)
+
+    def paginate(self, query: BarsQuery) -> Iterator[Page]:
+        """Each symbol's pages in turn (one ticker per request)."""
+        for symbol in query.symbols:
+            yield from super().paginate(query.model_copy(update={"symbols": (symbol,)}))
+
+    async def apaginate(self, query: BarsQuery) -> AsyncIterator[Page]:
+        """Async twin of :meth:`paginate`."""
+        for symbol in query.symbols:
+            async for page in super().apaginate(query.model_copy(update={"symbols": (symbol,)})):
+                yield page
+
+    def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
+        """The first request of the query's (one) symbol, or the page ``cursor`` names."""
+        if cursor is not None:
+            path, _, text = cursor.partition("?")
+            return RequestSpec(path=path, params=tuple(parse_qsl(text)), endpoint="aggs")
+        (symbol,) = query.symbols
+        timeframe = Timeframe.parse(query.timeframe)
+        if timeframe.unit not in _TIMESPANS:
+            raise ValueError(f"timeframe {query.timeframe} has no Polygon timespan")
+        start_ms = int(query.start.timestamp() * 1000)
+        end_ms = int(query.end.timestamp() * 1000)
+        path = (
+            f"/v2/aggs/ticker/{symbol}/range/{timeframe.amount}/{_TIMESPANS[timeframe.unit]}"
+            f"/{start_ms}/{end_ms}"
+        )
+        params = (("adjusted", "false"), ("sort", "asc"), ("limit", str(self.config.page_size)))
+        return RequestSpec(path=path, params=params, endpoint="aggs")
+
+    def next_cursor(self, page: Page) -> str | None:
+        """``next_url``'s path and query (resolved against our own base); ``None`` at the end."""
+        payload = page.payload
+        next_url = payload.get("next_url") if isinstance(payload, dict) else None
+        if not next_url:
+            return None
+        parts = urlsplit(str(next_url))
+        if not parts.path.startswith("/v2/aggs/ticker/"):
+            raise ResponseFormatError(f"aggs page {page.number}: next_url leads elsewhere")
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+    def parse_page(self, page: Page, query: BarsQuery) -> pa.Table:
+        """The page's ``results`` as a canonical table (absent ``results``: no bars)."""
+        where = f"aggs page {page.number}"
+        payload = page.payload
+        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
+            raise ResponseFormatError(f"{where}: expected a JSON object with status OK")
+        rows = payload.get("results") or []
+        symbol = str(payload.get("ticker") or page.request.path.split("/")[4])
+        if not isinstance(rows, list):
+            raise ResponseFormatError(f"{where}: 'results' is not a list")
+        try:
+            columns = {name: [row[name] for row in rows] for name in ("t", *_FIELDS)}
+            trades = [row.get("n") for row in rows]
+            vwaps = [row.get("vw") for row in rows]
+            stamps = pa.array(columns["t"], pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+            arrays = [
+                pa.array([symbol] * len(rows), pa.string()),
+                stamps.cast(OHLCV_SCHEMA.field("timestamp").type),
+                *(pa.array(columns[name], pa.float64()) for name in _FIELDS),
+                pa.array(trades, pa.int64()),
+                pa.array(vwaps, pa.float64()),
+            ]
+        except KeyError as exc:
+            raise ResponseFormatError(f"{where}: a bar lacks field {exc}") from None
+        except (TypeError, AttributeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ResponseFormatError(f"{where}: a bar is malformed: {exc}") from None
+        return pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA)
+
+    def explain(self, error: ApiError) -> ConnectorError:
+        """A 403 is the plan (history depth, delay); a 401 the key (see the base)."""
+        if error.status == 403:
+            return SubscriptionError(
+                403,
+                f"{error.message}: this Massive/Polygon plan does not cover the data asked for "
+                "(history depth or recency); not retried",
+                error.endpoint,
+            )
+        return super().explain(error)

@@ -1,0 +1,184 @@
+"""Polygon.io / Massive aggregates, answered from the same synthetic market as Alpaca's bars.
+
+``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` as the references
+describe it: ``from``/``to`` as ``YYYY-MM-DD`` (New York days) or millisecond epochs, ``t`` in
+milliseconds, ``v`` a float, ``limit`` counting base (minute) bars, pagination by a
+``next_url`` that carries no API key and restarts ``from`` at the next bar with an opaque
+``cursor``, the ``results`` key absent when there is nothing, and the vendor's error bodies
+(``{"status": "ERROR", "error": ...}``). SIP bars only (Polygon's consolidated tape), the
+extended session included; ``adjusted=true`` adjusts for splits, as Polygon's does.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from marketpipe.markettime.calendar import (
+    Session,
+    new_york_date,
+    new_york_midnight,
+    trading_sessions,
+)
+from marketpipe.markettime.timeframe import Timeframe
+from marketpipe.simulator.actions import ActionBook
+from marketpipe.simulator.market import Bar, SyntheticMarket
+from marketpipe.simulator.wire import BadRequest
+
+PATH_PREFIX = ("v2", "aggs", "ticker")
+MAX_LIMIT = 50_000
+DEFAULT_LIMIT = 5_000
+_TIMESPANS = {"minute": "Min", "hour": "Hour", "day": "Day"}
+_PARAMS = {"adjusted", "sort", "limit", "cursor", "apiKey"}
+
+
+def polygon_error(status: int, message: str, key: str = "error") -> tuple[int, dict[str, Any]]:
+    """A Polygon error body: ``status`` word, a request id and the message."""
+    word = {401: "ERROR", 403: "NOT_AUTHORIZED", 429: "ERROR"}.get(status, "ERROR")
+    request_id = hashlib.sha256(message.encode()).hexdigest()[:32]
+    return status, {"status": word, "request_id": request_id, key: message}
+
+
+def is_polygon_path(parts: list[str]) -> bool:
+    """Whether a request path is an aggregates request."""
+    return len(parts) == 9 and tuple(parts[:3]) == PATH_PREFIX and parts[4] == "range"
+
+
+class PolygonAggregates:
+    """Pages of one ticker's aggregates between two bounds."""
+
+    def __init__(
+        self, market: SyntheticMarket, actions: ActionBook, now: Callable[[], dt.datetime]
+    ) -> None:
+        self.market = market
+        self.actions = actions
+        self.now = now
+
+    def page(self, parts: list[str], query: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
+        """The answer to one aggregates request and how many bars it holds."""
+        ticker, multiplier, timespan, start_text, end_text = (
+            parts[3],
+            parts[5],
+            parts[6],
+            parts[7],
+            parts[8],
+        )
+        params = dict(query)
+        unexpected = sorted(set(params) - _PARAMS)
+        if unexpected:
+            raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
+        if timespan not in _TIMESPANS or not multiplier.isdigit() or int(multiplier) < 1:
+            raise BadRequest(f"invalid range: {multiplier}/{timespan}")
+        timeframe = Timeframe.parse(f"{multiplier}{_TIMESPANS[timespan]}")
+        start_ms = _bound(start_text, "from", end=False)
+        end_ms = _bound(end_text, "to", end=True)
+        limit = _limit(params.get("limit"))
+        adjusted = params.get("adjusted", "true").lower() != "false"
+        if params.get("sort", "asc") != "asc":
+            raise BadRequest("sort=desc is not supported by the simulator")
+        now = self.now()
+        end_ms = min(end_ms, int(now.timestamp() * 1000))
+        bars: list[Bar] = []
+        base_count = 0
+        first_day = new_york_date(dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC))
+        last_day = new_york_date(dt.datetime.fromtimestamp(max(end_ms, start_ms) / 1000, dt.UTC))
+        more_at: int | None = None
+        for session in trading_sessions(first_day, last_day):
+            for bar in self._session(ticker, session, timeframe, adjusted, now):
+                if not start_ms <= bar.t * 1000 <= end_ms:
+                    continue
+                if base_count >= limit:
+                    more_at = bar.t * 1000
+                    break
+                bars.append(bar)
+                base_count += 1
+            if more_at is not None:
+                break
+        payload: dict[str, Any] = {
+            "ticker": ticker,
+            "queryCount": len(bars),
+            "resultsCount": len(bars),
+            "adjusted": adjusted,
+        }
+        if bars:
+            payload["results"] = [_result(bar) for bar in bars]
+        payload |= {"status": "OK", "request_id": _request_id(parts, query), "count": len(bars)}
+        if more_at is not None:
+            cursor = base64.urlsafe_b64encode(
+                urlencode({"limit": limit, "sort": "asc"}).encode()
+            ).decode()
+            path = "/".join(["", *parts[:7], str(more_at), end_text])
+            rest = {k: v for k, v in parse_qsl(urlencode(query)) if k not in ("cursor", "apiKey")}
+            payload["next_url"] = f"{path}?{urlencode({**rest, 'cursor': cursor})}"
+        return payload, len(bars)
+
+    def _session(
+        self, ticker: str, session: Session, timeframe: Timeframe, adjusted: bool, now: dt.datetime
+    ) -> list[Bar]:
+        try:
+            bars = self.market.bars(ticker, session, "sip", timeframe, now.timestamp())
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        if not adjusted:
+            return bars
+        price, volume = self.actions.adjustment_factors(
+            ticker, session.date, frozenset({"split"}), new_york_date(now), lambda *_: None
+        )
+        if price == 1.0 and volume == 1.0:
+            return bars
+        return [
+            bar._replace(
+                o=bar.o * price,
+                h=bar.h * price,
+                l=bar.l * price,
+                c=bar.c * price,
+                vw=bar.vw * price,
+                v=bar.v * volume,
+            )
+            for bar in bars
+        ]
+
+
+def _bound(text: str, name: str, *, end: bool) -> int:
+    """A ``from``/``to`` path segment as epoch milliseconds (a date: its New York day)."""
+    if text.isdigit():
+        return int(text)
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"Could not parse the '{name}' parameter: {text!r}") from None
+    midnight = new_york_midnight(day + dt.timedelta(days=1) if end else day)
+    return int(midnight.timestamp() * 1000) - (1 if end else 0)
+
+
+def _limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(text)
+    except ValueError:
+        raise BadRequest("invalid limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _result(bar: Bar) -> dict[str, Any]:
+    return {
+        "v": float(bar.v),
+        "vw": bar.vw,
+        "o": bar.o,
+        "c": bar.c,
+        "h": bar.h,
+        "l": bar.l,
+        "t": bar.t * 1000,
+        "n": bar.n,
+    }
+
+
+def _request_id(parts: list[str], query: list[tuple[str, str]]) -> str:
+    return hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]

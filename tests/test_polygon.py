@@ -1,0 +1,121 @@
+"""The second bar vendor: the simulator speaks Massive/Polygon aggregates, PolygonClient reads
+them through the shared base, and both agree with the Alpaca-format bars of the same market."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+import requests
+from pydantic import SecretStr
+
+from marketpipe.connectors import AlpacaClient, AlpacaConfig, AuthenticationError, BarsQuery
+from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
+from marketpipe.markettime.calendar import new_york_days_range
+from marketpipe.simulator import SimulatorServer
+from tests.conftest import start_simulator
+
+FIRST, LAST = dt.date(2024, 1, 2), dt.date(2024, 1, 5)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SimulatorServer]:
+    running = start_simulator()
+    yield running
+    running.stop()
+
+
+def polygon(server: SimulatorServer, **options: object) -> PolygonClient:
+    keys = {"api_key": SecretStr("polygon-demo-key")}
+    config = PolygonConfig(base_url=server.url, requests_per_minute=10_000, **keys, **options)
+    return PolygonClient(config)
+
+
+def query(*symbols: str) -> BarsQuery:
+    start, end = new_york_days_range(FIRST, LAST)
+    return BarsQuery(symbols=symbols, start=start, end=end)
+
+
+def test_the_simulator_answers_like_the_references_say(server: SimulatorServer) -> None:
+    start, end = new_york_days_range(FIRST, FIRST)
+    url = f"{server.url}/v2/aggs/ticker/AAPL/range/1/minute/{int(start.timestamp() * 1000)}"
+    url += f"/{int(end.timestamp() * 1000)}"
+    headers = {"Authorization": "Bearer k"}
+    first = requests.get(url, params={"adjusted": "false", "limit": 100}, headers=headers)
+    body = first.json()
+    assert first.status_code == 200 and body["status"] == "OK"
+    assert body["resultsCount"] == len(body["results"]) == 100
+    bar = body["results"][0]
+    assert isinstance(bar["t"], int) and bar["t"] % 60_000 == 0  # milliseconds
+    assert isinstance(bar["v"], float)
+    assert dt.datetime.fromtimestamp(bar["t"] / 1000, dt.UTC).hour == 9  # 04:00 New York
+    next_url = body["next_url"]
+    assert "apiKey" not in next_url and "cursor=" in next_url
+    assert next_url.startswith("/v2/aggs/ticker/AAPL/range/1/minute/")
+    second = requests.get(server.url + next_url, headers=headers).json()
+    assert second["results"][0]["t"] == body["results"][-1]["t"] + 60_000
+    holiday = requests.get(
+        f"{server.url}/v2/aggs/ticker/AAPL/range/1/minute/2024-01-01/2024-01-01", headers=headers
+    ).json()
+    assert "results" not in holiday and holiday["resultsCount"] == 0  # absent, not empty
+    refused = requests.get(url)
+    assert refused.status_code == 401 and refused.json()["status"] == "ERROR"
+
+
+def test_polygon_bars_equal_the_alpaca_format_bars_of_the_same_market(
+    server: SimulatorServer,
+) -> None:
+    with polygon(server, page_size=1_000) as client:
+        ours = pa.concat_tables(client.fetch_batch(query("AAPL", "MSFT")))
+        requests_made = len(server.request_log.entries)
+    keys = {"key_id": SecretStr("demo"), "secret_key": SecretStr("demo")}
+    alpaca = AlpacaConfig(base_url=server.url, requests_per_minute=10_000, **keys)
+    with AlpacaClient(alpaca) as client:
+        theirs = pa.concat_tables(client.fetch_batch(query("AAPL", "MSFT")))
+    assert ours.num_rows == theirs.num_rows > 4 * 900
+    assert ours.equals(theirs)
+    assert requests_made >= ours.num_rows // 1_000  # paged by next_url, one ticker at a time
+
+
+def test_a_wrong_key_names_the_polygon_variables() -> None:
+    strict = start_simulator(key_id="the-right-key", secret_key="unused")
+    try:
+        config = PolygonConfig(base_url=strict.url, api_key=SecretStr("wrong-key-123"))
+        with PolygonClient(config) as client, pytest.raises(AuthenticationError) as refused:
+            list(client.fetch_batch(query("AAPL")))
+    finally:
+        strict.stop()
+    assert "check POLYGON_API_KEY and MASSIVE_API_KEY" in str(refused.value)
+    assert "wrong-key-123" not in str(refused.value)
+    assert len(strict.request_log.entries) == 1
+
+
+def test_the_official_massive_client_reads_the_simulator_exactly(server: SimulatorServer) -> None:
+    from massive import RESTClient
+
+    start, end = new_york_days_range(FIRST, LAST)
+    official = RESTClient(api_key="polygon-demo-key", base=server.url, retries=0)
+    aggs = list(
+        official.list_aggs(
+            "AAPL",
+            1,
+            "minute",
+            int(start.timestamp() * 1000),
+            int(end.timestamp() * 1000),
+            adjusted=False,
+            sort="asc",
+            limit=1_000,  # several pages: the client follows next_url itself
+        )
+    )
+    with polygon(server, page_size=1_000) as client:
+        ours = pa.concat_tables(client.fetch_batch(query("AAPL")))
+    assert len(aggs) == ours.num_rows > 3 * 900
+    assert [agg.timestamp for agg in aggs] == [
+        int(t.timestamp() * 1000) for t in ours["timestamp"].to_pylist()
+    ]
+    for name, field in (("open", "open"), ("close", "close"), ("volume", "volume")):
+        assert [getattr(agg, field) for agg in aggs] == ours[name].to_pylist()
+    assert [agg.transactions for agg in aggs] == ours["trade_count"].to_pylist()
+    assert [agg.vwap for agg in aggs] == ours["vwap"].to_pylist()
