@@ -4,7 +4,10 @@ them through the shared base, and both agree with the Alpaca-format bars of the 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -13,9 +16,11 @@ from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, AuthenticationError, BarsQuery
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
+from marketpipe.lake.reader import read_bars
 from marketpipe.markettime.calendar import new_york_days_range
-from marketpipe.simulator import SimulatorServer
+from marketpipe.simulator import SimulatorServer, read_request_log
 from tests.conftest import start_simulator
+from tests.workflow_support import marketpipe_command, simulator_process, snakemake, write_config
 
 FIRST, LAST = dt.date(2024, 1, 2), dt.date(2024, 1, 5)
 
@@ -119,3 +124,38 @@ def test_the_official_massive_client_reads_the_simulator_exactly(server: Simulat
         assert [getattr(agg, field) for agg in aggs] == ours[name].to_pylist()
     assert [agg.transactions for agg in aggs] == ours["trade_count"].to_pylist()
     assert [agg.vwap for agg in aggs] == ours["vwap"].to_pylist()
+
+
+@pytest.mark.workflow
+def test_a_polygon_lake_equals_the_demo_lake_and_works_unchanged(
+    reference: Path, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "requests.jsonl"
+    faults = ("--fault", "500=0.15", "--fault", "429=0.1", "--fault", "reset=0.05")
+    with simulator_process(log_file, "--rate-limit", "0", *faults) as url:
+        write_config(
+            tmp_path,
+            vendor="polygon",
+            polygon={"base_url": url, "requests_per_minute": 10_000},
+        )
+        env = {**os.environ, "POLYGON_API_KEY": "polygon-demo-key"}
+        result = snakemake(tmp_path, "--cores", "2", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        again = snakemake(tmp_path, "-n", env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    served = read_request_log(log_file)
+    assert served and all(entry.path.startswith("/v2/aggs/ticker/") for entry in served)
+    assert any(entry.fault for entry in served)  # the run went through injected faults
+    symbols, first, last = ["AAPL", "MSFT"], dt.date(2024, 1, 2), dt.date(2024, 3, 28)
+    ours = read_bars(symbols, first, last, data_dir=tmp_path / "lake")
+    assert ours.equals(read_bars(symbols, first, last, data_dir=reference / "lake"))
+    for command in ("verify", "status", "report"):
+        checked = subprocess.run(
+            marketpipe_command(command), cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    # One lake, one vendor: the demo vendor refuses to add to it.
+    write_config(tmp_path, vendor="demo", end="2024-04-05")
+    mixed = snakemake(tmp_path, "--cores", "2")
+    assert mixed.returncode != 0
+    assert "vendor is 'polygon' there but 'demo' now" in mixed.stdout + mixed.stderr

@@ -90,7 +90,7 @@ def build_plan(settings: WorkflowSettings) -> Plan:
     fallback = (
         statistics.fmean(observed.values())
         if observed
-        else default_bars_per_day(settings.timeframe, settings.config.alpaca.feed)
+        else default_bars_per_day(settings.timeframe, settings.feed)
     )
     pending = pending_jobs(settings.lake, coverage.symbols, coverage.months)
     jobs = []

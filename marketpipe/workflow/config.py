@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from marketpipe.connectors import AlpacaConfig
+from marketpipe.connectors import AlpacaConfig, PolygonConfig
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
 from marketpipe.connectors.models import Symbol
@@ -82,6 +82,30 @@ class AlpacaSettings(BaseModel):
                 f"for each job of requests_per_minute ({self.requests_per_minute})"
             )
         return self
+
+
+class PolygonSettings(BaseModel):
+    """Settings of the Massive (Polygon.io) vendor: SIP aggregates, raw."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(
+        None,
+        description="Massive / Polygon API root (https; http only for loopback); default: "
+        f"${PolygonConfig.ENV_BASE_URL}, else {PolygonConfig.DEFAULT_BASE_URL}",
+    )
+    requests_per_minute: int = Field(
+        5, ge=1, le=100_000, description="Request budget (the free tier allows 5)"
+    )
+    rate_window_seconds: float = Field(60.0, gt=0, le=3600, description="Rate window length")
+    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
+    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
+    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_base_url(value)
 
 
 class AlertSettings(BaseModel):
@@ -178,8 +202,10 @@ class WorkflowConfig(BaseModel):
         "final sessions are fetched. At least 15: Alpaca's free plan refuses newer SIP data",
     )
     timeframe: str = Field("1Min", description="Bar width: 1Min..59Min, 1Hour..23Hour or 1Day")
-    vendor: Literal["demo", "alpaca"] = Field(
-        "demo", description="demo = the bundled offline simulator; alpaca = the real API"
+    vendor: Literal["demo", "alpaca", "polygon"] = Field(
+        "demo",
+        description="demo = the bundled offline simulator; alpaca = Alpaca's API (APCA_* keys); "
+        "polygon = Massive/Polygon.io aggregates (POLYGON_API_KEY; SIP, raw; one lake per vendor)",
     )
     data_dir: str = Field(
         "data",
@@ -202,6 +228,9 @@ class WorkflowConfig(BaseModel):
     )
     alpaca: AlpacaSettings = Field(
         default_factory=AlpacaSettings, description="Alpaca settings (the demo mimics Alpaca)"
+    )
+    polygon: PolygonSettings = Field(
+        default_factory=PolygonSettings, description="Massive / Polygon.io settings"
     )
     demo: DemoSettings = Field(
         default_factory=DemoSettings, description="The bundled simulator (vendor: demo)"

@@ -51,8 +51,8 @@ def stream_settings(settings: WorkflowSettings) -> StreamSettings:
     return StreamSettings(
         vendor=settings.config.vendor,
         timeframe=settings.timeframe,
-        feed=settings.config.alpaca.feed,
-        adjustment=settings.config.alpaca.adjustment,
+        feed=settings.feed,
+        adjustment=settings.adjustment,
         settle=settings.finality.settle,
     )
 
@@ -232,6 +232,11 @@ def fetch_corporate_actions(
         log_event(logger, "actions.start", f"corporate actions of {symbols_label(symbols)}")
         try:
             with open_clients(settings, recorder) as clients:
+                if clients.corporate_actions is None:
+                    raise ValueError(
+                        f"vendor {settings.config.vendor}: corporate actions are not fetched "
+                        "from this vendor yet; set corporate_actions.fetch: false"
+                    )
                 report = sync_corporate_actions(
                     clients.corporate_actions,
                     clients.bars,

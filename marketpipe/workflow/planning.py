@@ -300,7 +300,7 @@ def actions_marker(settings: WorkflowSettings) -> Path:
 def actions_due(settings: WorkflowSettings) -> bool:
     """Whether a run now would check the corporate actions (see :func:`actions_marker`)."""
     return (
-        settings.config.corporate_actions.fetch
+        settings.fetches_actions
         and bool(settings.final_sessions)
         and not actions_marker(settings).exists()
     )

@@ -171,7 +171,8 @@ def render_html(
 <style>{_STYLE}</style></head><body>
 <h1>MarketPipe coverage</h1>
 <p>{len(config.symbols)} symbol(s), {config.start} to {settings.end}, {config.timeframe}
-{html.escape(config.alpaca.feed)} bars, lake <code>{html.escape(settings.lake.uri)}</code>.</p>
+{html.escape(settings.feed)} bars from {html.escape(config.vendor)},
+lake <code>{html.escape(settings.lake.uri)}</code>.</p>
 <img alt="coverage heat map" src="data:image/png;base64,{image}">
 <h2>Per symbol</h2>
 <table><tr><th>symbol</th><th>days present</th><th>known empty</th><th>missing</th>

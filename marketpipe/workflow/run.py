@@ -143,7 +143,7 @@ def run_scope_notes(settings: WorkflowSettings) -> list[str]:
 def adjustment_warning(settings: WorkflowSettings) -> str | None:
     """Why a lake of vendor-adjusted bars goes stale, and what to do instead (``None`` for a
     raw lake)."""
-    adjustment = settings.config.alpaca.adjustment
+    adjustment = settings.adjustment
     if adjustment == "raw":
         return None
     return (

@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from marketpipe.connectors import AlpacaConfig
+from marketpipe.connectors import AlpacaConfig, PolygonConfig
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
 from marketpipe.lake.run_lock import RunLock
 from marketpipe.markettime import clock
@@ -106,7 +106,7 @@ class WorkflowSettings(BaseModel):
     def finality(self) -> Finality:
         """When this lake's sessions are final."""
         return Finality(
-            self.config.alpaca.feed,
+            self.feed,
             self.timeframe,
             dt.timedelta(minutes=self.config.settle_minutes),
         )
@@ -160,9 +160,25 @@ class WorkflowSettings(BaseModel):
         """What a lake is built with; one data_dir never mixes two of these."""
         return {
             "timeframe": self.config.timeframe,
-            "feed": self.config.alpaca.feed,
-            "adjustment": self.config.alpaca.adjustment,
+            "feed": self.feed,
+            "adjustment": self.adjustment,
+            "vendor": self.config.vendor,
         }
+
+    @property
+    def feed(self) -> str:
+        """The bars' feed: Alpaca's configured one; Polygon's consolidated tape is SIP."""
+        return "sip" if self.config.vendor == "polygon" else self.config.alpaca.feed
+
+    @property
+    def adjustment(self) -> str:
+        """The bars' adjustment as fetched: Polygon's are always raw (``adjusted=false``)."""
+        return "raw" if self.config.vendor == "polygon" else self.config.alpaca.adjustment
+
+    @property
+    def fetches_actions(self) -> bool:
+        """Whether runs keep the corporate actions (Alpaca's endpoint; not yet for Polygon)."""
+        return self.config.corporate_actions.fetch and self.config.vendor != "polygon"
 
 
 @functools.cache
@@ -281,6 +297,8 @@ def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> Workfl
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
     if parsed.vendor == "alpaca":
         alpaca_client_config(parsed)
+    if parsed.vendor == "polygon":
+        polygon_client_config(parsed)
     return WorkflowSettings(config=parsed, now=now if now is not None else clock.now())
 
 
@@ -305,6 +323,26 @@ def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConf
     except ValidationError as exc:
         details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
         raise ConfigError(f"vendor alpaca cannot start: {details}") from None
+
+
+def polygon_client_config(config: WorkflowConfig, **overrides: Any) -> PolygonConfig:
+    """The client settings from ``polygon:`` (the key from the environment unless given)."""
+    settings = config.polygon
+    try:
+        base_url = {"base_url": settings.base_url} if settings.base_url else {}
+        return PolygonConfig(
+            **{
+                **base_url,
+                "requests_per_minute": settings.requests_per_minute,
+                "max_attempts": settings.max_attempts,
+                "backoff_base": settings.backoff_base,
+                "backoff_cap": max(settings.backoff_cap, settings.backoff_base),
+                **overrides,
+            }
+        )
+    except ValidationError as exc:
+        details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise ConfigError(f"vendor polygon cannot start: {details}") from None
 
 
 def write_schema(path: Path = SCHEMA_PATH) -> None:

@@ -10,13 +10,17 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from marketpipe.connectors import AlpacaClient, CorporateActionsClient
+from marketpipe.connectors import AlpacaClient, CorporateActionsClient, PolygonClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
 from marketpipe.observability.metrics import MetricsRecorder
 from marketpipe.simulator import SimulatorServer
-from marketpipe.workflow.settings import WorkflowSettings, alpaca_client_config
+from marketpipe.workflow.settings import (
+    WorkflowSettings,
+    alpaca_client_config,
+    polygon_client_config,
+)
 
 SIMULATOR_LOG = "simulator-requests.jsonl"
 
@@ -31,15 +35,16 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
     through a file, or with ``budget_shares`` above 1 (jobs on machines that share no
     state), this job's fixed share of it."""
     alpaca = settings.config.alpaca
+    budget = settings.config.polygon if settings.config.vendor == "polygon" else alpaca
     if alpaca.budget_shares > 1:
         return EvenShareRateLimiter(
-            alpaca.requests_per_minute // alpaca.budget_shares,
-            window_seconds=alpaca.rate_window_seconds,
+            max(1, budget.requests_per_minute // alpaca.budget_shares),
+            window_seconds=budget.rate_window_seconds,
         )
     return SharedRateLimiter(
         settings.state_dir / STATE_DIR / BUDGET_FILE,
-        alpaca.requests_per_minute,
-        window_seconds=alpaca.rate_window_seconds,
+        budget.requests_per_minute,
+        window_seconds=budget.rate_window_seconds,
     )
 
 
@@ -47,8 +52,8 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
 class VendorClients:
     """The configured vendor's clients: bars and corporate actions, one budget and server."""
 
-    bars: AlpacaClient
-    corporate_actions: CorporateActionsClient
+    bars: AlpacaClient | PolygonClient
+    corporate_actions: CorporateActionsClient | None  # Alpaca's endpoint (None for Polygon)
 
 
 @contextmanager
@@ -63,6 +68,13 @@ def open_clients(
     with ExitStack() as stack:
         limiter = shared_rate_limiter(settings)
         stack.callback(limiter.close)
+        if settings.config.vendor == "polygon":
+            polygon = polygon_client_config(settings.config)
+            yield VendorClients(
+                bars=stack.enter_context(PolygonClient(polygon, rate_limiter=limiter, **options)),
+                corporate_actions=None,
+            )
+            return
         if settings.config.vendor == "alpaca":
             config = alpaca_client_config(settings.config)
         else:
@@ -93,7 +105,7 @@ def open_clients(
 @contextmanager
 def open_client(
     settings: WorkflowSettings, metrics: MetricsRecorder | None = None
-) -> Iterator[AlpacaClient]:
+) -> Iterator[AlpacaClient | PolygonClient]:
     """The vendor's bars client (see :func:`open_clients`)."""
     with open_clients(settings, metrics) as clients:
         yield clients.bars

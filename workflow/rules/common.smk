@@ -84,14 +84,14 @@ def run_targets():
     session of the range is final."""
     if not SETTINGS.final_sessions:
         return []
-    actions = [ACTIONS_MARKER] if SETTINGS.config.corporate_actions.fetch else []
+    actions = [ACTIONS_MARKER] if SETTINGS.fetches_actions else []
     return [*pending_targets(), *actions, *rules.coverage_report.output]
 
 
 def planned_job_count():
     """The jobs that leave a record: every fetch job, and today's corporate-actions check
     unless it ran already (a run's summary counts those that never finished)."""
-    check = SETTINGS.config.corporate_actions.fetch and not Path(ACTIONS_MARKER).exists()
+    check = SETTINGS.fetches_actions and not Path(ACTIONS_MARKER).exists()
     return len(FETCH_JOBS) + int(check)
 
 
