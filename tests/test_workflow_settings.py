@@ -92,7 +92,7 @@ def test_nested_values_given_as_text_are_typed_by_the_schema() -> None:
         ({"end": dt.date(2023, 12, 1)}, "end (2023-12-01) is before start (2024-01-02)"),
         ({"timeframe": "61Min"}, "config key timeframe"),
         ({"timeframe": "1Week"}, "spans several days"),
-        ({"vendor": "polygon"}, "config key vendor"),
+        ({"vendor": "tiingo"}, "config key vendor"),
         ({"data_dir": ""}, "config key data_dir"),
         ({"alpaca": {"requests_per_minute": -5}}, "config key alpaca.requests_per_minute"),
         ({"alpaca": {"base_url": "http://data.example.com"}}, "plain http; use https"),
