@@ -177,8 +177,15 @@ def is_dry_run(argv: Sequence[str]) -> bool:
 
 def repair_damaged_before_planning(settings: WorkflowSettings, argv: Sequence[str]) -> None:
     """Move partitions changed on disk aside before the run plans (they are then missing and
-    fetched again in this run); a dry run only names them."""
-    damaged = damaged_partitions(settings, repair=not is_dry_run(argv))
+    fetched again in this run); a dry run only names them. Only under the lake's run lock: a
+    lake another run is writing is left to that run (this one will stop at its start)."""
+    if not settings.lake.is_local:
+        return
+    try:
+        with settings.run_lock("snakemake (checking for damaged files)"):
+            damaged = damaged_partitions(settings, repair=not is_dry_run(argv))
+    except RunInProgress:
+        return
     if damaged and is_dry_run(argv):
         print(
             f"[marketpipe] damaged: {describe_damage(damaged)}; a run moves them aside and "
