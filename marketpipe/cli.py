@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import os
 import sys
 import time
@@ -407,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = int(args.handler(args))
         sys.stdout.flush()  # inside the try: a reader that left shows here, not at exit
+        # Free Arrow's objects while Arrow is alive: its worker threads torn down during the
+        # interpreter's final teardown can abort the process (apache/arrow#34314).
+        gc.collect()
         return code
     except (CommandError, ConfigError, LakeNotFoundError, MissingBucket) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)

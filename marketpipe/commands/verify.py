@@ -51,7 +51,9 @@ class VerifyResult:
 
 def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
     try:
-        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+        table = pq.read_table(
+            pa.BufferReader(data), page_checksum_verification=True, use_threads=False
+        )
     except (OSError, pa.ArrowException) as exc:
         return damage_of(exc)
     if SYMBOL_COLUMN in table.column_names:
@@ -79,7 +81,9 @@ def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
 
 def _check_actions_contents(data: bytes, symbol: str) -> str | None:
     try:
-        table = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+        table = pq.read_table(
+            pa.BufferReader(data), page_checksum_verification=True, use_threads=False
+        )
     except (OSError, pa.ArrowException) as exc:
         return damage_of(exc)
     if not table.schema.remove_metadata().equals(STORED_ACTIONS_SCHEMA.remove_metadata()):
