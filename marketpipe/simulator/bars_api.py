@@ -15,7 +15,7 @@ from marketpipe.markettime.calendar import Session, new_york_date, trading_sessi
 from marketpipe.markettime.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.actions import ActionBook
-from marketpipe.simulator.market import Bar, SyntheticMarket, daily_recalculation
+from marketpipe.simulator.market import Bar, SyntheticMarket, daily_recalculation, scaled
 from marketpipe.simulator.wire import (
     LATEST_FEEDS,
     BadRequest,
@@ -144,19 +144,7 @@ class BarServer:
             known_on,
             lambda name, before: self._reference_close(name, before, request.as_of),
         )
-        if price == 1.0 and volume == 1.0:
-            return bars
-        return [
-            bar._replace(
-                o=bar.o * price,
-                h=bar.h * price,
-                l=bar.l * price,
-                c=bar.c * price,
-                vw=bar.vw * price,
-                v=bar.v * volume,
-            )
-            for bar in bars
-        ]
+        return scaled(bars, price, volume)
 
     def _reference_close(self, symbol: str, session: Session, as_of: float) -> float | None:
         """The raw SIP close of ``session``'s last regular-hours minute, once it is over."""

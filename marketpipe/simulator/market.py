@@ -244,6 +244,24 @@ class SyntheticMarket:
         return result
 
 
+def scaled(bars: list[Bar], price: float, volume: float) -> list[Bar]:
+    """``bars`` with prices (vwap included) times ``price`` and volumes times ``volume``, as an
+    adjustment for splits and dividends makes them (the bars themselves when both are 1)."""
+    if price == 1.0 and volume == 1.0:
+        return bars
+    return [
+        bar._replace(
+            o=bar.o * price,
+            h=bar.h * price,
+            l=bar.l * price,
+            c=bar.c * price,
+            vw=bar.vw * price,
+            v=bar.v * volume,
+        )
+        for bar in bars
+    ]
+
+
 def _corrected(bars: list[Bar]) -> list[Bar]:
     """The session after a late cancel: one print leaves the middle bar's volume and count."""
     middle = len(bars) // 2

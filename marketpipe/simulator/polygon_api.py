@@ -26,7 +26,7 @@ from marketpipe.markettime.calendar import (
 )
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator.actions import ActionBook
-from marketpipe.simulator.market import Bar, SyntheticMarket
+from marketpipe.simulator.market import Bar, SyntheticMarket, scaled
 from marketpipe.simulator.wire import BadRequest
 
 PATH_PREFIX = ("v2", "aggs", "ticker")
@@ -128,19 +128,7 @@ class PolygonAggregates:
         price, volume = self.actions.adjustment_factors(
             ticker, session.date, frozenset({"split"}), new_york_date(now), lambda *_: None
         )
-        if price == 1.0 and volume == 1.0:
-            return bars
-        return [
-            bar._replace(
-                o=bar.o * price,
-                h=bar.h * price,
-                l=bar.l * price,
-                c=bar.c * price,
-                vw=bar.vw * price,
-                v=bar.v * volume,
-            )
-            for bar in bars
-        ]
+        return scaled(bars, price, volume)
 
 
 def _bound(text: str, name: str, *, end: bool) -> int:
