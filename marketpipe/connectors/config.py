@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from marketpipe.foundation.network import is_loopback_host
 
@@ -24,6 +32,16 @@ def validate_base_url(url: str) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{url!r} must not contain credentials, a query or a fragment")
     return url.strip().rstrip("/")
+
+
+def _require_non_empty(value: SecretStr) -> SecretStr:
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+# A credential: a secret that is there (vendors' configs use it for their keys).
+NonEmptySecret = Annotated[SecretStr, AfterValidator(_require_non_empty)]
 
 
 class ClientConfig(BaseModel):
@@ -69,8 +87,10 @@ class AlpacaConfig(ClientConfig):
     ENV_DATA_URL: ClassVar[str] = "APCA_API_DATA_URL"
 
     base_url: str = Field(DEFAULT_BASE_URL, description="Alpaca data API root")
-    key_id: SecretStr = Field(description="Alpaca API key id (env APCA_API_KEY_ID)")
-    secret_key: SecretStr = Field(description="Alpaca API secret key (env APCA_API_SECRET_KEY)")
+    key_id: NonEmptySecret = Field(description="Alpaca API key id (env APCA_API_KEY_ID)")
+    secret_key: NonEmptySecret = Field(
+        description="Alpaca API secret key (env APCA_API_SECRET_KEY)"
+    )
     page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page, at most 10000")
 
     @model_validator(mode="before")
@@ -94,10 +114,3 @@ class AlpacaConfig(ClientConfig):
                     f"or pass {field}= explicitly"
                 )
         return data
-
-    @field_validator("key_id", "secret_key")
-    @classmethod
-    def _non_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value

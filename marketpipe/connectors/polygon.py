@@ -15,12 +15,12 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.auth import AuthStrategy, BearerTokenAuth
 from marketpipe.connectors.base_api_client import BaseApiClient, Page
-from marketpipe.connectors.config import ClientConfig
+from marketpipe.connectors.config import ClientConfig, NonEmptySecret
 from marketpipe.connectors.errors import (
     ApiError,
     ConnectorError,
@@ -48,7 +48,7 @@ class PolygonConfig(ClientConfig):
     ENV_BASE_URL: ClassVar[str] = "POLYGON_API_URL"
 
     base_url: str = Field(DEFAULT_BASE_URL, description="Massive / Polygon API root")
-    api_key: SecretStr = Field(description="API key (env POLYGON_API_KEY or MASSIVE_API_KEY)")
+    api_key: NonEmptySecret = Field(description="API key (env POLYGON_API_KEY or MASSIVE_API_KEY)")
     page_size: int = Field(50_000, ge=1, le=50_000, description="Base bars per page (limit)")
     requests_per_minute: int = Field(
         5, ge=1, le=100_000, description="Request budget per minute (the free tier's 5)"
@@ -71,13 +71,6 @@ class PolygonConfig(ClientConfig):
                 )
             data["api_key"] = key
         return data
-
-    @field_validator("api_key")
-    @classmethod
-    def _non_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("must not be empty")
-        return value
 
 
 class PolygonClient(BaseApiClient[BarsQuery]):

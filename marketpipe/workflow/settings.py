@@ -13,7 +13,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import yaml
@@ -24,7 +24,7 @@ from pydantic import (
     ValidationError,
 )
 
-from marketpipe.connectors import AlpacaConfig, PolygonConfig
+from marketpipe.connectors import AlpacaConfig, ClientConfig, PolygonConfig
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
 from marketpipe.lake.run_lock import RunLock
 from marketpipe.markettime import clock
@@ -33,7 +33,9 @@ from marketpipe.markettime.finality import Finality
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.markettime.timeutil import dates_as_text
 from marketpipe.workflow.config import (
+    AlpacaSettings,
     ConfigError,
+    PolygonSettings,
     WorkflowConfig,
 )
 
@@ -304,45 +306,40 @@ def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> Workfl
 
 def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:
     """The client settings from ``alpaca:`` (keys from the environment unless overridden)."""
-    settings = config.alpaca
-    try:
-        base_url = {"base_url": settings.base_url} if settings.base_url else {}
-        return AlpacaConfig(
-            **{
-                **base_url,
-                "requests_per_minute": settings.requests_per_minute,
-                "page_size": settings.page_size,
-                "connect_timeout": settings.connect_timeout,
-                "read_timeout": settings.read_timeout,
-                "max_attempts": settings.max_attempts,
-                "backoff_base": settings.backoff_base,
-                "backoff_cap": max(settings.backoff_cap, settings.backoff_base),
-                **overrides,
-            }
-        )
-    except ValidationError as exc:
-        details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        raise ConfigError(f"vendor alpaca cannot start: {details}") from None
+    fields = ("page_size", "connect_timeout", "read_timeout")
+    return _client_config("alpaca", AlpacaConfig, config.alpaca, fields, overrides)
 
 
 def polygon_client_config(config: WorkflowConfig, **overrides: Any) -> PolygonConfig:
     """The client settings from ``polygon:`` (the key from the environment unless given)."""
-    settings = config.polygon
+    return _client_config("polygon", PolygonConfig, config.polygon, (), overrides)
+
+
+ClientConfigT = TypeVar("ClientConfigT", bound=ClientConfig)
+
+
+def _client_config(
+    vendor: str,
+    config_class: type[ClientConfigT],
+    section: AlpacaSettings | PolygonSettings,
+    fields: tuple[str, ...],
+    overrides: dict[str, Any],
+) -> ClientConfigT:
+    """A vendor's client settings from its config section: the budget and retry bounds every
+    vendor has, its own ``fields``, then ``overrides``; a problem names the vendor."""
+    values: dict[str, Any] = {"base_url": section.base_url} if section.base_url else {}
+    values |= {name: getattr(section, name) for name in fields}
+    values |= {
+        "requests_per_minute": section.requests_per_minute,
+        "max_attempts": section.max_attempts,
+        "backoff_base": section.backoff_base,
+        "backoff_cap": max(section.backoff_cap, section.backoff_base),
+    }
     try:
-        base_url = {"base_url": settings.base_url} if settings.base_url else {}
-        return PolygonConfig(
-            **{
-                **base_url,
-                "requests_per_minute": settings.requests_per_minute,
-                "max_attempts": settings.max_attempts,
-                "backoff_base": settings.backoff_base,
-                "backoff_cap": max(settings.backoff_cap, settings.backoff_base),
-                **overrides,
-            }
-        )
+        return config_class(**{**values, **overrides})
     except ValidationError as exc:
         details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
-        raise ConfigError(f"vendor polygon cannot start: {details}") from None
+        raise ConfigError(f"vendor {vendor} cannot start: {details}") from None
 
 
 def write_schema(path: Path = SCHEMA_PATH) -> None:
