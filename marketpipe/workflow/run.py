@@ -181,12 +181,13 @@ def repair_damaged_before_planning(settings: WorkflowSettings, argv: Sequence[st
     lake another run is writing is left to that run (this one will stop at its start)."""
     if not settings.lake.is_local:
         return
+    dry_run = is_dry_run(argv)
     try:
         with settings.run_lock("snakemake (checking for damaged files)"):
-            damaged = damaged_partitions(settings, repair=not is_dry_run(argv))
+            damaged = damaged_partitions(settings, repair=not dry_run)
     except RunInProgress:
         return
-    if damaged and is_dry_run(argv):
+    if damaged and dry_run:
         print(
             f"[marketpipe] damaged: {describe_damage(damaged)}; a run moves them aside and "
             "fetches them again",
