@@ -38,7 +38,6 @@ class S3Request:
     query: str
     access_key: str = ""
     at: float = 0.0
-    conditional: bool = False  # an If-Match or If-None-Match request (the lease's)
     refused: bool = False
     status: int = 0  # the HTTP status answered (0 until the answer starts)
 
@@ -76,7 +75,6 @@ class S3Server:
                 environ.get("QUERY_STRING", ""),
                 access_key=credential.partition("/")[0],
                 at=time.monotonic(),
-                conditional="HTTP_IF_MATCH" in environ or "HTTP_IF_NONE_MATCH" in environ,
             )
             refuse = self.refuse
             if refuse is not None and refuse(request):

@@ -78,6 +78,18 @@ def _wait_until_publishing(process: subprocess.Popen[str], lake: S3Store) -> Non
     assert process.poll() is None, "the run ended before its lease could be lost"
 
 
+def _controller_a_publishing(
+    s3_api: S3Server, tmp_path: Path
+) -> tuple[str, S3Store, subprocess.Popen[str]]:
+    """A new bucket's lake, and controller A's run once it has published part of it."""
+    uri = f"s3://{s3_api.create_bucket()}/lake"
+    lake = S3Store(uri, s3_api.url)
+    workdir, env = _controller(tmp_path, "a", uri)
+    first = _start(workdir, env, s3_api)
+    _wait_until_publishing(first, lake)
+    return uri, lake, first
+
+
 def _take_over(tmp_path: Path, uri: str, s3_api: S3Server) -> None:
     """Controller B starts again until it may take the lease over (each attempt is a whole
     run; the lease must look unchanged for LEASE_SECONDS to B), then finishes the lake."""
@@ -109,15 +121,13 @@ def test_a_run_whose_lease_cannot_be_renewed_stops_writing(
     s3_api: S3Server, reference: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3_api.point_here(monkeypatch)
-    uri = f"s3://{s3_api.create_bucket()}/lake"
-    lake = S3Store(uri, s3_api.url)
-    workdir, env = _controller(tmp_path, "a", uri)
-    first = _start(workdir, env, s3_api)
-    _wait_until_publishing(first, lake)
+    uri, lake, first = _controller_a_publishing(s3_api, tmp_path)
     # From now on every renewal of A's lease fails (503): a network partition.
     failing_since = time.monotonic()
     s3_api.refuse = lambda request: (
-        request.access_key == "controller-a" and request.conditional and request.method == "PUT"
+        request.access_key == "controller-a"
+        and request.method == "PUT"
+        and request.path.endswith(LEASE_KEY)
     )
     try:
         _, errors = first.communicate(timeout=300)
@@ -141,11 +151,7 @@ def test_a_paused_controller_resumed_after_a_takeover_writes_nothing(
     s3_api: S3Server, reference: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3_api.point_here(monkeypatch)
-    uri = f"s3://{s3_api.create_bucket()}/lake"
-    lake = S3Store(uri, s3_api.url)
-    workdir, env = _controller(tmp_path, "a", uri)
-    first = _start(workdir, env, s3_api)
-    _wait_until_publishing(first, lake)
+    uri, lake, first = _controller_a_publishing(s3_api, tmp_path)
     os.killpg(first.pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
