@@ -39,6 +39,20 @@ def cluster_command(workdir: Path, *args: str) -> list[str]:
     )
 
 
+def run_cluster(
+    workdir: Path, env: dict[str, str], *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """The workflow through the cluster-local profile, run to its end, output captured."""
+    return subprocess.run(
+        cluster_command(workdir, *args),
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def cluster_environment(s3_api: S3Server, workdir: Path) -> dict[str, str]:
     return {
         **os.environ,
@@ -74,14 +88,7 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     uri = f"s3://{s3_api.create_bucket()}/lake"
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
     env = cluster_environment(s3_api, tmp_path)
-    result = subprocess.run(
-        cluster_command(tmp_path),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_cluster(tmp_path, env, timeout=600)
     wait_for_jobs(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lake = S3Store(uri, s3_api.url)
@@ -104,14 +111,7 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
         timeout=300,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    dry = subprocess.run(
-        cluster_command(tmp_path, "-n"),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    dry = run_cluster(tmp_path, env, "-n", timeout=300)
     assert "Nothing to be done" in dry.stdout + dry.stderr
     secret = s3_api.environment["AWS_SECRET_ACCESS_KEY"]
     for output in (result, verify, dry):
@@ -142,14 +142,7 @@ def test_one_request_budget_holds_across_cluster_jobs(s3_api: S3Server, tmp_path
             },
         )
         env = {**cluster_environment(s3_api, tmp_path), **support.ALPACA_KEYS}
-        result = subprocess.run(
-            cluster_command(tmp_path),
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = run_cluster(tmp_path, env, timeout=600)
         wait_for_jobs(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     served = read_request_log(log_file)
@@ -186,14 +179,7 @@ def test_a_controller_killed_mid_run_and_restarted_ends_identical(
         controller.wait(timeout=60)
     assert running, "the run ended before the controller could be killed"
     assert 0 < len(lake.list(LAKE_DIR)) < 2 * len(support.DAYS)
-    rerun = subprocess.run(
-        cluster_command(tmp_path),
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    rerun = run_cluster(tmp_path, env, timeout=600)
     wait_for_jobs(tmp_path)  # the first controller's orphans too
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert lake_hashes(lake) == lake_hashes(reference / "lake")
