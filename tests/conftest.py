@@ -12,7 +12,11 @@ import pytest
 from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
+from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
+from marketpipe.connectors.rate_limit import RateLimiter
+from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.markettime.clock import NOW_VARIABLE
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from tests.s3_server import S3Server, s3_server
 from tests.workflow_support import snakemake, write_config
@@ -96,21 +100,65 @@ def start_simulator(
     return SimulatorServer(SimulatorConfig(**config), **options).start()
 
 
+def clock_options(clock: FakeClock | None) -> dict[str, Any]:
+    """Transport options that make a client's time ``clock``'s (none: real time)."""
+    if clock is None:
+        return {}
+    return {"clock": clock, "sleep": clock.sleep, "async_sleep": clock.async_sleep}
+
+
 def alpaca_client(
-    server: SimulatorServer, clock: FakeClock | None = None, **config: Any
+    server: SimulatorServer,
+    clock: FakeClock | None = None,
+    *,
+    rate_limiter: RateLimiter | None = None,
+    **config: Any,
 ) -> AlpacaClient:
     """An AlpacaClient pointed at ``server``; with ``clock``, time is fake and instant."""
     config.setdefault("key_id", SecretStr("demo"))
     config.setdefault("secret_key", SecretStr("demo"))
     config.setdefault("requests_per_minute", 10_000)
-    options: dict[str, Any] = {}
-    if clock is not None:
-        options = {"clock": clock, "sleep": clock.sleep, "async_sleep": clock.async_sleep}
-    return AlpacaClient(AlpacaConfig(base_url=server.url, **config), **options)
+    return AlpacaClient(
+        AlpacaConfig(base_url=server.url, **config),
+        rate_limiter=rate_limiter,
+        **clock_options(clock),
+    )
+
+
+def polygon_client(
+    server: SimulatorServer,
+    clock: FakeClock | None = None,
+    *,
+    rate_limiter: RateLimiter | None = None,
+    **config: Any,
+) -> PolygonClient:
+    """A PolygonClient pointed at ``server``; with ``clock``, time is fake and instant."""
+    config.setdefault("api_key", SecretStr("polygon-demo-key"))
+    config.setdefault("requests_per_minute", 10_000)
+    return PolygonClient(
+        PolygonConfig(base_url=server.url, **config),
+        rate_limiter=rate_limiter,
+        **clock_options(clock),
+    )
 
 
 def utc(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def expected_bars(server: SimulatorServer, query: BarsQuery) -> list[tuple]:
+    """Ground truth straight from the simulator's market, ordered by symbol then time."""
+    rows = []
+    sessions = trading_sessions(query.start.date() - dt.timedelta(days=1), query.end.date())
+    for symbol in sorted(query.symbols):
+        for session in sessions:
+            for bar in server.app.market.bars(
+                symbol, session, query.feed, Timeframe.parse(query.timeframe)
+            ):
+                moment = dt.datetime.fromtimestamp(bar.t, dt.UTC)
+                if query.start <= moment <= query.end:
+                    rows.append((symbol, moment, bar.o, bar.h, bar.l, bar.c, float(bar.v)))
+    return rows
 
 
 def bars_query(symbols: tuple[str, ...] = ("AAPL",), **fields: Any) -> BarsQuery:

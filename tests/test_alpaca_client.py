@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import itertools
 import re
 
@@ -11,27 +10,10 @@ import pyarrow as pa
 import pytest
 import requests
 
-from marketpipe.connectors import OHLCV_SCHEMA, ApiError, BarsQuery, ResponseFormatError
+from marketpipe.connectors import OHLCV_SCHEMA, ApiError, ResponseFormatError
 from marketpipe.connectors.alpaca import bars_table
-from marketpipe.markettime.calendar import trading_sessions
-from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorServer
-from tests.conftest import alpaca_client, bars_query, start_simulator, utc
-
-
-def expected_bars(server: SimulatorServer, query: BarsQuery) -> list[tuple]:
-    """Ground truth straight from the simulator's market, ordered by symbol then time."""
-    rows = []
-    sessions = trading_sessions(query.start.date() - dt.timedelta(days=1), query.end.date())
-    for symbol in sorted(query.symbols):
-        for session in sessions:
-            for bar in server.app.market.bars(
-                symbol, session, query.feed, Timeframe.parse(query.timeframe)
-            ):
-                moment = dt.datetime.fromtimestamp(bar.t, dt.UTC)
-                if query.start <= moment <= query.end:
-                    rows.append((symbol, moment, bar.o, bar.h, bar.l, bar.c, float(bar.v)))
-    return rows
+from tests.conftest import alpaca_client, bars_query, expected_bars, start_simulator, utc
 
 
 def table_rows(table: pa.Table) -> list[tuple]:

@@ -18,7 +18,7 @@ from marketpipe.connectors import AlpacaClient, AlpacaConfig, AuthenticationErro
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
 from marketpipe.lake.reader import read_bars
 from marketpipe.markettime.calendar import new_york_days_range
-from marketpipe.simulator import SimulatorServer, read_request_log
+from marketpipe.simulator import FaultConfig, SimulatorServer, read_request_log
 from tests.conftest import start_simulator
 from tests.workflow_support import marketpipe_command, simulator_process, snakemake, write_config
 
@@ -67,6 +67,47 @@ def test_the_simulator_answers_like_the_references_say(server: SimulatorServer) 
     assert "results" not in holiday and holiday["resultsCount"] == 0  # absent, not empty
     refused = requests.get(url)
     assert refused.status_code == 401 and refused.json()["status"] == "ERROR"
+
+
+def aggs_url(
+    server: SimulatorServer, first: dt.date, last: dt.date, timespan: str = "minute"
+) -> str:
+    start, end = new_york_days_range(first, last)
+    bounds = f"{int(start.timestamp() * 1000)}/{int(end.timestamp() * 1000)}"
+    return f"{server.url}/v2/aggs/ticker/AAPL/range/1/{timespan}/{bounds}"
+
+
+def test_injected_faults_and_the_free_plan_answer_in_polygon_s_own_words() -> None:
+    faults = FaultConfig(sequence=("429", "504", "malformed", "slow"))
+    paid = start_simulator(faults=faults)
+    free = start_simulator(plan="free", market_now=dt.datetime(2024, 1, 2, 15, 0, tzinfo=dt.UTC))
+    headers = {"Authorization": "Bearer k"}
+    try:
+        url = aggs_url(paid, FIRST, FIRST)
+        limited = requests.get(url, headers=headers)
+        assert limited.status_code == 429 and "Retry-After" not in limited.headers
+        assert limited.json()["status"] == "ERROR" and "error" in limited.json()
+        gateway = requests.get(url, headers=headers)
+        assert gateway.status_code == 504 and "<title>504 Gateway Time-out" in gateway.text
+        assert "c" not in requests.get(url, headers=headers).json()["results"][0]
+        slow = requests.get(url, headers=headers).json()  # late, but the real answer
+        assert slow == requests.get(url, headers=headers).json() and slow["resultsCount"] > 800
+        # limit counts base (minute) bars: an hour bar spends up to 60 of them.
+        hours = requests.get(aggs_url(free, FIRST, FIRST, "hour"), {"limit": 120}, headers=headers)
+        assert hours.json()["resultsCount"] == 2 and "next_url" in hours.json()
+        old = requests.get(
+            aggs_url(free, dt.date(2021, 6, 1), dt.date(2021, 6, 1)), headers=headers
+        )
+        assert old.status_code == 403 and old.json()["status"] == "NOT_AUTHORIZED"
+        assert "doesn't include this data timeframe" in old.json()["message"]
+        today = requests.get(aggs_url(free, FIRST, FIRST), headers=headers).json()
+        assert today["status"] == "DELAYED"
+        last = dt.datetime.fromtimestamp(today["results"][-1]["t"] / 1000, dt.UTC)
+        delayed = dt.datetime(2024, 1, 2, 14, 45, tzinfo=dt.UTC)  # 15 minutes behind
+        assert delayed - dt.timedelta(minutes=5) < last < delayed  # the last complete minutes
+    finally:
+        paid.stop()
+        free.stop()
 
 
 def test_polygon_bars_equal_the_alpaca_format_bars_of_the_same_market(

@@ -125,6 +125,26 @@ def _polygon_reply(status: int, body: dict[str, Any]) -> Reply:
     return Reply(status, json_bytes(body) + b"\n", {"Content-Type": "application/json"})
 
 
+_BROKEN_ALPACA_PAGE = b'{"bars":{"AAPL":[{"t":"2024-01-02T'
+_BROKEN_POLYGON_PAGE = b'{"ticker":"AAPL","results":[{"v":12'
+_CLOSELESS_BAR = {"o": 185.1, "h": 185.3, "l": 185.0, "v": 1200}
+_MALFORMED_ALPACA_PAGE = {
+    "bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", **_CLOSELESS_BAR}]},
+    "next_page_token": None,
+}
+_MALFORMED_POLYGON_PAGE = {
+    "ticker": "AAPL",
+    "resultsCount": 1,
+    "results": [{"t": 1_704_205_800_000, **_CLOSELESS_BAR}],
+    "status": "OK",
+}
+
+
+def _gateway_page(status: int) -> bytes:
+    title = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}[status]
+    return f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>".encode()
+
+
 def _nginx_401() -> Reply:
     return Reply(401, _NGINX_401_PAGE, {"Content-Type": "text/html"})
 
@@ -218,8 +238,8 @@ class SimulatorApp:
         identity = f"{key}|{path}|{sorted(query)}"
         fault = self.faults.decide(identity, named)
         info["fault"] = fault
-        if fault is not None:
-            return self._fault_reply(fault, limit_headers), info
+        if fault is not None and fault != "slow":
+            return self._fault_reply(fault, limit_headers, polygon=False), info
         try:
             if latest:
                 payload, count = self.bars.latest(query, self.market_clock(), self.config.plan)
@@ -235,7 +255,7 @@ class SimulatorApp:
         except BadRequest as exc:
             return self._error(exc.status, exc.message, limit_headers, exc.code), info
         info["bars"] = count
-        return Reply(200, json_bytes(payload), {**limit_headers}), info
+        return Reply(200, json_bytes(payload), {**limit_headers}, wire_fault=fault), info
 
     def _polygon(
         self,
@@ -260,14 +280,15 @@ class SimulatorApp:
             return _polygon_reply(*polygon_error(429, message)), info
         fault = self.faults.decide(f"{info['key']}|{parts}|{sorted(query)}", (parts[3],))
         info["fault"] = fault
-        if fault is not None:
-            return self._fault_reply(fault, {}), info
+        if fault is not None and fault != "slow":
+            return self._fault_reply(fault, {}, polygon=True), info
         try:
-            payload, count = self.polygon.page(parts, query)
+            payload, count = self.polygon.page(parts, query, self.config.plan)
         except BadRequest as exc:
-            return _polygon_reply(*polygon_error(exc.status, exc.message)), info
+            key = "message" if exc.status == 403 else "error"
+            return _polygon_reply(*polygon_error(exc.status, exc.message, key)), info
         info["bars"] = count
-        return Reply(200, json_bytes(payload)), info
+        return Reply(200, json_bytes(payload), wire_fault=fault), info
 
     def _authenticate(self, headers: Mapping[str, str]) -> tuple[str | None, Reply | None]:
         key_id = headers.get("APCA-API-KEY-ID", "")
@@ -284,15 +305,15 @@ class SimulatorApp:
             return hashlib.sha256(bearer.encode()).hexdigest()[:12], None
         return None, _nginx_401()
 
-    def _fault_reply(self, fault: str, limit_headers: dict[str, str]) -> Reply:
+    def _fault_reply(self, fault: str, limit_headers: dict[str, str], *, polygon: bool) -> Reply:
+        """An injected failure, in the error style of the vendor whose endpoint was asked."""
         faults = self.config.faults
+        headers = dict(limit_headers)
         if fault.startswith("fail_symbol:"):
             symbol = fault.split(":", 1)[1]
-            status = faults.fail_symbols[symbol]
-            return self._error(status, f"injected failure for {symbol}", limit_headers)
-        if fault in STATUS_FAULTS:
+            status, message = faults.fail_symbols[symbol], f"injected failure for {symbol}"
+        elif fault in STATUS_FAULTS:
             status = STATUS_FAULTS[fault]
-            headers = dict(limit_headers)
             if fault == "429_retry_after":
                 headers["Retry-After"] = str(faults.retry_after_seconds)
             if fault == "429_reset":
@@ -300,17 +321,24 @@ class SimulatorApp:
                 headers["X-RateLimit-Reset"] = str(
                     math.ceil(self.clock()) + faults.reset_after_seconds
                 )
-            if status == 502:
-                body = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-                return Reply(status, body, {**headers, "Content-Type": "text/html"})
+            # Gateways answer with their own HTML page (Polygon's 504 too: reference section 1).
+            if status == 502 or (polygon and status == 504):
+                return Reply(
+                    status, _gateway_page(status), {**headers, "Content-Type": "text/html"}
+                )
             message = "too many requests." if status == 429 else "internal server error"
+        elif fault == "invalid_json":
+            return Reply(200, _BROKEN_POLYGON_PAGE if polygon else _BROKEN_ALPACA_PAGE, headers)
+        elif fault == "malformed":
+            page = _MALFORMED_POLYGON_PAGE if polygon else _MALFORMED_ALPACA_PAGE
+            return Reply(200, json_bytes(page), headers)
+        else:  # socket-level faults: no body is ever read
+            return Reply(200, b"{}", headers, fault)
+        if not polygon:
             return self._error(status, message, headers)
-        if fault == "invalid_json":
-            return Reply(200, b'{"bars":{"AAPL":[{"t":"2024-01-02T', dict(limit_headers))
-        # Wire faults still carry a valid body for the "slow" case.
-        return Reply(
-            200, json_bytes({"bars": {}, "next_page_token": None}), dict(limit_headers), fault
-        )
+        reply = _polygon_reply(*polygon_error(status, message))
+        reply.headers.update(headers)
+        return reply
 
     @staticmethod
     def _error(

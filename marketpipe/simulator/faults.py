@@ -24,7 +24,9 @@ STATUS_FAULTS = {
     "504": 504,
 }
 WIRE_FAULTS = ("reset", "timeout", "slow", "truncate", "invalid_json")
-FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS)
+# A well-formed JSON page of the vendor's shape whose bar lacks its close: not retried.
+BODY_FAULTS = ("malformed",)
+FAULT_KINDS = (*STATUS_FAULTS, *WIRE_FAULTS, *BODY_FAULTS)
 
 
 @dataclass

@@ -24,12 +24,19 @@ from marketpipe.markettime.calendar import (
     new_york_midnight,
     trading_sessions,
 )
+from marketpipe.markettime.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator.actions import ActionBook
 from marketpipe.simulator.market import Bar, SyntheticMarket, scaled
 from marketpipe.simulator.wire import BadRequest
 
 PATH_PREFIX = ("v2", "aggs", "ticker")
+# The free (Basic) plan: about two years of history, 15-minute-delayed (reference section 1).
+FREE_PLAN_HISTORY = dt.timedelta(days=2 * 365)
+FREE_PLAN_HISTORY_MESSAGE = (
+    "Your plan doesn't include this data timeframe. Please upgrade your plan at "
+    "https://massive.com/pricing"
+)
 MAX_LIMIT = 50_000
 DEFAULT_LIMIT = 5_000
 _TIMESPANS = {"minute": "Min", "hour": "Hour", "day": "Day"}
@@ -58,8 +65,11 @@ class PolygonAggregates:
         self.actions = actions
         self.now = now
 
-    def page(self, parts: list[str], query: list[tuple[str, str]]) -> tuple[dict[str, Any], int]:
-        """The answer to one aggregates request and how many bars it holds."""
+    def page(
+        self, parts: list[str], query: list[tuple[str, str]], plan: str = "paid"
+    ) -> tuple[dict[str, Any], int]:
+        """The answer to one aggregates request and how many bars it holds; the ``free`` plan
+        reaches two years back and withholds the last 15 minutes (``status: DELAYED``)."""
         ticker, multiplier, timespan, start_text, end_text = (
             parts[3],
             parts[5],
@@ -81,9 +91,17 @@ class PolygonAggregates:
         if params.get("sort", "asc") != "asc":
             raise BadRequest("sort=desc is not supported by the simulator")
         now = self.now()
+        free = plan == "free"
+        if free and start_ms < int((now - FREE_PLAN_HISTORY).timestamp() * 1000):
+            raise BadRequest(FREE_PLAN_HISTORY_MESSAGE, status=403)
+        if free:
+            now -= FREE_PLAN_SIP_DELAY
         end_ms = min(end_ms, int(now.timestamp() * 1000))
         bars: list[Bar] = []
         base_count = 0
+        # ``limit`` counts base aggregates (minutes, or days for day bars), not returned bars.
+        seconds = timeframe.seconds
+        per_bar = timeframe.amount if seconds is None or seconds >= 86_400 else seconds // 60
         first_day = new_york_date(dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC))
         last_day = new_york_date(dt.datetime.fromtimestamp(max(end_ms, start_ms) / 1000, dt.UTC))
         more_at: int | None = None
@@ -91,11 +109,11 @@ class PolygonAggregates:
             for bar in self._session(ticker, session, timeframe, adjusted, now):
                 if not start_ms <= bar.t * 1000 <= end_ms:
                     continue
-                if base_count >= limit:
+                if base_count + per_bar > limit and bars:
                     more_at = bar.t * 1000
                     break
                 bars.append(bar)
-                base_count += 1
+                base_count += per_bar
             if more_at is not None:
                 break
         payload: dict[str, Any] = {
@@ -106,7 +124,11 @@ class PolygonAggregates:
         }
         if bars:
             payload["results"] = [_result(bar) for bar in bars]
-        payload |= {"status": "OK", "request_id": _request_id(parts, query), "count": len(bars)}
+        payload |= {
+            "status": "DELAYED" if free else "OK",
+            "request_id": _request_id(parts, query),
+            "count": len(bars),
+        }
         if more_at is not None:
             cursor = base64.urlsafe_b64encode(
                 urlencode({"limit": limit, "sort": "asc"}).encode()
