@@ -22,6 +22,7 @@ from marketpipe.commands.common import (
 from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
+from marketpipe.commands.reconcile import add_reconcile_command
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.update import (
     EXIT_BUSY,
@@ -382,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="the MarketPipe workflow repository (Snakefile, workflow/rules, profiles); "
                 "default: the working directory",
             )
+    add_reconcile_command(commands)
     demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
     demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
     demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import random
+import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,13 +17,24 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from marketpipe.chaos import CRASH_POINTS
+from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, run_crash_trial
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, AuthenticationError, BarsQuery
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
 from marketpipe.lake.reader import read_bars
+from marketpipe.lake.storage import partition_path
 from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.simulator import FaultConfig, SimulatorServer, read_request_log
 from tests.conftest import start_simulator
-from tests.workflow_support import marketpipe_command, simulator_process, snakemake, write_config
+from tests.workflow_support import (
+    copy_of,
+    lake_hashes,
+    marketpipe_command,
+    simulator_process,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
 
 FIRST, LAST = dt.date(2024, 1, 2), dt.date(2024, 1, 5)
 
@@ -167,36 +181,123 @@ def test_the_official_massive_client_reads_the_simulator_exactly(server: Simulat
     assert [agg.vwap for agg in aggs] == ours["vwap"].to_pylist()
 
 
+POLYGON_ENV = {**os.environ, "POLYGON_API_KEY": "polygon-demo-key"}
+FAULTS = ("--fault", "500=0.15", "--fault", "429=0.1", "--fault", "reset=0.05")
+
+
+@pytest.fixture(scope="module")
+def polygon_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A simulator process serving Polygon with faults: its URL and request log."""
+    log_file = tmp_path_factory.mktemp("polygon-api") / "requests.jsonl"
+    with simulator_process(log_file, "--rate-limit", "0", *FAULTS) as url:
+        yield url, log_file
+
+
+def write_polygon_config(workdir: Path, url: str, **changes: object) -> None:
+    write_config(
+        workdir,
+        vendor="polygon",
+        polygon={"base_url": url, "requests_per_minute": 10_000},
+        **changes,
+    )
+
+
+@pytest.fixture(scope="module")
+def polygon_lake(polygon_api: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workflow run's directory with a whole Polygon lake, fetched through faults."""
+    workdir = tmp_path_factory.mktemp("polygon-lake")
+    write_polygon_config(workdir, polygon_api[0])
+    result = snakemake(workdir, "--cores", "2", env=POLYGON_ENV)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
 @pytest.mark.workflow
 def test_a_polygon_lake_equals_the_demo_lake_and_works_unchanged(
-    reference: Path, tmp_path: Path
+    polygon_lake: Path, polygon_api: tuple[str, Path], reference: Path, tmp_path: Path
 ) -> None:
-    log_file = tmp_path / "requests.jsonl"
-    faults = ("--fault", "500=0.15", "--fault", "429=0.1", "--fault", "reset=0.05")
-    with simulator_process(log_file, "--rate-limit", "0", *faults) as url:
-        write_config(
-            tmp_path,
-            vendor="polygon",
-            polygon={"base_url": url, "requests_per_minute": 10_000},
-        )
-        env = {**os.environ, "POLYGON_API_KEY": "polygon-demo-key"}
-        result = snakemake(tmp_path, "--cores", "2", env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        again = snakemake(tmp_path, "-n", env=env)
+    again = snakemake(polygon_lake, "-n", env=POLYGON_ENV)
     assert "Nothing to be done" in again.stdout + again.stderr
-    served = read_request_log(log_file)
+    served = read_request_log(polygon_api[1])
     assert served and all(entry.path.startswith("/v2/aggs/ticker/") for entry in served)
     assert any(entry.fault for entry in served)  # the run went through injected faults
     symbols, first, last = ["AAPL", "MSFT"], dt.date(2024, 1, 2), dt.date(2024, 3, 28)
-    ours = read_bars(symbols, first, last, data_dir=tmp_path / "lake")
+    ours = read_bars(symbols, first, last, data_dir=polygon_lake / "lake")
     assert ours.equals(read_bars(symbols, first, last, data_dir=reference / "lake"))
     for command in ("verify", "status", "report"):
         checked = subprocess.run(
-            marketpipe_command(command), cwd=tmp_path, env=env, capture_output=True, text=True
+            marketpipe_command(command),
+            cwd=polygon_lake,
+            env=POLYGON_ENV,
+            capture_output=True,
+            text=True,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Cross-source: the two vendors' lakes of one market agree to the last minute.
+    lakes = [str(polygon_lake / "lake"), str(reference / "lake")]
+    command = [sys.executable, "-m", "marketpipe.cli", "reconcile", *lakes]
+    compared = subprocess.run(command, capture_output=True, text=True)
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "A: " + lakes[0] + " (polygon, sip)" in compared.stdout
+    assert "the lakes agree" in compared.stdout
     # One lake, one vendor: the demo vendor refuses to add to it.
-    write_config(tmp_path, vendor="demo", end="2024-04-05")
-    mixed = snakemake(tmp_path, "--cores", "2")
+    workdir = copy_of(polygon_lake, tmp_path)
+    write_config(workdir, vendor="demo", end="2024-04-05")
+    mixed = snakemake(workdir, "--cores", "2")
     assert mixed.returncode != 0
     assert "vendor is 'polygon' there but 'demo' now" in mixed.stdout + mixed.stderr
+
+
+@pytest.mark.workflow
+def test_polygon_dry_run_plans_exactly_the_missing_partitions_and_their_requests(
+    polygon_lake: Path, polygon_api: tuple[str, Path], tmp_path: Path
+) -> None:
+    workdir = copy_of(polygon_lake, tmp_path)
+    gone = [
+        ("AAPL", dt.date(2024, 2, 5)),
+        ("AAPL", dt.date(2024, 2, 6)),
+        ("MSFT", dt.date(2024, 3, 12)),
+    ]
+    for symbol, day in gone:
+        partition_path(workdir / "lake", symbol, day).unlink()
+    dry = snakemake(workdir, "-n", env=POLYGON_ENV)
+    missing = re.findall(r"Missing output files: (.*)", dry.stdout)
+    named = sorted(path for line in missing for path in line.split(", "))
+    assert named == sorted(str(partition_path("lake", s, d)) for s, d in gone)
+    planned = subprocess.run(
+        marketpipe_command("plan"), cwd=workdir, env=POLYGON_ENV, capture_output=True, text=True
+    )
+    # One request per symbol and run of days: AAPL's two adjacent days, MSFT's one.
+    assert "3 of 122 partitions missing in 2 job(s): about 2 request(s)" in planned.stdout
+    before = len(read_request_log(polygon_api[1]))
+    assert snakemake(workdir, "--cores", "2", env=POLYGON_ENV).returncode == 0
+    made = read_request_log(polygon_api[1])[before:]
+    assert len([entry for entry in made if entry.status == 200]) == 2
+    assert lake_hashes(workdir) == lake_hashes(polygon_lake)
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_polygon_run_killed_at_a_random_moment_resumes_to_the_same_bytes(
+    point: str,
+    polygon_lake: Path,
+    polygon_api: tuple[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Polygon serves a symbol-month in one request, so a run makes fewer than Alpaca's.
+    arrivals = {**SMALL_RUN_ARRIVALS, "request": 6}
+    nth = random.Random(f"polygon-crash-{point}").randint(1, arrivals[point])
+    workdir = tmp_path / "trial"
+    write_polygon_config(workdir, polygon_api[0])
+    monkeypatch.setenv("POLYGON_API_KEY", "polygon-demo-key")  # the trial's runs inherit it
+    result = run_crash_trial(
+        command=snakemake_command(workdir, "--cores", "2"),
+        workdir=workdir,
+        data_dir=workdir / "lake",
+        point=point,
+        nth=nth,
+        reference=lake_hashes(polygon_lake),
+    )
+    assert result.crashed, f"the run reached {point} fewer than {nth} times"
+    assert result.passed, result

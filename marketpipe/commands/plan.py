@@ -7,6 +7,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from marketpipe.connectors import PolygonConfig
 from marketpipe.ingest.actions import SYMBOLS_PER_REQUEST
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.markettime.calendar import contiguous_runs, trading_sessions
@@ -15,7 +16,7 @@ from marketpipe.workflow.planning import actions_due, fetch_jobs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import planned_coverage
 
-PAGE_SIZE = 10_000
+POLYGON_PAGE_SIZE: int = PolygonConfig.model_fields["page_size"].default
 # Share of the feed's session minutes that have trades, for a symbol never fetched before.
 _DEFAULT_FILL = {"sip": 0.9, "iex": 0.6}
 # Any regular full session serves to measure a feed's window length.
@@ -83,6 +84,13 @@ def _bars_per_day(settings: WorkflowSettings) -> dict[str, float]:
     return observed
 
 
+def _run_requests(settings: WorkflowSettings, bars_by_symbol: list[float]) -> int:
+    """Requests for one run of days: Alpaca's pages hold many symbols, Polygon's one ticker."""
+    if settings.config.vendor == "polygon":
+        return sum(max(1, math.ceil(bars / POLYGON_PAGE_SIZE)) for bars in bars_by_symbol)
+    return max(1, math.ceil(sum(bars_by_symbol) / settings.config.alpaca.page_size))
+
+
 def build_plan(settings: WorkflowSettings) -> Plan:
     """Find missing partitions (files that do not exist, as Snakemake does) and cost them."""
     coverage = planned_coverage(settings)
@@ -98,8 +106,11 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         # The job's symbols miss the same days, so each run of days is one shared stream.
         missing = list(job.pending[0].missing)
         runs = contiguous_runs(missing, list(job.month.days))
-        per_day = sum(observed.get(symbol, fallback) for symbol in job.symbols)
-        requests = sum(max(1, math.ceil(per_day * len(run) / PAGE_SIZE)) for run in runs)
+        per_symbol = [observed.get(symbol, fallback) for symbol in job.symbols]
+        per_day = sum(per_symbol)
+        requests = sum(
+            _run_requests(settings, [bars * len(run) for bars in per_symbol]) for run in runs
+        )
         month = job.month.label.replace("_", "-")
         jobs.append(
             PlannedJob(
@@ -115,6 +126,6 @@ def build_plan(settings: WorkflowSettings) -> Plan:
     return Plan(
         jobs=jobs,
         planned_partitions=len(coverage.symbols) * len(coverage.days),
-        requests_per_minute=settings.config.alpaca.requests_per_minute,
+        requests_per_minute=settings.vendor_section.requests_per_minute,
         actions_requests=math.ceil(symbols / SYMBOLS_PER_REQUEST) if actions_due(settings) else 0,
     )

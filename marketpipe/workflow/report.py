@@ -148,7 +148,7 @@ def _summary_html(summary: dict[str, Any] | None) -> str:
     )
 
 
-_STYLE = """
+REPORT_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
@@ -168,7 +168,7 @@ def render_html(
     image = base64.b64encode(png).decode()
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>MarketPipe coverage</title>
-<style>{_STYLE}</style></head><body>
+<style>{REPORT_STYLE}</style></head><body>
 <h1>MarketPipe coverage</h1>
 <p>{len(config.symbols)} symbol(s), {config.start} to {settings.end}, {config.timeframe}
 {html.escape(settings.feed)} bars from {html.escape(config.vendor)},

@@ -178,6 +178,11 @@ class WorkflowSettings(BaseModel):
         return "raw" if self.config.vendor == "polygon" else self.config.alpaca.adjustment
 
     @property
+    def vendor_section(self) -> AlpacaSettings | PolygonSettings:
+        """The bar vendor's settings (its request budget); the demo vendor is Alpaca's."""
+        return self.config.polygon if self.config.vendor == "polygon" else self.config.alpaca
+
+    @property
     def fetches_actions(self) -> bool:
         """Whether runs keep the corporate actions (Alpaca's endpoint; not yet for Polygon)."""
         return self.config.corporate_actions.fetch and self.config.vendor != "polygon"

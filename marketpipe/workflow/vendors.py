@@ -34,11 +34,10 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
     """The request budget of one job: the run-wide budget every job of this lake shares
     through a file, or with ``budget_shares`` above 1 (jobs on machines that share no
     state), this job's fixed share of it."""
-    alpaca = settings.config.alpaca
-    budget = settings.config.polygon if settings.config.vendor == "polygon" else alpaca
-    if alpaca.budget_shares > 1:
+    budget, shares = settings.vendor_section, settings.config.alpaca.budget_shares
+    if shares > 1:
         return EvenShareRateLimiter(
-            max(1, budget.requests_per_minute // alpaca.budget_shares),
+            max(1, budget.requests_per_minute // shares),
             window_seconds=budget.rate_window_seconds,
         )
     return SharedRateLimiter(
