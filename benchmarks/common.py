@@ -23,22 +23,31 @@ def workflow_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), *args]
 
 
-def run_workflow(workdir: Path, config: dict[str, Any], *args: str) -> tuple[float, list[Any]]:
+def run_workflow(
+    workdir: Path,
+    config: dict[str, Any],
+    *args: str,
+    env: dict[str, str] | None = None,
+    request_log: Path | None = None,
+) -> tuple[float, list[Any]]:
     """Run the repository's workflow on ``config`` in ``workdir`` (``--cores 2``).
 
-    Returns the wall time and the requests the bundled simulator served.
+    Returns the wall time and the requests the simulator served: the bundled one's (vendor
+    demo), or those logged in ``request_log`` by a simulator process.
     """
     from marketpipe.simulator import read_request_log
 
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     command = workflow_command("--configfile", "config.yaml", "--cores", "2", *args)
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, check=False, env=env
+    )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"the workflow failed in {workdir}:\n{result.stderr[-4000:]}")
-    served = read_request_log(workdir / "lake" / "_state" / "simulator-requests.jsonl")
-    return elapsed, served
+    log = request_log or workdir / "lake" / "_state" / "simulator-requests.jsonl"
+    return elapsed, read_request_log(log)
 
 
 def run_child(script: Path, args: Sequence[str]) -> dict[str, Any]:

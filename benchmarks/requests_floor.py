@@ -1,9 +1,11 @@
-"""API requests for a backfill, against the floor ceil(total_bars / 10000).
+"""API requests for a backfill, against the vendor's floor.
 
-Target (README): 20 symbols x 3 months of 1-minute sip bars, requests / floor <= 1.10.
-Runs the real workflow on the bundled simulator and counts the requests it served.
+Target (README): 20 symbols x 3 months of 1-minute sip bars, requests / floor <= 1.10. The
+floor is ceil(total_bars / 10000) for Alpaca (pages hold several symbols' bars) and one
+request per symbol and month for Polygon (one ticker per request, monthly windows, 50,000
+bars a page). Runs the real workflow on the simulator and counts the requests it served.
 
-    python benchmarks/requests_floor.py
+    python benchmarks/requests_floor.py [--vendor polygon]
     python benchmarks/requests_floor.py --symbols 2 --months 1   # smoke run
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import run_workflow, write_results
 from fixture_lake import symbols
+
+from marketpipe.simulator.process import simulator_subprocess
 
 MONTH_ENDS = [
     dt.date(2024, 1, 31),
@@ -36,29 +41,40 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=20)
     parser.add_argument("--months", type=int, default=3, choices=range(1, 7))
+    parser.add_argument("--vendor", choices=["demo", "polygon"], default="demo")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
+    config = {
+        "symbols": symbols(args.symbols),
+        "start": dt.date(2024, 1, 2),
+        "end": MONTH_ENDS[args.months - 1],
+        "data_dir": "lake",
+        "alpaca": {"requests_per_minute": 100_000},
+    }
     with tempfile.TemporaryDirectory(prefix="marketpipe-floor-") as scratch:
         workdir = Path(scratch)
-        config = {
-            "symbols": symbols(args.symbols),
-            "start": dt.date(2024, 1, 2),
-            "end": MONTH_ENDS[args.months - 1],
-            "data_dir": "lake",
-            "alpaca": {"requests_per_minute": 100_000},
-        }
-        elapsed, served = run_workflow(workdir, config)
+        if args.vendor == "demo":
+            elapsed, served = run_workflow(workdir, config)
+            floor = math.ceil(sum(entry.bars for entry in served) / 10_000)
+        else:
+            log = workdir / "polygon-requests.jsonl"
+            env = {**os.environ, "POLYGON_API_KEY": "benchmark"}
+            with simulator_subprocess("--log-file", str(log), "--rate-limit", "0") as url:
+                polygon = {"base_url": url, "requests_per_minute": 100_000}
+                config |= {"vendor": "polygon", "polygon": polygon}
+                elapsed, served = run_workflow(workdir, config, env=env, request_log=log)
+            floor = args.symbols * args.months
     bars = sum(entry.bars for entry in served)
-    floor = math.ceil(bars / 10_000)
     ratio = len(served) / floor
-    print(f"{args.symbols} symbols x {args.months} month(s): {bars:,} bars")
+    print(f"{args.vendor}: {args.symbols} symbols x {args.months} month(s): {bars:,} bars")
     print(
         f"requests {len(served)}, floor {floor}, ratio {ratio:.3f} (target <= 1.10), "
         f"{elapsed:.1f}s, {bars / elapsed:,.0f} rows/s end to end"
     )
     write_results(
-        "requests_floor",
+        "requests_floor" if args.vendor == "demo" else f"requests_floor_{args.vendor}",
         {
+            "vendor": args.vendor,
             "symbols": args.symbols,
             "months": args.months,
             "bars": bars,
