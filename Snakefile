@@ -17,6 +17,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/actions.smk"
+include: "workflow/rules/news.smk"
 include: "workflow/rules/report.smk"
 
 

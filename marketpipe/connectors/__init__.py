@@ -28,12 +28,17 @@ from marketpipe.connectors.errors import (
 from marketpipe.connectors.models import (
     CORPORATE_ACTIONS,
     CORPORATE_ACTIONS_SCHEMA,
+    NEWS,
+    NEWS_SCHEMA,
     OHLCV,
     OHLCV_SCHEMA,
     CorporateAction,
     Dataset,
+    NewsArticle,
+    NewsImage,
     OHLCVBar,
 )
+from marketpipe.connectors.news import NewsClient, NewsQuery, RejectedArticle
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
 from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
@@ -41,6 +46,8 @@ from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
 __all__ = [
     "CORPORATE_ACTIONS",
     "CORPORATE_ACTIONS_SCHEMA",
+    "NEWS",
+    "NEWS_SCHEMA",
     "OHLCV",
     "OHLCV_SCHEMA",
     "AlpacaClient",
@@ -59,6 +66,10 @@ __all__ = [
     "CorporateActionsQuery",
     "Dataset",
     "HttpTransport",
+    "NewsArticle",
+    "NewsClient",
+    "NewsImage",
+    "NewsQuery",
     "NoAuth",
     "NoRateLimit",
     "OHLCVBar",
@@ -68,6 +79,7 @@ __all__ = [
     "PolygonConfig",
     "QueryApiKeyAuth",
     "RateLimiter",
+    "RejectedArticle",
     "RequestSpec",
     "Response",
     "ResponseFormatError",

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 _SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
@@ -78,6 +79,18 @@ _ARROW_TYPES: dict[Any, pa.DataType] = {
 }
 
 
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """Scalars by ``_ARROW_TYPES``; ``list[X]`` as a list; a nested model as a struct."""
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        return pa.list_(_arrow_type(item))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return pa.struct(
+            [_arrow_field(name, info.annotation) for name, info in annotation.model_fields.items()]
+        )
+    return _ARROW_TYPES[annotation]
+
+
 def _arrow_field(name: str, annotation: Any) -> pa.Field:
     # pydantic has already stripped Annotated[...] from field annotations.
     nullable = False
@@ -85,7 +98,7 @@ def _arrow_field(name: str, annotation: Any) -> pa.Field:
         members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         nullable = len(members) < len(typing.get_args(annotation))
         (annotation,) = members
-    return pa.field(name, _ARROW_TYPES[annotation], nullable=nullable)
+    return pa.field(name, _arrow_type(annotation), nullable=nullable)
 
 
 def arrow_schema(model: type[BaseModel], dataset: str) -> pa.Schema:
@@ -138,3 +151,47 @@ class CorporateAction(BaseModel):
 
 CORPORATE_ACTIONS = Dataset("corporate_actions", CorporateAction)
 CORPORATE_ACTIONS_SCHEMA = CORPORATE_ACTIONS.schema
+
+
+class NewsImage(BaseModel):
+    """One image of a news article: its size label (``large``, ``small``, ``thumb``) and URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: str = Field(description="Size label, e.g. large or thumb")
+    url: str = Field(description="Where the image is")
+
+
+class NewsArticle(BaseModel):
+    """One news article as the vendor last published it; ``id`` identifies it across versions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int = Field(ge=0, description="The vendor's article id")
+    created_at: AwareDatetime = Field(description="When the article was first published, UTC")
+    updated_at: AwareDatetime = Field(description="When this version was published, UTC")
+    headline: str = Field(min_length=1, description="Headline")
+    summary: str = Field(description="Summary (often empty)")
+    author: str = Field(description="Author (may be empty)")
+    source: str = Field(description="Publisher, e.g. benzinga")
+    url: str = Field(description="The article's web address (may be empty)")
+    symbols: list[str] = Field(description="Tickers the article is about (may be empty)")
+    images: list[NewsImage] = Field(description="Images (often none)")
+    content: str = Field(description="Body (HTML), empty unless asked for with include_content")
+
+    @field_validator("created_at", "updated_at")
+    @classmethod
+    def _to_utc(cls, value: dt.datetime) -> dt.datetime:
+        return value.astimezone(dt.UTC)
+
+    @model_validator(mode="after")
+    def _check_versions(self) -> NewsArticle:
+        if self.updated_at < self.created_at:
+            raise ValueError(
+                f"updated_at ({self.updated_at}) is before created_at ({self.created_at})"
+            )
+        return self
+
+
+NEWS = Dataset("news", NewsArticle)
+NEWS_SCHEMA = NEWS.schema

@@ -123,7 +123,7 @@ def reconcile_lakes(
             raise ValueError(f"{name} must be a relative difference in [0, 1), got {value}")
     stores = as_store(lake_a), as_store(lake_b)
     common = _common_partitions(*stores, start, end, symbols)
-    sources = tuple(_source(store, common[0]) for store in stores)
+    sources = tuple(lake_source(store, common[0]) for store in stores)
     bars = [_read(store, common) for store in stores]
     joined = bars[0].join(
         bars[1],
@@ -165,7 +165,8 @@ def _common_partitions(
     return chosen
 
 
-def _source(store: LakeStore, partition: tuple[str, dt.date]) -> LakeSource:
+def lake_source(store: LakeStore, partition: tuple[str, dt.date]) -> LakeSource:
+    """The vendor and feed a lake's bars came from, read from one partition's metadata."""
     metadata = read_table_at(store, partition_key(*partition)).schema.metadata or {}
 
     def value(key: str) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from marketpipe.chaos import crash_point
 from marketpipe.foundation.sqlite import connect, transaction
 from marketpipe.lake.fencing import check_fence
+from marketpipe.lake.ledger_datasets import DataSetLedger
 from marketpipe.lake.ledger_rows import (
     LEDGER_COLUMNS,
     ActionsEntry,
@@ -54,7 +55,7 @@ class LakeSettingsMismatch(ValueError):
     """The lake under ``data_dir`` was filled with different settings."""
 
 
-class CheckpointStore:
+class CheckpointStore(DataSetLedger):
     """Checkpoints of one lake; open one per job and close it when done."""
 
     def __init__(self, data_dir: Path | str) -> None:
@@ -344,47 +345,6 @@ class CheckpointStore:
             "SELECT symbol, max(last_bar_time) FROM high_water GROUP BY symbol"
         ).fetchall()
         return {symbol: dt.datetime.fromisoformat(stamp) for symbol, stamp in rows}
-
-    def record_actions(self, entries: Iterable[ActionsEntry]) -> None:
-        """Record the corporate-action files just published (their files already hold them)."""
-        check_fence("a ledger commit")
-        now = clock.now_timestamp()
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO corporate_action_files (symbol, rows, sha256, "
-                "covered_from, covered_through, checked_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        entry.symbol,
-                        entry.rows,
-                        entry.sha256,
-                        entry.covered_from.isoformat(),
-                        entry.covered_through.isoformat(),
-                        now,
-                        entry.run_id,
-                    )
-                    for entry in entries
-                ],
-            )
-
-    def actions_entries(self) -> dict[str, ActionsEntry]:
-        """Every recorded corporate-action file, by symbol."""
-        rows = self._db.execute(
-            "SELECT symbol, rows, sha256, covered_from, covered_through, checked_at, run_id "
-            "FROM corporate_action_files ORDER BY symbol"
-        ).fetchall()
-        return {
-            symbol: ActionsEntry(
-                symbol,
-                count,
-                sha,
-                dt.date.fromisoformat(first),
-                dt.date.fromisoformat(last),
-                checked_at,
-                run_id,
-            )
-            for symbol, count, sha, first, last, checked_at, run_id in rows
-        }
 
     def integrity_check(self) -> str:
         """SQLite's own ``PRAGMA integrity_check`` verdict (``ok`` when healthy)."""

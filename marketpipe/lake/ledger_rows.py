@@ -74,6 +74,25 @@ CREATE TABLE IF NOT EXISTS corporate_action_files (
     checked_at REAL NOT NULL,
     run_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS news_files (
+    day TEXT PRIMARY KEY,
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    rejected INTEGER NOT NULL,
+    stored_at REAL NOT NULL,
+    run_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS news_history (
+    day TEXT NOT NULL,
+    old_sha256 TEXT NOT NULL,
+    new_sha256 TEXT NOT NULL,
+    old_rows INTEGER NOT NULL,
+    new_rows INTEGER NOT NULL,
+    changed_articles INTEGER NOT NULL,
+    replaced_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    run_id TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,
@@ -128,6 +147,32 @@ class ActionsEntry:
     covered_through: dt.date
     checked_at: float = 0.0
     run_id: str = ""
+
+
+@dataclass(frozen=True)
+class NewsEntry:
+    """One New York day's stored news: the file's articles and hash, records refused."""
+
+    day: dt.date
+    rows: int
+    sha256: str
+    rejected: int = 0
+    run_id: str = ""
+
+
+@dataclass(frozen=True)
+class NewsChange:
+    """A stored news day replaced by a later version: both files, how many articles, why."""
+
+    day: dt.date
+    old_sha256: str
+    new_sha256: str
+    old_rows: int
+    new_rows: int
+    changed_articles: int
+    replaced_at: dt.datetime
+    reason: str
+    run_id: str
 
 
 @dataclass(frozen=True)

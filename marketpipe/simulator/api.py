@@ -23,6 +23,7 @@ from marketpipe.simulator.actions_api import corporate_actions_page
 from marketpipe.simulator.bars_api import BarServer
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
+from marketpipe.simulator.news_api import NewsDesk
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
 from marketpipe.simulator.request_log import RequestLog
 from marketpipe.simulator.wire import (
@@ -185,6 +186,7 @@ class SimulatorApp:
         self.log = request_log or RequestLog()
         self.bars = BarServer(self.market, self.actions, self.config.fractional_timestamps)
         self.polygon = PolygonAggregates(self.market, self.actions, self.market_clock)
+        self.news = NewsDesk(self.config.seed)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""
@@ -220,7 +222,8 @@ class SimulatorApp:
             return self._polygon(parts, query, headers, info)
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
-        if latest or actions or parts == ["v2", "stocks", "bars"]:
+        news = parts == ["v1beta1", "news"]
+        if latest or actions or news or parts == ["v2", "stocks", "bars"]:
             single_symbol = None
         elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
             single_symbol = parts[2]
@@ -243,6 +246,8 @@ class SimulatorApp:
         try:
             if latest:
                 payload, count = self.bars.latest(query, self.market_clock(), self.config.plan)
+            elif news:
+                payload, count = self.news.page(query, self.market_clock(), self.config.plan)
             elif actions:
                 today = new_york_date(self.market_clock())
                 records = self.config.corporate_actions

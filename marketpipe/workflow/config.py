@@ -182,6 +182,26 @@ class CorporateActionsSettings(BaseModel):
     )
 
 
+class NewsSettings(BaseModel):
+    """News articles about the configured symbols, stored by New York day beside the bars."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fetch: bool = Field(
+        True, description="Store the news of every final New York day of the range (Alpaca's)"
+    )
+    include_content: bool = Field(
+        False, description="Also store each article's body (HTML); larger files"
+    )
+    recheck_days: int = Field(
+        7,
+        ge=0,
+        le=365,
+        description="Once per New York date, ask again about the news of the last N stored "
+        "days and replace a day whose articles were updated or added (history in the ledger)",
+    )
+
+
 class WorkflowConfig(BaseModel):
     """What to fetch and where to keep it (``config/config.yaml``)."""
 
@@ -241,6 +261,10 @@ class WorkflowConfig(BaseModel):
     corporate_actions: CorporateActionsSettings = Field(
         default_factory=CorporateActionsSettings,
         description="Corporate actions kept beside the bars (read_bars applies them)",
+    )
+    news: NewsSettings = Field(
+        default_factory=NewsSettings,
+        description="News kept beside the bars (read_news, news_events)",
     )
 
     @field_validator("symbols")

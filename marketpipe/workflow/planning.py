@@ -8,7 +8,7 @@ import itertools
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from marketpipe.lake.ledger import STATE_DIR, CheckpointStore, state_path
@@ -16,6 +16,7 @@ from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
 from marketpipe.markettime.calendar import Session, new_york_date
 from marketpipe.markettime.finality import Finality, describe_final_at
+from marketpipe.workflow.news_planning import NewsJob
 from marketpipe.workflow.settings import WorkflowSettings
 
 
@@ -197,6 +198,8 @@ class RunPlan:
     now: dt.datetime
     jobs: list[FetchJob]
     actions_marker: Path | None = None  # the corporate-actions check's marker, if it runs
+    news_jobs: list[NewsJob] = field(default_factory=list)
+    news_marker: Path | None = None  # the news recheck's marker, if it runs
 
 
 PlanLocation = Path | tuple[LakeStore, str]
@@ -227,6 +230,11 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
     payload = {
         "now": plan.now.isoformat(),
         "actions_marker": str(plan.actions_marker) if plan.actions_marker else None,
+        "news_marker": str(plan.news_marker) if plan.news_marker else None,
+        "news_jobs": [
+            {"month": job.month, "days": _iso(job.days), "missing": _iso(job.missing)}
+            for job in plan.news_jobs
+        ],
         "jobs": [
             {
                 "month": job.month.label,
@@ -267,9 +275,17 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
             PendingJob(symbol, month_plan, _dates(days)) for symbol, days in item["missing"].items()
         )
         jobs.append(FetchJob(month_plan, pending))
-    marker = payload.get("actions_marker")
+    marker, news = payload.get("actions_marker"), payload.get("news_marker")
+    news_jobs = [
+        NewsJob(item["month"], _dates(item["days"]), _dates(item["missing"]))
+        for item in payload.get("news_jobs", [])
+    ]
     return RunPlan(
-        dt.datetime.fromisoformat(payload["now"]), jobs, Path(marker) if marker else None
+        dt.datetime.fromisoformat(payload["now"]),
+        jobs,
+        Path(marker) if marker else None,
+        news_jobs,
+        Path(news) if news else None,
     )
 
 

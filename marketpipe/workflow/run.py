@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 
 from marketpipe.ingest.bars import reconcile
+from marketpipe.ingest.news import adopt_unrecorded_news
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore, state_path
@@ -113,7 +114,16 @@ def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
                 reconcile(store, settings.lake, symbol, days)
             store.close_job(job)
             log_event(logger, "job.recovered", f"reconciled the ledger of interrupted job {job}")
+        _adopt_news(settings, store)
     return len(interrupted)
+
+
+def _adopt_news(settings: WorkflowSettings, store: CheckpointStore) -> None:
+    """Record news files written by jobs whose ledger rows are missing (a crash between the
+    write and the row, or a job on another machine)."""
+    adopted = adopt_unrecorded_news(settings.lake, store, current_run_id())
+    if adopted:
+        log_event(logger, "news.adopted", f"recorded {len(adopted)} news day file(s) in the ledger")
 
 
 def run_scope_notes(settings: WorkflowSettings) -> list[str]:
@@ -284,6 +294,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     with CheckpointStore(settings.state_dir) as store:
         if not settings.lake.is_local and lost is None:
             reindex(store, settings.lake)
+            _adopt_news(settings, store)
             collect_job_records(store, settings)
         present = present_partition_count(store, settings)
         summary = build_run_summary(

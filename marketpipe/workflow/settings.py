@@ -183,6 +183,19 @@ class WorkflowSettings(BaseModel):
         return self.config.polygon if self.config.vendor == "polygon" else self.config.alpaca
 
     @property
+    def fetches_news(self) -> bool:
+        """Whether runs keep the news (Alpaca's endpoint; the demo simulator serves it too)."""
+        return self.config.news.fetch and self.config.vendor != "polygon"
+
+    @functools.cached_property
+    def news_days(self) -> list[dt.date]:
+        """The calendar days of the range whose news is final at ``now``: the day is over in
+        New York (plus ``settle_minutes``), as bars wait for their session to settle."""
+        last = min(self.end, new_york_date(self.now - self.finality.settle) - dt.timedelta(days=1))
+        count = (last - self.config.start).days + 1
+        return [self.config.start + dt.timedelta(days=offset) for offset in range(count)]
+
+    @property
     def fetches_actions(self) -> bool:
         """Whether runs keep the corporate actions (Alpaca's endpoint; not yet for Polygon)."""
         return self.config.corporate_actions.fetch and self.config.vendor != "polygon"

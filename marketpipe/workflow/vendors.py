@@ -10,7 +10,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from marketpipe.connectors import AlpacaClient, CorporateActionsClient, PolygonClient
+from marketpipe.connectors import (
+    AlpacaClient,
+    CorporateActionsClient,
+    NewsClient,
+    PolygonClient,
+)
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
@@ -49,10 +54,11 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
 
 @dataclass(frozen=True)
 class VendorClients:
-    """The configured vendor's clients: bars and corporate actions, one budget and server."""
+    """The configured vendor's clients: bars, corporate actions and news; one budget."""
 
     bars: AlpacaClient | PolygonClient
     corporate_actions: CorporateActionsClient | None  # Alpaca's endpoint (None for Polygon)
+    news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
 
 
 @contextmanager
@@ -98,6 +104,7 @@ def open_clients(
             corporate_actions=stack.enter_context(
                 CorporateActionsClient(config, rate_limiter=limiter, **options)
             ),
+            news=stack.enter_context(NewsClient(config, rate_limiter=limiter, **options)),
         )
 
 

@@ -29,6 +29,7 @@ from marketpipe.workflow.planning import (
     run_plan_location,
     save_run_plan,
 )
+from marketpipe.workflow.news_planning import news_marker, news_recheck_due, pending_news_jobs
 from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
@@ -52,9 +53,15 @@ if SAVED_PLAN is None:
         pending_jobs(SETTINGS.lake, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
         SETTINGS.config.symbols_per_job,
     )
+    NEWS_JOBS = pending_news_jobs(SETTINGS)
+    NEWS_MARKER = news_marker(SETTINGS)
+    RECHECK_NEWS = news_recheck_due(SETTINGS)
 else:
     SETTINGS = SETTINGS.at(SAVED_PLAN.now)
     FETCH_JOBS = SAVED_PLAN.jobs
+    NEWS_JOBS = SAVED_PLAN.news_jobs
+    NEWS_MARKER = SAVED_PLAN.news_marker or news_marker(SETTINGS)
+    RECHECK_NEWS = SAVED_PLAN.news_marker is not None
 if workflow.is_main_process:
     announce_run_scope(SETTINGS)
     announce_missing(SETTINGS, FETCH_JOBS)
@@ -73,10 +80,11 @@ def fetch_outputs(job):
 
 
 def pending_targets():
-    """The paths that schedule every fetch job (see FetchJob.targets)."""
+    """The paths that schedule every fetch and news job (see FetchJob.targets)."""
+    jobs = [*FETCH_JOBS, *NEWS_JOBS]
     if LAKE_ON_S3:
-        return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in FETCH_JOBS]
-    return [target for job in FETCH_JOBS for target in job.targets(SETTINGS.lake.root)]
+        return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in jobs]
+    return [target for job in jobs for target in job.targets(SETTINGS.lake.root)]
 
 
 def run_targets():
@@ -85,14 +93,16 @@ def run_targets():
     if not SETTINGS.final_sessions:
         return []
     actions = [ACTIONS_MARKER] if SETTINGS.fetches_actions else []
-    return [*pending_targets(), *actions, *rules.coverage_report.output]
+    news = [NEWS_MARKER] if RECHECK_NEWS else []
+    return [*pending_targets(), *actions, *news, *rules.coverage_report.output]
 
 
 def planned_job_count():
-    """The jobs that leave a record: every fetch job, and today's corporate-actions check
-    unless it ran already (a run's summary counts those that never finished)."""
+    """The jobs that leave a record: every fetch and news job, today's corporate-actions
+    check unless it ran already, and today's news recheck if due (a run's summary counts
+    those that never finished)."""
     check = SETTINGS.fetches_actions and not Path(ACTIONS_MARKER).exists()
-    return len(FETCH_JOBS) + int(check)
+    return len(FETCH_JOBS) + len(NEWS_JOBS) + int(check) + int(RECHECK_NEWS)
 
 
 # With the budget split into shares, at most that many fetch jobs run at once (each one
@@ -104,12 +114,22 @@ if SETTINGS.config.alpaca.budget_shares > 1:
 # also when the fetch jobs go to a cluster.
 localrules:
     corporate_actions,
+    news_recheck,
     coverage_report,
 
 
 onstart:
     hold_run_lock(SETTINGS)
-    save_run_plan(PLAN_PATH, RunPlan(SETTINGS.now, FETCH_JOBS, ACTIONS_MARKER))
+    save_run_plan(
+        PLAN_PATH,
+        RunPlan(
+            SETTINGS.now,
+            FETCH_JOBS,
+            ACTIONS_MARKER,
+            NEWS_JOBS,
+            NEWS_MARKER if RECHECK_NEWS else None,
+        ),
+    )
     start_run(SETTINGS, planned_jobs=planned_job_count())
 
 

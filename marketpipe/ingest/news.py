@@ -1,0 +1,176 @@
+"""Keeping the lake's news: fetch missing days, re-read recent ones, record every file.
+
+A day's file is written once the day is over (final, by the caller's plan) from one request
+stream per run of consecutive missing days, for every configured symbol at once (an article
+naming several is one row). Each file is written before its ledger row; a file whose row a
+crash prevented is adopted by :func:`adopt_unrecorded_news` (its bytes are complete: writes
+are atomic). The recheck re-asks about recent stored days and replaces a day only when its
+bytes change, recording the old and new versions in the ledger's history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import pyarrow as pa
+
+from marketpipe.connectors.models import NEWS_SCHEMA
+from marketpipe.connectors.news import NewsClient, NewsQuery, RejectedArticle
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.ledger_rows import NewsEntry
+from marketpipe.lake.news import (
+    latest_versions,
+    news_bytes,
+    news_key,
+    present_news_days,
+    publish_news,
+    publish_rejected,
+    read_news_day,
+    split_by_day,
+)
+from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.storage import as_store
+from marketpipe.markettime.calendar import new_york_date, new_york_days_range
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class NewsReport:
+    """What one news job did."""
+
+    days: list[dt.date] = field(default_factory=list)  # days written (new or replaced)
+    articles: int = 0  # articles received
+    rejected: int = 0  # records refused, kept apart
+    replaced: list[dt.date] = field(default_factory=list)  # stored days whose articles changed
+
+
+def consecutive_runs(days: Sequence[dt.date]) -> list[list[dt.date]]:
+    """Sorted ``days`` split into runs of consecutive calendar days."""
+    runs: list[list[dt.date]] = []
+    for day in sorted(days):
+        if runs and day - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
+def _fetch(
+    client: NewsClient, symbols: Sequence[str], days: list[dt.date], include_content: bool
+) -> tuple[dict[dt.date, pa.Table], dict[dt.date, list[RejectedArticle]], int]:
+    """Articles of one run of days grouped by day, the refused records by day, and the count."""
+    start, end = new_york_days_range(days[0], days[-1])
+    query = NewsQuery(symbols=tuple(symbols), start=start, end=end, include_content=include_content)
+    before = len(client.rejected)
+    table = pa.concat_tables([NEWS_SCHEMA.empty_table(), *client.fetch_batch(query)])
+    by_day = split_by_day(table)
+    rejected: dict[dt.date, list[RejectedArticle]] = {}
+    for record in client.rejected[before:]:
+        rejected.setdefault(_record_day(record, days[0]), []).append(record)
+    return (
+        {day: by_day.get(day, NEWS_SCHEMA.empty_table()) for day in days},
+        rejected,
+        table.num_rows,
+    )
+
+
+def _record_day(record: RejectedArticle, fallback: dt.date) -> dt.date:
+    """The New York day a refused record claims to belong to, else the run's first day."""
+    try:
+        created = dt.datetime.fromisoformat(str(orjson.loads(record.record)["created_at"]))
+        return new_york_date(created)
+    except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+        return fallback
+
+
+def fetch_news_days(
+    client: NewsClient,
+    lake: LakeStore,
+    store: CheckpointStore,
+    symbols: Sequence[str],
+    days: Sequence[dt.date],
+    *,
+    include_content: bool,
+    run_id: str,
+) -> NewsReport:
+    """Fetch and store ``days`` (final New York days): one stream per run of consecutive days."""
+    report = NewsReport()
+    for run in consecutive_runs(days):
+        tables, rejected, received = _fetch(client, symbols, run, include_content)
+        report.articles += received
+        for day in run:
+            refused = rejected.get(day, [])
+            if refused:
+                publish_rejected(lake, day, refused)
+                logger.warning(
+                    "news %s: %d record(s) refused, kept apart: %s",
+                    day,
+                    len(refused),
+                    refused[0].reason,
+                    extra={"event": "news_rejected", "day": day.isoformat()},
+                )
+            written = publish_news(lake, day, tables[day])
+            store.record_news(NewsEntry(day, written.rows, written.sha256, len(refused), run_id))
+            report.days.append(day)
+            report.rejected += len(refused)
+    return report
+
+
+def recheck_news_days(
+    client: NewsClient,
+    lake: LakeStore,
+    store: CheckpointStore,
+    symbols: Sequence[str],
+    days: Sequence[dt.date],
+    *,
+    include_content: bool,
+    run_id: str,
+) -> NewsReport:
+    """Ask again about stored ``days``; replace a day whose articles changed (a later
+    ``updated_at``, a new article), recording both versions and the reason."""
+    report = NewsReport()
+    entries = store.news_entries()
+    for run in consecutive_runs(days):
+        tables, _, received = _fetch(client, symbols, run, include_content)
+        report.articles += received
+        for day in run:
+            old = read_news_day(lake, day)
+            data = news_bytes(day, tables[day])
+            sha = hashlib.sha256(data).hexdigest()
+            current = hashlib.sha256(as_store(lake).get(news_key(day))).hexdigest()
+            if sha != current:
+                publish_news(lake, day, tables[day])
+            recorded = entries.get(day)
+            if recorded is None or recorded.sha256 != sha:
+                changed = _changed_articles(old, latest_versions(tables[day]))
+                entry = NewsEntry(day, latest_versions(tables[day]).num_rows, sha, 0, run_id)
+                reason = f"{changed} article(s) new or updated at the vendor"
+                store.record_news(entry, replaced=recorded, changed=changed, reason=reason)
+                report.days.append(day)
+                report.replaced.append(day)
+    return report
+
+
+def _changed_articles(old: pa.Table, new: pa.Table) -> int:
+    """Articles added, removed or in another version between two days' files."""
+    before = dict(zip(old["id"].to_pylist(), old["updated_at"].to_pylist(), strict=True))
+    after = dict(zip(new["id"].to_pylist(), new["updated_at"].to_pylist(), strict=True))
+    return sum(1 for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+
+
+def adopt_unrecorded_news(lake: LakeStore, store: CheckpointStore, run_id: str) -> list[dt.date]:
+    """Record news files a crash left without a ledger row (they are complete: atomic writes)."""
+    recorded = store.news_entries()
+    adopted = []
+    for day in sorted(present_news_days(lake) - set(recorded)):
+        data = as_store(lake).get(news_key(day))
+        rows = read_news_day(lake, day).num_rows
+        store.record_news(NewsEntry(day, rows, hashlib.sha256(data).hexdigest(), 0, run_id))
+        adopted.append(day)
+    return adopted

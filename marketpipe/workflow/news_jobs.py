@@ -1,0 +1,135 @@
+"""The workflow's news jobs: store missing news days, and re-read the recent ones once a day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from marketpipe.connectors import ConnectorError, NewsClient
+from marketpipe.foundation.files import write_atomically
+from marketpipe.ingest.news import NewsReport, fetch_news_days, recheck_news_days
+from marketpipe.lake.fencing import check_fence
+from marketpipe.lake.ledger import CheckpointStore, JobRecord
+from marketpipe.markettime.calendar import new_york_date
+from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
+from marketpipe.observability.metrics import MetricsRecorder
+from marketpipe.workflow.jobs import FetchFailed, record_job
+from marketpipe.workflow.news_planning import recheck_days
+from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.vendors import open_clients
+
+logger = logging.getLogger(__name__)
+NewsWork = Callable[[NewsClient, CheckpointStore], NewsReport]
+
+
+def _run_news_job(
+    settings: WorkflowSettings, job: str, log_path: Path | str, work: NewsWork
+) -> NewsReport:
+    """Run ``work`` with the news client and the ledger; record the job; raise FetchFailed
+    with the vendor's reason when it fails."""
+    recorder = MetricsRecorder()
+    started = time.time()
+    report, error = NewsReport(), None
+    with json_log_file(log_path), job_context(symbol="news", month=job):
+        log_event(logger, "news.start", f"{job}: news of {len(settings.config.symbols)} symbol(s)")
+        with CheckpointStore(settings.state_dir) as store:
+            try:
+                check_fence(job)
+                with open_clients(settings, recorder) as clients:
+                    if clients.news is None:
+                        raise ValueError(
+                            f"vendor {settings.config.vendor}: news is not fetched from this "
+                            "vendor; set news.fetch: false"
+                        )
+                    report = work(clients.news, store)
+            except (ConnectorError, ValueError) as exc:
+                error = f"{job} failed: {exc}"
+            finally:
+                metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
+                record = JobRecord(
+                    run_id=current_run_id(),
+                    job=job,
+                    symbol="news",
+                    status="failed" if error else "ok",
+                    error=error,
+                    planned=0,
+                    missing=0,
+                    published=0,
+                    rows=report.articles,
+                    rejected_rows=report.rejected,
+                    requests=sum(stats["requests"] for stats in metrics.values()),
+                    started_at=started,
+                    finished_at=time.time(),
+                    metrics=metrics,
+                )
+                record_job(store, settings, record)
+        message = (
+            f"{job}: {report.articles} article(s) received, {len(report.days)} day file(s) "
+            f"written ({len(report.replaced)} replaced), {report.rejected} record(s) refused"
+        )
+        log_event(logger, "news.end", message, status="failed" if error else "ok")
+        print(f"[marketpipe] {message}" + (f" (FAILED: {error})" if error else ""), file=sys.stderr)
+        if error:
+            logger.error(error, extra={"event": "job.failed"})
+            raise FetchFailed(error)
+    return report
+
+
+def fetch_news(
+    settings: WorkflowSettings,
+    days: Sequence[dt.date | str],
+    log_path: Path | str,
+    done_marker: Path | str | None = None,
+) -> NewsReport:
+    """Store the news of ``days`` (final, missing New York days); ``done_marker`` when done."""
+    wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
+    label = f"news {wanted[0]}..{wanted[-1]}"
+
+    def work(client: NewsClient, store: CheckpointStore) -> NewsReport:
+        return fetch_news_days(
+            client,
+            settings.lake,
+            store,
+            settings.config.symbols,
+            wanted,
+            include_content=settings.config.news.include_content,
+            run_id=current_run_id(),
+        )
+
+    report = _run_news_job(settings, label, log_path, work)
+    if done_marker is not None:
+        write_atomically(Path(done_marker), f"{label}\n".encode())
+    return report
+
+
+def recheck_news(settings: WorkflowSettings, marker: Path | str, log_path: Path | str) -> None:
+    """Re-read the last ``news.recheck_days`` stored days and replace those that changed;
+    write ``marker`` (what was done, as JSON) so the next run of the day skips it."""
+    checked: list[dt.date] = []
+
+    def work(client: NewsClient, store: CheckpointStore) -> NewsReport:
+        checked.extend(recheck_days(settings, store.news_entries(), current_run_id()))
+        if not checked:
+            return NewsReport()
+        return recheck_news_days(
+            client,
+            settings.lake,
+            store,
+            settings.config.symbols,
+            checked,
+            include_content=settings.config.news.include_content,
+            run_id=current_run_id(),
+        )
+
+    report = _run_news_job(settings, "news recheck", log_path, work)
+    summary = {
+        "checked_on": new_york_date(settings.now).isoformat(),
+        "days": [day.isoformat() for day in checked],
+        "replaced": [day.isoformat() for day in report.replaced],
+    }
+    write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())

@@ -1,0 +1,101 @@
+"""Which news days a configuration asks for, which are missing, and when to re-read them.
+
+A news day is a New York calendar day of the range that is over (see
+:attr:`WorkflowSettings.news_days`). Missing days are grouped by month into one job each
+(the job asks for all configured symbols at once, one stream per run of consecutive days).
+Once per New York date a run also re-reads the last ``news.recheck_days`` stored days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from marketpipe.lake.ledger import CheckpointStore, state_path
+from marketpipe.lake.ledger_rows import NewsEntry
+from marketpipe.lake.news import news_path, present_news_days
+from marketpipe.markettime.calendar import new_york_date
+from marketpipe.workflow.settings import WorkflowSettings
+
+ARTICLES_PER_PAGE = 50  # Alpaca's largest news page
+
+
+@dataclass(frozen=True)
+class NewsJob:
+    """One Snakemake job: the missing news days of one month."""
+
+    month: str  # YYYY_MM
+    days: tuple[dt.date, ...]  # the month's news days in the range
+    missing: tuple[dt.date, ...]
+
+    @property
+    def name(self) -> str:
+        """A readable label, e.g. ``news_2024_01``."""
+        return f"news_{self.month}"
+
+    def marker(self, markers_dir: Path | str, run_id: str) -> str:
+        """The job's output when the lake is on S3 (see ``FetchJob.marker``)."""
+        return str(Path(markers_dir) / "jobs" / run_id / f"{self.name}.done")
+
+    def outputs(self, data_dir: Path | str) -> list[str]:
+        """Every news file of the month's days (present ones stay)."""
+        return [str(news_path(data_dir, day)) for day in self.days]
+
+    def targets(self, data_dir: Path | str) -> list[str]:
+        """The missing days' files (so ``snakemake -n`` names each one)."""
+        return [str(news_path(data_dir, day)) for day in self.missing]
+
+
+def news_jobs(days: Sequence[dt.date], present: set[dt.date]) -> list[NewsJob]:
+    """One job per month of ``days`` with a missing day."""
+    jobs = []
+    for (year, month), group in itertools.groupby(days, key=lambda day: (day.year, day.month)):
+        month_days = tuple(group)
+        missing = tuple(day for day in month_days if day not in present)
+        if missing:
+            jobs.append(NewsJob(f"{year:04d}_{month:02d}", month_days, missing))
+    return jobs
+
+
+def pending_news_jobs(settings: WorkflowSettings) -> list[NewsJob]:
+    """The news jobs a run now would start (none when news is not fetched)."""
+    if not settings.fetches_news or not settings.news_days:
+        return []
+    return news_jobs(settings.news_days, present_news_days(settings.lake))
+
+
+def news_marker(settings: WorkflowSettings) -> Path:
+    """The file saying the recent news was re-read on the run's New York date."""
+    day = new_york_date(settings.now)
+    return settings.markers_dir / "news" / f"rechecked-{day}.json"
+
+
+def news_recheck_due(settings: WorkflowSettings) -> bool:
+    """Whether a run now would re-read recent news days."""
+    return (
+        settings.fetches_news
+        and settings.config.news.recheck_days > 0
+        and bool(settings.news_days)
+        and not news_marker(settings).exists()
+    )
+
+
+def recheck_days(
+    settings: WorkflowSettings, entries: dict[dt.date, NewsEntry], run_id: str
+) -> list[dt.date]:
+    """The stored days to re-read: the last ``recheck_days`` news days, stored by an earlier
+    run (a day stored by this run is as fresh as a re-read would be)."""
+    count = settings.config.news.recheck_days
+    window = settings.news_days[-count:] if count else []
+    return [day for day in window if day in entries and entries[day].run_id != run_id]
+
+
+def stored_news(settings: WorkflowSettings) -> dict[dt.date, NewsEntry]:
+    """The ledger's news days (none before the first run)."""
+    if not state_path(settings.state_dir).exists():
+        return {}
+    with CheckpointStore(settings.state_dir) as store:
+        return store.news_entries()
