@@ -7,18 +7,15 @@ import datetime as dt
 import gc
 import os
 import sys
-import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-
-from pydantic import SecretStr, ValidationError
 
 from marketpipe.commands.common import (
     DEFAULT_CONFIG,
     CommandError,
     load_command_settings,
 )
+from marketpipe.commands.demo import add_demo_command
 from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
@@ -30,7 +27,6 @@ from marketpipe.commands.update import (
     update,
 )
 from marketpipe.commands.verify import verify_lake
-from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery, ConnectorError
 from marketpipe.foundation.version import VERSION
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
@@ -41,8 +37,6 @@ from marketpipe.lake.reader import MissingPartitionsError, NoLakeError
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import describe_partitions
-from marketpipe.markettime.calendar import new_york_days_range
-from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.cli import main as simulator_main
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
@@ -54,46 +48,9 @@ from marketpipe.workflow.status import (
     damaged_partitions,
     lake_status,
     missing_partitions,
+    news_summary,
     require_lake,
 )
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Fetch bars from an embedded simulator and print what arrived."""
-    start, end = new_york_days_range(args.start, args.end)
-    try:
-        query = BarsQuery(
-            symbols=tuple(args.symbols.split(",")),
-            timeframe=args.timeframe,
-            start=start,
-            end=end,
-            feed=args.feed,
-        )
-    except ValidationError as exc:
-        print(f"marketpipe demo: {exc}", file=sys.stderr)
-        return 2
-    started = time.perf_counter()
-    rows: Counter[str] = Counter()
-    with SimulatorServer(SimulatorConfig(seed=args.seed, rate_limit_per_minute=0)) as server:
-        config = AlpacaConfig(
-            base_url=server.url, key_id=SecretStr("demo"), secret_key=SecretStr("demo")
-        )
-        with AlpacaClient(config) as client:
-            try:
-                for table in client.fetch_batch(query):
-                    for symbol, count in Counter(table.column("symbol").to_pylist()).items():
-                        rows[symbol] += count
-            except ConnectorError as exc:
-                print(f"marketpipe demo: {exc}", file=sys.stderr)
-                return 1
-        requests = len(server.request_log.entries)
-    elapsed = time.perf_counter() - started
-    print(f"Fetched {args.timeframe} {args.feed} bars {args.start} .. {args.end} (simulator)")
-    for symbol in query.symbols:
-        print(f"  {symbol:<8} {rows[symbol]:>9,} bars")
-    total = sum(rows.values())
-    print(f"  {'total':<8} {total:>9,} bars in {requests} request(s), {elapsed:.2f}s")
-    return 0
 
 
 def _settings(args: argparse.Namespace) -> WorkflowSettings:
@@ -114,6 +71,11 @@ def run_plan(args: argparse.Namespace) -> int:
         f"Today's corporate-actions check: about {plan.actions_requests} request(s), plus one "
         "per new cash dividend (for the close before its ex-date)."
     )
+    news = (
+        f"News: {plan.news_missing} day(s) to fetch"
+        + (" and today's recheck" if plan.news_requests and not plan.news_missing else "")
+        + f", about {plan.news_requests} request(s)."
+    )
     if not plan.jobs:
         if plan.planned_partitions:
             print(
@@ -121,6 +83,8 @@ def run_plan(args: argparse.Namespace) -> int:
             )
         if plan.actions_requests:
             print(actions)
+        if plan.news_requests:
+            print(news)
         _print_not_final(settings)
         return 0
     print(
@@ -138,6 +102,8 @@ def run_plan(args: argparse.Namespace) -> int:
     )
     if plan.actions_requests:
         print(actions)
+    if plan.news_requests:
+        print(news)
     _print_not_final(settings)
     return 0
 
@@ -158,6 +124,7 @@ def run_status(args: argparse.Namespace) -> int:
             f"  {last}"
         )
     print(actions_summary(settings))
+    print(news_summary(settings))
     damaged = damaged_partitions(settings)
     if damaged:
         print(
@@ -278,10 +245,15 @@ def run_verify(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(f"BAD {problem.path}: {problem.problem}")
     verdict = "OK" if not result.problems else f"{len(result.problems)} problem(s)"
-    actions = (
-        f" and {result.actions_checked} corporate-actions file(s)" if result.actions_checked else ""
-    )
-    print(f"verified {result.checked} partition file(s){actions}: {verdict}")
+    extra = [
+        f"{count} {what} file(s)"
+        for count, what in (
+            (result.actions_checked, "corporate-actions"),
+            (result.news_checked, "news"),
+        )
+        if count
+    ]
+    print(f"verified {', '.join([f'{result.checked} partition file(s)', *extra])}: {verdict}")
     return 1 if result.problems else 0
 
 
@@ -384,14 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "default: the working directory",
             )
     add_reconcile_command(commands)
-    demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
-    demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
-    demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))
-    demo.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 2, 29))
-    demo.add_argument("--timeframe", default="1Min")
-    demo.add_argument("--feed", default="sip", choices=["sip", "iex"])
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(handler=run_demo)
+    add_demo_command(commands)
     commands.add_parser(
         "simulator", help="run the Alpaca-compatible simulator (see its --help)", add_help=False
     )

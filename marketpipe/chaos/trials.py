@@ -13,6 +13,7 @@ from pathlib import Path
 from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
 from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.news import NEWS_DIR, news_key
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import LAKE_DIR, as_store
 
@@ -23,12 +24,13 @@ SMALL_RUN_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 
 
 
 def lake_hashes(lake: LakeStore | Path | str) -> dict[str, str]:
-    """sha256 of every data file of the lake (bars and corporate actions), by key relative
-    to its root (``ohlcv/symbol=...``, ``corporate_actions/symbol=...``)."""
+    """sha256 of every data file of the lake (bars, corporate actions and news), by key
+    relative to its root (``ohlcv/symbol=...``, ``corporate_actions/symbol=...``,
+    ``news/year=...``)."""
     store = as_store(lake)
     return {
         key: hashlib.sha256(store.get(key)).hexdigest()
-        for area in (LAKE_DIR, ACTIONS_DIR)
+        for area in (LAKE_DIR, ACTIONS_DIR, NEWS_DIR)
         for key in store.list(area)
         if key.endswith(".parquet")
     }
@@ -100,6 +102,7 @@ def run_crash_trial(
     with CheckpointStore(data_dir) as store:
         integrity = store.integrity_check()
         ledger = {(e.symbol, e.day.isoformat()): e.sha256 for e in store.all_entries()}
+        news_ledger = {news_key(day): entry.sha256 for day, entry in store.news_entries().items()}
     by_key = {}
     for relative, digest in bar_files(hashes).items():
         parts = dict(part.split("=", 1) for part in Path(relative).parts[1:-1])
@@ -111,7 +114,9 @@ def run_crash_trial(
         crashed=crashed,
         recovered=second.returncode == 0,
         identical=hashes == reference,
-        ledger_consistent=ledger == by_key,
+        ledger_consistent=ledger == by_key
+        and news_ledger == {key: digest for key, digest in hashes.items() if key in news_ledger}
+        and set(news_ledger) == {key for key in hashes if key.startswith(f"{NEWS_DIR}/")},
         temp_files=tuple(str(path) for path in sorted(Path(data_dir).rglob("*.tmp"))),
         integrity=integrity,
     )

@@ -9,9 +9,17 @@ from dataclasses import dataclass
 
 from marketpipe.connectors import PolygonConfig
 from marketpipe.ingest.actions import SYMBOLS_PER_REQUEST
+from marketpipe.ingest.news import consecutive_runs
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.markettime.calendar import contiguous_runs, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
+from marketpipe.workflow.news_planning import (
+    ARTICLES_PER_PAGE,
+    news_recheck_due,
+    pending_news_jobs,
+    recheck_days,
+    stored_news,
+)
 from marketpipe.workflow.planning import actions_due, fetch_jobs, pending_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import planned_coverage
@@ -21,6 +29,8 @@ POLYGON_PAGE_SIZE: int = PolygonConfig.model_fields["page_size"].default
 _DEFAULT_FILL = {"sip": 0.9, "iex": 0.6}
 # Any regular full session serves to measure a feed's window length.
 _REFERENCE_DAY = dt.date(2024, 1, 3)
+# Articles a day names a symbol in, before any day was stored (Alpaca's news, large caps).
+_DEFAULT_ARTICLES_PER_SYMBOL_DAY = 2
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,8 @@ class Plan:
     planned_partitions: int
     requests_per_minute: int
     actions_requests: int = 0  # today's corporate-actions check, if due (0 if not)
+    news_missing: int = 0  # news days to fetch
+    news_requests: int = 0  # for them, and for today's news recheck if due
 
     @property
     def missing_partitions(self) -> int:
@@ -52,7 +64,8 @@ class Plan:
     @property
     def estimated_requests(self) -> int:
         """API requests the run should take: the bars, and the corporate-actions check."""
-        return sum(job.estimated_requests for job in self.jobs) + self.actions_requests
+        bars = sum(job.estimated_requests for job in self.jobs)
+        return bars + self.actions_requests + self.news_requests
 
     @property
     def estimated_minutes(self) -> float:
@@ -123,9 +136,30 @@ def build_plan(settings: WorkflowSettings) -> Plan:
             )
         )
     symbols = len(settings.config.symbols)
+    news_missing, news_requests = _news_cost(settings)
     return Plan(
         jobs=jobs,
         planned_partitions=len(coverage.symbols) * len(coverage.days),
         requests_per_minute=settings.vendor_section.requests_per_minute,
         actions_requests=math.ceil(symbols / SYMBOLS_PER_REQUEST) if actions_due(settings) else 0,
+        news_missing=news_missing,
+        news_requests=news_requests,
     )
+
+
+def _news_cost(settings: WorkflowSettings) -> tuple[int, int]:
+    """Missing news days, and the requests for them and today's recheck (if due)."""
+    stored = stored_news(settings)
+    per_day = (
+        statistics.fmean(entry.rows for entry in stored.values())
+        if stored
+        else _DEFAULT_ARTICLES_PER_SYMBOL_DAY * len(settings.config.symbols)
+    )
+
+    def requests(days: list[dt.date]) -> int:
+        runs = consecutive_runs(days)
+        return sum(max(1, math.ceil(per_day * len(run) / ARTICLES_PER_PAGE)) for run in runs)
+
+    missing = [day for job in pending_news_jobs(settings) for day in job.missing]
+    recheck = recheck_days(settings, stored, "") if news_recheck_due(settings) else []
+    return len(missing), requests(missing) + requests(recheck)

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_key, stored_symbols
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.news import news_key, present_news_days, read_news_day
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     DAY_KEY,
@@ -22,6 +23,7 @@ from marketpipe.lake.storage import (
     REPAIR,
     SYMBOL_COLUMN,
     SYMBOL_KEY,
+    DamagedFileError,
     damage_of,
     new_york_day_keys,
     partition_key,
@@ -47,6 +49,7 @@ class VerifyResult:
     checked: int
     problems: list[Problem]
     actions_checked: int = 0  # corporate-actions files
+    news_checked: int = 0  # news day files
 
 
 def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
@@ -120,8 +123,32 @@ def verify_actions(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]
     return len(symbols), problems
 
 
+def verify_news(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
+    """Re-hash every news day file against the ledger and read it (page checksums, schema)."""
+    with CheckpointStore(state_dir) as store:
+        ledger = store.news_entries()
+    problems: list[Problem] = []
+    days = sorted(present_news_days(lake))
+    for day in days:
+        key = news_key(day)
+        where = f"{lake.uri}/{key}"
+        entry = ledger.get(day)
+        if entry is None:
+            problems.append(Problem(where, "no ledger row records this file"))
+        elif hashlib.sha256(lake.get(key)).hexdigest() != entry.sha256:
+            problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
+        try:
+            read_news_day(lake, day)
+        except (DamagedFileError, pa.ArrowException) as exc:
+            problems.append(Problem(where, f"unreadable as news: {exc}"))
+    for day in sorted(set(ledger) - set(days)):
+        where = f"{lake.uri}/{news_key(day)}"
+        problems.append(Problem(where, "recorded in the ledger but the file is missing"))
+    return len(days), problems
+
+
 def verify_lake(settings: WorkflowSettings) -> VerifyResult:
-    """Re-hash every partition and corporate-actions file against the ledger and check
+    """Re-hash every partition, corporate-actions and news file against the ledger and check
     schema and row placement."""
     require_lake(settings)
     lake = settings.lake
@@ -155,6 +182,8 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
             problems.append(Problem(where, "recorded in the ledger but the file is missing"))
     actions_checked, actions_problems = verify_actions(lake, settings.state_dir)
     problems.extend(actions_problems)
+    news_checked, news_problems = verify_news(lake, settings.state_dir)
+    problems.extend(news_problems)
     for symbol, day in premature_partitions(settings):
         problems.append(
             Problem(
@@ -163,4 +192,4 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
                 "`marketpipe update` fetches it again",
             )
         )
-    return VerifyResult(checked, problems, actions_checked)
+    return VerifyResult(checked, problems, actions_checked, news_checked)

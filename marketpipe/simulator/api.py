@@ -133,6 +133,19 @@ _MALFORMED_ALPACA_PAGE = {
     "bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", **_CLOSELESS_BAR}]},
     "next_page_token": None,
 }
+_MALFORMED_NEWS_PAGE = {  # one article without its created_at, one valid
+    "news": [
+        {"id": 1, "headline": "No time given", "updated_at": "2024-01-02T15:00:00Z"},
+        {
+            "id": 2,
+            "headline": "A valid article",
+            "created_at": "2024-01-02T15:00:00Z",
+            "updated_at": "2024-01-02T15:00:01Z",
+            "symbols": ["AAPL"],
+        },
+    ],
+    "next_page_token": None,
+}
 _MALFORMED_POLYGON_PAGE = {
     "ticker": "AAPL",
     "resultsCount": 1,
@@ -241,6 +254,8 @@ class SimulatorApp:
         identity = f"{key}|{path}|{sorted(query)}"
         fault = self.faults.decide(identity, named)
         info["fault"] = fault
+        if news and fault == "malformed":
+            return Reply(200, json_bytes(_MALFORMED_NEWS_PAGE), dict(limit_headers)), info
         if fault is not None and fault != "slow":
             return self._fault_reply(fault, limit_headers, polygon=False), info
         try:

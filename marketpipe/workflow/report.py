@@ -18,7 +18,13 @@ from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import present_partitions
 from marketpipe.observability.summary import build_run_summary, latest_run_summary
 from marketpipe.workflow.settings import WorkflowSettings
-from marketpipe.workflow.status import SymbolStatus, lake_status, planned_coverage, require_lake
+from marketpipe.workflow.status import (
+    SymbolStatus,
+    lake_status,
+    news_summary,
+    planned_coverage,
+    require_lake,
+)
 
 REPORT_DIR = "_reports"
 MISSING, KNOWN_EMPTY = -1, -2
@@ -174,6 +180,7 @@ def render_html(
 {html.escape(settings.feed)} bars from {html.escape(config.vendor)},
 lake <code>{html.escape(settings.lake.uri)}</code>.</p>
 <img alt="coverage heat map" src="data:image/png;base64,{image}">
+<p>{html.escape(news_summary(settings))}.</p>
 <h2>Per symbol</h2>
 <table><tr><th>symbol</th><th>days present</th><th>known empty</th><th>missing</th>
 <th>bars</th><th>quarantined rows</th><th>flagged rows</th><th>refreshed days</th>

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from marketpipe.lake.integrity import Damage, describe_damage, find_damaged, move_aside
 from marketpipe.lake.ledger import CheckpointStore, state_path
+from marketpipe.lake.news import present_news_days
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import LAKE_DIR, present_partitions
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
@@ -172,3 +173,25 @@ def actions_summary(settings: WorkflowSettings) -> str:
         f"{len(stored)} of {len(symbols)} symbol(s), checked through {checked}"
     )
     return line + (f"; never checked: {', '.join(never)}" if never else "")
+
+
+def news_summary(settings: WorkflowSettings) -> str:
+    """One line on the stored news of the range's final days."""
+    if not settings.fetches_news:
+        return "news: not fetched (news.fetch: false, or a vendor without news)"
+    with CheckpointStore(settings.state_dir) as store:
+        entries = store.news_entries()
+        changes = store.news_history()
+    wanted, present = settings.news_days, present_news_days(settings.lake)
+    stored = [entries[day] for day in wanted if day in entries and day in present]
+    missing = len(wanted) - len(stored)
+    line = (
+        f"news: {len(stored)} of {len(wanted)} final day(s) stored, "
+        f"{sum(entry.rows for entry in stored):,} article(s)"
+    )
+    refused = sum(entry.rejected for entry in stored)
+    if refused:
+        line += f", {refused} refused record(s) kept apart (_quarantine/news)"
+    if changes:
+        line += f", {len(changes)} day(s) replaced by later versions (last {changes[-1].day})"
+    return line + (f"; {missing} day(s) missing" if missing else "")
