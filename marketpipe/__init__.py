@@ -8,19 +8,21 @@ from typing import Any
 from marketpipe.foundation.version import VERSION
 
 __version__ = VERSION
-__all__ = ["read_bars", "reconcile", "reconcile_lakes", "scan_bars"]
+__all__ = ["news_events", "read_bars", "read_news", "reconcile", "reconcile_lakes", "scan_bars"]
 _HOMES = {
     "read_bars": "marketpipe.lake.reader",
     "scan_bars": "marketpipe.lake.reader",
     "reconcile": "marketpipe.lake.compare",
     "reconcile_lakes": "marketpipe.lake.compare",
+    "read_news": "marketpipe.lake.news",
+    "news_events": "marketpipe.lake.events",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """``marketpipe.read_bars``, ``scan_bars``, ``reconcile`` and ``reconcile_lakes``, imported
-    on first use (they pull in pyarrow, which light modules such as
-    ``marketpipe.markettime.clock`` do not need)."""
+    """``marketpipe.read_bars``, ``scan_bars``, ``read_news``, ``news_events``, ``reconcile``
+    and ``reconcile_lakes``, imported on first use (they pull in pyarrow, which light modules
+    such as ``marketpipe.markettime.clock`` do not need)."""
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'marketpipe' has no attribute {name!r}")

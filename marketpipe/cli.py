@@ -253,7 +253,9 @@ def run_verify(args: argparse.Namespace) -> int:
         )
         if count
     ]
-    print(f"verified {', '.join([f'{result.checked} partition file(s)', *extra])}: {verdict}")
+    counted = [f"{result.checked} partition file(s)", *extra]
+    listed = ", ".join(counted[:-1]) + " and " + counted[-1] if len(counted) > 1 else counted[0]
+    print(f"verified {listed}: {verdict}")
     return 1 if result.problems else 0
 
 

@@ -95,10 +95,11 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     assert lake_hashes(lake) == lake_hashes(reference / "lake")
     # Every job kept its state apart, and the controller's ledger was rebuilt from the lake;
     # the run summary still counts every job's work (records collected from the bucket).
-    assert len(list((tmp_path / "nodes").iterdir())) == 6
+    assert len(list((tmp_path / "nodes").iterdir())) == 6 + 3  # bar jobs, news jobs by month
     state = tmp_path / ".marketpipe" / uri.removeprefix("s3://")
     summary = json.loads((state / "_runs" / "latest.json").read_text())
-    assert summary["jobs"]["total"] == 7 and summary["jobs"]["failed"] == 0
+    # ... and the controller's own: the corporate-actions check and the news recheck.
+    assert summary["jobs"]["total"] == 6 + 3 + 2 and summary["jobs"]["failed"] == 0
     assert summary["partitions"]["published"] == 2 * len(support.DAYS)
     assert summary["requests"] > 0
     assert lake.list("_state/job-records") == []
@@ -190,7 +191,9 @@ def test_a_controller_killed_mid_run_and_restarted_ends_identical(
     # state; only the killed run's plan (its orphaned jobs may have been reading it) and
     # the records of its orphans that ended after the rerun (the next run collects them).
     leftovers = [
-        key for key in lake.list("") if not key.startswith(("ohlcv/", "corporate_actions/"))
+        key
+        for key in lake.list("")
+        if not key.startswith(("ohlcv/", "corporate_actions/", "news/"))
     ]
     (killed_plan,) = [key for key in leftovers if key.startswith("_state/plans/")]
     killed_run = Path(killed_plan).stem

@@ -122,7 +122,7 @@ def test_actions_are_stored_once_per_symbol_and_verified(built: Path) -> None:
         timeout=120,
     )
     assert verify.returncode == 0, verify.stdout
-    assert "and 3 corporate-actions file(s): OK" in verify.stdout
+    assert "3 corporate-actions file(s) and 59 news file(s): OK" in verify.stdout
     status = subprocess.run(
         [sys.executable, "-m", "marketpipe.cli", "status", "--config", "config.yaml"],
         cwd=built,
@@ -170,11 +170,14 @@ def test_a_late_split_changes_adjusted_reads_without_rewriting_any_bar(
     after = lake_hashes(workdir)
     assert bar_files(after) == bar_files(before)
     assert {path: os.stat(workdir / "lake" / path).st_mtime_ns for path in stamps} == stamps
+    # (The day's news recheck runs too: news files and requests are another data set's.)
     changed = {path for path in after if after[path] != before.get(path)}
-    assert changed == {"corporate_actions/symbol=MSFT/actions.parquet"}
+    assert {path for path in changed if not path.startswith("news/")} == {
+        "corporate_actions/symbol=MSFT/actions.parquet"
+    }
     # One corporate-actions request, no bar requests (nothing was missing, no new dividend).
     paths = [entry.path for entry in request_log(workdir)[requests_before:]]
-    assert paths == ["/v1/corporate-actions"]
+    assert [path for path in paths if path != "/v1beta1/news"] == ["/v1/corporate-actions"]
 
     split_after = lake_bars(workdir, "split")
     assert_same_bars(split_after, vendor_bars(NEXT_DAY, "split", actions))

@@ -182,3 +182,24 @@ def test_the_event_helper_equals_returns_computed_by_hand_from_read_bars(
             )
         checked += sum(event[f"return_{h}m"] is not None for h in horizons)
     assert checked > 10  # real returns were compared, not only nulls
+
+
+def test_pandas_pyarrow_polars_and_duckdb_read_the_news_directory(reference: Path) -> None:
+    import duckdb
+    import pandas as pd
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    news_dir = reference / "lake" / NEWS_DIR
+    expected = sorted(read_news(None, START, END, data_dir=reference / "lake")["id"].to_pylist())
+    pattern = f"{news_dir}/**/*.parquet"
+    found = {
+        "pandas": pd.read_parquet(news_dir)["id"].tolist(),
+        "pyarrow": ds.dataset(news_dir, partitioning="hive").to_table()["id"].to_pylist(),
+        "polars": pl.scan_parquet(pattern, hive_partitioning=True).collect()["id"].to_list(),
+        "duckdb": [
+            row[0] for row in duckdb.sql(f"SELECT id FROM read_parquet('{pattern}')").fetchall()
+        ],
+    }
+    for reader, ids in found.items():
+        assert sorted(ids) == expected, reader

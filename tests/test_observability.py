@@ -72,7 +72,7 @@ def test_job_logs_are_json_lines_with_run_id_and_context(reference: Path) -> Non
     assert summary["status"] == "success"
     assert summary["partitions"]["present"] == summary["partitions"]["planned"] == 2 * len(DAYS)
     endpoints = summary["endpoints"]
-    assert set(endpoints) == {"alpaca:stocks/bars", "alpaca:corporate-actions"}
+    assert set(endpoints) == {"alpaca:stocks/bars", "alpaca:corporate-actions", "alpaca:news"}
     assert endpoints["alpaca:corporate-actions"]["requests"] == 1
     total = sum(stats["requests"] for stats in endpoints.values())
     assert total == summary["requests"] == len(request_log(reference))
@@ -221,7 +221,10 @@ def test_verify_names_each_bad_file(
     workdir = copy_of(reference, tmp_path)
     monkeypatch.chdir(workdir)
     assert main(["verify", "--config", "config.yaml"]) == 0
-    verified = f"verified {2 * len(DAYS)} partition file(s) and 2 corporate-actions file(s): OK"
+    verified = (
+        f"verified {2 * len(DAYS)} partition file(s), 2 corporate-actions file(s) and "
+        "87 news file(s): OK"
+    )
     assert verified in capsys.readouterr().out
     flipped = partition_path("lake", "AAPL", DAYS[5])
     data = bytearray(flipped.read_bytes())

@@ -31,6 +31,7 @@ from marketpipe.commands.plan import build_plan
 from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.lease import LEASE_KEY
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.news import NEWS_DIR
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.markettime.calendar import trading_sessions
@@ -62,10 +63,10 @@ def write_config(workdir: Path, data_dir: str, **changes: object) -> None:
 
 
 def object_hashes(store: S3Store) -> dict[str, str]:
-    """sha256 of every bar and corporate-actions object, keyed like ``lake_hashes``."""
+    """sha256 of every bar, corporate-actions and news object, keyed like ``lake_hashes``."""
     return {
         key: hashlib.sha256(store.get(key)).hexdigest()
-        for area in (LAKE_DIR, ACTIONS_DIR)
+        for area in (LAKE_DIR, ACTIONS_DIR, NEWS_DIR)
         for key in store.list(area)
     }
 
@@ -101,7 +102,7 @@ def test_every_partition_is_an_object_with_a_local_runs_bytes(
     workdir, uri = s3_lake
     objects = object_hashes(store_of(s3_api, uri))
     local = lake_hashes(local_lake / "lake")
-    assert len(objects) == 3 * 41 + 3
+    assert len(objects) == 3 * 41 + 3 + 59  # bars, actions, news days
     assert objects == local
     assert not (workdir / "lake").exists()  # nothing of the lake landed on local disk
     state = workdir / ".marketpipe" / uri.removeprefix("s3://")
@@ -121,8 +122,9 @@ def test_a_second_dry_run_lists_the_bucket_and_has_nothing_to_do(
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
     requests = s3_api.requests[before:]
-    assert [request.method for request in requests] == ["GET"]
-    assert "list-type=2" in requests[0].query
+    # One listing of the bars and one of the news (each one request per 1,000 keys).
+    assert [request.method for request in requests] == ["GET", "GET"]
+    assert all("list-type=2" in request.query for request in requests)
 
 
 def test_verify_status_and_reads_work_on_the_bucket(
@@ -154,8 +156,9 @@ def test_verify_status_and_reads_work_on_the_bucket(
         )
         assert result.returncode == 0, result.stdout + result.stderr
         if command == ("verify",):
-            assert "verified 123 partition file(s) and 3 corporate-actions file(s): OK" in (
-                result.stdout
+            assert (
+                "verified 123 partition file(s), 3 corporate-actions file(s) and "
+                "59 news file(s): OK" in (result.stdout)
             )
     s3_api.point_here(monkeypatch)
     first, last = dt.date(2024, 1, 2), dt.date(2024, 2, 29)

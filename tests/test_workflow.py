@@ -24,6 +24,7 @@ from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from tests.readers import assert_every_reader_agrees
 from tests.workflow_support import (
+    BARS_PATH,
     DAYS,
     PROCESS_JOBS,
     ROOT,
@@ -122,7 +123,7 @@ def test_extending_end_fetches_only_the_new_days(
         workdir, "--cores", "8", "--config", "end=2024-04-02", f"symbols_per_job={symbols_per_job}"
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    new_requests = request_log(workdir)[already:]
+    new_requests = [e for e in request_log(workdir)[already:] if e.path == BARS_PATH]
     assert sorted(tuple(e.symbols) for e in new_requests) == requested
     new_days = {dt.date(2024, 4, 1), dt.date(2024, 4, 2)}  # 03-29 is Good Friday
     assert all(requested_days(e) == new_days for e in new_requests)
@@ -236,7 +237,7 @@ def test_a_local_lake_with_its_own_state_dir(reference: Path, tmp_path: Path) ->
     assert first.returncode == 0, first.stderr[-3000:]
     assert lake_hashes(tmp_path) == lake_hashes(reference)
     lake, state = tmp_path / "lake", tmp_path / "state"
-    assert sorted(path.name for path in lake.iterdir()) == ["corporate_actions", "ohlcv"]
+    assert sorted(path.name for path in lake.iterdir()) == ["corporate_actions", "news", "ohlcv"]
     assert (state / "_state" / "checkpoints.sqlite").is_file()
     assert (state / "_runs" / "latest.json").is_file()
     again = snakemake(tmp_path, "--cores", "8")
@@ -246,4 +247,4 @@ def test_a_local_lake_with_its_own_state_dir(reference: Path, tmp_path: Path) ->
             marketpipe_command(command), cwd=tmp_path, capture_output=True, text=True, timeout=300
         )
         assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(path.name for path in lake.iterdir()) == ["corporate_actions", "ohlcv"]
+    assert sorted(path.name for path in lake.iterdir()) == ["corporate_actions", "news", "ohlcv"]

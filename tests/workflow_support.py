@@ -23,6 +23,7 @@ SYMBOLS = ["AAPL", "MSFT"]
 START, END = dt.date(2024, 1, 2), dt.date(2024, 3, 28)
 DAYS = [session.date for session in trading_sessions(START, END)]
 CONFIG = {"symbols": SYMBOLS, "start": START, "end": END, "data_dir": "lake"}
+BARS_PATH = "/v2/stocks/bars"  # the multi-symbol bars endpoint (news and actions have their own)
 
 
 # Snakemake's own defaults but without the profile: every job becomes its own process.

@@ -3,9 +3,9 @@
 A day's file is written once the day is over (final, by the caller's plan) from one request
 stream per run of consecutive missing days, for every configured symbol at once (an article
 naming several is one row). Each file is written before its ledger row; a file whose row a
-crash prevented is adopted by :func:`adopt_unrecorded_news` (its bytes are complete: writes
-are atomic). The recheck re-asks about recent stored days and replaces a day only when its
-bytes change, recording the old and new versions in the ledger's history.
+crash prevented is adopted by :func:`marketpipe.lake.news.adopt_unrecorded_news` (its bytes
+are complete: writes are atomic). The recheck re-asks about recent stored days and replaces
+a day only when its bytes change, recording the old and new versions in the ledger's history.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from marketpipe.lake.news import (
     latest_versions,
     news_bytes,
     news_key,
-    present_news_days,
     publish_news,
     publish_rejected,
     read_news_day,
@@ -162,15 +161,3 @@ def _changed_articles(old: pa.Table, new: pa.Table) -> int:
     before = dict(zip(old["id"].to_pylist(), old["updated_at"].to_pylist(), strict=True))
     after = dict(zip(new["id"].to_pylist(), new["updated_at"].to_pylist(), strict=True))
     return sum(1 for key in before.keys() | after.keys() if before.get(key) != after.get(key))
-
-
-def adopt_unrecorded_news(lake: LakeStore, store: CheckpointStore, run_id: str) -> list[dt.date]:
-    """Record news files a crash left without a ledger row (they are complete: atomic writes)."""
-    recorded = store.news_entries()
-    adopted = []
-    for day in sorted(present_news_days(lake) - set(recorded)):
-        data = as_store(lake).get(news_key(day))
-        rows = read_news_day(lake, day).num_rows
-        store.record_news(NewsEntry(day, rows, hashlib.sha256(data).hexdigest(), 0, run_id))
-        adopted.append(day)
-    return adopted

@@ -105,6 +105,13 @@ class DataSetLedger:
                     ),
                 )
 
+    def forget_news(self, days: Iterable[dt.date]) -> None:
+        """Drop the rows of news days whose files are gone (the next run fetches them)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM news_files WHERE day = ?", [(day.isoformat(),) for day in days]
+            )
+
     def news_entries(self) -> dict[dt.date, NewsEntry]:
         """Every stored news day, by day."""
         rows = self._db.execute(

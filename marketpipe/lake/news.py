@@ -21,6 +21,8 @@ import pyarrow.compute as pc
 
 from marketpipe.connectors.models import NEWS_SCHEMA
 from marketpipe.connectors.news import RejectedArticle
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.ledger_rows import NewsEntry
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     DAY_KEY,
@@ -203,3 +205,19 @@ def _as_date(value: dt.date | str, name: str) -> dt.date:
         return dt.date.fromisoformat(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: {value!r} is not a date such as 2024-01-02") from None
+
+
+def adopt_unrecorded_news(lake: Lake, store: CheckpointStore, run_id: str) -> list[dt.date]:
+    """Record news files the ledger does not know (a crash between a file and its row, a
+    job on another machine, a lost ledger); forget rows whose file is gone. A file is
+    complete by construction (atomic writes), so its bytes are what the row records."""
+    recorded = store.news_entries()
+    present = present_news_days(lake)
+    adopted = []
+    for day in sorted(present - set(recorded)):
+        data = as_store(lake).get(news_key(day))
+        rows = read_news_day(lake, day).num_rows
+        store.record_news(NewsEntry(day, rows, _sha256(data), 0, run_id))
+        adopted.append(day)
+    store.forget_news(sorted(set(recorded) - present))
+    return adopted

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.lake.actions import actions_key, stored_symbols
 from marketpipe.lake.ledger import ActionsEntry, CheckpointStore, LedgerEntry, StreamKey
+from marketpipe.lake.news import adopt_unrecorded_news
 from marketpipe.lake.objects import S3_MAX_CONNECTIONS, LakeStore
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
@@ -86,6 +87,7 @@ def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
     for symbol, days in by_symbol.items():
         store.forget(symbol, days)
     _reindex_actions(store, lake)
+    adopt_unrecorded_news(lake, store, "reindex")
     return ReindexResult(len(new), len(gone), len(present & known))
 
 

@@ -24,10 +24,10 @@ from typing import Any
 import pyarrow as pa
 
 from marketpipe.ingest.bars import reconcile
-from marketpipe.ingest.news import adopt_unrecorded_news
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore, state_path
+from marketpipe.lake.news import adopt_unrecorded_news
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions

@@ -79,6 +79,13 @@ def fetch_outputs(job):
     return [update(path) for path in job.outputs(SETTINGS.lake.root)]
 
 
+def news_outputs(job):
+    """What one news job produces, as Snakemake sees it."""
+    if LAKE_ON_S3:
+        return [job.marker(SETTINGS.markers_dir, RUN_ID)]
+    return [update(path) for path in job.outputs(SETTINGS.lake.root)]
+
+
 def pending_targets():
     """The paths that schedule every fetch and news job (see FetchJob.targets)."""
     jobs = [*FETCH_JOBS, *NEWS_JOBS]

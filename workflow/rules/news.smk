@@ -7,13 +7,6 @@
 from marketpipe.workflow.news_jobs import fetch_news, recheck_news
 
 
-def news_outputs(job):
-    """What one news job produces, as Snakemake sees it."""
-    if LAKE_ON_S3:
-        return [job.marker(SETTINGS.markers_dir, RUN_ID)]
-    return [update(path) for path in job.outputs(SETTINGS.lake.root)]
-
-
 for job in NEWS_JOBS:
 
     rule:
