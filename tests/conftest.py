@@ -50,6 +50,16 @@ def _pinned_market_clock() -> Iterator[None]:
         del os.environ[NOW_VARIABLE]
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Undo what a test's in-process calls put in os.environ (a run id set on first use
+    would otherwise be inherited by every workflow a later test starts)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def s3_api() -> Iterator[S3Server]:
     """moto's S3 API on loopback, requests counted, for one test module (buckets per test)."""

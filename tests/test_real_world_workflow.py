@@ -179,7 +179,13 @@ def test_daily_bars_wait_for_the_next_sessions_open(tmp_path: Path) -> None:
     morning = run_at(moving, "2026-11-25T10:00:00-05:00")
     assert morning.returncode == 0, morning.stderr[-3000:]
     assert lake_days(moving, "AAPL") == [*FINAL_AT_TWO_PM, TODAY]
-    assert lake_hashes(moving) == lake_hashes(reference)
+    # The bars and actions are the same bytes; the news is not compared: articles updated
+    # between the two runs' instants differ (the daily news recheck catches up with them).
+    assert without_news(lake_hashes(moving)) == without_news(lake_hashes(reference))
+
+
+def without_news(hashes: dict[str, str]) -> dict[str, str]:
+    return {key: digest for key, digest in hashes.items() if not key.startswith("news/")}
 
 
 def test_real_bars_with_open_or_close_outside_low_high_are_kept_and_flagged(

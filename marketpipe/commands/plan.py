@@ -161,5 +161,5 @@ def _news_cost(settings: WorkflowSettings) -> tuple[int, int]:
         return sum(max(1, math.ceil(per_day * len(run) / ARTICLES_PER_PAGE)) for run in runs)
 
     missing = [day for job in pending_news_jobs(settings) for day in job.missing]
-    recheck = recheck_days(settings, stored, "") if news_recheck_due(settings) else []
+    recheck = recheck_days(settings, stored, set(missing)) if news_recheck_due(settings) else []
     return len(missing), requests(missing) + requests(recheck)

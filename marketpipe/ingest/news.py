@@ -34,7 +34,7 @@ from marketpipe.lake.news import (
 )
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import as_store
-from marketpipe.markettime.calendar import new_york_date, new_york_days_range
+from marketpipe.markettime.calendar import new_york_date, new_york_midnight
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ def _fetch(
     client: NewsClient, symbols: Sequence[str], days: list[dt.date], include_content: bool
 ) -> tuple[dict[dt.date, pa.Table], dict[dt.date, list[RejectedArticle]], int]:
     """Articles of one run of days grouped by day, the refused records by day, and the count."""
-    start, end = new_york_days_range(days[0], days[-1])
+    # Up to the next day's midnight: no sub-second gap at the end (articles created at the
+    # very midnight belong to the next day, whose own run stores them).
+    start, end = new_york_midnight(days[0]), new_york_midnight(days[-1] + dt.timedelta(days=1))
     query = NewsQuery(symbols=tuple(symbols), start=start, end=end, include_content=include_content)
     before = len(client.rejected)
     table = pa.concat_tables([NEWS_SCHEMA.empty_table(), *client.fetch_batch(query)])

@@ -107,13 +107,20 @@ def fetch_news(
     return report
 
 
-def recheck_news(settings: WorkflowSettings, marker: Path | str, log_path: Path | str) -> None:
-    """Re-read the last ``news.recheck_days`` stored days and replace those that changed;
-    write ``marker`` (what was done, as JSON) so the next run of the day skips it."""
+def recheck_news(
+    settings: WorkflowSettings,
+    marker: Path | str,
+    log_path: Path | str,
+    fresh_days: Sequence[dt.date | str] = (),
+) -> None:
+    """Re-read the last ``news.recheck_days`` stored days (but not ``fresh_days``, which this
+    run's news jobs fetch) and replace those that changed; write ``marker`` (what was done,
+    as JSON) so the next run of the day skips it."""
     checked: list[dt.date] = []
+    fresh = {day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in fresh_days}
 
     def work(client: NewsClient, store: CheckpointStore) -> NewsReport:
-        checked.extend(recheck_days(settings, store.news_entries(), current_run_id()))
+        checked.extend(recheck_days(settings, store.news_entries(), fresh))
         if not checked:
             return NewsReport()
         return recheck_news_days(

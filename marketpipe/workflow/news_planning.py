@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,13 +84,13 @@ def news_recheck_due(settings: WorkflowSettings) -> bool:
 
 
 def recheck_days(
-    settings: WorkflowSettings, entries: dict[dt.date, NewsEntry], run_id: str
+    settings: WorkflowSettings, entries: dict[dt.date, NewsEntry], fresh: Collection[dt.date]
 ) -> list[dt.date]:
-    """The stored days to re-read: the last ``recheck_days`` news days, stored by an earlier
-    run (a day stored by this run is as fresh as a re-read would be)."""
+    """The stored days to re-read: the last ``recheck_days`` news days, but not the ``fresh``
+    ones this run's news jobs fetch (as recent as a re-read would be)."""
     count = settings.config.news.recheck_days
     window = settings.news_days[-count:] if count else []
-    return [day for day in window if day in entries and entries[day].run_id != run_id]
+    return [day for day in window if day in entries and day not in fresh]
 
 
 def stored_news(settings: WorkflowSettings) -> dict[dt.date, NewsEntry]:

@@ -36,5 +36,7 @@ rule news_recheck:
         str(LOG_DIR / "news" / f"{NEWS_MARKER.stem}.jsonl"),
     resources:
         api=1,
+    params:
+        fresh=[day.isoformat() for job in NEWS_JOBS for day in job.missing],
     run:
-        recheck_news(SETTINGS, output[0], log[0])
+        recheck_news(SETTINGS, output[0], log[0], params.fresh)
