@@ -40,7 +40,11 @@ NOT_RUN = {
     ".venv/bin/snakemake --workflow-profile profiles/cluster-local": (
         "a cluster run: tests/test_cluster.py runs this profile"
     ),
-    ".venv/bin/snakemake --workflow-profile profiles/slurm": "needs a SLURM cluster",
+    ".venv/bin/snakemake --workflow-profile profiles/slurm": (
+        "a SLURM run: tests/test_slurm.py runs this profile on a SLURM it starts"
+    ),
+    "squeue ": "a SLURM run's jobs: tests/test_slurm.py reads them",
+    "sacct ": "needs SLURM accounting (slurmdbd)",
     ".venv/bin/python benchmarks/crash_trials.py": (
         "30 kill -9 trials take minutes; test_reliability.py runs crash trials"
     ),
