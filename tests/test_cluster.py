@@ -3,11 +3,9 @@ with state of its own (as on nodes that share no filesystem), the lake on S3 (mo
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -160,24 +158,7 @@ def test_a_controller_killed_mid_run_and_restarted_ends_identical(
     lake = S3Store(uri, s3_api.url)
     support.write_config(tmp_path, data_dir=uri, symbols_per_job=1)
     env = cluster_environment(s3_api, tmp_path)
-    with open(tmp_path / "controller.log", "w") as log:
-        controller = subprocess.Popen(
-            cluster_command(tmp_path),
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        published = threading.Event()
-        for _ in range(6000):  # until the first partition is in the bucket (bounded)
-            if lake.list(LAKE_DIR) or controller.poll() is not None:
-                break
-            published.wait(0.01)
-        running = controller.poll() is None
-        with contextlib.suppress(ProcessLookupError):  # the jobs live on, in their own sessions
-            os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait(timeout=60)
+    running = support.kill_controller_mid_run(cluster_command(tmp_path), tmp_path, env, lake)
     assert running, "the run ended before the controller could be killed"
     assert 0 < len(lake.list(LAKE_DIR)) < 2 * len(support.DAYS)
     rerun = run_cluster(tmp_path, env, timeout=600)

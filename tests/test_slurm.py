@@ -4,10 +4,8 @@ and the vendor's keys reaching the jobs by `envvars`, never by a command line.""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -18,7 +16,6 @@ import yaml
 
 from marketpipe.chaos.trials import lake_hashes
 from marketpipe.lake.objects import S3Store
-from marketpipe.lake.storage import LAKE_DIR
 from tests import workflow_support as support
 from tests.s3_server import S3Server
 
@@ -139,24 +136,7 @@ def test_the_default_config_through_profiles_slurm_lands_exact_on_s3(
         second = f"s3://{s3_api.create_bucket()}/lake"
         second_lake = S3Store(second, s3_api.url)
         _config(rerun, url, second)
-        with open(rerun / "controller.log", "w") as log:
-            controller = subprocess.Popen(
-                _slurm_command(rerun),
-                cwd=rerun,
-                env=env,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-            pause = threading.Event()
-            for _ in range(6000):  # until the first partition is in the bucket (bounded)
-                if second_lake.list(LAKE_DIR) or controller.poll() is not None:
-                    break
-                pause.wait(0.02)
-            running = controller.poll() is None
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(controller.pid, signal.SIGKILL)
-            controller.wait(timeout=60)
+        running = support.kill_controller_mid_run(_slurm_command(rerun), rerun, env, second_lake)
         assert running, "the run ended before its controller could be killed"
         finished = _run(rerun, env, _slurm_command(rerun))
         _wait_until_idle(rerun)  # the killed controller's jobs too

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from marketpipe.chaos import trials
+from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.markettime.timeutil import parse_rfc3339
 from marketpipe.simulator import LoggedRequest, read_request_log
@@ -115,3 +121,25 @@ def max_in_any_window(times: list[float], window: float) -> int:
         (bisect.bisect_left(ordered, t + window) - index for index, t in enumerate(ordered)),
         default=0,
     )
+
+
+def kill_controller_mid_run(
+    command: list[str], workdir: Path, env: dict[str, str], lake: Any
+) -> bool:
+    """Start the workflow's controller, kill its process group with SIGKILL once the first
+    partition is in ``lake`` (bounded wait), and say whether it was still running then. The
+    jobs it submitted to an executor live on, as a killed controller's would."""
+    with open(workdir / "controller.log", "w") as log:
+        controller = subprocess.Popen(
+            command, cwd=workdir, env=env, stdout=log, stderr=log, start_new_session=True
+        )
+        pause = threading.Event()
+        for _ in range(6000):  # until the first partition is in the bucket (bounded)
+            if lake.list(LAKE_DIR) or controller.poll() is not None:
+                break
+            pause.wait(0.01)
+        running = controller.poll() is None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=60)
+    return running

@@ -61,18 +61,20 @@ def consecutive_runs(days: Sequence[dt.date]) -> list[list[dt.date]]:
 
 
 def _fetch(
-    client: NewsClient, symbols: Sequence[str], days: list[dt.date], include_content: bool
+    sync: NewsSync, days: list[dt.date]
 ) -> tuple[dict[dt.date, pa.Table], dict[dt.date, list[RejectedArticle]], int]:
     """Articles of one run of days grouped by day, the refused records by day, and the count."""
     # Up to the next day's midnight: no sub-second gap at the end (articles created at the
     # very midnight belong to the next day, whose own run stores them).
     start, end = new_york_midnight(days[0]), new_york_midnight(days[-1] + dt.timedelta(days=1))
-    query = NewsQuery(symbols=tuple(symbols), start=start, end=end, include_content=include_content)
-    before = len(client.rejected)
-    table = pa.concat_tables([NEWS_SCHEMA.empty_table(), *client.fetch_batch(query)])
+    query = NewsQuery(
+        symbols=sync.symbols, start=start, end=end, include_content=sync.include_content
+    )
+    before = len(sync.client.rejected)
+    table = pa.concat_tables([NEWS_SCHEMA.empty_table(), *sync.client.fetch_batch(query)])
     by_day = split_by_day(table)
     rejected: dict[dt.date, list[RejectedArticle]] = {}
-    for record in client.rejected[before:]:
+    for record in sync.client.rejected[before:]:
         rejected.setdefault(_record_day(record, days[0]), []).append(record)
     return (
         {day: by_day.get(day, NEWS_SCHEMA.empty_table()) for day in days},
@@ -90,72 +92,75 @@ def _record_day(record: RejectedArticle, fallback: dt.date) -> dt.date:
         return fallback
 
 
-def fetch_news_days(
-    client: NewsClient,
-    lake: LakeStore,
-    store: CheckpointStore,
-    symbols: Sequence[str],
-    days: Sequence[dt.date],
-    *,
-    include_content: bool,
-    run_id: str,
-) -> NewsReport:
-    """Fetch and store ``days`` (final New York days): one stream per run of consecutive days."""
-    report = NewsReport()
-    for run in consecutive_runs(days):
-        tables, rejected, received = _fetch(client, symbols, run, include_content)
-        report.articles += received
-        for day in run:
-            refused = rejected.get(day, [])
-            if refused:
-                publish_rejected(lake, day, refused)
-                logger.warning(
-                    "news %s: %d record(s) refused, kept apart: %s",
-                    day,
-                    len(refused),
-                    refused[0].reason,
-                    extra={"event": "news_rejected", "day": day.isoformat()},
-                )
-            written = publish_news(lake, day, tables[day])
-            store.record_news(NewsEntry(day, written.rows, written.sha256, len(refused), run_id))
-            report.days.append(day)
-            report.rejected += len(refused)
-    return report
+@dataclass(frozen=True)
+class NewsSync:
+    """What a news job stores with: the vendor's client, the lake and its ledger, which
+    symbols' news, whether with bodies, and the run it belongs to."""
 
+    client: NewsClient
+    lake: LakeStore
+    store: CheckpointStore
+    symbols: tuple[str, ...]
+    include_content: bool
+    run_id: str
 
-def recheck_news_days(
-    client: NewsClient,
-    lake: LakeStore,
-    store: CheckpointStore,
-    symbols: Sequence[str],
-    days: Sequence[dt.date],
-    *,
-    include_content: bool,
-    run_id: str,
-) -> NewsReport:
-    """Ask again about stored ``days``; replace a day whose articles changed (a later
-    ``updated_at``, a new article), recording both versions and the reason."""
-    report = NewsReport()
-    entries = store.news_entries()
-    for run in consecutive_runs(days):
-        tables, _, received = _fetch(client, symbols, run, include_content)
-        report.articles += received
-        for day in run:
-            old = read_news_day(lake, day)
-            data = news_bytes(day, tables[day])
-            sha = hashlib.sha256(data).hexdigest()
-            current = hashlib.sha256(as_store(lake).get(news_key(day))).hexdigest()
-            if sha != current:
-                publish_news(lake, day, tables[day])
-            recorded = entries.get(day)
-            if recorded is None or recorded.sha256 != sha:
-                changed = _changed_articles(old, latest_versions(tables[day]))
-                entry = NewsEntry(day, latest_versions(tables[day]).num_rows, sha, 0, run_id)
-                reason = f"{changed} article(s) new or updated at the vendor"
-                store.record_news(entry, replaced=recorded, changed=changed, reason=reason)
+    def fetch_days(self, days: Sequence[dt.date]) -> NewsReport:
+        """Fetch and store ``days`` (final New York days): one stream per run of them."""
+        report = NewsReport()
+        for run in consecutive_runs(days):
+            tables, rejected, received = _fetch(self, run)
+            report.articles += received
+            for day in run:
+                refused = rejected.get(day, [])
+                if refused:
+                    publish_rejected(self.lake, day, refused)
+                    logger.warning(
+                        "news %s: %d record(s) refused, kept apart: %s",
+                        day,
+                        len(refused),
+                        refused[0].reason,
+                        extra={"event": "news_rejected", "day": day.isoformat()},
+                    )
+                written = publish_news(self.lake, day, tables[day])
+                entry = NewsEntry(day, written.rows, written.sha256, len(refused), self.run_id)
+                self.store.record_news(entry)
                 report.days.append(day)
-                report.replaced.append(day)
-    return report
+                report.rejected += len(refused)
+        return report
+
+    def recheck_days(self, days: Sequence[dt.date]) -> NewsReport:
+        """Ask again about stored ``days``; replace a day whose articles changed (a later
+        ``updated_at``, a new article), recording both versions and the reason."""
+        report = NewsReport()
+        entries = self.store.news_entries()
+        for run in consecutive_runs(days):
+            tables, _, received = _fetch(self, run)
+            report.articles += received
+            for day in run:
+                if self._replace(day, tables[day], entries.get(day)):
+                    report.days.append(day)
+                    report.replaced.append(day)
+        return report
+
+    def _replace(self, day: dt.date, fetched: pa.Table, recorded: NewsEntry | None) -> bool:
+        """Write ``day``'s file if its bytes change and record it if the ledger differs
+        (file first: a crash in between is repaired by the next recheck)."""
+        old = read_news_day(self.lake, day)
+        sha = hashlib.sha256(news_bytes(day, fetched)).hexdigest()
+        current = hashlib.sha256(as_store(self.lake).get(news_key(day))).hexdigest()
+        if sha != current:
+            publish_news(self.lake, day, fetched)
+        if recorded is not None and recorded.sha256 == sha:
+            return False
+        latest = latest_versions(fetched)
+        changed = _changed_articles(old, latest)
+        self.store.record_news(
+            NewsEntry(day, latest.num_rows, sha, 0, self.run_id),
+            replaced=recorded,
+            changed=changed,
+            reason=f"{changed} article(s) new or updated at the vendor",
+        )
+        return True
 
 
 def _changed_articles(old: pa.Table, new: pa.Table) -> int:

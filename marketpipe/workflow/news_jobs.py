@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from marketpipe.connectors import ConnectorError, NewsClient
+from marketpipe.connectors import ConnectorError
 from marketpipe.foundation.files import write_atomically
-from marketpipe.ingest.news import NewsReport, fetch_news_days, recheck_news_days
+from marketpipe.ingest.news import NewsReport, NewsSync
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
@@ -24,7 +24,7 @@ from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_clients
 
 logger = logging.getLogger(__name__)
-NewsWork = Callable[[NewsClient, CheckpointStore], NewsReport]
+NewsWork = Callable[[NewsSync], NewsReport]
 
 
 def _run_news_job(
@@ -46,7 +46,15 @@ def _run_news_job(
                             f"vendor {settings.config.vendor}: news is not fetched from this "
                             "vendor; set news.fetch: false"
                         )
-                    report = work(clients.news, store)
+                    sync = NewsSync(
+                        clients.news,
+                        settings.lake,
+                        store,
+                        tuple(settings.config.symbols),
+                        settings.config.news.include_content,
+                        current_run_id(),
+                    )
+                    report = work(sync)
             except (ConnectorError, ValueError) as exc:
                 error = f"{job} failed: {exc}"
             finally:
@@ -90,16 +98,8 @@ def fetch_news(
     wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
     label = f"news {wanted[0]}..{wanted[-1]}"
 
-    def work(client: NewsClient, store: CheckpointStore) -> NewsReport:
-        return fetch_news_days(
-            client,
-            settings.lake,
-            store,
-            settings.config.symbols,
-            wanted,
-            include_content=settings.config.news.include_content,
-            run_id=current_run_id(),
-        )
+    def work(sync: NewsSync) -> NewsReport:
+        return sync.fetch_days(wanted)
 
     report = _run_news_job(settings, label, log_path, work)
     if done_marker is not None:
@@ -119,19 +119,9 @@ def recheck_news(
     checked: list[dt.date] = []
     fresh = {day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in fresh_days}
 
-    def work(client: NewsClient, store: CheckpointStore) -> NewsReport:
-        checked.extend(recheck_days(settings, store.news_entries(), fresh))
-        if not checked:
-            return NewsReport()
-        return recheck_news_days(
-            client,
-            settings.lake,
-            store,
-            settings.config.symbols,
-            checked,
-            include_content=settings.config.news.include_content,
-            run_id=current_run_id(),
-        )
+    def work(sync: NewsSync) -> NewsReport:
+        checked.extend(recheck_days(settings, sync.store.news_entries(), fresh))
+        return sync.recheck_days(checked) if checked else NewsReport()
 
     report = _run_news_job(settings, "news recheck", log_path, work)
     summary = {
