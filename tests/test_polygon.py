@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from tests.workflow_support import (
     copy_of,
     lake_hashes,
     marketpipe_command,
+    planned_after_deleting,
     simulator_process,
     snakemake,
     snakemake_command,
@@ -258,11 +258,7 @@ def test_polygon_dry_run_plans_exactly_the_missing_partitions_and_their_requests
         ("AAPL", dt.date(2024, 2, 6)),
         ("MSFT", dt.date(2024, 3, 12)),
     ]
-    for symbol, day in gone:
-        partition_path(workdir / "lake", symbol, day).unlink()
-    dry = snakemake(workdir, "-n", env=POLYGON_ENV)
-    missing = re.findall(r"Missing output files: (.*)", dry.stdout)
-    named = sorted(path for line in missing for path in line.split(", "))
+    named = planned_after_deleting(workdir, gone, POLYGON_ENV)
     assert named == sorted(str(partition_path("lake", s, d)) for s, d in gone)
     planned = subprocess.run(
         marketpipe_command("plan"), cwd=workdir, env=POLYGON_ENV, capture_output=True, text=True

@@ -33,6 +33,7 @@ from tests.workflow_support import (
     copy_of,
     lake_hashes,
     marketpipe_command,
+    planned_after_deleting,
     request_log,
     requested_days,
     snakemake,
@@ -93,11 +94,7 @@ def test_deleted_partitions_are_planned_and_refetched_exactly(
         ("MSFT", dt.date(2024, 2, 8)),
         ("AAPL", dt.date(2024, 3, 21)),
     ]
-    for symbol, day in deleted:
-        partition_path(workdir / "lake", symbol, day).unlink()
-    dry = snakemake(workdir, "-n")
-    missing = re.findall(r"Missing output files: (.*)", dry.stdout)
-    named = sorted(path for line in missing for path in line.split(", "))
+    named = planned_after_deleting(workdir, deleted)
     assert named == sorted(str(partition_path("lake", s, d)) for s, d in deleted)
     already = len(request_log(workdir))
     result = snakemake(workdir, "--cores", "8")

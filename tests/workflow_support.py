@@ -6,6 +6,7 @@ import bisect
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from marketpipe.chaos import trials
-from marketpipe.lake.storage import LAKE_DIR
+from marketpipe.lake.storage import LAKE_DIR, partition_path
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.markettime.timeutil import parse_rfc3339
 from marketpipe.simulator import LoggedRequest, read_request_log
@@ -143,3 +144,15 @@ def kill_controller_mid_run(
             os.killpg(controller.pid, signal.SIGKILL)
         controller.wait(timeout=60)
     return running
+
+
+def planned_after_deleting(
+    workdir: Path, partitions: list[tuple[str, dt.date]], env: dict[str, str] | None = None
+) -> list[str]:
+    """Delete these partitions of ``workdir``'s lake; the files ``snakemake -n`` then names
+    as missing, sorted."""
+    for symbol, day in partitions:
+        partition_path(workdir / "lake", symbol, day).unlink()
+    dry = snakemake(workdir, "-n", env=env)
+    missing = re.findall(r"Missing output files: (.*)", dry.stdout)
+    return sorted(path for line in missing for path in line.split(", "))
