@@ -57,6 +57,11 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     assert incremental["one_per_symbol"]["requests"] == 3
     assert incremental["packed"]["requests"] == incremental["packed"]["floor"] == 1
     throughput = json.loads((tmp_path / "throughput.json").read_text())
-    assert throughput["rows"] > 10_000 and throughput["speedup"] > 0
+    rows = throughput["rows"]  # each side's own count: both wrote every bar
+    assert rows["marketpipe"] == rows["alpaca-py"] > 10_000 and throughput["speedup"] > 0
+    polygon = json.loads((tmp_path / "requests_floor_polygon.json").read_text())
+    assert polygon["vendor"] == "polygon" and polygon["requests"] == polygon["floor"] == 2
+    reconciled = json.loads((tmp_path / "reconcile.json").read_text())
+    assert sorted(reconciled["differences"]) == ["close", "missing_in_b", "volume"]
     crashes = json.loads((tmp_path / "crash_trials.json").read_text())
     assert crashes["failed"] == 0 and len(crashes["trials"]) == 1
