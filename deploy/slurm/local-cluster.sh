@@ -32,7 +32,7 @@ up() {
     install -d /etc/slurm
     cat >/etc/slurm/slurm.conf <<CONF
 ClusterName=local
-SlurmctldHost=${host}
+SlurmctldHost=${host}(127.0.0.1)
 SlurmUser=slurm
 SlurmdUser=root
 AuthType=auth/munge
