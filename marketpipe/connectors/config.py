@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -42,6 +43,29 @@ def _require_non_empty(value: SecretStr) -> SecretStr:
 
 # A credential: a secret that is there (vendors' configs use it for their keys).
 NonEmptySecret = Annotated[SecretStr, AfterValidator(_require_non_empty)]
+
+
+def with_environment_defaults(
+    data: Any, sources: Mapping[str, tuple[str, ...]], required: Collection[str]
+) -> Any:
+    """``data`` (a config's raw fields) with each field it lacks taken from the first of its
+    environment variables that is set; a ``required`` field still missing is an error that
+    names its variables (never a value)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for field, variables in sources.items():
+        found = next((os.environ[name] for name in variables if os.environ.get(name)), None)
+        if data.get(field) is None and found is not None:
+            data[field] = found
+        if data.get(field) is None and field in required:
+            first, *others = variables
+            alternatives = f" (or {', '.join(others)})" if others else ""
+            raise ValueError(
+                f"{field} is missing: set the {first} environment variable{alternatives} "
+                f"or pass {field}= explicitly"
+            )
+    return data
 
 
 class ClientConfig(BaseModel):
@@ -96,21 +120,9 @@ class AlpacaConfig(ClientConfig):
     @model_validator(mode="before")
     @classmethod
     def _fill_from_environment(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        env_sources = {
-            "key_id": cls.ENV_KEY_ID,
-            "secret_key": cls.ENV_SECRET_KEY,
-            "base_url": cls.ENV_DATA_URL,
+        sources = {
+            "key_id": (cls.ENV_KEY_ID,),
+            "secret_key": (cls.ENV_SECRET_KEY,),
+            "base_url": (cls.ENV_DATA_URL,),
         }
-        for field, variable in env_sources.items():
-            if data.get(field) is None and os.environ.get(variable):
-                data[field] = os.environ[variable]
-        for field, variable in (("key_id", cls.ENV_KEY_ID), ("secret_key", cls.ENV_SECRET_KEY)):
-            if data.get(field) is None:
-                raise ValueError(
-                    f"{field} is missing: set the {variable} environment variable "
-                    f"or pass {field}= explicitly"
-                )
-        return data
+        return with_environment_defaults(data, sources, required=("key_id", "secret_key"))

@@ -9,7 +9,6 @@ be a float, ``vw`` and ``n`` may be missing, and an absent ``results`` key is an
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -20,7 +19,7 @@ from pydantic import Field, model_validator
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.auth import AuthStrategy, BearerTokenAuth
 from marketpipe.connectors.base_api_client import BaseApiClient, Page
-from marketpipe.connectors.config import ClientConfig, NonEmptySecret
+from marketpipe.connectors.config import ClientConfig, NonEmptySecret, with_environment_defaults
 from marketpipe.connectors.errors import (
     ApiError,
     ConnectorError,
@@ -57,20 +56,11 @@ class PolygonConfig(ClientConfig):
     @model_validator(mode="before")
     @classmethod
     def _fill_from_environment(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        data = dict(data)
-        if data.get("base_url") is None and os.environ.get(cls.ENV_BASE_URL):
-            data["base_url"] = os.environ[cls.ENV_BASE_URL]
-        if data.get("api_key") is None:
-            key = os.environ.get(cls.ENV_API_KEY) or os.environ.get(cls.ENV_ALTERNATE_API_KEY)
-            if not key:
-                raise ValueError(
-                    f"api_key is missing: set {cls.ENV_API_KEY} (or {cls.ENV_ALTERNATE_API_KEY}) "
-                    "or pass api_key= explicitly"
-                )
-            data["api_key"] = key
-        return data
+        sources = {
+            "base_url": (cls.ENV_BASE_URL,),
+            "api_key": (cls.ENV_API_KEY, cls.ENV_ALTERNATE_API_KEY),
+        }
+        return with_environment_defaults(data, sources, required=("api_key",))
 
 
 class PolygonClient(BaseApiClient[BarsQuery]):

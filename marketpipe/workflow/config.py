@@ -26,10 +26,29 @@ class ConfigError(ValueError):
     """The workflow configuration is invalid; the message names each bad key."""
 
 
-class AlpacaSettings(BaseModel):
-    """Settings of the Alpaca vendor (also used by the demo simulator, which mimics it)."""
+class VendorSettings(BaseModel):
+    """What every bar vendor's section has: its API root and how requests are paced and
+    retried (each vendor adds its own defaults and keys)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    base_url: str | None = Field(None, description="API root (https; http only for loopback)")
+    requests_per_minute: int = Field(200, ge=1, le=100_000, description="Request budget")
+    rate_window_seconds: float = Field(
+        60.0, gt=0, le=3600, description="Length of the rate window (vendors count per minute)"
+    )
+    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
+    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
+    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
+
+    @field_validator("base_url")
+    @classmethod
+    def _check_base_url(cls, value: str | None) -> str | None:
+        return None if value is None else validate_base_url(value)
+
+
+class AlpacaSettings(VendorSettings):
+    """Settings of the Alpaca vendor (also used by the demo simulator, which mimics it)."""
 
     base_url: str | None = Field(
         None,
@@ -45,9 +64,6 @@ class AlpacaSettings(BaseModel):
     requests_per_minute: int = Field(
         200, ge=1, le=100_000, description="Request budget (200 on the free plan)"
     )
-    rate_window_seconds: float = Field(
-        60.0, gt=0, le=3600, description="Length of the rate window (Alpaca counts per minute)"
-    )
     budget_shares: int = Field(
         1,
         ge=1,
@@ -60,14 +76,6 @@ class AlpacaSettings(BaseModel):
     page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page (max 10000)")
     connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to connect")
     read_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for data")
-    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
-    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
-    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
-        return None if value is None else validate_base_url(value)
 
     @field_validator("adjustment")
     @classmethod
@@ -84,10 +92,8 @@ class AlpacaSettings(BaseModel):
         return self
 
 
-class PolygonSettings(BaseModel):
+class PolygonSettings(VendorSettings):
     """Settings of the Massive (Polygon.io) vendor: SIP aggregates, raw."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_url: str | None = Field(
         None,
@@ -97,15 +103,6 @@ class PolygonSettings(BaseModel):
     requests_per_minute: int = Field(
         5, ge=1, le=100_000, description="Request budget (the free tier allows 5)"
     )
-    rate_window_seconds: float = Field(60.0, gt=0, le=3600, description="Rate window length")
-    max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
-    backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
-    backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
-
-    @field_validator("base_url")
-    @classmethod
-    def _check_base_url(cls, value: str | None) -> str | None:
-        return None if value is None else validate_base_url(value)
 
 
 class AlertSettings(BaseModel):

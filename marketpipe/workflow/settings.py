@@ -33,9 +33,8 @@ from marketpipe.markettime.finality import Finality
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.markettime.timeutil import dates_as_text
 from marketpipe.workflow.config import (
-    AlpacaSettings,
     ConfigError,
-    PolygonSettings,
+    VendorSettings,
     WorkflowConfig,
 )
 
@@ -178,7 +177,7 @@ class WorkflowSettings(BaseModel):
         return "raw" if self.config.vendor == "polygon" else self.config.alpaca.adjustment
 
     @property
-    def vendor_section(self) -> AlpacaSettings | PolygonSettings:
+    def vendor_section(self) -> VendorSettings:
         """The bar vendor's settings (its request budget); the demo vendor is Alpaca's."""
         return self.config.polygon if self.config.vendor == "polygon" else self.config.alpaca
 
@@ -339,7 +338,7 @@ ClientConfigT = TypeVar("ClientConfigT", bound=ClientConfig)
 def _client_config(
     vendor: str,
     config_class: type[ClientConfigT],
-    section: AlpacaSettings | PolygonSettings,
+    section: VendorSettings,
     fields: tuple[str, ...],
     overrides: dict[str, Any],
 ) -> ClientConfigT:
