@@ -309,8 +309,8 @@ def test_a_day_file_holds_each_article_once_in_its_latest_version(tmp_path: Path
     (day,) = split_by_day(table)
     assert day == dt.date(2024, 1, 2)
     assert latest_versions(table)["headline"].to_pylist() == ["h2"]
-    first = publish_news(tmp_path, day, table)
-    again = publish_news(tmp_path, day, table.take([1, 0]))  # any order, the same bytes
+    first, _ = publish_news(tmp_path, day, table)
+    again, _ = publish_news(tmp_path, day, table.take([1, 0]))  # any order, the same bytes
     assert first == again and first.rows == 1 and news_path(tmp_path, day).exists()
     assert read_news(["MSFT"], day, day, data_dir=tmp_path)["id"].to_pylist() == [7]
     assert read_news(["SPY"], day, day, data_dir=tmp_path).num_rows == 0

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_key, stored_symbols
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.news import news_key, present_news_days, read_news_day
+from marketpipe.lake.news import news_key, parse_news_file, present_news_days
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     DAY_KEY,
@@ -133,12 +133,13 @@ def verify_news(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
         key = news_key(day)
         where = f"{lake.uri}/{key}"
         entry = ledger.get(day)
+        data = lake.get(key)
         if entry is None:
             problems.append(Problem(where, "no ledger row records this file"))
-        elif hashlib.sha256(lake.get(key)).hexdigest() != entry.sha256:
+        elif hashlib.sha256(data).hexdigest() != entry.sha256:
             problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
         try:
-            read_news_day(lake, day)
+            parse_news_file(data, where)
         except (DamagedFileError, pa.ArrowException) as exc:
             problems.append(Problem(where, f"unreadable as news: {exc}"))
     for day in sorted(set(ledger) - set(days)):

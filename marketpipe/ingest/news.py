@@ -11,7 +11,6 @@ a day only when its bytes change, recording the old and new versions in the ledg
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,15 +24,12 @@ from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.ledger_rows import NewsEntry
 from marketpipe.lake.news import (
     latest_versions,
-    news_bytes,
-    news_key,
     publish_news,
     publish_rejected,
-    read_news_day,
     split_by_day,
+    stored_news_file,
 )
 from marketpipe.lake.objects import LakeStore
-from marketpipe.lake.storage import as_store
 from marketpipe.markettime.calendar import new_york_date, new_york_midnight
 
 logger = logging.getLogger(__name__)
@@ -121,7 +117,7 @@ class NewsSync:
                         refused[0].reason,
                         extra={"event": "news_rejected", "day": day.isoformat()},
                     )
-                written = publish_news(self.lake, day, tables[day])
+                written, _ = publish_news(self.lake, day, tables[day])
                 entry = NewsEntry(day, written.rows, written.sha256, len(refused), self.run_id)
                 self.store.record_news(entry)
                 report.days.append(day)
@@ -145,17 +141,13 @@ class NewsSync:
     def _replace(self, day: dt.date, fetched: pa.Table, recorded: NewsEntry | None) -> bool:
         """Write ``day``'s file if its bytes change and record it if the ledger differs
         (file first: a crash in between is repaired by the next recheck)."""
-        old = read_news_day(self.lake, day)
-        sha = hashlib.sha256(news_bytes(day, fetched)).hexdigest()
-        current = hashlib.sha256(as_store(self.lake).get(news_key(day))).hexdigest()
-        if sha != current:
-            publish_news(self.lake, day, fetched)
-        if recorded is not None and recorded.sha256 == sha:
+        current, old = stored_news_file(self.lake, day)
+        written, _ = publish_news(self.lake, day, fetched, current)
+        if recorded is not None and recorded.sha256 == written.sha256:
             return False
-        latest = latest_versions(fetched)
-        changed = _changed_articles(old, latest)
+        changed = _changed_articles(old, latest_versions(fetched))
         self.store.record_news(
-            NewsEntry(day, latest.num_rows, sha, 0, self.run_id),
+            NewsEntry(day, written.rows, written.sha256, 0, self.run_id),
             replaced=recorded,
             changed=changed,
             reason=f"{changed} article(s) new or updated at the vendor",

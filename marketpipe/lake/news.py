@@ -30,6 +30,7 @@ from marketpipe.lake.storage import (
     as_store,
     parquet_bytes,
     read_table_at,
+    read_verified,
 )
 from marketpipe.markettime.calendar import new_york_date
 
@@ -117,17 +118,25 @@ def split_by_day(table: pa.Table) -> dict[dt.date, pa.Table]:
     return {day: table.take(pa.array(rows, pa.int64())) for day, rows in groups.items()}
 
 
-def news_bytes(day: dt.date, table: pa.Table) -> bytes:
-    """The file bytes of one day's articles: the same articles always give the same bytes."""
-    return parquet_bytes(latest_versions(table), {DAY_KEY: day.isoformat()})
+def news_file(day: dt.date, table: pa.Table) -> tuple[WrittenFile, bytes]:
+    """One day's file (its key, articles and hash) and bytes: the same articles always give
+    the same bytes."""
+    latest = latest_versions(table)
+    data = parquet_bytes(latest, {DAY_KEY: day.isoformat()})
+    return WrittenFile(news_key(day), latest.num_rows, _sha256(data)), data
 
 
-def publish_news(lake: Lake, day: dt.date, table: pa.Table) -> WrittenFile:
-    """Write one day's articles atomically (readers see the old file or the new one)."""
-    data = news_bytes(day, table)
-    written = WrittenFile(news_key(day), latest_versions(table).num_rows, _sha256(data))
+def publish_news(
+    lake: Lake, day: dt.date, table: pa.Table, current_sha256: str | None = None
+) -> tuple[WrittenFile, bool]:
+    """Write one day's articles atomically (readers see the old file or the new one) unless
+    the file already holds these bytes; ``current_sha256`` is the hash of the file known to
+    be there, ``None`` if unknown. Returns the file and whether it was written."""
+    written, data = news_file(day, table)
+    if written.sha256 == current_sha256:
+        return written, False
     as_store(lake).put(written.key, data, crash_point_name="parquet_write")
-    return written
+    return written, True
 
 
 def publish_rejected(lake: Lake, day: dt.date, rejected: Sequence[RejectedArticle]) -> None:
@@ -145,6 +154,18 @@ def read_news_day(lake: Lake, day: dt.date) -> pa.Table:
     """One stored day's articles (page checksums verified)."""
     store = as_store(lake)
     return read_table_at(store, news_key(day)).cast(NEWS_SCHEMA)
+
+
+def parse_news_file(data: bytes, where: str) -> pa.Table:
+    """The articles in a news file's bytes (page checksums verified; ``where`` names it)."""
+    return read_verified(pa.BufferReader(data), where).cast(NEWS_SCHEMA)
+
+
+def stored_news_file(lake: Lake, day: dt.date) -> tuple[str, pa.Table]:
+    """The sha256 and the articles of one stored day, from one read of its file."""
+    store = as_store(lake)
+    data = store.get(news_key(day))
+    return _sha256(data), parse_news_file(data, f"{store.uri}/{news_key(day)}")
 
 
 def read_news(
@@ -215,9 +236,8 @@ def adopt_unrecorded_news(lake: Lake, store: CheckpointStore, run_id: str) -> li
     present = present_news_days(lake)
     adopted = []
     for day in sorted(present - set(recorded)):
-        data = as_store(lake).get(news_key(day))
-        rows = read_news_day(lake, day).num_rows
-        store.record_news(NewsEntry(day, rows, _sha256(data), 0, run_id))
+        sha256, articles = stored_news_file(lake, day)
+        store.record_news(NewsEntry(day, articles.num_rows, sha256, 0, run_id))
         adopted.append(day)
     store.forget_news(sorted(set(recorded) - present))
     return adopted

@@ -152,6 +152,12 @@ _MALFORMED_POLYGON_PAGE = {
     "results": [{"t": 1_704_205_800_000, **_CLOSELESS_BAR}],
     "status": "OK",
 }
+_MALFORMED_PAGES = {
+    "bars": _MALFORMED_ALPACA_PAGE,
+    "news": _MALFORMED_NEWS_PAGE,
+    "polygon": _MALFORMED_POLYGON_PAGE,
+}
+Endpoint = Literal["bars", "news", "polygon"]
 
 
 def _gateway_page(status: int) -> bytes:
@@ -254,10 +260,9 @@ class SimulatorApp:
         identity = f"{key}|{path}|{sorted(query)}"
         fault = self.faults.decide(identity, named)
         info["fault"] = fault
-        if news and fault == "malformed":
-            return Reply(200, json_bytes(_MALFORMED_NEWS_PAGE), dict(limit_headers)), info
         if fault is not None and fault != "slow":
-            return self._fault_reply(fault, limit_headers, polygon=False), info
+            endpoint = "news" if news else "bars"
+            return self._fault_reply(fault, limit_headers, endpoint), info
         try:
             if latest:
                 payload, count = self.bars.latest(query, self.market_clock(), self.config.plan)
@@ -301,7 +306,7 @@ class SimulatorApp:
         fault = self.faults.decide(f"{info['key']}|{parts}|{sorted(query)}", (parts[3],))
         info["fault"] = fault
         if fault is not None and fault != "slow":
-            return self._fault_reply(fault, {}, polygon=True), info
+            return self._fault_reply(fault, {}, "polygon"), info
         try:
             payload, count = self.polygon.page(parts, query, self.config.plan)
         except BadRequest as exc:
@@ -325,8 +330,10 @@ class SimulatorApp:
             return hashlib.sha256(bearer.encode()).hexdigest()[:12], None
         return None, _nginx_401()
 
-    def _fault_reply(self, fault: str, limit_headers: dict[str, str], *, polygon: bool) -> Reply:
-        """An injected failure, in the error style of the vendor whose endpoint was asked."""
+    def _fault_reply(self, fault: str, limit_headers: dict[str, str], endpoint: Endpoint) -> Reply:
+        """An injected failure, in the style of the endpoint asked (its vendor's error bodies,
+        its own page shape for a malformed page)."""
+        polygon = endpoint == "polygon"
         faults = self.config.faults
         headers = dict(limit_headers)
         if fault.startswith("fail_symbol:"):
@@ -350,7 +357,7 @@ class SimulatorApp:
         elif fault == "invalid_json":
             return Reply(200, _BROKEN_POLYGON_PAGE if polygon else _BROKEN_ALPACA_PAGE, headers)
         elif fault == "malformed":
-            page = _MALFORMED_POLYGON_PAGE if polygon else _MALFORMED_ALPACA_PAGE
+            page = _MALFORMED_PAGES[endpoint]
             return Reply(200, json_bytes(page), headers)
         else:  # socket-level faults: no body is ever read
             return Reply(200, b"{}", headers, fault)

@@ -57,16 +57,26 @@ class SimulatedArticle:
     content: str
     updated_at: dt.datetime | None  # when the second version appears, if ever
 
+    def is_updated(self, now: dt.datetime) -> bool:
+        """Whether the vendor has published the second version by market time ``now``."""
+        return self.updated_at is not None and self.updated_at <= now
+
+    def version_time(self, now: dt.datetime) -> dt.datetime:
+        """``updated_at`` of the version served at ``now`` (first versions: a second after
+        ``created_at``, as in the recordings)."""
+        if self.updated_at is not None and self.is_updated(now):
+            return self.updated_at
+        return self.created_at + dt.timedelta(seconds=1)
+
     def served(self, now: dt.datetime, include_content: bool) -> dict[str, Any]:
         """The record as the vendor sends it at market time ``now``."""
-        updated = self.updated_at is not None and self.updated_at <= now
-        stamp = self.updated_at if updated and self.updated_at else self.created_at
+        updated = self.is_updated(now)
         return {
             "id": self.id,
             "headline": self.headline + (" (updated)" if updated else ""),
             "author": self.author,
             "created_at": format_rfc3339(self.created_at),
-            "updated_at": format_rfc3339(stamp + dt.timedelta(seconds=0 if updated else 1)),
+            "updated_at": format_rfc3339(self.version_time(now)),
             "summary": self.summary + (" Updated with comment." if updated else ""),
             "content": self.content if include_content else "",
             "url": f"https://news.example.com/{self.id}",
@@ -77,8 +87,7 @@ class SimulatedArticle:
 
     def sort_key(self, now: dt.datetime) -> tuple[int, int]:
         """``(updated_at in ns, id)`` of the version served at ``now``."""
-        served = self.served(now, include_content=False)
-        return int(parse_rfc3339(served["updated_at"]).timestamp()) * 10**9, self.id
+        return int(self.version_time(now).timestamp()) * 10**9, self.id
 
 
 @functools.lru_cache(maxsize=4096)
