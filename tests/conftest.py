@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
+from marketpipe.connectors.alpaca import AlpacaDataClient
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
 from marketpipe.connectors.rate_limit import RateLimiter
 from marketpipe.markettime.calendar import trading_sessions
@@ -117,18 +119,30 @@ def clock_options(clock: FakeClock | None) -> dict[str, Any]:
     return {"clock": clock, "sleep": clock.sleep, "async_sleep": clock.async_sleep}
 
 
+@dataclass(frozen=True)
+class RemoteSimulator:
+    """A running simulator known only by its URL (one started by another process)."""
+
+    url: str
+
+
+Simulator = SimulatorServer | RemoteSimulator
+
+
 def alpaca_client(
-    server: SimulatorServer,
+    server: Simulator,
     clock: FakeClock | None = None,
     *,
     rate_limiter: RateLimiter | None = None,
+    client_class: type[AlpacaDataClient[Any]] = AlpacaClient,
     **config: Any,
-) -> AlpacaClient:
-    """An AlpacaClient pointed at ``server``; with ``clock``, time is fake and instant."""
+) -> Any:
+    """An Alpaca client (bars, or ``client_class``: news, corporate actions) pointed at
+    ``server``; with ``clock``, time is fake and instant."""
     config.setdefault("key_id", SecretStr("demo"))
     config.setdefault("secret_key", SecretStr("demo"))
     config.setdefault("requests_per_minute", 10_000)
-    return AlpacaClient(
+    return client_class(
         AlpacaConfig(base_url=server.url, **config),
         rate_limiter=rate_limiter,
         **clock_options(clock),
@@ -136,7 +150,7 @@ def alpaca_client(
 
 
 def polygon_client(
-    server: SimulatorServer,
+    server: Simulator,
     clock: FakeClock | None = None,
     *,
     rate_limiter: RateLimiter | None = None,

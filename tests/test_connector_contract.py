@@ -30,6 +30,7 @@ from marketpipe.connectors.rate_budget import SharedRateLimiter
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from tests.conftest import (
     FakeClock,
+    RemoteSimulator,
     alpaca_client,
     bars_query,
     expected_bars,
@@ -222,18 +223,13 @@ class FrozenClock(FakeClock):
         self.sleeps.append(seconds)
 
 
-@dataclass(frozen=True)
-class _Remote:
-    """A running simulator known only by its URL (from another process)."""
-
-    url: str
-
-
 def fetch_on_a_shared_budget(name: str, url: str, budget_path: str) -> list[float]:
     """Fetch two symbols on the budget at ``budget_path``; the slots it was given."""
     clock = FrozenClock()
     limiter = RecordingLimiter(budget_path, 5, window_seconds=10.0, clock=clock)
-    client = CONNECTORS[name].client(_Remote(url), clock, rate_limiter=limiter, page_size=PAGE_SIZE)
+    client = CONNECTORS[name].client(
+        RemoteSimulator(url), clock, rate_limiter=limiter, page_size=PAGE_SIZE
+    )
     with client:
         fetch_all(client, TWO_SYMBOLS)
     limiter.close()

@@ -38,7 +38,7 @@ from marketpipe.lake.news import (
 from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from marketpipe.simulator.news_api import articles_of
-from tests.conftest import FakeClock, clock_options, start_simulator
+from tests.conftest import FakeClock, RemoteSimulator, Simulator, alpaca_client, start_simulator
 from tests.test_connector_contract import (
     EVERY_TRANSIENT_FAULT,
     FROZEN_AT,
@@ -52,14 +52,9 @@ FIRST, LAST = dt.date(2024, 1, 2), dt.date(2024, 1, 12)
 SYMBOLS = ("AAPL", "MSFT")
 
 
-def news_client(server: Any, clock: FakeClock | None = None, **config: Any) -> NewsClient:
-    config.setdefault("key_id", SecretStr("demo"))
-    config.setdefault("secret_key", SecretStr("demo"))
-    config.setdefault("requests_per_minute", 10_000)
-    limiter = config.pop("rate_limiter", None)
-    return NewsClient(
-        AlpacaConfig(base_url=server.url, **config), rate_limiter=limiter, **clock_options(clock)
-    )
+def news_client(server: Simulator, clock: FakeClock | None = None, **options: Any) -> NewsClient:
+    """A NewsClient pointed at ``server`` (see ``alpaca_client``)."""
+    return alpaca_client(server, clock, client_class=NewsClient, **options)
 
 
 def news_query(**fields: Any) -> NewsQuery:
@@ -250,7 +245,7 @@ def test_a_wrong_key_is_refused_once_without_the_secret_anywhere(
 def _news_on_a_budget(url: str, budget_path: str) -> list[float]:
     clock = FrozenClock()
     limiter = RecordingLimiter(budget_path, 5, window_seconds=10.0, clock=clock)
-    with news_client(_Url(url), clock, page_size=10, rate_limiter=limiter) as client:
+    with news_client(RemoteSimulator(url), clock, page_size=10, rate_limiter=limiter) as client:
         fetch(client, news_query())
     limiter.close()
     return limiter.slots
@@ -258,11 +253,6 @@ def _news_on_a_budget(url: str, budget_path: str) -> list[float]:
 
 def _news_in_a_process(url: str, budget_path: str, queue: Any) -> None:
     queue.put(_news_on_a_budget(url, budget_path))
-
-
-class _Url:
-    def __init__(self, url: str) -> None:
-        self.url = url
 
 
 def test_news_clients_share_one_budget_across_threads_and_processes(

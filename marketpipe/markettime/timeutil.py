@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 UTC = dt.UTC
@@ -53,3 +54,8 @@ def dates_as_text(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+def sorted_days(values: Iterable[dt.date | str]) -> list[dt.date]:
+    """Dates given as dates or ``YYYY-MM-DD`` text (as Snakemake params carry them), sorted."""
+    return sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in values)

@@ -26,6 +26,7 @@ from marketpipe.ingest.bars import (
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
+from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import (
     RUN_STARTED_VARIABLE,
     current_run_id,
@@ -77,7 +78,7 @@ def fetch_partitions(
     run id. Raises :class:`FetchFailed` naming each failed symbol, the days and the vendor's
     error, after publishing every symbol that could be fetched.
     """
-    wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
+    wanted = sorted_days(days)
     symbols = tuple(sorted(symbols))
     month = wanted[0].strftime("%Y-%m")
     span = f"{wanted[0]}..{wanted[-1]}"

@@ -16,6 +16,7 @@ from marketpipe.ingest.news import NewsReport, NewsSync
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
+from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.observability.metrics import MetricsRecorder
 from marketpipe.workflow.jobs import FetchFailed, record_job
@@ -95,7 +96,7 @@ def fetch_news(
     done_marker: Path | str | None = None,
 ) -> NewsReport:
     """Store the news of ``days`` (final, missing New York days); ``done_marker`` when done."""
-    wanted = sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in days)
+    wanted = sorted_days(days)
     label = f"news {wanted[0]}..{wanted[-1]}"
 
     def work(sync: NewsSync) -> NewsReport:
@@ -117,7 +118,7 @@ def recheck_news(
     run's news jobs fetch) and replace those that changed; write ``marker`` (what was done,
     as JSON) so the next run of the day skips it."""
     checked: list[dt.date] = []
-    fresh = {day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in fresh_days}
+    fresh = set(sorted_days(fresh_days))
 
     def work(sync: NewsSync) -> NewsReport:
         checked.extend(recheck_days(settings, sync.store.news_entries(), fresh))
