@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from marketpipe.commands.common import (
-    DEFAULT_CONFIG,
     CommandError,
+    add_config_options,
     load_command_settings,
 )
+from marketpipe.commands.consolidate import add_consolidate_command
 from marketpipe.commands.demo import add_demo_command
 from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
@@ -250,6 +251,7 @@ def run_verify(args: argparse.Namespace) -> int:
         for count, what in (
             (result.actions_checked, "corporate-actions"),
             (result.news_checked, "news"),
+            (result.months_checked, "month"),
         )
         if count
     ]
@@ -264,23 +266,6 @@ def run_report(args: argparse.Namespace) -> int:
     png, page = make_report(_settings(args), args.output)
     print(f"wrote {png}\nwrote {page}")
     return 0
-
-
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help=f"the workflow's config file (default: {DEFAULT_CONFIG})",
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, as snakemake --config does (e.g. end=2024-03-28)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -300,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", run_export, "a symbol and date range into one Parquet or CSV file"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
-        _add_config_options(command)
+        add_config_options(command)
         command.set_defaults(handler=handler)
         if name == "report":
             command.add_argument(
@@ -357,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="the MarketPipe workflow repository (Snakefile, workflow/rules, profiles); "
                 "default: the working directory",
             )
+    add_consolidate_command(commands)
     add_reconcile_command(commands)
     add_demo_command(commands)
     commands.add_parser(

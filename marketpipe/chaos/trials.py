@@ -12,6 +12,7 @@ from pathlib import Path
 
 from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
 from marketpipe.lake.actions import ACTIONS_DIR
+from marketpipe.lake.consolidated import MONTHLY_DIR
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.news import NEWS_DIR, news_key
 from marketpipe.lake.objects import LakeStore
@@ -24,13 +25,13 @@ SMALL_RUN_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 
 
 
 def lake_hashes(lake: LakeStore | Path | str) -> dict[str, str]:
-    """sha256 of every data file of the lake (bars, corporate actions and news), by key
-    relative to its root (``ohlcv/symbol=...``, ``corporate_actions/symbol=...``,
-    ``news/year=...``)."""
+    """sha256 of every data file of the lake (bars, month files, corporate actions and news),
+    by key relative to its root (``ohlcv/symbol=...``, ``ohlcv_monthly/symbol=...``,
+    ``corporate_actions/symbol=...``, ``news/year=...``)."""
     store = as_store(lake)
     return {
         key: hashlib.sha256(store.get(key)).hexdigest()
-        for area in (LAKE_DIR, ACTIONS_DIR, NEWS_DIR)
+        for area in (LAKE_DIR, MONTHLY_DIR, ACTIONS_DIR, NEWS_DIR)
         for key in store.list(area)
         if key.endswith(".parquet")
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import yaml
@@ -25,3 +26,21 @@ def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
     except yaml.YAMLError as exc:
         raise CommandError(f"config file {path} is not valid YAML: {exc}") from None
     return load_settings(apply_overrides(raw, overrides))
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE`` and ``--set KEY=VALUE``, as every command that reads the config takes."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"the workflow's config file (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, as snakemake --config does (e.g. end=2024-03-28)",
+    )

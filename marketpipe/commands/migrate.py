@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from marketpipe.foundation.files import write_atomically
+from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import (
     LAKE_DIR,
@@ -82,6 +83,8 @@ def migrate_lake(settings: WorkflowSettings) -> MigrationResult:
                     MIGRATION_REASON,
                     current_run_id(),
                 )
+            if located is not None:
+                invalidate_months(settings.lake, store, located[0], [located[1]])
             write_atomically(path, data)
             partitions += 1
         for path in sorted((root / QUARANTINE_DIR).rglob(QUARANTINE_FILE)):

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketpipe.ingest.bars import SymbolsFailed, ingest_days
+from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
@@ -162,6 +163,7 @@ def _adopt_changes(
         old = LedgerEntry(symbol, day, old_rows, current, old_rows == 0, 0, 0)
         staged_rejects = quarantine_path(staging, symbol, day)
         rejects = quarantine_key(symbol, day)
+        invalidate_months(lake, store, symbol, [day])
         if staged_rejects.exists():
             lake.put(rejects, staged_rejects.read_bytes())
         else:

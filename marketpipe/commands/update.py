@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import yaml
 
 from marketpipe.commands.common import DEFAULT_CONFIG, CommandError, load_command_settings
+from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress
@@ -137,10 +138,11 @@ def drop_premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.
     premature = premature_partitions(settings)
     if not premature:
         return []
-    for symbol, day in premature:
-        settings.lake.delete(partition_key(symbol, day))
-        settings.lake.delete(quarantine_key(symbol, day))
     with CheckpointStore(settings.state_dir) as store:
+        for symbol, day in premature:
+            invalidate_months(settings.lake, store, symbol, [day])
+            settings.lake.delete(partition_key(symbol, day))
+            settings.lake.delete(quarantine_key(symbol, day))
         for symbol, day in premature:
             store.forget(symbol, [day])
     print(

@@ -12,6 +12,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_key, stored_symbols
+from marketpipe.lake.consolidated import (
+    Month,
+    decode_sources,
+    month_files,
+    month_key,
+    month_sessions,
+)
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.news import news_key, parse_news_file, present_news_days
 from marketpipe.lake.objects import LakeStore
@@ -50,6 +57,7 @@ class VerifyResult:
     problems: list[Problem]
     actions_checked: int = 0  # corporate-actions files
     news_checked: int = 0  # news day files
+    months_checked: int = 0  # consolidated month files
 
 
 def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
@@ -148,9 +156,59 @@ def verify_news(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
     return len(days), problems
 
 
+MONTH_REPAIR = "a month file is only a copy of its day files: `marketpipe consolidate` rebuilds it"
+
+
+def _month_problem(data: bytes, month: Month, hashes: dict[dt.date, str]) -> str | None:
+    """What is wrong with a month file's contents, or ``None``."""
+    try:
+        file = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        table = file.read(use_threads=False)
+    except (OSError, pa.ArrowException) as exc:
+        return damage_of(exc)
+    if not table.schema.remove_metadata().equals(LAKE_SCHEMA.remove_metadata()):
+        return "schema differs from the canonical OHLCV schema (without symbol)"
+    sources = decode_sources(table.schema.metadata)
+    if sources is None:
+        return "its footer names no source day files"
+    sessions = month_sessions(month)
+    if {source.day: source.sha256 for source in sources} != {d: hashes.get(d) for d in sessions}:
+        return f"stale: its day files changed or are gone since it was built; {MONTH_REPAIR}"
+    return None
+
+
+def verify_months(
+    lake: LakeStore, state_dir: Path, hashes: dict[tuple[str, dt.date], str]
+) -> tuple[int, list[Problem]]:
+    """Re-hash every month file against the ledger and check it against the current hashes
+    of its day files (``hashes``, from the ledger)."""
+    with CheckpointStore(state_dir) as store:
+        ledger = store.month_entries()
+    problems: list[Problem] = []
+    present = sorted(month_files(lake))
+    for symbol, month in present:
+        key = month_key(symbol, month)
+        where = f"{lake.uri}/{key}"
+        data = lake.get(key)
+        entry = ledger.get((symbol, month))
+        if entry is None:
+            problems.append(Problem(where, f"no ledger row records this file; {MONTH_REPAIR}"))
+        elif hashlib.sha256(data).hexdigest() != entry.sha256:
+            problems.append(Problem(where, f"content differs from the ledger; {MONTH_REPAIR}"))
+        days = {d: hashes[(symbol, d)] for d in month_sessions(month) if (symbol, d) in hashes}
+        issue = _month_problem(data, month, days)
+        if issue:
+            problems.append(Problem(where, issue))
+    for symbol, month in sorted(set(ledger) - set(present)):
+        where = f"{lake.uri}/{month_key(symbol, month)}"
+        missing = f"recorded in the ledger but the file is missing; {MONTH_REPAIR}"
+        problems.append(Problem(where, missing))
+    return len(present), problems
+
+
 def verify_lake(settings: WorkflowSettings) -> VerifyResult:
-    """Re-hash every partition, corporate-actions and news file against the ledger and check
-    schema and row placement."""
+    """Re-hash every partition, month, corporate-actions and news file against the ledger and
+    check schema, row placement and that each month file matches its day files."""
     require_lake(settings)
     lake = settings.lake
     problems: list[Problem] = []
@@ -185,6 +243,9 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
     problems.extend(actions_problems)
     news_checked, news_problems = verify_news(lake, settings.state_dir)
     problems.extend(news_problems)
+    hashes = {key: entry.sha256 for key, entry in ledger.items()}
+    months_checked, month_problems = verify_months(lake, settings.state_dir, hashes)
+    problems.extend(month_problems)
     for symbol, day in premature_partitions(settings):
         problems.append(
             Problem(
@@ -193,4 +254,4 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
                 "`marketpipe update` fetches it again",
             )
         )
-    return VerifyResult(checked, problems, actions_checked, news_checked)
+    return VerifyResult(checked, problems, actions_checked, news_checked, months_checked)

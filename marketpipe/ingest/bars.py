@@ -28,6 +28,7 @@ from marketpipe.connectors import (
 from marketpipe.ingest.publish import QUARANTINE_SCHEMA, LedgerBatch, RunPublisher
 from marketpipe.ingest.reconcile import reconcile
 from marketpipe.ingest.stream import IngestReport, StreamSettings, SymbolsFailed
+from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import as_store
@@ -184,6 +185,7 @@ def ingest_days(
     streams: dict[tuple[dt.date, ...], list[str]] = {}
     for symbol in symbols:
         missing = reconcile(store, lake, symbol, days, adopt)
+        invalidate_months(lake, store, symbol, missing)
         report.missing_days += len(missing)
         for run in contiguous_runs(missing, days):
             streams.setdefault(tuple(run), []).append(symbol)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.foundation.files import write_atomically
+from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import file_sha256, partition_key
@@ -87,6 +88,7 @@ def move_aside(
         key = partition_key(damage.symbol, damage.day)
         destination = target / key
         destination.parent.mkdir(parents=True, exist_ok=True)
+        invalidate_months(lake, store, damage.symbol, [damage.day])
         os.replace(lake.path(key), destination)
         reason = destination.with_name(destination.name + ".reason")
         write_atomically(reason, f"{damage.symbol} {damage.day}: {damage.reason}\n".encode())

@@ -18,6 +18,7 @@ from marketpipe.chaos import crash_point
 from marketpipe.foundation.sqlite import connect, transaction
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger_datasets import DataSetLedger
+from marketpipe.lake.ledger_months import MonthEntry, MonthLedger
 from marketpipe.lake.ledger_rows import (
     LEDGER_COLUMNS,
     ActionsEntry,
@@ -37,6 +38,7 @@ __all__ = [
     "CheckpointStore",
     "LakeSettingsMismatch",
     "LedgerEntry",
+    "MonthEntry",
     "Replacement",
     "StreamKey",
     "state_path",
@@ -55,7 +57,7 @@ class LakeSettingsMismatch(ValueError):
     """The lake under ``data_dir`` was filled with different settings."""
 
 
-class CheckpointStore(DataSetLedger):
+class CheckpointStore(DataSetLedger, MonthLedger):
     """Checkpoints of one lake; open one per job and close it when done."""
 
     def __init__(self, data_dir: Path | str) -> None:

@@ -93,6 +93,15 @@ CREATE TABLE IF NOT EXISTS news_history (
     reason TEXT NOT NULL,
     run_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS month_files (
+    symbol TEXT NOT NULL,
+    month TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    sources_sha256 TEXT NOT NULL,
+    built_at REAL NOT NULL,
+    PRIMARY KEY (symbol, month)
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,

@@ -89,6 +89,10 @@ class LakeStore(Protocol):
         """Every key under ``prefix`` (a directory-like prefix, recursive), sorted."""
         ...
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes (one listing)."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
         ...
@@ -175,6 +179,10 @@ class LocalStore:
             relative = Path(directory).relative_to(self.root).as_posix()
             keys.extend(f"{relative}/{name}" for name in files if not name.endswith(".tmp"))
         return sorted(keys)
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every file under ``prefix`` with its size in bytes."""
+        return {key: self.path(key).stat().st_size for key in self.list(prefix)}
 
     def delete(self, key: str) -> None:
         """Remove the file if present."""
@@ -345,15 +353,19 @@ class S3Store:
 
     def list(self, prefix: str) -> list[str]:
         """Every key under ``prefix``: one LIST request per 1,000 keys."""
-        return sorted(self._list(prefix))
+        return sorted(key for key, _ in self._list(prefix))
 
-    def _list(self, prefix: str) -> Iterator[str]:
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every key under ``prefix`` with its size in bytes, from the same listing."""
+        return dict(self._list(prefix))
+
+    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
         start = self.object_key(prefix.rstrip("/") + "/") if prefix else self.object_key("")
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
             for item in page.get("Contents", ()):
-                yield item["Key"][strip:]
+                yield item["Key"][strip:], int(item["Size"])
 
     def delete(self, key: str) -> None:
         """Remove the object if present."""

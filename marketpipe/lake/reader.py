@@ -1,14 +1,10 @@
-"""Reading bars back: exactly the files a request needs, found from symbols x sessions.
-
-Walking a lake of a hundred thousand small files to find a symbol-year costs seconds (hive
-discovery lists every directory); the paths of the files a read needs follow from the
-symbols and the NYSE sessions of the range, so :func:`read_bars` opens those and nothing
-else. A partition that is not in the lake is reported, never silently left out.
-"""
+"""Reading bars back: exactly the files a request needs (see :mod:`marketpipe.lake.read_plan`),
+a month file for each whole month where one is current, day files elsewhere."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -21,116 +17,43 @@ import pyarrow.parquet as pq
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.actions import actions_of
 from marketpipe.lake.adjustment import adjust_bars, adjustment_kinds
-from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
+from marketpipe.lake.objects import LakeStore, lake_filesystem
+from marketpipe.lake.read_plan import (
+    MissingPartitionsError,
+    NoLakeError,
+    ReadPlan,
+    plan_read,
+    sorted_symbols,
+)
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
-    LAKE_DIR,
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
     DamagedFileError,
     as_store,
-    describe_partitions,
     new_york_day_keys,
-    partition_key,
-    present_partitions,
     read_table_at,
     repeated_string,
 )
-from marketpipe.markettime.calendar import (
-    Session,
-    new_york_date,
-    new_york_midnight,
-    trading_sessions,
-)
+from marketpipe.markettime.calendar import Session, new_york_midnight
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
-from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
 
+__all__ = [
+    "MissingPartitionsError",
+    "NoLakeError",
+    "read_bars",
+    "resample",
+    "scan_bars",
+    "sorted_symbols",
+]
+
+logger = logging.getLogger(__name__)
 Output = Literal["arrow", "pandas", "polars"]
 # Every page checksum verified: a damaged file fails the read instead of giving wrong rows.
 VERIFIED_PARQUET = ds.ParquetFileFormat(
     default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
 )
 _RESAMPLE_UNITS = (TimeframeUnit.MINUTE, TimeframeUnit.HOUR, TimeframeUnit.DAY)
-
-
-class MissingPartitionsError(LookupError):
-    """Some requested (symbol, session) partitions are not in the lake; the message names them."""
-
-    def __init__(self, missing: list[tuple[str, dt.date]]) -> None:
-        self.missing = missing
-        super().__init__(
-            f"{len(missing)} partition(s) are not in the lake: {describe_partitions(missing)}. "
-            "Fetch them "
-            "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
-            "or read what is there (missing='skip'; export: --skip-missing)"
-        )
-
-
-class NoLakeError(FileNotFoundError):
-    """``data_dir`` names no lake (nothing was ever written there)."""
-
-
-def sorted_symbols(symbols: str | Sequence[str]) -> list[str]:
-    """One ticker or several, as a sorted list (the order bars come back in)."""
-    return [symbols] if isinstance(symbols, str) else sorted(symbols)
-
-
-def _bound(value: dt.date | dt.datetime | str, name: str) -> tuple[dt.date, dt.datetime | None]:
-    """A range end as a New York date, plus the exact instant when a datetime was given
-    (text: ``YYYY-MM-DD``, or an ISO instant with its offset)."""
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value) if len(value) == 10 else parse_rfc3339(value, name)
-        except ValueError:
-            raise ValueError(
-                f"{name} {value!r} is neither a YYYY-MM-DD date nor an instant with its offset"
-            ) from None
-    if isinstance(value, dt.datetime):
-        instant = require_utc(value, name)
-        return new_york_date(instant), instant
-    if isinstance(value, dt.date):
-        return value, None
-    raise TypeError(f"{name} must be a date or a tz-aware datetime, got {type(value).__name__}")
-
-
-def _plan(
-    symbols: str | Sequence[str],
-    start: dt.date | dt.datetime | str,
-    end: dt.date | dt.datetime | str,
-    lake: LakeStore,
-    missing: Literal["error", "skip"],
-) -> tuple[list[str], list[Session], dt.datetime | None, dt.datetime | None]:
-    """The keys to open, the sessions of the range and the exact bounds, if any."""
-    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
-    if not tickers:
-        raise ValueError("symbols is empty; name at least one")
-    if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-    first, start_at = _bound(start, "start")
-    last, end_at = _bound(end, "end")
-    if last < first:
-        raise ValueError(f"end ({last}) is before start ({first})")
-    sessions = trading_sessions(first, last)
-    years = range(first.year, last.year + 1)
-    listed = (
-        None if isinstance(lake, LocalStore) else present_partitions(lake, tickers, years=years)
-    )
-    paths, absent = [], []
-    for symbol in tickers:
-        for session in sessions:
-            key = partition_key(symbol, session.date)
-            if lake.exists(key) if listed is None else (symbol, session.date) in listed:
-                paths.append(key)
-            else:
-                absent.append((symbol, session.date))
-    if absent and not lake.any(LAKE_DIR):
-        raise NoLakeError(
-            f"no lake at {lake.uri}: it holds no {LAKE_DIR}/ directory; data_dir must name the "
-            "directory (or s3:// location) the workflow writes, e.g. 'data'"
-        )
-    if absent and missing == "error":
-        raise MissingPartitionsError(absent)
-    return paths, sessions, start_at, end_at
 
 
 def scan_bars(
@@ -148,31 +71,28 @@ def scan_bars(
     or DuckDB. Date bounds select whole sessions; apply datetime bounds as a filter.
     """
     lake = as_store(data_dir)
-    keys, _, _, _ = _plan(symbols, start, end, lake, missing)
-    return _dataset(keys, lake)
+    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
+    return _dataset(plan_read(tickers, start, end, lake, missing).keys, lake)
 
 
 def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:
-    partitioning = ds.partitioning(
-        pa.schema(
-            [
-                pa.field(SYMBOL_COLUMN, pa.string()),
-                pa.field("year", pa.int32()),
-                pa.field("month", pa.int32()),
-                pa.field("day", pa.int32()),
-            ]
-        ),
-        flavor="hive",
-    )
+    """A dataset over day and month files alike, ``symbol`` taken from each key's path."""
     filesystem, root = lake_filesystem(lake)
-    return ds.dataset(
-        [f"{root}/{key}" for key in keys],
-        schema=LAKE_SCHEMA.append(pa.field(SYMBOL_COLUMN, pa.string())),
-        format=VERIFIED_PARQUET,
-        partitioning=partitioning,
-        partition_base_dir=f"{root}/{LAKE_DIR}",
-        filesystem=filesystem,
-    )
+    fragments = [
+        VERIFIED_PARQUET.make_fragment(
+            f"{root}/{key}",
+            filesystem,
+            partition_expression=ds.field(SYMBOL_COLUMN) == _symbol_of(key),
+        )
+        for key in keys
+    ]
+    schema = LAKE_SCHEMA.append(pa.field(SYMBOL_COLUMN, pa.string()))
+    return ds.FileSystemDataset(fragments, schema, VERIFIED_PARQUET, filesystem)
+
+
+def _symbol_of(key: str) -> str:
+    """The symbol a day or month file's key names (``<area>/symbol=S/...``)."""
+    return key.split("/")[1].removeprefix("symbol=")
 
 
 def read_bars(
@@ -206,10 +126,11 @@ def read_bars(
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if output not in ("arrow", "pandas", "polars"):
         raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
-    keys, sessions, start_at, end_at = _plan(sorted_symbols(symbols), start, end, lake, missing)
-    table = _read_in_order(keys, lake)
+    plan = plan_read(sorted_symbols(symbols), start, end, lake, missing)
+    sessions, start_at, end_at = plan.sessions, plan.start_at, plan.end_at
+    table = _read_in_order(plan, lake)
     if kinds:
-        _require_raw(keys, lake)
+        _require_raw(plan.keys, lake)
         table = adjust_bars(table, actions_of(lake, sorted_symbols(symbols)), kinds)
     if start_at is not None:
         table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(start_at)))
@@ -228,16 +149,32 @@ def read_bars(
     return _convert(table, output)
 
 
-def _read_in_order(keys: list[str], lake: LakeStore) -> pa.Table:
+def _read_in_order(plan: ReadPlan, lake: LakeStore) -> pa.Table:
     """The files' rows, sorted by symbol then time, with the symbol column restored.
 
-    ``keys`` come ordered by symbol, then day, and each file by time; a dataset over an
+    Keys come ordered by symbol, then time, and each file by time; a dataset over an
     explicit file list keeps that order, so no sort is needed (one costs more than the read).
-    On S3 the objects are fetched concurrently.
+    On S3 the objects are fetched concurrently. A damaged month file is never served: its
+    day files are read instead (``marketpipe consolidate`` rebuilds it).
     """
+    try:
+        return _read_keys(plan.keys, lake)
+    except DamagedFileError as error:
+        months = {key for key in plan.month_days if f"{lake.uri}/{key}" in error.damaged}
+        if not months:
+            raise
+        logger.warning(
+            "damaged month file(s) %s: read from their day files instead",
+            ", ".join(sorted(months)),
+            extra={"event": "month.damaged"},
+        )
+        return _read_keys(plan.without_months(months), lake)
+
+
+def _read_keys(keys: list[str], lake: LakeStore) -> pa.Table:
     by_symbol: dict[str, list[str]] = {}
     for key in keys:
-        by_symbol.setdefault(key.split("/")[1].removeprefix("symbol="), []).append(key)
+        by_symbol.setdefault(_symbol_of(key), []).append(key)
     filesystem, root = lake_filesystem(lake)
     tables = []
     for symbol in sorted(by_symbol):

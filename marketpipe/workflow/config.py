@@ -243,6 +243,12 @@ class WorkflowConfig(BaseModel):
         description="Symbols one job fetches together per month; their bars share pages "
         "(fewer requests); 1 = one job and stream per (symbol, month)",
     )
+    consolidate: bool = Field(
+        True,
+        description="Also keep each closed symbol-month as one file (ohlcv_monthly/), which "
+        "read_bars, scan_bars and export use where it is current: reads of months or years "
+        "open 20x fewer files; costs about as much disk again as the day files",
+    )
     alpaca: AlpacaSettings = Field(
         default_factory=AlpacaSettings, description="Alpaca settings (the demo mimics Alpaca)"
     )

@@ -16,6 +16,7 @@ from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
 from marketpipe.markettime.calendar import Session, new_york_date
 from marketpipe.markettime.finality import Finality, describe_final_at
+from marketpipe.workflow.consolidation import ConsolidationJob
 from marketpipe.workflow.news_planning import NewsJob
 from marketpipe.workflow.settings import WorkflowSettings
 
@@ -186,6 +187,11 @@ def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob
     return jobs
 
 
+def fetched_months(jobs: Sequence[FetchJob]) -> set[tuple[str, tuple[int, int]]]:
+    """The (symbol, (year, month)) pairs that ``jobs`` write into."""
+    return {(symbol, (job.month.year, job.month.month)) for job in jobs for symbol in job.symbols}
+
+
 def plan_path(data_dir: Path | str, run_id: str) -> Path:
     """Where a run keeps its fetch jobs for the job processes it starts."""
     return Path(data_dir) / "_state" / "plans" / f"{run_id}.json"
@@ -200,6 +206,7 @@ class RunPlan:
     actions_marker: Path | None = None  # the corporate-actions check's marker, if it runs
     news_jobs: list[NewsJob] = field(default_factory=list)
     news_marker: Path | None = None  # the news recheck's marker, if it runs
+    consolidations: list[ConsolidationJob] = field(default_factory=list)
 
 
 PlanLocation = Path | tuple[LakeStore, str]
@@ -231,6 +238,9 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
         "now": plan.now.isoformat(),
         "actions_marker": str(plan.actions_marker) if plan.actions_marker else None,
         "news_marker": str(plan.news_marker) if plan.news_marker else None,
+        "consolidations": [
+            {"month": job.label, "symbols": list(job.symbols)} for job in plan.consolidations
+        ],
         "news_jobs": [
             {"month": job.month, "days": _iso(job.days), "missing": _iso(job.missing)}
             for job in plan.news_jobs
@@ -280,12 +290,19 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
         NewsJob(item["month"], _dates(item["days"]), _dates(item["missing"]))
         for item in payload.get("news_jobs", [])
     ]
+    consolidations = [
+        ConsolidationJob(
+            tuple(int(part) for part in item["month"].split("_")), tuple(item["symbols"])
+        )
+        for item in payload.get("consolidations", [])
+    ]
     return RunPlan(
         dt.datetime.fromisoformat(payload["now"]),
         jobs,
         Path(marker) if marker else None,
         news_jobs,
         Path(news) if news else None,
+        consolidations,
     )
 
 

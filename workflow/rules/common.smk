@@ -20,9 +20,11 @@ from marketpipe.workflow.run import (
     start_run,
     use_private_state,
 )
+from marketpipe.workflow.consolidation import pending_consolidations
 from marketpipe.workflow.planning import (
     RunPlan,
     fetch_jobs,
+    fetched_months,
     load_run_plan,
     pending_jobs,
     plan_months,
@@ -53,12 +55,14 @@ if SAVED_PLAN is None:
         pending_jobs(SETTINGS.lake, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
         SETTINGS.config.symbols_per_job,
     )
+    CONSOLIDATIONS = pending_consolidations(SETTINGS, fetched_months(FETCH_JOBS))
     NEWS_JOBS = pending_news_jobs(SETTINGS)
     NEWS_MARKER = news_marker(SETTINGS)
     RECHECK_NEWS = news_recheck_due(SETTINGS)
 else:
     SETTINGS = SETTINGS.at(SAVED_PLAN.now)
     FETCH_JOBS = SAVED_PLAN.jobs
+    CONSOLIDATIONS = SAVED_PLAN.consolidations
     NEWS_JOBS = SAVED_PLAN.news_jobs
     NEWS_MARKER = SAVED_PLAN.news_marker or news_marker(SETTINGS)
     RECHECK_NEWS = SAVED_PLAN.news_marker is not None
@@ -95,13 +99,14 @@ def pending_targets():
 
 
 def run_targets():
-    """Every fetch job, today's corporate-actions check and the coverage report, unless no
-    session of the range is final."""
+    """Every fetch and consolidation job, today's corporate-actions check and the coverage
+    report, unless no session of the range is final."""
     if not SETTINGS.final_sessions:
         return []
     actions = [ACTIONS_MARKER] if SETTINGS.fetches_actions else []
     news = [NEWS_MARKER] if RECHECK_NEWS else []
-    return [*pending_targets(), *actions, *news, *rules.coverage_report.output]
+    months = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in CONSOLIDATIONS]
+    return [*pending_targets(), *months, *actions, *news, *rules.coverage_report.output]
 
 
 def planned_job_count():
@@ -135,6 +140,7 @@ onstart:
             ACTIONS_MARKER,
             NEWS_JOBS,
             NEWS_MARKER if RECHECK_NEWS else None,
+            CONSOLIDATIONS,
         ),
     )
     start_run(SETTINGS, planned_jobs=planned_job_count())

@@ -1,0 +1,159 @@
+"""Which files a read opens: from symbols x sessions, a current month file for each whole
+month the range covers, day files for the rest.
+
+Walking a lake of a hundred thousand small files to find a symbol-year costs seconds (hive
+discovery lists every directory); the paths a read needs follow from the symbols and the
+NYSE sessions of the range, so nothing else is listed or opened. A partition that is not in
+the lake is reported, never silently left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from marketpipe.lake.consolidated import Month, month_of, month_sessions, usable_month_keys
+from marketpipe.lake.objects import LakeStore, LocalStore
+from marketpipe.lake.storage import (
+    LAKE_DIR,
+    describe_partitions,
+    partition_key,
+    partition_of,
+)
+from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
+from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
+
+
+class MissingPartitionsError(LookupError):
+    """Some requested (symbol, session) partitions are not in the lake; the message names them."""
+
+    def __init__(self, missing: list[tuple[str, dt.date]]) -> None:
+        self.missing = missing
+        super().__init__(
+            f"{len(missing)} partition(s) are not in the lake: {describe_partitions(missing)}. "
+            "Fetch them "
+            "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
+            "or read what is there (missing='skip'; export: --skip-missing)"
+        )
+
+
+class NoLakeError(FileNotFoundError):
+    """``data_dir`` names no lake (nothing was ever written there)."""
+
+
+def sorted_symbols(symbols: str | Sequence[str]) -> list[str]:
+    """One ticker or several, as a sorted list (the order bars come back in)."""
+    return [symbols] if isinstance(symbols, str) else sorted(symbols)
+
+
+def range_bound(
+    value: dt.date | dt.datetime | str, name: str
+) -> tuple[dt.date, dt.datetime | None]:
+    """A range end as a New York date, plus the exact instant when a datetime was given
+    (text: ``YYYY-MM-DD``, or an ISO instant with its offset)."""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value) if len(value) == 10 else parse_rfc3339(value, name)
+        except ValueError:
+            raise ValueError(
+                f"{name} {value!r} is neither a YYYY-MM-DD date nor an instant with its offset"
+            ) from None
+    if isinstance(value, dt.datetime):
+        instant = require_utc(value, name)
+        return new_york_date(instant), instant
+    if isinstance(value, dt.date):
+        return value, None
+    raise TypeError(f"{name} must be a date or a tz-aware datetime, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """The keys to open (by symbol, then time), the sessions of the range and its exact
+    bounds; ``month_days``: for each month file among the keys, the day files it stands for."""
+
+    keys: list[str]
+    sessions: list[Session]
+    start_at: dt.datetime | None
+    end_at: dt.datetime | None
+    month_days: dict[str, list[str]] = field(default_factory=dict)
+
+    def without_months(self, months: set[str]) -> list[str]:
+        """The keys with the month files ``months`` replaced by their day files."""
+        keys: list[str] = []
+        for key in self.keys:
+            keys.extend(self.month_days[key] if key in months else [key])
+        return keys
+
+
+def _day_sizes(lake: LakeStore, symbol: str, sessions: list[Session]) -> dict[dt.date, int]:
+    """The size of each present day file of ``symbol`` among ``sessions``: a ``stat`` each
+    on a local lake, one LIST per symbol-year on S3."""
+    sizes = {}
+    if isinstance(lake, LocalStore):
+        for session in sessions:
+            path = lake.path(partition_key(symbol, session.date))
+            try:
+                sizes[session.date] = os.stat(path).st_size
+            except FileNotFoundError:
+                continue
+        return sizes
+    wanted = {session.date for session in sessions}
+    for year in sorted({day.year for day in wanted}):
+        for key, size in lake.sizes(f"{LAKE_DIR}/symbol={symbol}/year={year:04d}").items():
+            located = partition_of(Path(key))
+            if located is not None and located[1] in wanted and key.endswith("/bars.parquet"):
+                sizes[located[1]] = size
+    return sizes
+
+
+def plan_read(
+    symbols: Sequence[str],
+    start: dt.date | dt.datetime | str,
+    end: dt.date | dt.datetime | str,
+    lake: LakeStore,
+    missing: Literal["error", "skip"],
+) -> ReadPlan:
+    """What to open for ``symbols`` from ``start`` to ``end`` (see :class:`ReadPlan`)."""
+    if not symbols:
+        raise ValueError("symbols is empty; name at least one")
+    if missing not in ("error", "skip"):
+        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
+    first, start_at = range_bound(start, "start")
+    last, end_at = range_bound(end, "end")
+    if last < first:
+        raise ValueError(f"end ({last}) is before start ({first})")
+    sessions = trading_sessions(first, last)
+    by_month = {
+        month: list(group)
+        for month, group in itertools.groupby(sessions, key=lambda s: month_of(s.date))
+    }
+    whole: list[Month] = [
+        month for month, group in by_month.items() if len(group) == len(month_sessions(month))
+    ]
+    keys, absent, month_days = [], [], {}
+    for symbol in symbols:
+        sizes = _day_sizes(lake, symbol, sessions)
+        usable = usable_month_keys(lake, symbol, whole, sizes)
+        for month, group in by_month.items():
+            if month in usable:
+                keys.append(usable[month])
+                month_days[usable[month]] = [partition_key(symbol, s.date) for s in group]
+                continue
+            for session in group:
+                if session.date in sizes:
+                    keys.append(partition_key(symbol, session.date))
+                else:
+                    absent.append((symbol, session.date))
+    if absent and not lake.any(LAKE_DIR):
+        raise NoLakeError(
+            f"no lake at {lake.uri}: it holds no {LAKE_DIR}/ directory; data_dir must name the "
+            "directory (or s3:// location) the workflow writes, e.g. 'data'"
+        )
+    if absent and missing == "error":
+        raise MissingPartitionsError(absent)
+    return ReadPlan(keys, sessions, start_at, end_at, month_days)
