@@ -194,7 +194,8 @@ def consolidate(
 ) -> ConsolidationReport:
     """Bring the month files of ``symbols`` (default: every symbol in the ledger) up to date:
     build each month whose every session is in the ledger, rebuild those whose sources
-    changed, remove those whose sources are no longer all there. ``months`` limits it."""
+    changed or whose bytes differ from the ledger's (damaged), remove those whose sources
+    are no longer all there. ``months`` limits it."""
     by_symbol: dict[str, dict[dt.date, LedgerEntry]] = {}
     for entry in store.all_entries():
         by_symbol.setdefault(entry.symbol, {})[entry.day] = entry
@@ -237,8 +238,9 @@ def _consolidate_month(
     digest = sources_digest(expected)
     entry = recorded.get((symbol, month))
     if entry is not None and entry.sources_sha256 == digest and month in present:
-        report.current += 1
-        return
+        if _sha256_at(lake, month_key(symbol, month)) == entry.sha256:
+            report.current += 1
+            return
     try:
         written = build_month(lake, symbol, month, expected)
     except SourceMismatch as mismatch:
@@ -255,6 +257,14 @@ def _consolidate_month(
         return
     store.record_month(MonthEntry(symbol, month, written.rows, written.sha256, digest))
     report.built.append((symbol, month))
+
+
+def _sha256_at(lake: LakeStore, key: str) -> str | None:
+    """The sha256 of the bytes at ``key`` (``None`` if there are none)."""
+    try:
+        return hashlib.sha256(lake.get(key)).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def read_month_sources(
