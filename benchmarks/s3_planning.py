@@ -94,7 +94,10 @@ def main() -> int:
         print(f"  {name:<16} {case['seconds']:>6.2f} s  {case['requests']:>5} request(s)")
     results["list_floor"] = floor
     write_results("s3_planning", results, args.output)
-    return 0 if all(results[name]["requests"] <= floor + 1 for name in cases) else 1  # type: ignore[index]
+    # Beyond the bars' pages: one listing each of the news days and of the month files.
+    extra = 2
+    within = all(results[name]["requests"] <= floor + extra for name in cases)  # type: ignore[index]
+    return 0 if within else 1
 
 
 if __name__ == "__main__":

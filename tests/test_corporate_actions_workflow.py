@@ -122,7 +122,7 @@ def test_actions_are_stored_once_per_symbol_and_verified(built: Path) -> None:
         timeout=120,
     )
     assert verify.returncode == 0, verify.stdout
-    assert "3 corporate-actions file(s) and 59 news file(s): OK" in verify.stdout
+    assert "3 corporate-actions file(s), 59 news file(s) and 6 month file(s): OK" in verify.stdout
     status = subprocess.run(
         [sys.executable, "-m", "marketpipe.cli", "status", "--config", "config.yaml"],
         cwd=built,

@@ -7,7 +7,6 @@ import datetime as dt
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from tests.workflow_support import (
     DAYS,
     SYMBOLS,
     copy_of,
+    missing_partitions_named,
     request_log,
     snakemake,
     write_config,
@@ -197,11 +197,7 @@ def test_plan_agrees_with_a_dry_run_and_estimates_requests(
     monkeypatch.chdir(workdir)
     plan = build_plan(load_command_settings(Path("config.yaml"), []))
     dry = snakemake(workdir, "-n")
-    named = {
-        p
-        for line in re.findall(r"Missing output files: (.*)", dry.stdout)
-        for p in line.split(", ")
-    }
+    named = set(missing_partitions_named(dry.stdout))
     assert named == {str(partition_path("lake", s, d)) for s, d in deleted}
     assert plan.missing_partitions == len(named)
     assert sorted((job.symbols, job.month) for job in plan.jobs) == [
@@ -222,8 +218,8 @@ def test_verify_names_each_bad_file(
     monkeypatch.chdir(workdir)
     assert main(["verify", "--config", "config.yaml"]) == 0
     verified = (
-        f"verified {2 * len(DAYS)} partition file(s), 2 corporate-actions file(s) and "
-        "87 news file(s): OK"
+        f"verified {2 * len(DAYS)} partition file(s), 2 corporate-actions file(s), "
+        "87 news file(s) and 6 month file(s): OK"
     )
     assert verified in capsys.readouterr().out
     flipped = partition_path("lake", "AAPL", DAYS[5])

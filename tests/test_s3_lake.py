@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import math
 import os
 import random
@@ -28,11 +27,11 @@ import marketpipe
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from marketpipe.commands.plan import build_plan
-from marketpipe.lake.actions import ACTIONS_DIR
+from marketpipe.lake.consolidated import MONTHLY_DIR, month_key
 from marketpipe.lake.lease import LEASE_KEY
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.news import NEWS_DIR
 from marketpipe.lake.objects import S3Store
+from marketpipe.lake.read_plan import plan_read
 from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.workflow.settings import load_settings
@@ -63,12 +62,8 @@ def write_config(workdir: Path, data_dir: str, **changes: object) -> None:
 
 
 def object_hashes(store: S3Store) -> dict[str, str]:
-    """sha256 of every bar, corporate-actions and news object, keyed like ``lake_hashes``."""
-    return {
-        key: hashlib.sha256(store.get(key)).hexdigest()
-        for area in (LAKE_DIR, ACTIONS_DIR, NEWS_DIR)
-        for key in store.list(area)
-    }
+    """sha256 of every bar, month, corporate-actions and news object, as ``lake_hashes``."""
+    return lake_hashes(store)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +97,7 @@ def test_every_partition_is_an_object_with_a_local_runs_bytes(
     workdir, uri = s3_lake
     objects = object_hashes(store_of(s3_api, uri))
     local = lake_hashes(local_lake / "lake")
-    assert len(objects) == 3 * 41 + 3 + 59  # bars, actions, news days
+    assert len(objects) == 3 * 41 + 3 * 2 + 3 + 59  # bars, month files, actions, news days
     assert objects == local
     assert not (workdir / "lake").exists()  # nothing of the lake landed on local disk
     state = workdir / ".marketpipe" / uri.removeprefix("s3://")
@@ -122,8 +117,8 @@ def test_a_second_dry_run_lists_the_bucket_and_has_nothing_to_do(
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
     requests = s3_api.requests[before:]
-    # One listing of the bars and one of the news (each one request per 1,000 keys).
-    assert [request.method for request in requests] == ["GET", "GET"]
+    # One listing each of the bars, the month files and the news (a request per 1,000 keys).
+    assert [request.method for request in requests] == ["GET", "GET", "GET"]
     assert all("list-type=2" in request.query for request in requests)
 
 
@@ -157,8 +152,8 @@ def test_verify_status_and_reads_work_on_the_bucket(
         assert result.returncode == 0, result.stdout + result.stderr
         if command == ("verify",):
             assert (
-                "verified 123 partition file(s), 3 corporate-actions file(s) and "
-                "59 news file(s): OK" in (result.stdout)
+                "verified 123 partition file(s), 3 corporate-actions file(s), "
+                "59 news file(s) and 6 month file(s): OK" in (result.stdout)
             )
     s3_api.point_here(monkeypatch)
     first, last = dt.date(2024, 1, 2), dt.date(2024, 2, 29)
@@ -181,6 +176,21 @@ def test_verify_status_and_reads_work_on_the_bucket(
         assert remote.equals(local)
     lazy = marketpipe.scan_bars(CONFIG["symbols"], first, last, data_dir=uri)
     assert lazy.count_rows() == local.num_rows
+    # Both whole months come from the bucket's month files; with one gone, from its days.
+    bucket = store_of(s3_api, uri)
+    planned = plan_read(CONFIG["symbols"], first, last, bucket, "error").keys
+    assert sorted(k for k in planned if k.startswith(MONTHLY_DIR)) == sorted(
+        month_key(symbol, (2024, month)) for symbol in CONFIG["symbols"] for month in (1, 2)
+    )
+    removed = month_key("AAPL", (2024, 2))
+    kept = bucket.get(removed)
+    bucket.delete(removed)
+    try:
+        raw = marketpipe.read_bars(CONFIG["symbols"], first, last, data_dir=local_lake / "lake")
+        assert marketpipe.read_bars(CONFIG["symbols"], first, last, data_dir=uri).equals(raw)
+        assert len(plan_read(CONFIG["symbols"], first, last, bucket, "error").keys) == 5 + 20
+    finally:
+        bucket.put(removed, kept)
     bad = store_of(s3_api, uri)
     key = partition_key("MSFT", dt.date(2024, 1, 5))
     original = bad.get(key)
@@ -236,7 +246,8 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     dry = snakemake(tmp_path, "-n", env=environment(s3_api))
     assert dry.returncode == 0, dry.stderr[-2000:]
     requests = s3_api.requests[before:]
-    assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 1
+    # The bars, plus one listing each of the news days and the month files.
+    assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 2
     assert all("list-type=2" in request.query for request in requests)
     # The jobs' outputs are markers, so the run names the missing partitions itself.
     named = f"missing: S000 {days[7]}, S019 {days[5000 - 19 * len(days)]}"

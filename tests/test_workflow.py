@@ -228,13 +228,16 @@ def test_lint_is_clean() -> None:
     assert "good condition" in result.stdout + result.stderr
 
 
+DATA_AREAS = ["corporate_actions", "news", "ohlcv", "ohlcv_monthly"]
+
+
 def test_a_local_lake_with_its_own_state_dir(reference: Path, tmp_path: Path) -> None:
     write_config(tmp_path, state_dir="state")
     first = snakemake(tmp_path, "--cores", "8")
     assert first.returncode == 0, first.stderr[-3000:]
     assert lake_hashes(tmp_path) == lake_hashes(reference)
     lake, state = tmp_path / "lake", tmp_path / "state"
-    assert sorted(path.name for path in lake.iterdir()) == ["corporate_actions", "news", "ohlcv"]
+    assert sorted(path.name for path in lake.iterdir()) == DATA_AREAS
     assert (state / "_state" / "checkpoints.sqlite").is_file()
     assert (state / "_runs" / "latest.json").is_file()
     again = snakemake(tmp_path, "--cores", "8")
@@ -244,4 +247,4 @@ def test_a_local_lake_with_its_own_state_dir(reference: Path, tmp_path: Path) ->
             marketpipe_command(command), cwd=tmp_path, capture_output=True, text=True, timeout=300
         )
         assert result.returncode == 0, result.stdout + result.stderr
-    assert sorted(path.name for path in lake.iterdir()) == ["corporate_actions", "news", "ohlcv"]
+    assert sorted(path.name for path in lake.iterdir()) == DATA_AREAS

@@ -149,10 +149,15 @@ def kill_controller_mid_run(
 def planned_after_deleting(
     workdir: Path, partitions: list[tuple[str, dt.date]], env: dict[str, str] | None = None
 ) -> list[str]:
-    """Delete these partitions of ``workdir``'s lake; the files ``snakemake -n`` then names
-    as missing, sorted."""
+    """Delete these partitions of ``workdir``'s lake; the partitions ``snakemake -n`` then
+    names as missing, sorted."""
     for symbol, day in partitions:
         partition_path(workdir / "lake", symbol, day).unlink()
-    dry = snakemake(workdir, "-n", env=env)
-    missing = re.findall(r"Missing output files: (.*)", dry.stdout)
-    return sorted(path for line in missing for path in line.split(", "))
+    return missing_partitions_named(snakemake(workdir, "-n", env=env).stdout)
+
+
+def missing_partitions_named(dry_run_output: str) -> list[str]:
+    """The bar partitions a ``snakemake -n`` output names as missing outputs, sorted (the
+    consolidation jobs' markers are missing outputs too)."""
+    missing = re.findall(r"Missing output files: ([^;\n]*)", dry_run_output)
+    return sorted(path for line in missing for path in line.split(", ") if f"/{LAKE_DIR}/" in path)

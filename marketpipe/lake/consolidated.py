@@ -237,10 +237,10 @@ def _consolidate_month(
     expected = {day: days[day].sha256 for day in sessions}
     digest = sources_digest(expected)
     entry = recorded.get((symbol, month))
-    if entry is not None and entry.sources_sha256 == digest and month in present:
-        if _sha256_at(lake, month_key(symbol, month)) == entry.sha256:
-            report.current += 1
-            return
+    unchanged = entry is not None and entry.sources_sha256 == digest and month in present
+    if unchanged and _sha256_at(lake, month_key(symbol, month)) == entry.sha256:
+        report.current += 1
+        return
     try:
         written = build_month(lake, symbol, month, expected)
     except SourceMismatch as mismatch:
@@ -257,6 +257,38 @@ def _consolidate_month(
         return
     store.record_month(MonthEntry(symbol, month, written.rows, written.sha256, digest))
     report.built.append((symbol, month))
+
+
+def reindex_months(lake: LakeStore, store: CheckpointStore) -> int:
+    """Make the ledger's month rows agree with the month files (after the day rows were
+    rebuilt from the lake): record a file it does not know whose footer names exactly the
+    day files the ledger holds, remove one that names others, drop rows of gone files.
+    Returns how many files were recorded."""
+    recorded = store.month_entries()
+    hashes: dict[tuple[str, dt.date], str] = {
+        (entry.symbol, entry.day): entry.sha256 for entry in store.all_entries()
+    }
+    present = month_files(lake)
+    adopted = 0
+    for symbol, month in sorted(present - set(recorded)):
+        data = lake.get(month_key(symbol, month))
+        try:
+            footer = pq.read_metadata(pa.BufferReader(data))
+        except (OSError, pa.ArrowException):
+            footer = None
+        sources = decode_sources(footer.metadata) if footer is not None else None
+        expected = {day: hashes.get((symbol, day), "") for day in month_sessions(month)}
+        if footer is not None and sources and {s.day: s.sha256 for s in sources} == expected:
+            sha = hashlib.sha256(data).hexdigest()
+            digest = sources_digest(expected)
+            store.record_month(MonthEntry(symbol, month, footer.num_rows, sha, digest))
+            adopted += 1
+        else:
+            invalidate_months(lake, store, symbol, [dt.date(*month, 1)])
+            lake.delete(month_key(symbol, month))
+    for symbol, month in sorted(set(recorded) - present):
+        store.forget_months(symbol, [month])
+    return adopted
 
 
 def _sha256_at(lake: LakeStore, key: str) -> str | None:

@@ -25,13 +25,16 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from marketpipe.chaos import crash_point
-from marketpipe.foundation.files import write_atomically
+from marketpipe.foundation.files import publish_staged, stage_file, write_atomically
 from marketpipe.lake.fencing import LEASE_KEY, check_fence
 
 S3_SCHEME = "s3://"
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 # Requests in flight at once when a backfill uploads partitions (boto3's pool default).
 S3_MAX_CONNECTIONS = 10
+# Local files staged by put_soon, per (lake root, thread), until that thread's flush.
+_STAGED: dict[tuple[Path, int], list[tuple[Path, Path, str | None]]] = {}
+_STAGING_LOCK = threading.Lock()
 
 
 class LakeStore(Protocol):
@@ -155,11 +158,19 @@ class LocalStore:
         *,
         create_only: bool = False,
     ) -> None:
-        """:meth:`put`, at once (a local write takes no round trip worth overlapping)."""
-        self.put(key, data, crash_point_name)
+        """Stage the file beside ``key``: it is at ``key`` and durable once :meth:`flush`
+        returns (a page's partitions share two syncs instead of two fsyncs each)."""
+        staged = stage_file(self.path(key), data)
+        with _STAGING_LOCK:
+            _STAGED.setdefault((self.root, threading.get_ident()), []).append(
+                (staged, self.path(key), crash_point_name)
+            )
 
     def flush(self) -> None:
-        """Nothing is pending."""
+        """Publish the files this thread staged (see :func:`publish_staged`)."""
+        with _STAGING_LOCK:
+            staged = _STAGED.pop((self.root, threading.get_ident()), [])
+        publish_staged(self.root, staged)
 
     def get(self, key: str) -> bytes:
         """The file's bytes."""

@@ -5,6 +5,7 @@ ledger does not know is read once (its bytes give the sha256, its footer and row
 rest) and recorded; a ledger row whose file is gone is dropped. Jobs on machines that share
 no filesystem with the controller publish to the lake and keep their own ledgers; the
 controller reindexes at the end of the run, and ``marketpipe reindex`` does it on demand.
+Month files are then recorded when their footers name exactly the day files the ledger holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.lake.actions import actions_key, stored_symbols
+from marketpipe.lake.consolidated import reindex_months
 from marketpipe.lake.ledger import ActionsEntry, CheckpointStore, LedgerEntry, StreamKey
 from marketpipe.lake.news import adopt_unrecorded_news
 from marketpipe.lake.objects import S3_MAX_CONNECTIONS, LakeStore
@@ -88,6 +90,7 @@ def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
         store.forget(symbol, days)
     _reindex_actions(store, lake)
     adopt_unrecorded_news(lake, store, "reindex")
+    reindex_months(lake, store)
     return ReindexResult(len(new), len(gone), len(present & known))
 
 

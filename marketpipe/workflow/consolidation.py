@@ -1,10 +1,10 @@
 """The workflow's consolidation jobs: one per month whose month files are due.
 
 A symbol-month is due when every one of its sessions is final and inside the configured
-range, and either this run fetches some of its days or its month file is missing, stale
-(its sources' digest differs from the ledger's day hashes) or has to go (a day is no longer
-there). Decided from the ledger and one listing of ``ohlcv_monthly/``, so a complete,
-consolidated lake plans nothing.
+range, and either this run fetches some of its days or its month file is missing or stale
+(its sources' digest differs from the ledger's day hashes, or the ledger does not know all
+its days yet). Decided from the fetch plan's listing, the ledger and one listing of
+``ohlcv_monthly/``, so a complete, consolidated lake plans nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.foundation.files import write_atomically
+from marketpipe.ingest.reconcile import reconcile
 from marketpipe.lake.consolidated import (
     ConsolidationReport,
     Month,
@@ -88,18 +89,19 @@ def pending_consolidations(
         due = []
         for symbol in settings.config.symbols:
             key = (symbol, month)
+            # Not fetched: every day is in the lake (the fetch plan listed it). The month is
+            # current only if the ledger knows each day (jobs elsewhere may not have told it
+            # yet: the job adopts them) and recorded this file from those days' hashes.
             days = hashes.get(key, {})
-            exists = key in present or key in recorded
-            if key in fetched:
-                due.append(symbol)
-            elif all(day in days for day in sessions):
-                entry = recorded.get(key)
-                current = entry is not None and entry.sources_sha256 == sources_digest(
-                    {day: days[day] for day in sessions}
-                )
-                if not (current and key in present):
-                    due.append(symbol)
-            elif exists:
+            entry = recorded.get(key)
+            current = (
+                key not in fetched
+                and key in present
+                and entry is not None
+                and all(day in days for day in sessions)
+                and entry.sources_sha256 == sources_digest({day: days[day] for day in sessions})
+            )
+            if not current:
                 due.append(symbol)
         if due:
             jobs.append(ConsolidationJob(month, tuple(sorted(due))))
@@ -120,6 +122,10 @@ def consolidate_month(
     with json_log_file(log_path), job_context(symbol=",".join(symbols), month=month):
         check_fence(f"consolidating {month}")
         with CheckpointStore(settings.state_dir) as store:
+            for symbol in symbols:
+                # Jobs that ran elsewhere (a cluster) recorded their days in their own
+                # ledgers: learn this month's days from the lake first.
+                reconcile(store, settings.lake, symbol, month_sessions((year, number)))
             report = consolidate(settings.lake, store, symbols, [(year, number)])
         log_event(
             logger,
