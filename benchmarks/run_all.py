@@ -1,15 +1,24 @@
-"""Run every benchmark with its full-size defaults, one after another (about 10 minutes here).
+"""Run every benchmark with its full-size defaults, one after another (about 30 minutes here),
+then write ``benchmarks/measured.json`` (every result, the commit measured, when, where) and
+regenerate the README's table from it (``benchmarks/table.py``).
 
-python benchmarks/run_all.py          # results in benchmarks/results/*.json
+python benchmarks/run_all.py          # results in benchmarks/results/*.json + measured.json
 python benchmarks/run_all.py --smoke  # tiny sizes: checks the scripts work, not timings
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from table import MEASURED, rewrite_readme
 
 HERE = Path(__file__).resolve().parent
 # (script, arguments, results file name): the full-size runs, then tiny ones for CI.
@@ -48,16 +57,46 @@ SMOKE = [
 ]
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=HERE.parent, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def measured(results: dict[str, Any]) -> dict[str, Any]:
+    """The results with what they were measured on: commit, time, machine."""
+    import pyarrow
+
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "measured_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": (
+            f"{os.cpu_count()} cores, Python {platform.python_version()}, pyarrow "
+            f"{pyarrow.__version__}"
+        ),
+        "results": results,
+    }
+
+
 def main() -> int:
     """Run the scripts; stop at the first that fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--output-dir", type=Path, help="where to write the JSON results")
     args = parser.parse_args()
+    output_dir = args.output_dir or HERE / "results"
+    results: dict[str, Any] = {}
     for script, script_args, name in SMOKE if args.smoke else FULL:
-        extra = ["--output", str(args.output_dir / f"{name}.json")] if args.output_dir else []
+        output = output_dir / f"{name}.json"
         print(f"== {script} {' '.join(script_args)}", flush=True)
-        subprocess.run([sys.executable, str(HERE / script), *script_args, *extra], check=True)
+        command = [sys.executable, str(HERE / script), *script_args, "--output", str(output)]
+        subprocess.run(command, check=True)
+        results[name] = json.loads(output.read_text())
+    if not args.smoke:
+        MEASURED.write_text(json.dumps(measured(results), indent=2, default=str) + "\n")
+        rewrite_readme(json.loads(MEASURED.read_text()))
+        print(f"wrote {MEASURED} and the README's table")
     return 0
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +67,31 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     assert sorted(reconciled["differences"]) == ["close", "missing_in_b", "volume"]
     crashes = json.loads((tmp_path / "crash_trials.json").read_text())
     assert crashes["failed"] == 0 and len(crashes["trials"]) == 1
+    reading = json.loads((tmp_path / "reading.json").read_text())
+    assert reading["month_files"] == 3 * 12 and reading["rows_full"] == reading["rows"]
+    # The README's table renders from these results (every key it needs is written).
+    results = {path.stem: json.loads(path.read_text()) for path in tmp_path.glob("*.json")}
+    table = benchmark_table()
+    measured = {"commit": "0" * 40, "dirty": False, "measured_at": "now", "machine": "here"}
+    rendered = table.render({**measured, "results": results})
+    assert rendered.count("\n| ") == len(table.ROWS) + 1
+
+
+def benchmark_table() -> Any:
+    """``benchmarks/table.py`` as a module."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("table")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_the_readme_benchmark_table_is_rendered_from_the_committed_results() -> None:
+    table = benchmark_table()
+    measured = json.loads(table.MEASURED.read_text())
+    assert table.readme_table() == table.render(measured)
+    assert len(measured["commit"]) == 40 and set(measured["results"]) >= {
+        "throughput",
+        "reading",
+        "planning",
+    }

@@ -95,8 +95,9 @@ def _day_sizes(lake: LakeStore, symbol: str, sessions: list[Session]) -> dict[dt
     on a local lake, one LIST per symbol-year on S3."""
     sizes = {}
     if isinstance(lake, LocalStore):
+        root = str(lake.root)  # plain strings: a year is 252 stats, pathlib costs more
         for session in sessions:
-            path = lake.path(partition_key(symbol, session.date))
+            path = f"{root}/{partition_key(symbol, session.date)}"
             try:
                 sizes[session.date] = os.stat(path).st_size
             except FileNotFoundError:
