@@ -63,8 +63,8 @@ def _git(*args: str) -> str:
     ).stdout.strip()
 
 
-def measured(results: dict[str, Any]) -> dict[str, Any]:
-    """The results with what they were measured on: commit, time, machine."""
+def measured_on() -> dict[str, Any]:
+    """What the run measures (taken at its start): commit, time, machine."""
     import pyarrow
 
     return {
@@ -75,7 +75,6 @@ def measured(results: dict[str, Any]) -> dict[str, Any]:
             f"{os.cpu_count()} cores, Python {platform.python_version()}, pyarrow "
             f"{pyarrow.__version__}"
         ),
-        "results": results,
     }
 
 
@@ -86,6 +85,7 @@ def main() -> int:
     parser.add_argument("--output-dir", type=Path, help="where to write the JSON results")
     args = parser.parse_args()
     output_dir = args.output_dir or HERE / "results"
+    source = measured_on()
     results: dict[str, Any] = {}
     for script, script_args, name in SMOKE if args.smoke else FULL:
         output = output_dir / f"{name}.json"
@@ -94,7 +94,8 @@ def main() -> int:
         subprocess.run(command, check=True)
         results[name] = json.loads(output.read_text())
     if not args.smoke:
-        MEASURED.write_text(json.dumps(measured(results), indent=2, default=str) + "\n")
+        payload = {**source, "results": results}
+        MEASURED.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         rewrite_readme(json.loads(MEASURED.read_text()))
         print(f"wrote {MEASURED} and the README's table")
     return 0

@@ -19,6 +19,7 @@ of repair; a month file is only ever a copy of them:
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import json
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 MONTHLY_DIR = "ohlcv_monthly"
 SOURCES_KEY = "marketpipe.sources"  # footer: the day files a month file was built from
 MONTH_KEY = "marketpipe.month"
+BUILD_THREADS = 4  # month files built at once by consolidate()
 
 
 def month_of(day: dt.date) -> Month:
@@ -207,17 +209,36 @@ def consolidate(
     )
     wanted = None if months is None else set(months)
     report = ConsolidationReport()
+    builds: list[_Build] = []
     for symbol in chosen:
         days = by_symbol.get(symbol, {})
         present = present_months(lake, symbol)
         known = {month for name, month in recorded if name == symbol}
         candidates = {month_of(day) for day in days} | present | known
         for month in sorted(candidates if wanted is None else candidates & wanted):
-            _consolidate_month(lake, store, symbol, month, days, recorded, present, report)
+            build = _due_build(lake, store, symbol, month, days, recorded, present, report)
+            if build is not None:
+                builds.append(build)
+    # Months build in parallel (reading and encoding Parquet release the GIL; on S3 the
+    # requests overlap); the ledger is written from this thread, in order.
+    with concurrent.futures.ThreadPoolExecutor(BUILD_THREADS) as pool:
+        outcomes = pool.map(_run_build, [(lake, build) for build in builds])
+        for build, outcome in zip(builds, outcomes, strict=True):
+            _record_build(lake, store, build, outcome, report)
     return report
 
 
-def _consolidate_month(
+@dataclass(frozen=True)
+class _Build:
+    """A month file to (re)build from these day hashes."""
+
+    symbol: str
+    month: Month
+    expected: dict[dt.date, str]
+    exists: bool
+
+
+def _due_build(
     lake: LakeStore,
     store: CheckpointStore,
     symbol: str,
@@ -226,37 +247,57 @@ def _consolidate_month(
     recorded: Mapping[tuple[str, Month], MonthEntry],
     present: set[Month],
     report: ConsolidationReport,
-) -> None:
+) -> _Build | None:
+    """What one month needs: nothing (current, or removed here as incomplete) or a build."""
     sessions = month_sessions(month)
     exists = month in present or (symbol, month) in recorded
     if not sessions or any(day not in days for day in sessions):
         if exists:
             invalidate_months(lake, store, symbol, [dt.date(*month, 1)])
             report.removed.append((symbol, month))
-        return
+        return None
     expected = {day: days[day].sha256 for day in sessions}
-    digest = sources_digest(expected)
     entry = recorded.get((symbol, month))
-    unchanged = entry is not None and entry.sources_sha256 == digest and month in present
+    unchanged = (
+        entry is not None and entry.sources_sha256 == sources_digest(expected) and month in present
+    )
     if unchanged and _sha256_at(lake, month_key(symbol, month)) == entry.sha256:
         report.current += 1
-        return
+        return None
+    return _Build(symbol, month, expected, exists)
+
+
+def _run_build(task: tuple[LakeStore, _Build]) -> WrittenFile | SourceMismatch:
+    lake, build = task
     try:
-        written = build_month(lake, symbol, month, expected)
+        return build_month(lake, build.symbol, build.month, build.expected)
     except SourceMismatch as mismatch:
-        if exists:
-            invalidate_months(lake, store, symbol, [dt.date(*month, 1)])
-        report.refused[(symbol, month)] = str(mismatch)
+        return mismatch
+
+
+def _record_build(
+    lake: LakeStore,
+    store: CheckpointStore,
+    build: _Build,
+    outcome: WrittenFile | SourceMismatch,
+    report: ConsolidationReport,
+) -> None:
+    key = (build.symbol, build.month)
+    if isinstance(outcome, SourceMismatch):
+        if build.exists:
+            invalidate_months(lake, store, build.symbol, [dt.date(*build.month, 1)])
+        report.refused[key] = str(outcome)
         logger.warning(
             "%s %04d-%02d not consolidated: %s",
-            symbol,
-            *month,
-            mismatch,
-            extra={"event": "month.refused", "symbol": symbol},
+            build.symbol,
+            *build.month,
+            outcome,
+            extra={"event": "month.refused", "symbol": build.symbol},
         )
         return
-    store.record_month(MonthEntry(symbol, month, written.rows, written.sha256, digest))
-    report.built.append((symbol, month))
+    digest = sources_digest(build.expected)
+    store.record_month(MonthEntry(build.symbol, build.month, outcome.rows, outcome.sha256, digest))
+    report.built.append(key)
 
 
 def reindex_months(lake: LakeStore, store: CheckpointStore) -> int:
