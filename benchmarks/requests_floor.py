@@ -50,6 +50,10 @@ def main() -> int:
         "end": MONTH_ENDS[args.months - 1],
         "data_dir": "lake",
         "alpaca": {"requests_per_minute": 100_000},
+        # Bars only: the floor is about bar pages (news and corporate actions have their own
+        # endpoints and requests, counted by incremental.py).
+        "news": {"fetch": False},
+        "corporate_actions": {"fetch": False},
     }
     with tempfile.TemporaryDirectory(prefix="marketpipe-floor-") as scratch:
         workdir = Path(scratch)

@@ -21,6 +21,7 @@ from marketpipe.lake.consolidated import Month, month_of, month_sessions, usable
 from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import (
     LAKE_DIR,
+    PARTITION_FILE,
     describe_partitions,
     partition_key,
     partition_of,
@@ -107,7 +108,7 @@ def _day_sizes(lake: LakeStore, symbol: str, sessions: list[Session]) -> dict[dt
     for year in sorted({day.year for day in wanted}):
         for key, size in lake.sizes(f"{LAKE_DIR}/symbol={symbol}/year={year:04d}").items():
             located = partition_of(Path(key))
-            if located is not None and located[1] in wanted and key.endswith("/bars.parquet"):
+            if located is not None and located[1] in wanted and key.endswith(f"/{PARTITION_FILE}"):
                 sizes[located[1]] = size
     return sizes
 
