@@ -8,8 +8,17 @@ from typing import Any
 from marketpipe.foundation.version import VERSION
 
 __version__ = VERSION
-__all__ = ["news_events", "read_bars", "read_news", "reconcile", "reconcile_lakes", "scan_bars"]
+__all__ = [
+    "bar_files",
+    "news_events",
+    "read_bars",
+    "read_news",
+    "reconcile",
+    "reconcile_lakes",
+    "scan_bars",
+]
 _HOMES = {
+    "bar_files": "marketpipe.lake.reader",
     "read_bars": "marketpipe.lake.reader",
     "scan_bars": "marketpipe.lake.reader",
     "reconcile": "marketpipe.lake.compare",
@@ -20,9 +29,9 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
-    """``marketpipe.read_bars``, ``scan_bars``, ``read_news``, ``news_events``, ``reconcile``
-    and ``reconcile_lakes``, imported on first use (they pull in pyarrow, which light modules
-    such as ``marketpipe.markettime.clock`` do not need)."""
+    """``marketpipe.read_bars``, ``scan_bars``, ``bar_files``, ``read_news``, ``news_events``,
+    ``reconcile`` and ``reconcile_lakes``, imported on first use (they pull in pyarrow,
+    which light modules such as ``marketpipe.markettime.clock`` do not need)."""
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'marketpipe' has no attribute {name!r}")

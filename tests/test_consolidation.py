@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -20,7 +21,7 @@ from marketpipe.lake.consolidated import MONTHLY_DIR, month_key, sources_digest
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.read_plan import plan_read
-from marketpipe.lake.reader import MissingPartitionsError, read_bars, scan_bars
+from marketpipe.lake.reader import MissingPartitionsError, bar_files, read_bars, scan_bars
 from marketpipe.lake.storage import partition_path
 from marketpipe.workflow.settings import load_settings
 from tests.workflow_support import SYMBOLS, copy_of, lake_hashes, snakemake, write_config
@@ -109,6 +110,12 @@ def test_every_read_path_returns_the_same_rows_with_and_without_month_files(
             ), (start, end, options)
         scanned = scan_bars(SYMBOLS, start, end, data_dir=consolidated).to_table()
         assert same_rows(scanned, with_months)
+        files = bar_files(SYMBOLS, start, end, data_dir=consolidated)
+        assert [f for f in files if MONTHLY_DIR in f] == [
+            str(consolidated / key) for key in month_keys_read(consolidated, start, end)
+        ]
+        totals = pl.scan_parquet(files).select(pl.len(), pl.col("volume").sum()).collect()
+        assert totals.row(0) == (with_months.num_rows, pc.sum(with_months["volume"]).as_py())
         frame = pl.scan_pyarrow_dataset(scan_bars("MSFT", start, end, data_dir=consolidated))
         assert frame.select(pl.len()).collect().item() == sum(
             1 for symbol in with_months["symbol"].to_pylist() if symbol == "MSFT"

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from marketpipe.connectors import OHLCV_SCHEMA
+from marketpipe.foundation import files
 from marketpipe.foundation.files import write_atomically
+from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import file_sha256, partition_path, write_table
 from marketpipe.lake.validation import validate_bars
 from marketpipe.markettime.calendar import trading_sessions
@@ -159,3 +162,37 @@ def test_a_dead_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) 
     write_atomically(target, b"new")
     assert target.read_bytes() == b"new"
     assert not dead.exists() and not other.exists() and live.exists()
+
+
+@pytest.mark.parametrize("with_syncfs", [True, False])
+def test_staged_files_appear_whole_at_their_keys_only_on_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
+) -> None:
+    synced: list[Path] = []
+    if not with_syncfs:  # a system without syncfs(2): each file and directory is fsynced
+        real_fsync = os.fsync
+        monkeypatch.setattr(files, "_syncfs", lambda: None)
+        monkeypatch.setattr(files.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    lake = LocalStore(tmp_path)
+    keys = [f"ohlcv/symbol=A/year=2024/month=01/day={day:02d}/bars.parquet" for day in (2, 3)]
+    for number, key in enumerate(keys):
+        lake.put_soon(key, f"bytes {number}".encode())
+    assert not any(lake.exists(key) for key in keys), "nothing at a final key before flush"
+    assert lake.list("ohlcv") == []  # staged temporaries are never listed
+    lake.flush()
+    assert [lake.get(key) for key in keys] == [b"bytes 0", b"bytes 1"]
+    assert not list(tmp_path.rglob("*.tmp"))
+    # Without syncfs: both files, then both directories.
+    assert len(synced) == (0 if with_syncfs else 4)
+    lake.flush()  # nothing staged: nothing happens
+
+
+def test_each_thread_flushes_only_what_it_staged(tmp_path: Path) -> None:
+    lake = LocalStore(tmp_path)
+    lake.put_soon("a/one.parquet", b"1")
+    other = threading.Thread(target=lambda: (lake.put_soon("b/two.parquet", b"2"), lake.flush()))
+    other.start()
+    other.join()
+    assert lake.exists("b/two.parquet") and not lake.exists("a/one.parquet")
+    lake.flush()
+    assert lake.get("a/one.parquet") == b"1"

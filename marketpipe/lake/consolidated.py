@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -65,11 +66,12 @@ def month_key(symbol: str, month: Month) -> str:
     return f"{MONTHLY_DIR}/symbol={symbol}/year={year:04d}/month={number:02d}/{PARTITION_FILE}"
 
 
-def month_sessions(month: Month) -> list[dt.date]:
-    """Every NYSE session of ``month``."""
+@functools.cache
+def month_sessions(month: Month) -> tuple[dt.date, ...]:
+    """Every NYSE session of ``month`` (a full scan asks about thousands of months)."""
     first = dt.date(month[0], month[1], 1)
     last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
-    return [session.date for session in trading_sessions(first, last)]
+    return tuple(session.date for session in trading_sessions(first, last))
 
 
 @dataclass(frozen=True)

@@ -91,20 +91,19 @@ class ReadPlan:
         return keys
 
 
-def _day_sizes(lake: LakeStore, symbol: str, sessions: list[Session]) -> dict[dt.date, int]:
-    """The size of each present day file of ``symbol`` among ``sessions``: a ``stat`` each
-    on a local lake, one LIST per symbol-year on S3."""
+def _day_sizes(lake: LakeStore, symbol: str, day_keys: dict[dt.date, str]) -> dict[dt.date, int]:
+    """The size of each present day file of ``symbol`` (``day_keys``: its keys by day): a
+    ``stat`` each on a local lake, one LIST per symbol-year on S3."""
     sizes = {}
     if isinstance(lake, LocalStore):
         root = str(lake.root)  # plain strings: a year is 252 stats, pathlib costs more
-        for session in sessions:
-            path = f"{root}/{partition_key(symbol, session.date)}"
+        for day, key in day_keys.items():
             try:
-                sizes[session.date] = os.stat(path).st_size
+                sizes[day] = os.stat(f"{root}/{key}").st_size
             except FileNotFoundError:
                 continue
         return sizes
-    wanted = {session.date for session in sessions}
+    wanted = set(day_keys)
     for year in sorted({day.year for day in wanted}):
         for key, size in lake.sizes(f"{LAKE_DIR}/symbol={symbol}/year={year:04d}").items():
             located = partition_of(Path(key))
@@ -139,16 +138,17 @@ def plan_read(
     ]
     keys, absent, month_days = [], [], {}
     for symbol in symbols:
-        sizes = _day_sizes(lake, symbol, sessions)
+        day_keys = {session.date: partition_key(symbol, session.date) for session in sessions}
+        sizes = _day_sizes(lake, symbol, day_keys)
         usable = usable_month_keys(lake, symbol, whole, sizes)
         for month, group in by_month.items():
             if month in usable:
                 keys.append(usable[month])
-                month_days[usable[month]] = [partition_key(symbol, s.date) for s in group]
+                month_days[usable[month]] = [day_keys[session.date] for session in group]
                 continue
             for session in group:
                 if session.date in sizes:
-                    keys.append(partition_key(symbol, session.date))
+                    keys.append(day_keys[session.date])
                 else:
                     absent.append((symbol, session.date))
     if absent and not lake.any(LAKE_DIR):

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.actions import actions_of
 from marketpipe.lake.adjustment import adjust_bars, adjustment_kinds
-from marketpipe.lake.objects import LakeStore, lake_filesystem
+from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.read_plan import (
     MissingPartitionsError,
     NoLakeError,
@@ -41,6 +41,7 @@ from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 __all__ = [
     "MissingPartitionsError",
     "NoLakeError",
+    "bar_files",
     "read_bars",
     "resample",
     "scan_bars",
@@ -73,6 +74,27 @@ def scan_bars(
     lake = as_store(data_dir)
     tickers = [symbols] if isinstance(symbols, str) else list(symbols)
     return _dataset(plan_read(tickers, start, end, lake, missing).keys, lake)
+
+
+def bar_files(
+    symbols: str | Sequence[str],
+    start: dt.date | dt.datetime | str,
+    end: dt.date | dt.datetime | str,
+    *,
+    data_dir: Path | str = "data",
+    missing: Literal["error", "skip"] = "error",
+) -> list[str]:
+    """The files :func:`scan_bars` would read, for engines that read a list of files
+    themselves (``polars.scan_parquet(files)``, DuckDB's ``read_parquet([...])``): a month
+    file for each whole month of the range where one is current, day files elsewhere, by
+    symbol then time; local paths, or ``s3://`` URIs for a lake on S3. The files hold no
+    symbol column (their paths name it: ``symbol=S``); date bounds select whole sessions."""
+    lake = as_store(data_dir)
+    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
+    keys = plan_read(tickers, start, end, lake, missing).keys
+    if isinstance(lake, LocalStore):
+        return [str(lake.path(key)) for key in keys]
+    return [f"{lake.uri}/{key}" for key in keys]
 
 
 def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:

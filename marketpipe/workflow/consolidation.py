@@ -125,7 +125,7 @@ def consolidate_month(
             for symbol in symbols:
                 # Jobs that ran elsewhere (a cluster) recorded their days in their own
                 # ledgers: learn this month's days from the lake first.
-                reconcile(store, settings.lake, symbol, month_sessions((year, number)))
+                reconcile(store, settings.lake, symbol, list(month_sessions((year, number))))
             report = consolidate(settings.lake, store, symbols, [(year, number)])
         log_event(
             logger,
