@@ -96,8 +96,9 @@ def publish_staged(root: Path, staged: Sequence[tuple[Path, Path, str | None]]) 
         if crash_point_name:
             crash_point(crash_point_name)
         os.replace(temporary, path)
-    _make_durable(root, sorted({path.parent for _, path, _ in staged}))
-    for directory in sorted({path.parent for _, path, _ in staged}):
+    directories = sorted({path.parent for _, path, _ in staged})
+    _make_durable(root, directories)
+    for directory in directories:
         _remove_dead_temporaries(directory)
 
 

@@ -210,11 +210,19 @@ def consolidate(
         else sorted(set(symbols))
     )
     wanted = None if months is None else set(months)
+    listed = (
+        month_files(lake)  # the whole lake: one listing, not one per symbol
+        if symbols is None
+        else {pair for symbol in chosen for pair in month_files(lake, symbol)}
+    )
+    present_by_symbol: dict[str, set[Month]] = {}
+    for name, month in listed:
+        present_by_symbol.setdefault(name, set()).add(month)
     report = ConsolidationReport()
     builds: list[_Build] = []
     for symbol in chosen:
         days = by_symbol.get(symbol, {})
-        present = present_months(lake, symbol)
+        present = present_by_symbol.get(symbol, set())
         known = {month for name, month in recorded if name == symbol}
         candidates = {month_of(day) for day in days} | present | known
         for month in sorted(candidates if wanted is None else candidates & wanted):
@@ -328,7 +336,6 @@ def reindex_months(lake: LakeStore, store: CheckpointStore) -> int:
             adopted += 1
         else:
             invalidate_months(lake, store, symbol, [dt.date(*month, 1)])
-            lake.delete(month_key(symbol, month))
     for symbol, month in sorted(set(recorded) - present):
         store.forget_months(symbol, [month])
     return adopted
@@ -364,17 +371,21 @@ def read_month_sources(
 
 
 def usable_month_keys(
-    lake: LakeStore, symbol: str, months: Sequence[Month], day_sizes: Mapping[dt.date, int]
+    lake: LakeStore,
+    symbol: str,
+    months: Sequence[Month],
+    day_sizes: Mapping[dt.date, int],
+    filesystem: tuple[Any, str] | None = None,
 ) -> dict[Month, str]:
     """Of ``months`` (whole months a read covers), those whose month file is current: it
     names every session of the month, and each day file is present at the size it had
-    (``day_sizes``: the sizes of the present day files)."""
+    (``day_sizes``: the sizes of the present day files). ``filesystem``: see
+    :func:`read_month_sources`."""
     if not months:
         return {}
-    filesystem, present = None, None
+    present = None
     if not isinstance(lake, LocalStore):
         present = present_months(lake, symbol)  # one listing, not a request per month
-        filesystem = lake_filesystem(lake)
     usable = {}
     for month in months:
         sessions = month_sessions(month)

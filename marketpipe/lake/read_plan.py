@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from marketpipe.lake.consolidated import Month, month_of, month_sessions, usable_month_keys
-from marketpipe.lake.objects import LakeStore, LocalStore
+from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.storage import (
     LAKE_DIR,
     PARTITION_FILE,
@@ -137,10 +137,12 @@ def plan_read(
         month for month, group in by_month.items() if len(group) == len(month_sessions(month))
     ]
     keys, absent, month_days = [], [], {}
+    # A remote lake's pyarrow filesystem, made once for every symbol's month footers.
+    filesystem = None if isinstance(lake, LocalStore) or not whole else lake_filesystem(lake)
     for symbol in symbols:
         day_keys = {session.date: partition_key(symbol, session.date) for session in sessions}
         sizes = _day_sizes(lake, symbol, day_keys)
-        usable = usable_month_keys(lake, symbol, whole, sizes)
+        usable = usable_month_keys(lake, symbol, whole, sizes, filesystem)
         for month, group in by_month.items():
             if month in usable:
                 keys.append(usable[month])

@@ -71,9 +71,8 @@ def scan_bars(
     Stream it with ``.to_batches()``, filter it, or hand it to ``polars.scan_pyarrow_dataset``
     or DuckDB. Date bounds select whole sessions; apply datetime bounds as a filter.
     """
-    lake = as_store(data_dir)
-    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
-    return _dataset(plan_read(tickers, start, end, lake, missing).keys, lake)
+    lake, keys = _planned_keys(symbols, start, end, data_dir, missing)
+    return _dataset(keys, lake)
 
 
 def bar_files(
@@ -89,12 +88,23 @@ def bar_files(
     file for each whole month of the range where one is current, day files elsewhere, by
     symbol then time; local paths, or ``s3://`` URIs for a lake on S3. The files hold no
     symbol column (their paths name it: ``symbol=S``); date bounds select whole sessions."""
-    lake = as_store(data_dir)
-    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
-    keys = plan_read(tickers, start, end, lake, missing).keys
+    lake, keys = _planned_keys(symbols, start, end, data_dir, missing)
     if isinstance(lake, LocalStore):
         return [str(lake.path(key)) for key in keys]
     return [f"{lake.uri}/{key}" for key in keys]
+
+
+def _planned_keys(
+    symbols: str | Sequence[str],
+    start: dt.date | dt.datetime | str,
+    end: dt.date | dt.datetime | str,
+    data_dir: Path | str,
+    missing: Literal["error", "skip"],
+) -> tuple[LakeStore, list[str]]:
+    """The lake and the keys a lazy read opens, symbols in the order given."""
+    lake = as_store(data_dir)
+    tickers = [symbols] if isinstance(symbols, str) else list(symbols)
+    return lake, plan_read(tickers, start, end, lake, missing).keys
 
 
 def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:

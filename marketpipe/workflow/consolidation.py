@@ -47,6 +47,12 @@ class ConsolidationJob:
         """``YYYY_MM``, used in rule names."""
         return f"{self.month[0]:04d}_{self.month[1]:02d}"
 
+    @staticmethod
+    def month_of_label(label: str) -> Month:
+        """The (year, month) a :attr:`label` names."""
+        year, number = label.split("_")
+        return int(year), int(number)
+
     @property
     def name(self) -> str:
         """The rule's name."""
@@ -118,7 +124,7 @@ def consolidate_month(
     """Bring the month files of ``symbols`` in ``month`` (``YYYY_MM``) up to date; log JSON
     to ``log_path``; write ``done_marker`` when done. A month whose day files are not all
     there (a fetch that failed) is left to the day files, with a warning."""
-    year, number = (int(part) for part in month.split("_"))
+    year, number = ConsolidationJob.month_of_label(month)
     with json_log_file(log_path), job_context(symbol=",".join(symbols), month=month):
         check_fence(f"consolidating {month}")
         with CheckpointStore(settings.state_dir) as store:

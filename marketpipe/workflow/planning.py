@@ -291,9 +291,7 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
         for item in payload.get("news_jobs", [])
     ]
     consolidations = [
-        ConsolidationJob(
-            tuple(int(part) for part in item["month"].split("_")), tuple(item["symbols"])
-        )
+        ConsolidationJob(ConsolidationJob.month_of_label(item["month"]), tuple(item["symbols"]))
         for item in payload.get("consolidations", [])
     ]
     return RunPlan(
