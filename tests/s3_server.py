@@ -1,8 +1,19 @@
-"""A real S3 API on loopback for tests: moto's server, with every request counted."""
+"""A real S3 API on loopback for tests: moto's server, with every request counted.
+
+Checks real S3 makes and moto does not are made here: a presigned request that arrives
+after its ``X-Amz-Date`` + ``X-Amz-Expires`` is refused (403 ``Request has expired``), one
+signed for another region than the bucket's is refused naming the bucket's region (400
+``AuthorizationQueryParametersError``), and a body that does not match its ``Content-MD5``
+is refused (400 ``BadDigest``).
+"""
 
 from __future__ import annotations
 
+import base64
+import calendar
 import dataclasses
+import hashlib
+import io
 import logging
 import threading
 import time
@@ -11,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -46,6 +58,61 @@ SERVICE_UNAVAILABLE = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
     b"<Message>injected by the test</Message></Error>"
 )
+EXPIRED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code>'
+    b"<Message>Request has expired</Message></Error>"
+)
+BAD_DIGEST = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
+    b"<Message>The Content-MD5 you specified did not match what we received.</Message></Error>"
+)
+
+
+def _access_key(environ: dict[str, Any], query: dict[str, list[str]]) -> str:
+    """The access key id of a request signed in its header or in its query (presigned)."""
+    credential = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2]
+    credential = credential or query.get("X-Amz-Credential", [""])[0]
+    return credential.partition("/")[0]
+
+
+def _expired(query: dict[str, list[str]], now: float) -> bool:
+    """Whether a presigned request came after its expiry (``now``: the server's clock)."""
+    if "X-Amz-Expires" not in query:
+        return False
+    signed = time.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ")
+    return now > calendar.timegm(signed) + int(query["X-Amz-Expires"][0])
+
+
+def _wrong_region(environ: dict[str, Any], query: dict[str, list[str]]) -> str | None:
+    """The bucket's region when a presigned request was signed for another one."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    credential = query.get("X-Amz-Credential", [""])[0].split("/")
+    name = environ.get("PATH_INFO", "").strip("/").partition("/")[0]
+    bucket = s3_backends[DEFAULT_ACCOUNT_ID]["global"].buckets.get(name)
+    if len(credential) < 3 or bucket is None or credential[2] == bucket.region_name:
+        return None
+    return str(bucket.region_name)
+
+
+def _wrong_region_error(signed_for: str, region: str) -> bytes:
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><Error>'
+        "<Code>AuthorizationQueryParametersError</Code><Message>Error parsing the "
+        f"X-Amz-Credential parameter; the region '{signed_for}' is wrong; expecting "
+        f"'{region}'</Message><Region>{region}</Region></Error>"
+    ).encode()
+
+
+def _bad_digest(environ: dict[str, Any]) -> bool:
+    """Whether a body does not match its Content-MD5 (the body is kept for moto to read)."""
+    expected = environ.get("HTTP_CONTENT_MD5")
+    if expected is None:
+        return False
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    environ["wsgi.input"] = io.BytesIO(body)
+    return base64.b64encode(hashlib.md5(body).digest()).decode() != expected
 
 
 class S3Server:
@@ -55,6 +122,8 @@ class S3Server:
         self.requests: list[S3Request] = []
         # A fault to inject: requests for which this says True are answered 503.
         self.refuse: Callable[[S3Request], bool] | None = None
+        # The server's wall clock, against which presigned requests expire.
+        self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = make_server(
@@ -68,12 +137,12 @@ class S3Server:
 
     def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            credential = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2]
+            query = parse_qs(environ.get("QUERY_STRING", ""))
             request = S3Request(
                 environ["REQUEST_METHOD"],
                 environ.get("PATH_INFO", ""),
                 environ.get("QUERY_STRING", ""),
-                access_key=credential.partition("/")[0],
+                access_key=_access_key(environ, query),
                 at=time.monotonic(),
             )
             refuse = self.refuse
@@ -82,9 +151,18 @@ class S3Server:
             with self._lock:
                 self.requests.append(request)
             if request.refused:
-                request.status = 503
-                start_response("503 Service Unavailable", [("Content-Type", "application/xml")])
-                return [SERVICE_UNAVAILABLE]
+                return self._answer(
+                    request, start_response, "503 Service Unavailable", SERVICE_UNAVAILABLE
+                )
+            region = _wrong_region(environ, query)
+            if region is not None:
+                signed_for = query["X-Amz-Credential"][0].split("/")[2]
+                error = _wrong_region_error(signed_for, region)
+                return self._answer(request, start_response, "400 Bad Request", error)
+            if _expired(query, self.clock()):
+                return self._answer(request, start_response, "403 Forbidden", EXPIRED)
+            if _bad_digest(environ):
+                return self._answer(request, start_response, "400 Bad Request", BAD_DIGEST)
 
             def answered(status: str, headers: Any, *args: Any) -> Any:
                 request.status = int(status.split()[0])
@@ -93,6 +171,14 @@ class S3Server:
             return app(environ, answered)
 
         return counted
+
+    @staticmethod
+    def _answer(
+        request: S3Request, start_response: Callable[..., Any], status: str, body: bytes
+    ) -> list[bytes]:
+        request.status = int(status.split()[0])
+        start_response(status, [("Content-Type", "application/xml")])
+        return [body]
 
     @property
     def url(self) -> str:

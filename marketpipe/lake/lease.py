@@ -13,8 +13,10 @@ renewed every ``renew_every`` seconds with ``If-Match`` on its ETag.
   when no renewal succeeded for the lease's validity does the lease count as lost.
 - **Fencing.** The holder's lease is valid for ``stale_after`` minus a margin after the
   last renewal it *sent*, by this process's monotonic clock (which keeps running while the
-  process is paused). Every write checks it (:mod:`marketpipe.lake.fencing`): a paused,
-  partitioned or slow controller stops writing before anyone may take over.
+  process is paused). Every write checks it (:mod:`marketpipe.lake.fencing`) and is signed
+  to expire by then (:mod:`marketpipe.lake.s3_writes`): a paused, partitioned or slow
+  controller stops writing before anyone may take over, and S3 refuses what was already
+  past the check when the pause began.
 """
 
 from __future__ import annotations
