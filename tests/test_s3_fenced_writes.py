@@ -129,9 +129,29 @@ def test_a_write_delayed_past_the_lease_is_refused_by_the_server(
     assert store.get("ohlcv/a.parquet") == b"before the pause"
 
 
+def test_a_thread_slow_while_the_lease_was_renewed_signs_again(
+    server: S3Server, store: S3Store, lease: ObjectLease
+) -> None:
+    class SlowOnce:
+        def __init__(self, session: Any) -> None:
+            self.session = session
+            self.sent = 0
+
+        def send(self, request: Any) -> Any:
+            self.sent += 1
+            server.clock = (lambda: time.time() + 20) if self.sent == 1 else time.time
+            return self.session.send(request)
+
+    store.writer.sleep = lambda seconds: None
+    store.writer._http = SlowOnce(store.writer._http)
+    store.put("ohlcv/a.parquet", b"a")
+    assert [r.status for r in _writes_of(server, store, "ohlcv/a.parquet")] == [403, 200]
+
+
 def test_a_clock_behind_the_servers_is_named(
     server: S3Server, store: S3Store, lease: ObjectLease
 ) -> None:
+    store.writer.sleep = lambda seconds: None
     server.clock = lambda: time.time() + 60
     with pytest.raises(S3WriteError, match=r"clock is behind the server's: synchronise it"):
         store.put("ohlcv/a.parquet", b"a")

@@ -86,6 +86,11 @@ class S3Answer:
         )
 
     @property
+    def expired(self) -> bool:
+        """The request arrived after its signature expired."""
+        return self.status == 403 and self.message == EXPIRED_MESSAGE
+
+    @property
     def transient(self) -> bool:
         """Worth another try: throttling or a server-side failure."""
         return self.status in TRANSIENT_STATUS or self.code in TRANSIENT_CODES
@@ -147,7 +152,7 @@ class FencedWriter:
         from botocore.exceptions import BotoCoreError
 
         headers = {header: params[key] for key, header in SIGNED_HEADERS.items() if key in params}
-        failure = ""
+        failure, expired = "", False
         for attempt in range(ATTEMPTS):
             if attempt:
                 self.sleep(self.jitter() * min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**attempt))
@@ -156,17 +161,27 @@ class FencedWriter:
             try:
                 response = self._http.send(request)
             except BotoCoreError as exc:  # its text holds the signed URL: name the kind only
-                failure = type(exc).__name__
+                failure, expired = type(exc).__name__, False
                 continue
             answer = S3Answer.parse(response.status_code, response.headers, response.content)
             if answer.status < 300 or (answer.status == 412 and "IfNoneMatch" in params):
                 return answer
-            if self._moved_to_the_buckets_region(answer):
-                failure = f"{answer.status} {answer.code}"
-                continue
-            if not answer.transient:
+            failure, expired = f"{answer.status} {answer.code}", answer.expired
+            if expired:
+                # Sent too late: raises LeaseLost if the lease went meanwhile; else this
+                # thread was slow while the lease was renewed, and a new signature will do.
+                check_fence(action, self.lake_uri)
+            elif not self._moved_to_the_buckets_region(answer) and not answer.transient:
                 raise self._refusal(answer, action)
-            failure = f"{answer.status} {answer.code}".strip()
+        if expired:
+            raise S3WriteError(
+                f"S3 refused {action} in {self.lake_uri} {ATTEMPTS} times: its signature had "
+                "expired by the server's clock although this run's lease is valid by this "
+                "machine's; this machine's clock is behind the server's: synchronise it (NTP) "
+                "and run again",
+                403,
+                "AccessDenied",
+            )
         raise S3WriteError(
             f"S3 did not accept {action} in {self.lake_uri} after {ATTEMPTS} tries "
             f"(last: {failure}); the next run retries it",
@@ -199,15 +214,6 @@ class FencedWriter:
 
     def _refusal(self, answer: S3Answer, action: str) -> Exception:
         """The error for a write S3 refused for good."""
-        if answer.status == 403 and answer.message == EXPIRED_MESSAGE:
-            check_fence(action, self.lake_uri)  # raises LeaseLost when the lease is gone
-            return S3WriteError(
-                f"S3 refused {action} in {self.lake_uri}: its signature had expired by the "
-                "server's clock while this run's lease is still valid by this machine's; this "
-                "machine's clock is behind the server's: synchronise it (NTP) and run again",
-                answer.status,
-                answer.code,
-            )
         if answer.code == "NoSuchBucket":
             return missing_bucket(self.bucket, self.lake_uri)
         return S3WriteError(
