@@ -20,9 +20,11 @@ from marketpipe.commands.common import load_command_settings
 from marketpipe.commands.plan import build_plan
 from marketpipe.lake.actions import read_actions
 from marketpipe.lake.storage import partition_path
+from marketpipe.observability.logs import RUN_ID_VARIABLE
 from marketpipe.observability.progress import with_progress
 from tests.workflow_support import (
     DAYS,
+    ROOT,
     SYMBOLS,
     copy_of,
     missing_partitions_named,
@@ -330,3 +332,25 @@ def test_a_progress_line_is_live_on_a_terminal_and_silent_elsewhere() -> None:
     log = io.StringIO()  # a cron log or a pipe
     assert list(with_progress(range(4), 4, "verifying", stream=log)) == [0, 1, 2, 3]
     assert log.getvalue() == ""
+
+
+def test_every_run_has_an_id_of_its_own_never_an_inherited_one(tmp_path: Path) -> None:
+    # An id left in the environment (by an earlier run, or any in-process call) must not
+    # make a new run share it: its plan, markers and records are filed under that id.
+    write_config(tmp_path, symbols=["AAPL"], end="2024-01-03")
+    stale = "20200101T000000Z-aaaaaa"
+    env = {**os.environ, RUN_ID_VARIABLE: stale}
+    first = snakemake(tmp_path, "--cores", "1", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    # `marketpipe update` twice in one process (a day more each): two runs, two ids.
+    twice = (
+        "import sys; from pathlib import Path; from marketpipe.commands.update import update; "
+        f"sys.exit(max(update(Path('config.yaml'), [f'end={{end}}'], 1, Path({str(ROOT)!r})) "
+        "for end in ('2024-01-04', '2024-01-05')))"
+    )
+    second = subprocess.run(
+        [sys.executable, "-c", twice], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    runs = sorted(path.stem for path in (tmp_path / "lake" / "_logs" / "runs").glob("*.jsonl"))
+    assert len(runs) == 3 and stale not in runs, runs

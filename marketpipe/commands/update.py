@@ -23,7 +23,7 @@ from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import LAKE_DIR, describe_partitions, partition_key, quarantine_key
-from marketpipe.observability.logs import current_run_id
+from marketpipe.observability.logs import current_run_id, hand_over_run
 from marketpipe.workflow.alerting import alert_unstarted_run, policy_from_raw, run_summarised
 from marketpipe.workflow.config import ConfigError
 from marketpipe.workflow.run import EXIT_BUSY, EXIT_LEASE_LOST
@@ -163,7 +163,7 @@ def update(
     that fails before (a bad config, the lake unreachable, the lake held too long, Snakemake
     failing to parse or plan) is recorded and alerted here.
     """
-    run_id = current_run_id()
+    run_id = hand_over_run()  # a new run each call, also when called twice in one process
     try:
         snakefile = find_snakefile(workflow_dir)
         settings = load_command_settings(config_file, overrides)
@@ -218,7 +218,8 @@ def run_update(
     cores: int,
     snakefile: Path,
 ) -> int:
-    """Run the workflow once under the run lock; return one of the ``EXIT_*`` codes."""
+    """Run the workflow once under the run lock (as the run :func:`update` handed over);
+    return one of the ``EXIT_*`` codes."""
     run_id = current_run_id()
     try:
         with settings.run_lock("marketpipe update"):

@@ -20,6 +20,7 @@ RUN_ID_VARIABLE = "MARKETPIPE_RUN_ID"
 RUN_STARTED_VARIABLE = "MARKETPIPE_RUN_STARTED"  # epoch seconds, for progress and rates
 RUN_JOBS_VARIABLE = "MARKETPIPE_RUN_JOBS"  # the jobs a run planned, for its summary
 SECRET_VARIABLES = ("APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "APCA_API_OAUTH_TOKEN")
+_handed_over: list[str] = []  # the run id handed to the next workflow of this process
 _job_context: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
     "marketpipe_job", default=None
 )
@@ -34,6 +35,26 @@ def new_run_id() -> str:
 def current_run_id() -> str:
     """This run's id, shared by every job of one Snakemake invocation (set on first use)."""
     return os.environ.setdefault(RUN_ID_VARIABLE, new_run_id())
+
+
+def hand_over_run() -> str:
+    """A new run id for the workflow this process runs next (``marketpipe update`` runs
+    Snakemake in-process): that workflow adopts it, once."""
+    run_id = os.environ[RUN_ID_VARIABLE] = new_run_id()
+    _handed_over[:] = [run_id]
+    return run_id
+
+
+def workflow_run_id() -> str:
+    """The run id of a workflow's main process: the one handed over to it in this process,
+    else a new one, never one inherited from an earlier run (its jobs inherit this one
+    through the environment)."""
+    handed = _handed_over[:1]
+    _handed_over.clear()
+    if handed and os.environ.get(RUN_ID_VARIABLE) == handed[0]:
+        return handed[0]
+    run_id = os.environ[RUN_ID_VARIABLE] = new_run_id()
+    return run_id
 
 
 @contextmanager

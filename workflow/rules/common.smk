@@ -9,7 +9,7 @@
 import sys
 from pathlib import Path
 
-from marketpipe.observability.logs import current_run_id
+from marketpipe.observability.logs import current_run_id, workflow_run_id
 from marketpipe.workflow.run import (
     announce_missing,
     announce_run_scope,
@@ -41,7 +41,9 @@ if not workflow.is_main_process:
 STATE_DIR = SETTINGS.state_dir
 LOG_DIR = STATE_DIR / "_logs"
 REPORT_DIR = STATE_DIR / "_reports"
-RUN_ID = current_run_id()
+# The main process starts a run of its own (or the one `marketpipe update` handed over);
+# the job processes it starts inherit its id.
+RUN_ID = workflow_run_id() if workflow.is_main_process else current_run_id()
 PLAN_PATH = run_plan_location(SETTINGS, RUN_ID)
 # The main process plans from the lake at its instant and saves the plan when the run
 # starts. A job that Snakemake runs as a separate process reads this file again later,
