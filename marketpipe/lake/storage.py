@@ -73,8 +73,10 @@ def read_verified(source: str | Path | pa.NativeFile, where: str) -> pa.Table:
     """A Parquet table with every page checksum verified (files written without checksums
     are read as they are); a damaged file raises :class:`DamagedFileError` naming ``where``."""
     try:
-        # One small file: no thread pool (nothing to gain, and none left running at exit).
-        return pq.read_table(source, page_checksum_verification=True, use_threads=False)
+        # One file: ParquetFile, not read_table's dataset machinery (half the time per file),
+        # and no thread pool (nothing to gain, and none left running at exit).
+        with pq.ParquetFile(source, page_checksum_verification=True) as parquet:
+            return parquet.read(use_threads=False)
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowException) as exc:

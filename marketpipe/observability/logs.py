@@ -34,7 +34,8 @@ def new_run_id() -> str:
 
 def current_run_id() -> str:
     """This run's id, shared by every job of one Snakemake invocation (set on first use)."""
-    return os.environ.setdefault(RUN_ID_VARIABLE, new_run_id())
+    # Every log record asks: make a new id only when there is none.
+    return os.environ.get(RUN_ID_VARIABLE) or os.environ.setdefault(RUN_ID_VARIABLE, new_run_id())
 
 
 def hand_over_run() -> str:
