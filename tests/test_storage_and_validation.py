@@ -98,6 +98,8 @@ def test_valid_bars_pass_untouched() -> None:
     [
         ({"high": 9.0}, "high below low"),
         ({"open": float("nan")}, "open not a positive number"),
+        ({"close": float("inf"), "high": float("inf")}, "high not a positive number"),
+        ({"volume": float("inf")}, "negative volume"),
         ({"close": -1.0, "low": -2.0}, "low not a positive number"),
         ({"open": None}, "missing value"),
         ({"volume": -5.0}, "negative volume"),
@@ -122,6 +124,9 @@ def test_open_or_close_outside_low_high_is_kept_and_flagged() -> None:
     assert result.flagged == 4
     assert result.rejected.column("reason").to_pylist() == ["high below low"]
     assert validate_bars(_table([_bar(0), _bar(1)]), SESSION, "sip", ONE_MINUTE).flagged == 0
+    # Without a bad row (the common case is decided over whole columns): the same count.
+    clean = validate_bars(_table([_bar(0), *real, _bar(6)]), SESSION, "sip", ONE_MINUTE)
+    assert (clean.valid.num_rows, clean.rejected.num_rows, clean.flagged) == (6, 0, 4)
 
 
 def test_duplicates_and_out_of_order_rows_are_rejected() -> None:

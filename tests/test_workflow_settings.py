@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import yaml
 from marketpipe.commands.common import load_command_settings
 from marketpipe.markettime.calendar import contiguous_runs
 from marketpipe.workflow.planning import plan_months
-from marketpipe.workflow.run import adjustment_warning
+from marketpipe.workflow.run import adjustment_warning, cancel_scheduler_timers
 from marketpipe.workflow.settings import (
     SCHEMA_PATH,
     ConfigError,
@@ -223,3 +224,23 @@ def test_set_merges_exactly_as_snakemake_config_does(entries: list[str], tmp_pat
 def test_a_malformed_override_is_named() -> None:
     with pytest.raises(ConfigError, match=r"--set 1x=2"):
         apply_overrides({}, ["1x=2"])
+
+
+def test_a_finished_run_cancels_snakemakes_timers_and_no_others() -> None:
+    def reevaluate() -> None:
+        """Stands for Snakemake's scheduler re-evaluation (a lambda of its job scheduler)."""
+
+    def ours() -> None:
+        """Anybody else's timer."""
+
+    reevaluate.__module__ = "snakemake.scheduling.job_scheduler"
+    snakemakes, others = threading.Timer(600, reevaluate), threading.Timer(600, ours)
+    for timer in (snakemakes, others):
+        timer.start()
+    try:
+        cancel_scheduler_timers()
+        snakemakes.join(timeout=60)  # a cancelled timer ends at once
+        assert not snakemakes.is_alive() and others.is_alive()
+    finally:
+        others.cancel()
+        others.join(timeout=60)

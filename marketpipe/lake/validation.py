@@ -72,6 +72,12 @@ def validate_bars(
     counted in ``flagged``.
     """
     count = table.num_rows
+    first, last = _bar_window(session, feed, timeframe)
+    grid = _grid_seconds(timeframe) * 10**9
+    flagged = _flagged_if_all_clean(table, first, last, grid)
+    if flagged is not None:
+        rejected = _with_reasons(table.slice(0, 0), [])
+        return ValidationResult(valid=table, rejected=rejected, flagged=flagged)
     reasons: list[tuple[pa.ChunkedArray | pa.Array, str]] = []
 
     def check(ok: pa.ChunkedArray | pa.Array, reason: str) -> None:
@@ -89,9 +95,7 @@ def validate_bars(
     volume = table["volume"]
     check(pc.and_(pc.is_finite(volume), pc.greater_equal(volume, 0)), "negative volume")
     nanos = pc.cast(table["timestamp"], pa.int64())
-    grid = _grid_seconds(timeframe) * 10**9
     check(pc.equal(pc.subtract(nanos, pc.multiply(pc.divide(nanos, grid), grid)), 0), "off grid")
-    first, last = _bar_window(session, feed, timeframe)
     check(
         pc.and_(pc.greater_equal(nanos, first), pc.less_equal(nanos, last)),
         "outside the session window",
@@ -123,6 +127,33 @@ def validate_bars(
     rejected = _with_reasons(table.filter(bad), reason_array.filter(bad))
     valid = table.filter(pc.invert(bad))
     return ValidationResult(valid=valid, rejected=rejected, flagged=count_flagged(valid))
+
+
+def _flagged_if_all_clean(table: pa.Table, first: int, last: int, grid: int) -> int | None:
+    """The flagged count when every row passes every check (the common case), decided with
+    numpy over whole columns (a few microseconds, against a dozen Arrow compute calls);
+    None when any row may fail, and the checks above then name each row's reason."""
+    names = ("timestamp", *_PRICES, "volume")
+    if any(table[name].null_count for name in names):
+        return None
+    nanos = table["timestamp"].to_numpy().view(np.int64)
+    open_, high, low, close, volume = (table[name].to_numpy() for name in (*_PRICES, "volume"))
+    with np.errstate(invalid="ignore"):
+        clean = (
+            all(
+                bool(np.all(np.isfinite(price) & (price > 0)))
+                for price in (open_, high, low, close)
+            )
+            and bool(np.all(high >= low))
+            and bool(np.all(np.isfinite(volume) & (volume >= 0)))
+            and bool(np.all(nanos % grid == 0))
+            and bool(np.all((nanos >= first) & (nanos <= last)))
+            and bool(np.all(np.diff(nanos) > 0))
+        )
+    if not clean:
+        return None
+    outside = (np.maximum(open_, close) > high) | (np.minimum(open_, close) < low)
+    return int(np.count_nonzero(outside))
 
 
 def _with_reasons(table: pa.Table, reasons: pa.Array | list[str]) -> pa.Table:
