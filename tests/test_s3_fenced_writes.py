@@ -19,22 +19,9 @@ from marketpipe.lake.lease import ObjectLease
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.s3_writes import ATTEMPTS, UNFENCED_EXPIRY, S3WriteError
 from tests.s3_server import S3Request, S3Server
+from tests.test_lake_lease import Clock
 
 STALE_AFTER = 10.0  # the lease's validity is 9 s after its last renewal
-
-
-class Clock:
-    """The lease's monotonic clock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 5_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wait(self, seconds: float) -> bool:
-        self.now += seconds
-        return False
 
 
 class Delayed:
