@@ -244,3 +244,26 @@ def test_a_finished_run_cancels_snakemakes_timers_and_no_others() -> None:
     finally:
         others.cancel()
         others.join(timeout=60)
+
+
+def test_budget_shares_belong_to_the_active_vendor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketpipe.connectors.rate_budget import SharedRateLimiter
+    from marketpipe.connectors.rate_limit import EvenShareRateLimiter, padded_window
+    from marketpipe.workflow.vendors import shared_rate_limiter
+
+    monkeypatch.setenv("POLYGON_API_KEY", "test-key")
+    polygon = {**BASE, "vendor": "polygon", "data_dir": str(tmp_path)}
+    # Alpaca's shares are Alpaca's: Polygon's jobs keep one budget of 5 a minute.
+    limiter = shared_rate_limiter(load_settings({**polygon, "alpaca": {"budget_shares": 8}}))
+    assert isinstance(limiter, SharedRateLimiter)
+    limiter.close()
+    # Polygon's own shares split Polygon's rate: 5 jobs, one request a minute each.
+    shared = load_settings({**polygon, "polygon": {"budget_shares": 5}})
+    limiter = shared_rate_limiter(shared)
+    assert isinstance(limiter, EvenShareRateLimiter)
+    assert limiter.spacing == pytest.approx(padded_window(60.0))
+    # More shares than Polygon's rate allows is named against Polygon's rate.
+    with pytest.raises(ConfigError, match="budget_shares \\(8\\) leaves less than one request"):
+        load_settings({**polygon, "polygon": {"budget_shares": 8}})

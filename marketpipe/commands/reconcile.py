@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.foundation.files import write_atomically
 from marketpipe.lake.compare import (
+    ALL_KINDS,
     DEFAULT_PRICE_TOLERANCE,
     DEFAULT_VOLUME_TOLERANCE,
     KINDS,
@@ -27,6 +28,7 @@ from marketpipe.workflow.report import REPORT_STYLE
 
 EXIT_AGREE, EXIT_DIFFER, EXIT_USAGE = 0, 1, 2
 _SHOWN = 10  # symbol-days with differences listed on the terminal
+ONE_SIDED_KINDS = tuple(kind for kind in ALL_KINDS if "_missing_in_" in kind)
 
 
 def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
@@ -34,8 +36,10 @@ def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
     summary = "compare two lakes (two vendors, or feeds) minute by minute; exit 1 on differences"
     command = commands.add_parser("reconcile", help=summary, description=summary)
     command.epilog = (
-        "exit codes: 0 the lakes agree within the tolerances over every session both hold; "
-        "1 they differ (the differences are listed); 2 bad arguments, or nothing in common"
+        "exit codes: 0 the lakes agree: the same partitions, news days and corporate-actions "
+        "files, and every minute within the tolerances; 1 they differ (the differences are "
+        "listed); 2 anything else (bad arguments, nothing to compare, a lake that cannot be "
+        "read), said in one line"
     )
     command.add_argument("lake_a", metavar="LAKE_A", help="a lake: directory or s3://bucket/prefix")
     command.add_argument("lake_b", metavar="LAKE_B", help="the lake to compare with LAKE_A")
@@ -44,10 +48,11 @@ def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--end", type=dt.date.fromisoformat, help="last New York date")
     command.add_argument(
         "--price-tolerance",
-        type=float,
         default=DEFAULT_PRICE_TOLERANCE,
-        help="relative difference allowed in open, high, low, close and vwap "
-        f"(default {DEFAULT_PRICE_TOLERANCE:g}: one basis point)",
+        metavar="TOLERANCE",
+        help="difference allowed in open, high, low, close and vwap: 0 (the default) exact to "
+        "the tick (the cent at $1 and above, $0.0001 below), an amount in dollars (0.01) or "
+        "basis points of the price (1bp)",
     )
     command.add_argument(
         "--volume-tolerance",
@@ -55,6 +60,12 @@ def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_VOLUME_TOLERANCE,
         help="relative difference allowed in volume and trade_count "
         f"(default {DEFAULT_VOLUME_TOLERANCE:g})",
+    )
+    command.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="compare only what both lakes hold: partitions, news days and corporate actions "
+        "held by one side only are not differences",
     )
     command.add_argument("--output", type=Path, help="FILE.parquet: every difference, one a row")
     command.add_argument("--summary", type=Path, help="FILE.parquet: the per-symbol-day summary")
@@ -82,17 +93,27 @@ def run_reconcile(args: argparse.Namespace) -> int:
             symbols=symbols,
             price_tolerance=args.price_tolerance,
             volume_tolerance=args.volume_tolerance,
+            allow_missing=args.allow_missing,
         )
+        for path, table in ((args.output, result.differences), (args.summary, result.summary)):
+            if path is not None:
+                write_atomically(path, _parquet(table))
+        if args.html is not None:
+            write_atomically(args.html, render_reconciliation_html(result).encode())
     except (NothingToCompareError, NoLakeError, MissingBucket, DamagedFileError, ValueError) as exc:
         print(f"marketpipe reconcile: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for path, table in ((args.output, result.differences), (args.summary, result.summary)):
-        if path is not None:
-            write_atomically(path, _parquet(table))
-    if args.html is not None:
-        write_atomically(args.html, render_reconciliation_html(result).encode())
+    except Exception as exc:  # "differ" is exit 1 only: any failure is one line and exit 2
+        print(f"marketpipe reconcile: failed: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     print(describe(result))
     return EXIT_AGREE if result.agree else EXIT_DIFFER
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _parquet(table: pa.Table) -> bytes:
@@ -110,12 +131,17 @@ def describe(result: Reconciliation) -> str:
         f"A: {result.a.uri} ({result.a.vendor}, {result.a.feed})",
         f"B: {result.b.uri} ({result.b.vendor}, {result.b.feed})",
         f"compared {len(summary)} symbol-day(s), {compared:,} minute(s); {matching:,} match "
-        f"(price tolerance {result.price_tolerance:g}, volume {result.volume_tolerance:g})",
+        f"(prices {result.price_tolerance.describe()}, volume {result.volume_tolerance:g})",
     ]
     if result.agree:
         return "\n".join([*lines, "the lakes agree"])
     counts = ", ".join(f"{kind} {count}" for kind, count in result.counts().items() if count)
     lines.append(f"{result.differences.num_rows} difference(s): {counts}")
+    if not result.allow_missing and any(result.counts()[kind] for kind in ONE_SIDED_KINDS):
+        lines.append(
+            "  partitions, news days or corporate actions held by one lake only are "
+            "differences (--allow-missing compares only what both hold)"
+        )
     differing = [row for row in summary if row["matching_minutes"] < _minutes(row)]
     for row in differing[:_SHOWN]:
         kinds = ", ".join(f"{kind} {row[kind]}" for kind in KINDS if row[kind])
@@ -127,8 +153,9 @@ def describe(result: Reconciliation) -> str:
 
 
 def _minutes(row: dict) -> int:
-    """Minutes in either lake on one symbol-day."""
-    return row["minutes_a"] + row["missing_in_a"]
+    """Minutes in either lake on one symbol-day (a day one lake lacks counts as one)."""
+    one_sided = row["day_missing_in_a"] + row["day_missing_in_b"]
+    return max(row["minutes_a"] + row["missing_in_a"], one_sided)
 
 
 def render_reconciliation_html(result: Reconciliation) -> str:
@@ -163,8 +190,8 @@ def render_reconciliation_html(result: Reconciliation) -> str:
 <style>{REPORT_STYLE}</style></head><body>
 <h1>Reconciliation: the lakes <span class='{"" if result.agree else "bad"}'>{verdict}</span></h1>
 <ul>{sources}</ul>
-<p>Tolerances (relative): prices {result.price_tolerance:g}, volume and trade count
-{result.volume_tolerance:g}. Differences by kind: {html.escape(counts)}.</p>
+<p>Tolerances: prices {html.escape(result.price_tolerance.describe())}, volume and trade
+count {result.volume_tolerance:g} (relative). Differences by kind: {html.escape(counts)}.</p>
 <table><tr>{head}</tr>
 {chr(10).join(body)}
 </table>

@@ -1,12 +1,14 @@
 """Cross-source reconciliation: two lakes' bars compared minute by minute, in Arrow.
 
-Only the (symbol, session) partitions both lakes hold are compared, so a lake that covers
-less is not blamed for what it never fetched. Within them, a minute one lake has and the
-other lacks is a ``missing_in_a``/``missing_in_b`` difference (its value: that bar's
-volume), and a minute both have differs in a field when the relative difference
-``|a - b| / max(|a|, |b|)`` exceeds the tolerance: ``price_tolerance`` for open, high,
-low, close and vwap, ``volume_tolerance`` for volume and trade_count. A field either side
-does not carry (``vwap``/``trade_count`` are optional for some vendors) is not compared.
+A (symbol, session) partition, news day or corporate-actions file that only one lake holds
+is a difference (``day_missing_in_b`` ..., see :mod:`marketpipe.lake.one_sided`), unless
+``allow_missing`` asks to compare only what both hold. Within the partitions both hold, a
+minute one lake has and the other lacks is a ``missing_in_a``/``missing_in_b`` difference
+(its value: that bar's volume), and a minute both have differs in a price (open, high, low,
+close, vwap) beyond ``price_tolerance`` (default: exact to the tick, see
+:mod:`marketpipe.lake.tolerance`) or in volume or trade_count by more than the relative
+``volume_tolerance``. A field either side does not carry (``vwap``/``trade_count`` are
+optional for some vendors) is not compared.
 """
 
 from __future__ import annotations
@@ -21,18 +23,30 @@ import pyarrow.compute as pc
 
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.objects import LakeStore
-from marketpipe.lake.reader import read_bars, sorted_symbols
+from marketpipe.lake.one_sided import (
+    DATASET_KINDS,
+    PARTITION_KINDS,
+    Partition,
+    PartitionCounts,
+    count_kinds,
+    dataset_differences,
+    day_key,
+    partition_counts,
+    partition_differences,
+    read_partitions,
+)
+from marketpipe.lake.reader import sorted_symbols
 from marketpipe.lake.storage import (
     SYMBOL_COLUMN,
     as_store,
-    new_york_day_keys,
     partition_key,
     present_partitions,
     read_table_at,
 )
+from marketpipe.lake.tolerance import PriceTolerance, relative_differs
 from marketpipe.markettime.calendar import trading_sessions
 
-KINDS = (
+MINUTE_KINDS = (
     "missing_in_a",
     "missing_in_b",
     "open",
@@ -43,8 +57,10 @@ KINDS = (
     "trade_count",
     "vwap",
 )
+KINDS = (*PARTITION_KINDS, *MINUTE_KINDS)  # the per-symbol-day summary's columns
+ALL_KINDS = (*KINDS, *DATASET_KINDS)
 PRICE_FIELDS = ("open", "high", "low", "close", "vwap")
-DEFAULT_PRICE_TOLERANCE = 1e-4  # one basis point: far below a tick on most stocks' prices
+DEFAULT_PRICE_TOLERANCE = "0"  # exact to the tick (see marketpipe.lake.tolerance)
 DEFAULT_VOLUME_TOLERANCE = 0.05  # vendors' trade-condition filters differ by a few percent
 DIFFERENCE_SCHEMA = pa.schema(
     [
@@ -59,7 +75,8 @@ _VALUES = [name for name in OHLCV_SCHEMA.names if name not in (SYMBOL_COLUMN, "t
 
 
 class NothingToCompareError(LookupError):
-    """The two lakes share no (symbol, session) partition in the range asked for."""
+    """Neither lake holds a (symbol, session) partition in the range asked for (or, with
+    ``allow_missing``, they share none)."""
 
 
 @dataclass(frozen=True)
@@ -78,18 +95,20 @@ class Reconciliation:
     a: LakeSource
     b: LakeSource
     differences: pa.Table  # DIFFERENCE_SCHEMA, sorted by symbol, time and kind
-    summary: pa.Table  # one row per compared symbol-day
-    price_tolerance: float
+    summary: pa.Table  # one row per symbol-day either lake holds
+    price_tolerance: PriceTolerance
     volume_tolerance: float
+    allow_missing: bool = False
 
     @property
     def agree(self) -> bool:
-        """True when no minute differs beyond the tolerances."""
+        """True when nothing differs: no minute beyond the tolerances, and (unless
+        ``allow_missing``) no partition, news day or actions file held by one side only."""
         return self.differences.num_rows == 0
 
     def counts(self) -> dict[str, int]:
         """Differences by kind, every kind named (zeros included)."""
-        return {kind: sum(self.summary[kind].to_pylist()) for kind in KINDS}
+        return count_kinds(self.differences, ALL_KINDS)
 
 
 def reconcile(
@@ -109,60 +128,58 @@ def reconcile_lakes(
     start: dt.date | None = None,
     end: dt.date | None = None,
     symbols: Sequence[str] | None = None,
-    price_tolerance: float = DEFAULT_PRICE_TOLERANCE,
+    price_tolerance: PriceTolerance | str | float = DEFAULT_PRICE_TOLERANCE,
     volume_tolerance: float = DEFAULT_VOLUME_TOLERANCE,
+    allow_missing: bool = False,
 ) -> Reconciliation:
-    """Compare two lakes (local directories or ``s3://`` URIs) minute by minute over the
-    sessions both hold between ``start`` and ``end`` (New York dates, inclusive; default:
-    all), for ``symbols`` (default: every symbol both lakes hold)."""
-    for name, value in (
-        ("price_tolerance", price_tolerance),
-        ("volume_tolerance", volume_tolerance),
-    ):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be a relative difference in [0, 1), got {value}")
+    """Compare two lakes (local directories or ``s3://`` URIs) between ``start`` and ``end``
+    (New York dates, inclusive; default: all), for ``symbols`` (default: every symbol either
+    lake holds): minute by minute where both hold a partition, and (unless
+    ``allow_missing``) what only one of them holds. ``price_tolerance``: ``"0"`` (exact to
+    the tick), dollars (``"0.01"``) or basis points (``"1bp"``)."""
+    tolerance = PriceTolerance.parse(price_tolerance)
+    if not 0 <= volume_tolerance < 1:
+        raise ValueError(
+            f"volume_tolerance must be a relative difference in [0, 1), got {volume_tolerance}"
+        )
     stores = as_store(lake_a), as_store(lake_b)
-    common = _common_partitions(*stores, start, end, symbols)
-    sources = tuple(lake_source(store, common[0]) for store in stores)
-    bars = [_read(store, common) for store in stores]
-    joined = bars[0].join(
-        bars[1],
-        keys=[SYMBOL_COLUMN, "timestamp"],
-        join_type="full outer",
-        left_suffix="_a",
-        right_suffix="_b",
-        coalesce_keys=True,
-    )
-    flags = _flags(joined, price_tolerance, volume_tolerance)
-    differences = _differences(joined, flags)
-    summary = _summary(joined, flags, common, sources)
-    return Reconciliation(
-        sources[0], sources[1], differences, summary, price_tolerance, volume_tolerance
-    )
-
-
-def _common_partitions(
-    a: LakeStore,
-    b: LakeStore,
-    start: dt.date | None,
-    end: dt.date | None,
-    symbols: Sequence[str] | None,
-) -> list[tuple[str, dt.date]]:
     wanted = None if symbols is None else sorted_symbols(symbols)
-    common = present_partitions(a, wanted) & present_partitions(b, wanted)
-    chosen = sorted(
-        (symbol, day)
-        for symbol, day in common
-        if (start is None or day >= start) and (end is None or day <= end)
-    )
-    if not chosen:
+    held = [_held_partitions(store, start, end, wanted) for store in stores]
+    common = sorted(held[0] & held[1])
+    only = ([], []) if allow_missing else (sorted(held[0] - held[1]), sorted(held[1] - held[0]))
+    if not common and not (only[0] or only[1]):
         where = f"between {start or 'the start'} and {end or 'the end'}"
+        shared = " in common" if held[0] and held[1] else ""
         raise NothingToCompareError(
-            f"{a.uri} and {b.uri} hold no (symbol, session) partition in common {where}"
+            f"{stores[0].uri} and {stores[1].uri} hold no (symbol, session) partition{shared} "
+            f"{where}"
             + (f" for {', '.join(wanted)}" if wanted else "")
             + "; check the paths, --symbols and the dates"
         )
-    return chosen
+    sources = tuple(
+        lake_source(store, min(partitions)) if partitions else LakeSource(store.uri, "", "")
+        for store, partitions in zip(stores, held, strict=True)
+    )
+    counts = [partition_counts(store, side) for store, side in zip(stores, only, strict=True)]
+    minutes, summary = _compare_common(stores, common, sources, tolerance, volume_tolerance)
+    parts = [minutes, partition_differences(only[0], only[1], counts)]
+    if not allow_missing:
+        parts.append(dataset_differences(*stores, start, end, wanted))
+    differences = _sorted(pa.concat_tables(parts))
+    summary = _with_one_sided_rows(summary, only, counts)
+    return Reconciliation(
+        sources[0], sources[1], differences, summary, tolerance, volume_tolerance, allow_missing
+    )
+
+
+def _held_partitions(
+    store: LakeStore, start: dt.date | None, end: dt.date | None, wanted: list[str] | None
+) -> set[Partition]:
+    return {
+        (symbol, day)
+        for symbol, day in present_partitions(store, wanted)
+        if (start is None or day >= start) and (end is None or day <= end)
+    }
 
 
 def lake_source(store: LakeStore, partition: tuple[str, dt.date]) -> LakeSource:
@@ -175,45 +192,44 @@ def lake_source(store: LakeStore, partition: tuple[str, dt.date]) -> LakeSource:
     return LakeSource(store.uri, value("vendor"), value("feed"))
 
 
-def _read(store: LakeStore, common: list[tuple[str, dt.date]]) -> pa.Table:
-    """The bars of the common symbol-days only, with each row's New York day."""
-    symbols = sorted({symbol for symbol, _ in common})
-    first, last = min(day for _, day in common), max(day for _, day in common)
-    table = read_bars(symbols, first, last, data_dir=store, missing="skip")
-    table = table.append_column("day", new_york_day_keys(table).cast(pa.int32()))
-    wanted = pa.table(
-        {
-            SYMBOL_COLUMN: [symbol for symbol, _ in common],
-            "day": pa.array([_day_key(day) for _, day in common], pa.int32()),
-        }
+def _compare_common(
+    stores: tuple[LakeStore, LakeStore],
+    common: list[Partition],
+    sources: tuple[LakeSource, ...],
+    tolerance: PriceTolerance,
+    volume_tolerance: float,
+) -> tuple[pa.Table, pa.Table]:
+    """Minute-by-minute differences and the summary of the partitions both lakes hold."""
+    if not common:
+        return DIFFERENCE_SCHEMA.empty_table(), _summary_schema().empty_table()
+    bars = [read_partitions(store, common) for store in stores]
+    joined = bars[0].join(
+        bars[1],
+        keys=[SYMBOL_COLUMN, "timestamp"],
+        join_type="full outer",
+        left_suffix="_a",
+        right_suffix="_b",
+        coalesce_keys=True,
     )
-    return table.join(wanted, keys=[SYMBOL_COLUMN, "day"], join_type="inner")
+    flags = _flags(joined, tolerance, volume_tolerance)
+    return _differences(joined, flags), _summary(joined, flags, common, sources)
 
 
-def _day_key(day: dt.date) -> int:
-    return day.year * 10_000 + day.month * 100 + day.day
-
-
-def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray, tolerance: float) -> pa.ChunkedArray:
-    a, b = a.cast(pa.float64()), b.cast(pa.float64())
-    gap = pc.abs(pc.subtract(a, b))
-    allowed = pc.multiply(pc.max_element_wise(pc.abs(a), pc.abs(b)), tolerance)
-    return pc.fill_null(pc.greater(gap, allowed), False)  # null: a side lacks it
-
-
-def _flags(joined: pa.Table, price: float, volume: float) -> dict[str, pa.ChunkedArray]:
-    """Per joined row and kind: whether that row has that difference."""
+def _flags(joined: pa.Table, price: PriceTolerance, volume: float) -> dict[str, pa.ChunkedArray]:
+    """Per joined row and minute kind: whether that row has that difference."""
     in_a, in_b = pc.is_valid(joined["open_a"]), pc.is_valid(joined["open_b"])
     flags = {"missing_in_a": pc.invert(in_a), "missing_in_b": pc.invert(in_b)}
     for name in _VALUES:
-        tolerance = price if name in PRICE_FIELDS else volume
-        flags[name] = _differs(joined[f"{name}_a"], joined[f"{name}_b"], tolerance)
+        a, b = joined[f"{name}_a"], joined[f"{name}_b"]
+        flags[name] = (
+            price.differs(a, b) if name in PRICE_FIELDS else relative_differs(a, b, volume)
+        )
     return flags
 
 
 def _differences(joined: pa.Table, flags: dict[str, pa.ChunkedArray]) -> pa.Table:
     parts = []
-    for rank, kind in enumerate(KINDS):
+    for kind in MINUTE_KINDS:
         rows = joined.filter(flags[kind])
         field = "volume" if kind.startswith("missing") else kind
         values = [rows[f"{field}_{side}"].cast(pa.float64()) for side in "ab"]
@@ -229,14 +245,20 @@ def _differences(joined: pa.Table, flags: dict[str, pa.ChunkedArray]) -> pa.Tabl
                     "kind": pa.array([kind] * rows.num_rows, pa.string()),
                     "value_a": values[0],
                     "value_b": values[1],
-                    "rank": pa.array([rank] * rows.num_rows, pa.int8()),
                 }
-            )
+            ).cast(DIFFERENCE_SCHEMA)
         )
-    table = pa.concat_tables(parts).sort_by(
-        [(SYMBOL_COLUMN, "ascending"), ("timestamp", "ascending"), ("rank", "ascending")]
+    return pa.concat_tables(parts)
+
+
+def _sorted(differences: pa.Table) -> pa.Table:
+    """By symbol, time and kind (in :data:`ALL_KINDS` order)."""
+    rank = pc.index_in(differences["kind"], pa.array(ALL_KINDS)).cast(pa.int16())
+    return (
+        differences.append_column("rank", rank)
+        .sort_by([(SYMBOL_COLUMN, "ascending"), ("timestamp", "ascending"), ("rank", "ascending")])
+        .drop_columns(["rank"])
     )
-    return table.drop_columns(["rank"]).cast(DIFFERENCE_SCHEMA)
 
 
 def _summary(
@@ -247,7 +269,7 @@ def _summary(
 ) -> pa.Table:
     """One row per compared symbol-day: minutes, matches, differences by kind, volumes."""
     any_difference = flags["missing_in_a"]
-    for kind in KINDS[1:]:
+    for kind in MINUTE_KINDS[1:]:
         any_difference = pc.or_(any_difference, flags[kind])
     day = pc.coalesce(joined["day_a"], joined["day_b"])
     columns = {
@@ -256,7 +278,7 @@ def _summary(
         "minutes_a": pc.is_valid(joined["open_a"]).cast(pa.int64()),
         "minutes_b": pc.is_valid(joined["open_b"]).cast(pa.int64()),
         "matching_minutes": pc.invert(any_difference).cast(pa.int64()),
-        **{kind: flags[kind].cast(pa.int64()) for kind in KINDS},
+        **{kind: flags[kind].cast(pa.int64()) for kind in MINUTE_KINDS},
         "volume_a": pc.fill_null(joined["volume_a"], 0.0),
         "volume_b": pc.fill_null(joined["volume_b"], 0.0),
     }
@@ -270,8 +292,9 @@ def _summary(
     closes = _closing_bars(joined, flags, common)
     rows = []
     for symbol, session_day in common:
-        totals = found.get((symbol, _day_key(session_day)), {})
-        row = {name: totals.get(f"{name}_sum", 0) for name in counted}
+        totals = found.get((symbol, day_key(session_day)), {})
+        row = dict.fromkeys(PARTITION_KINDS, 0)
+        row |= {name: totals.get(f"{name}_sum", 0) for name in counted}
         volume_a, volume_b = row["volume_a"], row["volume_b"]
         rows.append(
             {
@@ -282,22 +305,51 @@ def _summary(
                 "notes": _notes(row, sources, (symbol, session_day) in closes),
             }
         )
-    return pa.Table.from_pylist(rows, schema=_summary_schema(counted))
+    return pa.Table.from_pylist(rows, schema=_summary_schema())
 
 
-def _summary_schema(counted: list[str]) -> pa.Schema:
+_COUNTED = ("minutes_a", "minutes_b", "matching_minutes", *KINDS)
+
+
+def _summary_schema() -> pa.Schema:
     return pa.schema(
         [
             pa.field(SYMBOL_COLUMN, pa.string()),
             pa.field("date", pa.date32()),
-            *(
-                pa.field(name, pa.float64() if name in ("volume_a", "volume_b") else pa.int64())
-                for name in counted
-            ),
+            *(pa.field(name, pa.int64()) for name in _COUNTED),
+            pa.field("volume_a", pa.float64()),
+            pa.field("volume_b", pa.float64()),
             pa.field("volume_ratio", pa.float64()),
             pa.field("notes", pa.string()),
         ]
     )
+
+
+def _with_one_sided_rows(
+    summary: pa.Table, only: tuple[list[Partition], list[Partition]], counts: list[PartitionCounts]
+) -> pa.Table:
+    """The summary with a row for each partition only one lake holds, sorted."""
+    rows = []
+    for side, partitions in enumerate(only):
+        other = "ab"[1 - side]
+        for symbol, day in partitions:
+            bars = counts[side].rows.get((symbol, day), 0)
+            volume = counts[side].volume.get((symbol, day), 0.0)
+            row = dict.fromkeys(_COUNTED, 0)
+            row |= {f"minutes_{'ab'[side]}": bars, f"day_missing_in_{other}": 1}
+            rows.append(
+                {
+                    SYMBOL_COLUMN: symbol,
+                    "date": day,
+                    **row,
+                    "volume_a": volume if side == 0 else 0.0,
+                    "volume_b": volume if side == 1 else 0.0,
+                    "volume_ratio": None,
+                    "notes": f"only lake {'AB'[side]} holds this session",
+                }
+            )
+    table = pa.concat_tables([summary, pa.Table.from_pylist(rows, schema=_summary_schema())])
+    return table.sort_by([(SYMBOL_COLUMN, "ascending"), ("date", "ascending")])
 
 
 def _closing_bars(

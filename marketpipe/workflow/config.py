@@ -40,11 +40,29 @@ class VendorSettings(BaseModel):
     max_attempts: int = Field(6, ge=1, le=50, description="Attempts per request")
     backoff_base: float = Field(0.5, gt=0, le=60, description="First back-off ceiling, seconds")
     backoff_cap: float = Field(30.0, gt=0, le=3600, description="Largest back-off, seconds")
+    budget_shares: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="(This vendor's, used when it is the one configured.) Split requests_per_minute into this many equal shares, one per fetch job "
+        "running at once, for jobs on machines that share no state (a cluster): each job "
+        "spends at most its share and Snakemake runs at most this many at once (resource "
+        "'api'). 1 = one budget shared through a file on this machine",
+    )
 
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
         return None if value is None else validate_base_url(value)
+
+    @model_validator(mode="after")
+    def _check_shares(self) -> VendorSettings:
+        if self.requests_per_minute < self.budget_shares:
+            raise ValueError(
+                f"budget_shares ({self.budget_shares}) leaves less than one request per window "
+                f"for each job of requests_per_minute ({self.requests_per_minute})"
+            )
+        return self
 
 
 class AlpacaSettings(VendorSettings):
@@ -64,15 +82,6 @@ class AlpacaSettings(VendorSettings):
     requests_per_minute: int = Field(
         200, ge=1, le=100_000, description="Request budget (200 on the free plan)"
     )
-    budget_shares: int = Field(
-        1,
-        ge=1,
-        le=1000,
-        description="Split requests_per_minute into this many equal shares, one per fetch job "
-        "running at once, for jobs on machines that share no state (a cluster): each job "
-        "spends at most its share and Snakemake runs at most this many at once (resource "
-        "'api'). 1 = one budget shared through a file on this machine",
-    )
     page_size: int = Field(10_000, ge=1, le=10_000, description="Bars per page (max 10000)")
     connect_timeout: float = Field(5.0, gt=0, le=300, description="Seconds to connect")
     read_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for data")
@@ -81,15 +90,6 @@ class AlpacaSettings(VendorSettings):
     @classmethod
     def _check_adjustment(cls, value: str) -> str:
         return check_adjustment(value)
-
-    @model_validator(mode="after")
-    def _check_shares(self) -> AlpacaSettings:
-        if self.requests_per_minute < self.budget_shares:
-            raise ValueError(
-                f"budget_shares ({self.budget_shares}) leaves less than one request per window "
-                f"for each job of requests_per_minute ({self.requests_per_minute})"
-            )
-        return self
 
 
 class PolygonSettings(VendorSettings):

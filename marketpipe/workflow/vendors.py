@@ -39,7 +39,8 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
     """The request budget of one job: the run-wide budget every job of this lake shares
     through a file, or with ``budget_shares`` above 1 (jobs on machines that share no
     state), this job's fixed share of it."""
-    budget, shares = settings.vendor_section, settings.config.alpaca.budget_shares
+    budget = settings.vendor_section
+    shares = budget.budget_shares
     if shares > 1:
         return EvenShareRateLimiter(
             max(1, budget.requests_per_minute // shares),

@@ -120,9 +120,9 @@ def planned_job_count():
 
 
 # With the budget split into shares, at most that many fetch jobs run at once (each one
-# spends one share of the requests per minute; see alpaca.budget_shares).
-if SETTINGS.config.alpaca.budget_shares > 1:
-    workflow.register_resource("api", SETTINGS.config.alpaca.budget_shares)
+# spends one share of the requests per minute; see budget_shares in the vendor's section).
+if SETTINGS.vendor_section.budget_shares > 1:
+    workflow.register_resource("api", SETTINGS.vendor_section.budget_shares)
 
 # Small jobs that keep the controller's ledger and report run where the controller does,
 # also when the fetch jobs go to a cluster.
