@@ -44,7 +44,8 @@ class VendorSettings(BaseModel):
         1,
         ge=1,
         le=1000,
-        description="(This vendor's, used when it is the one configured.) Split requests_per_minute into this many equal shares, one per fetch job "
+        description="(Of this vendor, when it is the one configured.) Split "
+        "requests_per_minute into this many equal shares, one per fetch job "
         "running at once, for jobs on machines that share no state (a cluster): each job "
         "spends at most its share and Snakemake runs at most this many at once (resource "
         "'api'). 1 = one budget shared through a file on this machine",
