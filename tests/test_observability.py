@@ -99,7 +99,12 @@ def test_summary_retry_counts_match_the_faults_the_simulator_served(tmp_path: Pa
         tmp_path,
         end=dt.date(2024, 2, 29),
         demo={"faults": rates, "seed": 4},
-        alpaca={"max_attempts": 12, "backoff_base": 0.005, "backoff_cap": 0.02},
+        alpaca={
+            "max_attempts": 12,
+            "backoff_base": 0.005,
+            "backoff_cap": 0.02,
+            "rate_window_seconds": 0.5,  # a bare 429 waits out the window
+        },
     )
     result = snakemake(tmp_path, "--cores", "8")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -114,6 +114,7 @@ MATRIX_CONFIG = {
         "max_attempts": 12,
         "backoff_base": 0.01,
         "backoff_cap": 0.05,
+        "rate_window_seconds": 0.5,  # a bare 429 waits out the window
     },
 }
 

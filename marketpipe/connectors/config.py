@@ -86,6 +86,12 @@ class ClientConfig(BaseModel):
     requests_per_minute: int = Field(
         200, ge=1, le=100_000, description="Request budget spent proactively, per minute"
     )
+    rate_window_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="The vendor's rate window: a 429 without a wait hint waits past it",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -3,8 +3,12 @@
 One ticker per request (the vendor's API has no multi-symbol bars), so a query's symbols are
 streamed one after another, in order; each stream follows ``next_url`` (its path and query,
 re-requested against the configured base with the key in the ``Authorization`` header: the
-vendor leaves the key out of it) until it is absent. ``t`` is a millisecond epoch, ``v`` may
-be a float, ``vw`` and ``n`` may be missing, and an absent ``results`` key is an empty page.
+vendor leaves the key out of it) until it is absent. A ``next_url`` carries only an opaque
+cursor, so ``adjusted=false``, ``sort`` and ``limit`` are sent again with every page (without
+them a later page would come back adjusted, the default), and a page that says it is adjusted
+or whose ``resultsCount`` disagrees with its ``results`` is refused. ``t`` is a millisecond
+epoch, ``v`` may be a float, ``vw`` and ``n`` may be missing, and an absent ``results`` key is
+an empty page.
 """
 
 from __future__ import annotations
@@ -92,9 +96,12 @@ class PolygonClient(BaseApiClient[BarsQuery]):
 
     def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
         """The first request of the query's (one) symbol, or the page ``cursor`` names."""
+        fixed = (("adjusted", "false"), ("sort", "asc"), ("limit", str(self.config.page_size)))
         if cursor is not None:
             path, _, text = cursor.partition("?")
-            return RequestSpec(path=path, params=tuple(parse_qsl(text)), endpoint="aggs")
+            names = {name for name, _ in fixed}
+            carried = tuple((k, v) for k, v in parse_qsl(text) if k not in names)
+            return RequestSpec(path=path, params=(*fixed, *carried), endpoint="aggs")
         (symbol,) = query.symbols
         timeframe = Timeframe.parse(query.timeframe)
         if timeframe.unit not in _TIMESPANS:
@@ -105,8 +112,7 @@ class PolygonClient(BaseApiClient[BarsQuery]):
             f"/v2/aggs/ticker/{symbol}/range/{timeframe.amount}/{_TIMESPANS[timeframe.unit]}"
             f"/{start_ms}/{end_ms}"
         )
-        params = (("adjusted", "false"), ("sort", "asc"), ("limit", str(self.config.page_size)))
-        return RequestSpec(path=path, params=params, endpoint="aggs")
+        return RequestSpec(path=path, params=fixed, endpoint="aggs")
 
     def next_cursor(self, page: Page) -> str | None:
         """``next_url``'s path and query (resolved against our own base); ``None`` at the end."""
@@ -129,6 +135,13 @@ class PolygonClient(BaseApiClient[BarsQuery]):
         symbol = str(payload.get("ticker") or page.request.path.split("/")[4])
         if not isinstance(rows, list):
             raise ResponseFormatError(f"{where}: 'results' is not a list")
+        if payload.get("adjusted") is True:
+            raise ResponseFormatError(f"{where}: the bars came back adjusted; raw was asked for")
+        count = payload.get("resultsCount")
+        if isinstance(count, int) and count != len(rows):
+            raise ResponseFormatError(
+                f"{where}: resultsCount says {count} bars but the page holds {len(rows)}"
+            )
         try:
             columns = {name: [row[name] for row in rows] for name in ("t", *_FIELDS)}
             trades = [row.get("n") for row in rows]

@@ -69,16 +69,24 @@ class RetryPolicy:
     base: float
     cap: float
     rng: random.Random = field(default_factory=random.Random)
+    # The vendor's rate window: a 429 without a hint waits past it (jittered), since a
+    # shorter back-off only lands in the same window again (Polygon counts per minute).
+    rate_window: float | None = None
 
     def backoff(self, retry_number: int) -> float:
         """Full jitter: uniform in ``[0, min(cap, base * 2**(n-1))]`` for the n-th retry."""
         ceiling = min(self.cap, self.base * 2 ** (retry_number - 1))
         return self.rng.uniform(0.0, ceiling)
 
-    def delay(self, retry_number: int, hint_seconds: float | None) -> float:
-        """The wait before the n-th retry: the server's hint when it gave one, else back-off."""
+    def delay(
+        self, retry_number: int, hint_seconds: float | None, cause: RetryCause | None = None
+    ) -> float:
+        """The wait before the n-th retry: the server's hint when it gave one; for a bare 429,
+        past the vendor's rate window (plus up to a tenth of it, jittered); else back-off."""
         if hint_seconds is not None and hint_seconds > 0:
             return hint_seconds
+        if cause is RetryCause.RATE_LIMITED and self.rate_window:
+            return self.rate_window * self.rng.uniform(1.0, 1.1)
         return self.backoff(retry_number)
 
 
@@ -97,7 +105,7 @@ class RetryBudget:
             raise RetryExhaustedError(
                 self.endpoint, self.attempts, failure.detail, "attempt limit reached"
             )
-        delay = self.policy.delay(self.attempts, failure.hint_seconds)
+        delay = self.policy.delay(self.attempts, failure.hint_seconds, failure.cause)
         if now - self.started + delay > self.policy.max_elapsed:
             raise RetryExhaustedError(
                 self.endpoint,

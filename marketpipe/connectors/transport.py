@@ -134,6 +134,7 @@ class HttpTransport:
             base=self.config.backoff_base,
             cap=self.config.backoff_cap,
             rng=self.rng,
+            rate_window=self.config.rate_window_seconds,
         )
 
     def __repr__(self) -> str:

@@ -65,6 +65,10 @@ class SimulatorConfig:
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
+    # What a Polygon next_url's opaque cursor carries of the request: all of its parameters,
+    # or only limit and sort (a captured cursor decodes to just those): then a client that
+    # re-sends next_url as given gets the default, adjusted, bars on later pages.
+    polygon_cursor: Literal["request", "limit_sort"] = "request"
 
     @property
     def strict_keys(self) -> bool:
@@ -204,7 +208,9 @@ class SimulatorApp:
         )
         self.log = request_log or RequestLog()
         self.bars = BarServer(self.market, self.actions, self.config.fractional_timestamps)
-        self.polygon = PolygonAggregates(self.market, self.actions, self.market_clock)
+        self.polygon = PolygonAggregates(
+            self.market, self.actions, self.market_clock, self.config.polygon_cursor
+        )
         self.news = NewsDesk(self.config.seed)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:

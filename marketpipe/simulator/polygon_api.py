@@ -3,8 +3,11 @@
 ``GET /v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{from}/{to}`` as the references
 describe it: ``from``/``to`` as ``YYYY-MM-DD`` (New York days) or millisecond epochs, ``t`` in
 milliseconds, ``v`` a float, ``limit`` counting base (minute) bars, pagination by a
-``next_url`` that carries no API key and restarts ``from`` at the next bar with an opaque
-``cursor``, the ``results`` key absent when there is nothing, and the vendor's error bodies
+``next_url`` that restarts ``from`` at the next bar and carries nothing but an opaque
+``cursor`` (base64 of the request's parameters, never the API key; or, with
+``polygon_cursor="limit_sort"``, of ``limit`` and ``sort`` only, as a captured one decodes,
+so that a client re-sending it as given gets the default, adjusted bars). The ``results``
+key is absent when there is nothing, and the vendor's error bodies
 (``{"status": "ERROR", "error": ...}``). SIP bars only (Polygon's consolidated tape), the
 extended session included; ``adjusted=true`` adjusts for splits, as Polygon's does.
 """
@@ -59,11 +62,16 @@ class PolygonAggregates:
     """Pages of one ticker's aggregates between two bounds."""
 
     def __init__(
-        self, market: SyntheticMarket, actions: ActionBook, now: Callable[[], dt.datetime]
+        self,
+        market: SyntheticMarket,
+        actions: ActionBook,
+        now: Callable[[], dt.datetime],
+        cursor_carries: str = "request",
     ) -> None:
         self.market = market
         self.actions = actions
         self.now = now
+        self.cursor_carries = cursor_carries
 
     def page(
         self, parts: list[str], query: list[tuple[str, str]], plan: str = "paid"
@@ -77,7 +85,7 @@ class PolygonAggregates:
             parts[7],
             parts[8],
         )
-        params = dict(query)
+        params = _with_cursor(dict(query))
         unexpected = sorted(set(params) - _PARAMS)
         if unexpected:
             raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
@@ -130,12 +138,12 @@ class PolygonAggregates:
             "count": len(bars),
         }
         if more_at is not None:
-            cursor = base64.urlsafe_b64encode(
-                urlencode({"limit": limit, "sort": "asc"}).encode()
-            ).decode()
+            carried = {k: v for k, v in params.items() if k not in ("cursor", "apiKey")}
+            if self.cursor_carries == "limit_sort":
+                carried = {"limit": str(limit), "sort": "asc"}
+            cursor = base64.urlsafe_b64encode(urlencode(carried).encode()).decode()
             path = "/".join(["", *parts[:7], str(more_at), end_text])
-            rest = {k: v for k, v in parse_qsl(urlencode(query)) if k not in ("cursor", "apiKey")}
-            payload["next_url"] = f"{path}?{urlencode({**rest, 'cursor': cursor})}"
+            payload["next_url"] = f"{path}?{urlencode({'cursor': cursor})}"
         return payload, len(bars)
 
     def _session(
@@ -151,6 +159,18 @@ class PolygonAggregates:
             ticker, session.date, frozenset({"split"}), new_york_date(now), lambda *_: None
         )
         return scaled(bars, price, volume)
+
+
+def _with_cursor(params: dict[str, str]) -> dict[str, str]:
+    """The request's parameters, with those its ``cursor`` carries unless given again."""
+    cursor = params.get("cursor")
+    if not cursor:
+        return params
+    try:
+        carried = dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid cursor") from None
+    return {**{k: v for k, v in carried.items() if k in _PARAMS - {"cursor", "apiKey"}}, **params}
 
 
 def _bound(text: str, name: str, *, end: bool) -> int:

@@ -348,6 +348,7 @@ def _client_config(
     values |= {name: getattr(section, name) for name in fields}
     values |= {
         "requests_per_minute": section.requests_per_minute,
+        "rate_window_seconds": section.rate_window_seconds,
         "max_attempts": section.max_attempts,
         "backoff_base": section.backoff_base,
         "backoff_cap": max(section.backoff_cap, section.backoff_base),
