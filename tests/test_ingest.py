@@ -364,6 +364,9 @@ class _PagesOutOfSymbolOrder:
     def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
         return self.real.unknown_symbols(symbols, query)
 
+    def expects_bars(self, symbol: str, day: dt.date) -> bool:
+        return self.real.expects_bars(symbol, day)
+
 
 def test_pages_out_of_symbol_order_are_refetched_not_patched(
     simulator: SimulatorServer, tmp_path: Path

@@ -25,11 +25,15 @@ from marketpipe.connectors import (
     AuthenticationError,
     BarsQuery,
     ResponseFormatError,
+    UnknownSymbolError,
 )
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
+from marketpipe.ingest.bars import StreamSettings, SymbolsFailed, ingest_days
+from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.reader import read_bars
 from marketpipe.lake.storage import partition_path
-from marketpipe.markettime.calendar import new_york_days_range
+from marketpipe.markettime.calendar import new_york_days_range, trading_sessions
+from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import FaultConfig, SimulatorServer, read_request_log
 from tests.conftest import start_simulator
 from tests.workflow_support import (
@@ -354,3 +358,62 @@ def test_a_polygon_run_killed_at_a_random_moment_resumes_to_the_same_bytes(
     )
     assert result.crashed, f"the run reached {point} fewer than {nth} times"
     assert result.passed, result
+
+
+POLYGON_STREAM = StreamSettings("polygon", Timeframe.parse("1Min"), "sip", "raw")
+
+
+def _polygon_ingest(client: PolygonClient, data_dir: Path, symbol: str) -> None:
+    days = [session.date for session in trading_sessions(FIRST, LAST)]
+    with CheckpointStore(data_dir) as store:
+        ingest_days(client, store, data_dir, [symbol], days, POLYGON_STREAM)
+
+
+def test_a_ticker_polygon_does_not_know_is_refused_by_name_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    server = start_simulator(unknown_symbols=frozenset({"ZZZZ"}))
+    try:
+        reply = requests.get(
+            f"{server.url}/v3/reference/tickers/ZZZZ", headers={"Authorization": "Bearer k"}
+        )
+        assert reply.status_code == 404 and reply.json()["status"] == "NOT_FOUND"
+        known = requests.get(
+            f"{server.url}/v3/reference/tickers/AAPL", headers={"Authorization": "Bearer k"}
+        ).json()["results"]
+        assert known["active"] is True and known["composite_figi"].startswith("BBG")
+        with (
+            polygon(server) as client,
+            pytest.raises(SymbolsFailed, match="ZZZZ: the vendor does not know ZZZZ") as failed,
+        ):
+            _polygon_ingest(client, tmp_path, "ZZZZ")
+        paths = [entry.path for entry in server.request_log.entries]
+    finally:
+        server.stop()
+    assert isinstance(failed.value.errors["ZZZZ"], UnknownSymbolError)
+    assert not list(tmp_path.rglob("bars.parquet"))  # no known-empty days
+    assert paths[-1] == "/v3/reference/tickers/ZZZZ"
+
+
+def test_days_without_bars_while_the_ticker_is_listed_are_suspect_not_empty(
+    tmp_path: Path,
+) -> None:
+    # The market lists NEWCO from 4 January; its reference data (as another vendor's might)
+    # from 2 January: two days answered without bars are not recorded as known-empty.
+    server = start_simulator(listings={"NEWCO": dt.date(2024, 1, 4)})
+    try:
+        with polygon(server) as client:
+            client.ticker_details("NEWCO")["list_date"] = "2024-01-02"
+            with pytest.raises(SymbolsFailed, match="no bars for NEWCO on 2024-01-02 and 1 more"):
+                _polygon_ingest(client, tmp_path, "NEWCO")
+            assert client.expects_bars("NEWCO", dt.date(2024, 1, 3))
+            assert not client.expects_bars("NEWCO", dt.date(2023, 12, 29))
+        # Its real listing date: the days before it are empty, the others whole.
+        with polygon(server) as client:
+            _polygon_ingest(client, tmp_path, "NEWCO")
+    finally:
+        server.stop()
+    with CheckpointStore(tmp_path) as store:
+        rows = {day: entry.rows for day, entry in store.ledger("NEWCO").items()}
+    assert rows[dt.date(2024, 1, 2)] == rows[dt.date(2024, 1, 3)] == 0
+    assert rows[dt.date(2024, 1, 4)] > 0 and rows[dt.date(2024, 1, 5)] > 0

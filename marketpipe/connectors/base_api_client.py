@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -168,6 +169,12 @@ class BaseApiClient(ABC, Generic[QueryT]):
     def unknown_symbols(self, symbols: tuple[str, ...], query: QueryT) -> set[str]:
         """Which of ``symbols`` the vendor does not know; vendors that cannot tell say none."""
         return set()
+
+    def expects_bars(self, symbol: str, day: dt.date) -> bool:
+        """Whether the vendor's reference data says ``symbol`` traded on ``day``, so that an
+        answer without bars is suspect rather than an empty day; vendors that cannot tell
+        say no."""
+        return False
 
     def paginate(self, query: QueryT) -> Iterator[Page]:
         """Yield raw pages until :meth:`next_cursor` returns ``None``."""

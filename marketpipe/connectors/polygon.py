@@ -13,6 +13,7 @@ an empty page.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
@@ -82,6 +83,44 @@ class PolygonClient(BaseApiClient[BarsQuery]):
         if not isinstance(config, PolygonConfig):
             raise TypeError("PolygonClient needs a PolygonConfig (or an explicit auth=)")
         return BearerTokenAuth(config.api_key)
+
+    def ticker_details(self, symbol: str) -> dict[str, Any] | None:
+        """``GET /v3/reference/tickers/{symbol}``'s ``results`` (``None``: the vendor does not
+        know the ticker), asked once per client."""
+        cache: dict[str, dict[str, Any] | None] = self.__dict__.setdefault("_details", {})
+        if symbol not in cache:
+            spec = RequestSpec(path=f"/v3/reference/tickers/{symbol}", endpoint="reference")
+            try:
+                payload = self.send(spec).payload
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                payload = None
+            results = payload.get("results") if isinstance(payload, dict) else None
+            if payload is not None and not isinstance(results, dict):
+                raise ResponseFormatError(f"ticker details of {symbol}: no 'results' object")
+            cache[symbol] = results
+        return cache[symbol]
+
+    def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
+        """Tickers the vendor's reference data does not know (a 404 from ticker details)."""
+        return {symbol for symbol in symbols if self.ticker_details(symbol) is None}
+
+    def expects_bars(self, symbol: str, day: dt.date) -> bool:
+        """Whether ``symbol`` was listed on ``day`` (after its ``list_date``, before any
+        ``delisted_utc``), so that a day without a single bar is suspect, not empty."""
+        details = self.ticker_details(symbol)
+        if details is None:
+            return False
+        try:
+            listed = dt.date.fromisoformat(str(details.get("list_date") or "0001-01-01"))
+            delisted_text = details.get("delisted_utc")
+            delisted = (
+                dt.datetime.fromisoformat(str(delisted_text)).date() if delisted_text else None
+            )
+        except ValueError:
+            return False
+        return listed <= day and (delisted is None or day < delisted)
 
     def paginate(self, query: BarsQuery) -> Iterator[Page]:
         """Each symbol's pages in turn (one ticker per request)."""

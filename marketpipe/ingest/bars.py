@@ -94,10 +94,9 @@ class _Ingest:
             adjustment=self.stream.adjustment,
         )
 
-    def run_stream(
-        self, symbols: tuple[str, ...], run: list[dt.date]
-    ) -> dict[str, UnknownSymbolError]:
-        """Fetch ``run`` for ``symbols`` in one paginated stream; return unknown symbols.
+    def run_stream(self, symbols: tuple[str, ...], run: list[dt.date]) -> dict[str, ConnectorError]:
+        """Fetch ``run`` for ``symbols`` in one paginated stream; return the symbols that
+        failed: unknown to the vendor, or answered without bars on days it lists them.
 
         A symbol's days are published once a later symbol's bars arrive; a symbol with no
         bars waits for the end, so a typo is not recorded as a string of empty days.
@@ -110,9 +109,11 @@ class _Ingest:
 
     def _stream(
         self, symbols: tuple[str, ...], run: list[dt.date], ledger: LedgerBatch
-    ) -> dict[str, UnknownSymbolError]:
+    ) -> dict[str, ConnectorError]:
+        expects = self.client.expects_bars
         publishers = {
-            symbol: RunPublisher(ledger, self.lake, symbol, run, self.stream) for symbol in symbols
+            symbol: RunPublisher(ledger, self.lake, symbol, run, self.stream, expects)
+            for symbol in symbols
         }
         position = {symbol: index for index, symbol in enumerate(symbols)}
         current = 0
@@ -143,13 +144,31 @@ class _Ingest:
         for symbol in symbols:
             if symbol not in unknown:
                 publishers[symbol].finish()
-        return {
+        failed: dict[str, ConnectorError] = {
             symbol: UnknownSymbolError(
                 f"the vendor does not know {symbol}: no bars on any of {len(run)} trading "
-                f"day(s) and no latest bar on the {query.feed} feed; check the symbol in the config"
+                f"day(s), and {self.client.vendor} says no such symbol; check the symbol in "
+                "the config"
             )
             for symbol in sorted(unknown)
         }
+        for symbol in symbols:
+            suspect = publishers[symbol].suspect_days
+            if suspect:
+                failed[symbol] = SuspectEmptyDays(symbol, self.client.vendor, suspect)
+        return failed
+
+
+class SuspectEmptyDays(ConnectorError):
+    """The vendor answered without a single bar on days its reference data lists the symbol."""
+
+    def __init__(self, symbol: str, vendor: str, days: Sequence[dt.date]) -> None:
+        more = f" and {len(days) - 1} more" if len(days) > 1 else ""
+        super().__init__(
+            f"{vendor} answered no bars for {symbol} on {days[0]}{more}, although its "
+            "reference data lists the ticker then; those days are not recorded as empty, and "
+            "the next run asks again"
+        )
 
 
 def ingest_days(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -85,8 +86,13 @@ class RunPublisher:
         symbol: str,
         run: list[dt.date],
         stream: StreamSettings,
+        expects_bars: Callable[[str, dt.date], bool] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.expects_bars = expects_bars
+        # Days the vendor answered without a bar although its reference data says the symbol
+        # was listed then: left unpublished (missing, asked again), never recorded as empty.
+        self.suspect_days: list[dt.date] = []
         self.lake = lake
         self.symbol = symbol
         self.run = run
@@ -136,6 +142,9 @@ class RunPublisher:
         self.stray.clear()
 
     def _publish(self, day: dt.date, parts: list[pa.Table]) -> None:
+        if not parts and self.expects_bars is not None and self.expects_bars(self.symbol, day):
+            self.suspect_days.append(day)
+            return
         table = pa.concat_tables(parts) if parts else OHLCV_SCHEMA.empty_table()
         result = validate_bars(table, self.sessions[day], self.stream.feed, self.stream.timeframe)
         metadata = self.stream.metadata(self.symbol, day)

@@ -25,6 +25,7 @@ from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjecto
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
 from marketpipe.simulator.news_api import NewsDesk
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
+from marketpipe.simulator.polygon_reference import is_reference_path, ticker_details
 from marketpipe.simulator.request_log import RequestLog
 from marketpipe.simulator.wire import (
     RECENT_SIP_CODE,
@@ -243,7 +244,7 @@ class SimulatorApp:
     ) -> tuple[Reply, dict[str, Any]]:
         info: dict[str, Any] = {}
         parts = path.strip("/").split("/")
-        if is_polygon_path(parts):
+        if is_polygon_path(parts) or is_reference_path(parts):
             return self._polygon(parts, query, headers, info)
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
@@ -295,7 +296,8 @@ class SimulatorApp:
         headers: Mapping[str, str],
         info: dict[str, Any],
     ) -> tuple[Reply, dict[str, Any]]:
-        """Massive/Polygon aggregates: key by ``Authorization: Bearer`` or ``apiKey``."""
+        """Massive/Polygon aggregates and ticker details: key by ``Authorization: Bearer``
+        or ``apiKey``."""
         bearer = headers.get("Authorization", "")
         key = bearer[7:].strip() if bearer.startswith("Bearer ") else dict(query).get("apiKey", "")
         if not key or (self.config.strict_keys and key != self.config.key_id):
@@ -314,9 +316,17 @@ class SimulatorApp:
         if fault is not None and fault != "slow":
             return self._fault_reply(fault, {}, "polygon"), info
         try:
-            payload, count = self.polygon.page(parts, query, self.config.plan)
+            if is_reference_path(parts):
+                config = self.config
+                request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
+                payload = ticker_details(
+                    parts[3], query, config.listings, config.unknown_symbols, request_id
+                )
+                count = 0
+            else:
+                payload, count = self.polygon.page(parts, query, self.config.plan)
         except BadRequest as exc:
-            key = "message" if exc.status == 403 else "error"
+            key = "message" if exc.status in (403, 404) else "error"
             return _polygon_reply(*polygon_error(exc.status, exc.message, key)), info
         info["bars"] = count
         return Reply(200, json_bytes(payload), wire_fault=fault), info

@@ -48,7 +48,7 @@ _PARAMS = {"adjusted", "sort", "limit", "cursor", "apiKey"}
 
 def polygon_error(status: int, message: str, key: str = "error") -> tuple[int, dict[str, Any]]:
     """A Polygon error body: ``status`` word, a request id and the message."""
-    word = {401: "ERROR", 403: "NOT_AUTHORIZED", 429: "ERROR"}.get(status, "ERROR")
+    word = {401: "ERROR", 403: "NOT_AUTHORIZED", 404: "NOT_FOUND"}.get(status, "ERROR")
     request_id = hashlib.sha256(message.encode()).hexdigest()[:32]
     return status, {"status": word, "request_id": request_id, key: message}
 
