@@ -34,7 +34,6 @@ class Fence(Protocol):
 
 _fences: list[tuple[str, Fence]] = []  # (the lake's URI, its lease)
 _lock = threading.Lock()
-_lost: list[str] = []  # why leases of this process were lost, for the run's end
 
 
 def register(lake: str, fence: Fence) -> None:
@@ -58,16 +57,3 @@ def check_fence(action: str, lake: str | None = None) -> float:
     for fence in fences:
         fence.check(action)
     return min((fence.valid_for() for fence in fences), default=math.inf)
-
-
-def record_loss(reason: str) -> None:
-    """Remember that a lease of this process was lost, and why."""
-    with _lock:
-        if reason not in _lost:
-            _lost.append(reason)
-
-
-def lost_leases() -> list[str]:
-    """Why leases of this process were lost (empty when none was)."""
-    with _lock:
-        return list(_lost)

@@ -205,7 +205,6 @@ class ObjectLease:
     def _lose(self, reason: str) -> None:
         if self.lost is None:
             self.lost = reason
-            fencing.record_loss(f"{self.store.uri}: {reason}")
             logger.error(
                 "lost the lease of %s: %s; this run writes nothing more",
                 self.store.uri,

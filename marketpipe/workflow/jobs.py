@@ -10,7 +10,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from marketpipe.ingest.bars import (
     SymbolsFailed,
     ingest_days,
 )
-from marketpipe.lake.fencing import check_fence
+from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
@@ -121,8 +122,9 @@ def fetch_partitions(
                 raise
             finally:
                 job = _JobOutcome(symbols, failed if error else (), month, started, error)
-                _finish_job(store, settings, job, report, recorder)
-                store.close_job(token)
+                with reported_error_first(label):
+                    _finish_job(store, settings, job, report, recorder)
+                    store.close_job(token)
     if done_marker is not None:
         write_atomically(Path(done_marker), f"{label}\n".encode())
     return report
@@ -142,6 +144,25 @@ class _JobOutcome:
     def label(self) -> str:
         """``AAPL..SPY (3 symbols)/2024-01``."""
         return f"{symbols_label(self.symbols)} {self.month}"
+
+
+@contextmanager
+def reported_error_first(job: str) -> Iterator[None]:
+    """Around a job's closing ledger write in ``finally``: while the job is failing already,
+    a lost lease during the write is logged, not raised, so the job's own error is the one
+    reported (the record is not written: a run that lost its lease writes nothing more)."""
+    failing = sys.exc_info()[1]
+    try:
+        yield
+    except LeaseLost as lost:
+        if failing is None:
+            raise
+        logger.warning(
+            "%s: its record was not written (%s); the job's own error follows",
+            job,
+            lost,
+            extra={"event": "job.record_skipped"},
+        )
 
 
 def _finish_job(

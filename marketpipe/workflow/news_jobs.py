@@ -19,7 +19,7 @@ from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.observability.metrics import MetricsRecorder
-from marketpipe.workflow.jobs import FetchFailed, record_job
+from marketpipe.workflow.jobs import FetchFailed, record_job, reported_error_first
 from marketpipe.workflow.news_planning import recheck_days
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_clients
@@ -76,7 +76,8 @@ def _run_news_job(
                     finished_at=time.time(),
                     metrics=metrics,
                 )
-                record_job(store, settings, record)
+                with reported_error_first(job):
+                    record_job(store, settings, record)
         message = (
             f"{job}: {report.articles} article(s) received, {len(report.days)} day file(s) "
             f"written ({len(report.replaced)} replaced), {report.rejected} record(s) refused"
