@@ -22,11 +22,12 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' crash trials
 
 from common import workflow_command, write_results
 
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
+from tests.chaos_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 
 CONFIG = {
     "symbols": ["AAPL", "MSFT"],

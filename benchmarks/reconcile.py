@@ -26,7 +26,9 @@ from common import median, run_workflow, write_results
 from fixture_lake import symbols
 from requests_floor import MONTH_ENDS
 
+from marketpipe.lake.actions import ACTIONS_DIR
 from marketpipe.lake.compare import reconcile_lakes
+from marketpipe.lake.news import NEWS_DIR
 from marketpipe.lake.storage import LAKE_DIR, parquet_bytes, partition_path, read_verified
 from marketpipe.markettime.calendar import trading_sessions
 
@@ -64,7 +66,9 @@ def main() -> int:
         config["alpaca"] = {"requests_per_minute": 100_000}
         run_workflow(workdir, config)
         lake_a, lake_b = workdir / "lake", workdir / "copy"
-        shutil.copytree(lake_a / LAKE_DIR, lake_b / LAKE_DIR)
+        for area in (LAKE_DIR, NEWS_DIR, ACTIONS_DIR):  # everything reconcile compares
+            if (lake_a / area).is_dir():
+                shutil.copytree(lake_a / area, lake_b / area)
         days = [session.date for session in trading_sessions(start, end)]
         change_three_bars(lake_b, tickers, days)
         seconds = []

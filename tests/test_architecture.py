@@ -16,7 +16,7 @@ REPOSITORY = PACKAGE.parent
 
 # Lowest first. A module may import its own layer and any layer below it.
 LAYERS: dict[str, int] = {
-    "marketpipe.chaos": 0,  # the crash_point hook (chaos.points); chaos.trials is tooling, below
+    "marketpipe.chaos": 0,  # the crash_point hook (its trials are tests/chaos_trials.py)
     "marketpipe.foundation": 0,
     "marketpipe.markettime": 1,
     "marketpipe.observability": 2,
@@ -28,7 +28,6 @@ LAYERS: dict[str, int] = {
     "marketpipe.commands": 7,
     "marketpipe.cli": 8,
     "marketpipe.__main__": 8,
-    "marketpipe.chaos.trials": 8,
     "marketpipe": 8,  # the public facade (read_bars, scan_bars): nothing inside imports it
 }
 # Same-or-lower imports that still cross a wall: the simulator imitates vendors on its own,

@@ -14,11 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from marketpipe.chaos.trials import lake_hashes
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.simulator import read_request_log
 from tests import workflow_support as support
+from tests.chaos_trials import lake_hashes
 from tests.s3_server import S3Server
 
 pytestmark = pytest.mark.workflow

@@ -18,7 +18,6 @@ import yaml
 from pydantic import SecretStr
 
 import marketpipe
-from marketpipe.chaos.trials import bar_files
 from marketpipe.connectors import AlpacaClient, AlpacaConfig
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.lake.actions import read_actions
@@ -26,6 +25,7 @@ from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.markettime.timeutil import parse_rfc3339
 from marketpipe.simulator import SimulatorConfig, SimulatorServer
 from marketpipe.simulator.actions import DEMO_CORPORATE_ACTIONS, grouped_records
+from tests.chaos_trials import bar_files
 from tests.workflow_support import lake_hashes, request_log, snakemake, write_config
 
 pytestmark = pytest.mark.workflow

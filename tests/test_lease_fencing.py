@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketpipe.chaos.trials import lake_hashes
 from marketpipe.lake.lease import LEASE_KEY, SAFETY_MARGIN
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.storage import LAKE_DIR
 from marketpipe.workflow.run import EXIT_BUSY, EXIT_LEASE_LOST
 from tests import workflow_support as support
+from tests.chaos_trials import lake_hashes
 from tests.s3_server import S3Request, S3Server
 
 pytestmark = pytest.mark.workflow

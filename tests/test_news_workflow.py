@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.chaos.trials import lake_hashes, run_crash_trial
 from marketpipe.lake.events import news_events
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.news import NEWS_DIR, calendar_days, news_key, read_news
 from marketpipe.lake.reader import read_bars
 from marketpipe.markettime.calendar import NEW_YORK, new_york_days_range, trading_sessions
 from marketpipe.simulator.news_api import NEWS_UNIVERSE, articles_of
+from tests.chaos_trials import lake_hashes, run_crash_trial
 from tests.conftest import start_simulator
 from tests.workflow_support import (
     END,

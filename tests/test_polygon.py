@@ -18,7 +18,6 @@ import requests
 from pydantic import SecretStr
 
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, run_crash_trial
 from marketpipe.connectors import (
     AlpacaClient,
     AlpacaConfig,
@@ -35,6 +34,7 @@ from marketpipe.lake.storage import partition_path
 from marketpipe.markettime.calendar import new_york_days_range, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import FaultConfig, SimulatorServer, read_request_log
+from tests.chaos_trials import SMALL_RUN_ARRIVALS, run_crash_trial
 from tests.conftest import start_simulator
 from tests.workflow_support import (
     copy_of,

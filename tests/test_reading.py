@@ -15,7 +15,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from marketpipe.chaos.trials import bar_files
 from marketpipe.cli import main as cli_main
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.verify import verify_lake
@@ -36,6 +35,7 @@ from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import load_settings
 from marketpipe.workflow.vendors import open_client
+from tests.chaos_trials import bar_files
 from tests.readers import COLUMNS, assert_every_reader_agrees, canonical
 from tests.workflow_support import SYMBOLS, lake_hashes, snakemake
 

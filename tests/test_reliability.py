@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, run_crash_trial
 from marketpipe.simulator import LoggedRequest, read_request_log
+from tests.chaos_trials import SMALL_RUN_ARRIVALS, run_crash_trial
 from tests.workflow_support import (
     PROCESS_JOBS,
     lake_hashes,

@@ -25,7 +25,6 @@ import yaml
 
 import marketpipe
 from marketpipe.chaos import CRASH_POINTS
-from marketpipe.chaos.trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from marketpipe.commands.plan import build_plan
 from marketpipe.lake.consolidated import MONTHLY_DIR, month_key
 from marketpipe.lake.lease import LEASE_KEY
@@ -36,6 +35,7 @@ from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.workflow.settings import load_settings
 from tests import workflow_support as support
+from tests.chaos_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from tests.s3_server import AWS_ENVIRONMENT, S3Server
 from tests.workflow_support import snakemake
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketpipe.chaos.trials import lake_hashes
 from marketpipe.lake.objects import S3Store
 from tests import workflow_support as support
+from tests.chaos_trials import lake_hashes
 from tests.s3_server import S3Server
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slurm]

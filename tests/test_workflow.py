@@ -16,12 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from marketpipe.chaos.trials import bar_files
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.storage import file_sha256, partition_path
 from marketpipe.lake.validation import validate_bars
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
+from tests.chaos_trials import bar_files
 from tests.readers import assert_every_reader_agrees
 from tests.workflow_support import (
     BARS_PATH,

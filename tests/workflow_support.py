@@ -18,12 +18,12 @@ from typing import Any
 
 import yaml
 
-from marketpipe.chaos import trials
 from marketpipe.lake.storage import LAKE_DIR, partition_path
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.markettime.timeutil import parse_rfc3339
 from marketpipe.simulator import LoggedRequest, read_request_log
 from marketpipe.simulator.process import simulator_subprocess
+from tests import chaos_trials as trials
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOLS = ["AAPL", "MSFT"]

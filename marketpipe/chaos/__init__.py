@@ -1,7 +1,7 @@
-"""Chaos tooling: crash points that kill a run like a power cut, and the crash trials.
+"""The crash-point hook: production code calls :func:`crash_point`, which a crash trial arms.
 
-Production code reaches this room only through :func:`crash_point` (``chaos.points``, which
-imports nothing); ``chaos.trials`` is tooling on top that may import anything.
+Ground floor: it imports nothing of MarketPipe. The trials that arm it and check the lake
+afterwards are tooling of the tests and benchmarks (``tests/chaos_trials.py``).
 """
 
 from marketpipe.chaos.points import CRASH_POINTS, CRASH_VARIABLE, crash_point

@@ -25,8 +25,8 @@ from marketpipe.connectors import (
     ResponseFormatError,
     UnknownSymbolError,
 )
+from marketpipe.ingest.ledger_sync import sync_ledger_with_files
 from marketpipe.ingest.publish import QUARANTINE_SCHEMA, LedgerBatch, RunPublisher
-from marketpipe.ingest.reconcile import reconcile
 from marketpipe.ingest.stream import IngestReport, StreamSettings, SymbolsFailed
 from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore
@@ -46,7 +46,7 @@ __all__ = [
     "StreamSettings",
     "SymbolsFailed",
     "ingest_days",
-    "reconcile",
+    "sync_ledger_with_files",
 ]
 
 from marketpipe.connectors.errors import may_differ_by_symbol
@@ -193,7 +193,7 @@ def ingest_days(
     stream fails, its unfinished symbols are retried one by one so that one bad symbol cannot
     hold back the rest. Raises :class:`SymbolsFailed` naming the symbols that still failed,
     after publishing the others. Pass ``report`` to keep the progress made before an exception.
-    ``adopt`` is :func:`reconcile`'s.
+    ``adopt`` is :func:`sync_ledger_with_files`'s.
     """
     days = sorted(days)
     lake = as_store(lake)
@@ -203,7 +203,7 @@ def ingest_days(
     report.planned_days = len(days) * len(symbols)
     streams: dict[tuple[dt.date, ...], list[str]] = {}
     for symbol in symbols:
-        missing = reconcile(store, lake, symbol, days, adopt)
+        missing = sync_ledger_with_files(store, lake, symbol, days, adopt)
         invalidate_months(lake, store, symbol, missing)
         report.missing_days += len(missing)
         for run in contiguous_runs(missing, days):
@@ -263,7 +263,7 @@ def _one_by_one(
                 "not fetched: the vendor failed for the symbols before it as well"
             )
             continue
-        missing = reconcile(ingest.store, ingest.lake, symbol, run, ingest.adopt)
+        missing = sync_ledger_with_files(ingest.store, ingest.lake, symbol, run, ingest.adopt)
         try:
             for part in contiguous_runs(missing, days):
                 errors.update(ingest.run_stream((symbol,), part))

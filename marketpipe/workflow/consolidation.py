@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.foundation.files import write_atomically
-from marketpipe.ingest.reconcile import reconcile
+from marketpipe.ingest.ledger_sync import sync_ledger_with_files
 from marketpipe.lake.consolidated import (
     ConsolidationReport,
     Month,
@@ -131,7 +131,9 @@ def consolidate_month(
             for symbol in symbols:
                 # Jobs that ran elsewhere (a cluster) recorded their days in their own
                 # ledgers: learn this month's days from the lake first.
-                reconcile(store, settings.lake, symbol, list(month_sessions((year, number))))
+                sync_ledger_with_files(
+                    store, settings.lake, symbol, list(month_sessions((year, number)))
+                )
             report = consolidate(settings.lake, store, symbols, [(year, number)])
         log_event(
             logger,

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from marketpipe.ingest.bars import reconcile
+from marketpipe.ingest.ledger_sync import sync_ledger_with_files
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore, state_path
@@ -111,7 +111,7 @@ def recover_interrupted_jobs(settings: WorkflowSettings) -> int:
         interrupted = store.open_jobs()
         for job, (symbols, days) in interrupted.items():
             for symbol in symbols:
-                reconcile(store, settings.lake, symbol, days)
+                sync_ledger_with_files(store, settings.lake, symbol, days)
             store.close_job(job)
             log_event(logger, "job.recovered", f"reconciled the ledger of interrupted job {job}")
         _adopt_news(settings, store)

@@ -1,5 +1,6 @@
 """Make the ledger agree with the lake's files before fetching: drop rows of gone files, adopt
-files a crash left unrecorded, remove dead temporaries."""
+files a crash left unrecorded, remove dead temporaries (comparing two lakes is another thing:
+:mod:`marketpipe.lake.compare`)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from marketpipe.lake.validation import count_flagged
 logger = logging.getLogger(__name__)
 
 
-def reconcile(
+def sync_ledger_with_files(
     store: CheckpointStore,
     lake: LakeStore | Path,
     symbol: str,
@@ -63,7 +64,7 @@ def reconcile(
             "%s: %d ledger row(s) had no file and were dropped",
             symbol,
             len(gone),
-            extra={"event": "ledger.reconciled", "symbol": symbol, "days": len(gone)},
+            extra={"event": "ledger.synced", "symbol": symbol, "days": len(gone)},
         )
         store.forget(symbol, gone)
     return missing
