@@ -12,8 +12,8 @@ from pathlib import Path
 
 from marketpipe.chaos import CRASH_POINTS, CRASH_VARIABLE
 from marketpipe.lake.actions import ACTIONS_DIR
-from marketpipe.lake.consolidated import MONTHLY_DIR
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.month_sources import MONTHLY_DIR
 from marketpipe.lake.news import NEWS_DIR, news_key
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import LAKE_DIR, as_store

@@ -17,12 +17,13 @@ import pytest
 import yaml
 
 from marketpipe.commands.verify import verify_lake
-from marketpipe.lake.consolidated import MONTHLY_DIR, month_key, sources_digest
+from marketpipe.lake.consolidated import consolidate
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.month_sources import MONTHLY_DIR, month_key, sources_digest
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.read_plan import plan_read
 from marketpipe.lake.reader import MissingPartitionsError, bar_files, read_bars, scan_bars
-from marketpipe.lake.storage import partition_path
+from marketpipe.lake.storage import parquet_bytes, partition_path, read_verified
 from marketpipe.workflow.settings import load_settings
 from tests.workflow_support import SYMBOLS, copy_of, lake_hashes, snakemake, write_config
 
@@ -285,3 +286,43 @@ def test_a_month_is_built_only_once_every_session_is_in_the_lake(tmp_path: Path)
     table = pa.concat_tables(pq.read_table(path) for path in months)
     january = read_bars(SYMBOLS, "2024-01-02", "2024-01-31", data_dir=tmp_path / "lake")
     assert table.num_rows == january.num_rows
+
+
+def _same_size_rewrite(path: Path) -> tuple[dt.datetime, float]:
+    """Rewrite a day file with one close changed by a few cents and the file's size kept;
+    return that bar's time and its new close."""
+    original = path.read_bytes()
+    table = read_verified(path, str(path))
+    closes = table["close"].to_pylist()
+    index = table.schema.get_field_index("close")
+    for row in range(100, len(closes)):
+        for cents in (1, -1, 2, -2, 3, -3):
+            changed = list(closes)
+            changed[row] = round(changed[row] + cents / 100, 2)
+            edited = table.set_column(index, table.schema.field(index), [changed])
+            data = parquet_bytes(edited, {})
+            if len(data) == len(original):
+                path.write_bytes(data)
+                return table["timestamp"][row].as_py(), changed[row]
+    raise AssertionError("no same-size rewrite found")
+
+
+def test_a_day_file_rewritten_to_the_same_size_is_never_read_from_its_stale_month(
+    reference: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(reference, tmp_path)
+    lake = workdir / "lake"
+    january = (dt.date(2024, 1, 2), dt.date(2024, 1, 31))
+    assert month_key("AAPL", (2024, 1)) in month_keys_read(lake, *january)  # a copy keeps it
+    size = partition_path(lake, "AAPL", dt.date(2024, 1, 10)).stat().st_size
+    stamp, close = _same_size_rewrite(partition_path(lake, "AAPL", dt.date(2024, 1, 10)))
+    assert partition_path(lake, "AAPL", dt.date(2024, 1, 10)).stat().st_size == size
+    read = read_bars("AAPL", *january, data_dir=lake)
+    row = read.filter(pc.equal(read["timestamp"], stamp)).to_pylist()[0]
+    assert row["close"] == close  # the day's new value, not the month file's old one
+    assert month_keys_read(lake, *january) == [month_key("MSFT", (2024, 1))]
+    assert read.equals(read_bars("AAPL", *january, data_dir=without_months(workdir, tmp_path)))
+    # consolidate does not count the month current either: it refuses to rebuild it from a
+    # day file the ledger does not know, and removes it.
+    report = consolidate(LocalStore(lake), CheckpointStore(lake), ["AAPL"], [(2024, 1)])
+    assert report.current == 0 and not (lake / month_key("AAPL", (2024, 1))).exists()

@@ -19,8 +19,8 @@ from marketpipe.cli import main as cli_main
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.verify import verify_lake
 from marketpipe.ingest.bars import ingest_days
-from marketpipe.lake.consolidated import MONTHLY_DIR
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.month_sources import MONTHLY_DIR
 from marketpipe.lake.reader import MissingPartitionsError, read_bars
 from marketpipe.lake.storage import (
     LAKE_DIR,

@@ -26,9 +26,9 @@ import yaml
 import marketpipe
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.commands.plan import build_plan
-from marketpipe.lake.consolidated import MONTHLY_DIR, month_key
 from marketpipe.lake.lease import LEASE_KEY
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.month_sources import MONTHLY_DIR, month_key
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.read_plan import plan_read
 from marketpipe.lake.storage import LAKE_DIR, partition_key

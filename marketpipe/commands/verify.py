@@ -12,14 +12,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from marketpipe.lake.actions import STORED_ACTIONS_SCHEMA, actions_key, stored_symbols
-from marketpipe.lake.consolidated import (
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.month_sources import (
     Month,
     decode_sources,
     month_files,
     month_key,
     month_sessions,
 )
-from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.news import news_key, parse_news_file, present_news_days
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (

@@ -7,12 +7,14 @@ page checksums), and reads use it (as Nautilus' ``consolidate_catalog`` and kdb+
 partitions do). The day files stay the source of truth, the Snakemake targets and the unit
 of repair; a month file is only ever a copy of them:
 
-- its footer names the day files it was built from (day, sha256, size) and the ledger
-  records it with the digest of their hashes;
+- its footer names the day files it was built from (day, sha256, size, md5) and the ledger
+  records it with the digest of their hashes (:mod:`marketpipe.lake.month_sources`);
 - whatever replaces or removes a day file first removes the month file over it
   (:func:`invalidate_months`), and a read uses a month file only while every one of its
-  day files is present at its recorded size (:func:`usable_month_keys`), so a read never
-  serves a month that no longer matches;
+  day files is present, with its size, and not replaced since (a later modification time
+  than the month file's; another ETag on S3) (:func:`usable_month_keys`), so a read never
+  serves a month that no longer matches, even after a day file was rewritten behind
+  MarketPipe's back with bytes of the same size;
 - :func:`consolidate` builds missing months, rebuilds stale ones and removes those whose
   days are no longer all there.
 """
@@ -21,87 +23,46 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
-import functools
 import hashlib
-import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry, MonthEntry
 from marketpipe.lake.ledger_months import Month
-from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
+from marketpipe.lake.month_sources import (
+    MONTH_KEY,
+    SOURCES_KEY,
+    MonthSource,
+    decode_sources,
+    encode_sources,
+    month_day_stamps,
+    month_file_stamp,
+    month_files,
+    month_key,
+    month_of,
+    month_sessions,
+    present_months,
+    sources_digest,
+    sources_match,
+)
+from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     DAY_KEY,
     LAKE_SCHEMA,
-    PARTITION_FILE,
     DamagedFileError,
     WrittenFile,
     partition_key,
     publish_table,
     read_verified,
 )
-from marketpipe.markettime.calendar import trading_sessions
 
 logger = logging.getLogger(__name__)
 
-MONTHLY_DIR = "ohlcv_monthly"
-SOURCES_KEY = "marketpipe.sources"  # footer: the day files a month file was built from
-MONTH_KEY = "marketpipe.month"
 BUILD_THREADS = 4  # month files built at once by consolidate()
-
-
-def month_of(day: dt.date) -> Month:
-    """The (year, month) of ``day``."""
-    return day.year, day.month
-
-
-def month_key(symbol: str, month: Month) -> str:
-    """The key, relative to the lake's root, of one symbol-month's consolidated file."""
-    year, number = month
-    return f"{MONTHLY_DIR}/symbol={symbol}/year={year:04d}/month={number:02d}/{PARTITION_FILE}"
-
-
-@functools.cache
-def month_sessions(month: Month) -> tuple[dt.date, ...]:
-    """Every NYSE session of ``month`` (a full scan asks about thousands of months)."""
-    first = dt.date(month[0], month[1], 1)
-    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
-    return tuple(session.date for session in trading_sessions(first, last))
-
-
-@dataclass(frozen=True)
-class MonthSource:
-    """One day file a month file was built from."""
-
-    day: dt.date
-    sha256: str
-    size: int
-
-
-def sources_digest(hashes: Mapping[dt.date, str]) -> str:
-    """The sha256 of a month's day files' hashes, in day order (what the ledger compares)."""
-    text = "".join(f"{day.isoformat()} {sha}\n" for day, sha in sorted(hashes.items()))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _encode_sources(sources: Sequence[MonthSource]) -> str:
-    return json.dumps([[s.day.isoformat(), s.sha256, s.size] for s in sources])
-
-
-def decode_sources(metadata: Mapping[bytes, bytes] | None) -> list[MonthSource] | None:
-    """The sources a month file's footer names, or ``None`` if it names none."""
-    raw = (metadata or {}).get(SOURCES_KEY.encode())
-    if raw is None:
-        return None
-    try:
-        return [MonthSource(dt.date.fromisoformat(d), s, int(n)) for d, s, n in json.loads(raw)]
-    except (ValueError, TypeError):
-        return None
 
 
 class SourceMismatch(ValueError):
@@ -112,8 +73,10 @@ def build_month(
     lake: LakeStore, symbol: str, month: Month, expected: Mapping[dt.date, str]
 ) -> WrittenFile:
     """Write the month file of ``symbol`` from its day files, each checked against the
-    sha256 the ledger recorded for it (``expected``, every session of the month)."""
+    sha256 the ledger recorded for it (``expected``, every session of the month), their
+    stamps taken before and after reading them (a day file replaced meanwhile: no month)."""
     tables, sources, metadata = [], [], {}
+    stamps = month_day_stamps(lake, symbol, month)
     for day in sorted(expected):
         key = partition_key(symbol, day)
         try:
@@ -134,9 +97,15 @@ def build_month(
                 if k.startswith(b"marketpipe.") and k != DAY_KEY.encode()
             }
         tables.append(table.replace_schema_metadata(None).cast(LAKE_SCHEMA))
-        sources.append(MonthSource(day, sha, len(data)))
+        sources.append(
+            MonthSource(day, sha, len(data), hashlib.md5(data, usedforsecurity=False).hexdigest())
+        )
+    if month_day_stamps(lake, symbol, month) != stamps:
+        raise SourceMismatch(
+            f"{symbol} {month[0]:04d}-{month[1]:02d}: a day file changed meanwhile"
+        )
     metadata[MONTH_KEY] = f"{month[0]:04d}-{month[1]:02d}"
-    metadata[SOURCES_KEY] = _encode_sources(sources)
+    metadata[SOURCES_KEY] = encode_sources(sources)
     table = pa.concat_tables(tables) if tables else LAKE_SCHEMA.empty_table()
     return publish_table(lake, month_key(symbol, month), table, metadata)
 
@@ -156,28 +125,6 @@ def invalidate_months(
         lake.delete(month_key(symbol, month))
     if stale:
         store.forget_months(symbol, stale)
-
-
-def month_files(lake: LakeStore, symbol: str | None = None) -> set[tuple[str, Month]]:
-    """Every (symbol, month) with a month file (of ``symbol`` only, if given), from one
-    listing."""
-    prefix = MONTHLY_DIR if symbol is None else f"{MONTHLY_DIR}/symbol={symbol}"
-    found = set()
-    for key in lake.list(prefix):
-        parts = key.split("/")
-        if len(parts) != 5 or parts[4] != PARTITION_FILE:
-            continue
-        try:
-            month = (int(parts[2].removeprefix("year=")), int(parts[3].removeprefix("month=")))
-        except ValueError:
-            continue
-        found.add((parts[1].removeprefix("symbol="), month))
-    return found
-
-
-def present_months(lake: LakeStore, symbol: str) -> set[Month]:
-    """The months of ``symbol`` that have a month file, from one listing."""
-    return {month for _, month in month_files(lake, symbol)}
 
 
 @dataclass
@@ -271,10 +218,27 @@ def _due_build(
     unchanged = (
         entry is not None and entry.sources_sha256 == sources_digest(expected) and month in present
     )
-    if unchanged and _sha256_at(lake, month_key(symbol, month)) == entry.sha256:
+    if unchanged and _is_current(lake, symbol, month, entry):
         report.current += 1
         return None
     return _Build(symbol, month, expected, exists)
+
+
+def _is_current(lake: LakeStore, symbol: str, month: Month, entry: MonthEntry) -> bool:
+    """Whether the month file has the bytes the ledger recorded and names the day files as
+    they are now (not a day file rewritten since, nor one copied without its times)."""
+    try:
+        data = lake.get(month_key(symbol, month))
+    except FileNotFoundError:
+        return False
+    if hashlib.sha256(data).hexdigest() != entry.sha256:
+        return False
+    sources = decode_sources(pq.read_metadata(pa.BufferReader(data)).metadata)
+    if sources is None:
+        return False
+    month_stamp = month_file_stamp(lake, symbol, month)
+    days = month_day_stamps(lake, symbol, month)
+    return sources_match(sources, days, month_stamp, lake.is_local)
 
 
 def _run_build(task: tuple[LakeStore, _Build]) -> WrittenFile | SourceMismatch:
@@ -339,65 +303,3 @@ def reindex_months(lake: LakeStore, store: CheckpointStore) -> int:
     for symbol, month in sorted(set(recorded) - present):
         store.forget_months(symbol, [month])
     return adopted
-
-
-def _sha256_at(lake: LakeStore, key: str) -> str | None:
-    """The sha256 of the bytes at ``key`` (``None`` if there are none)."""
-    try:
-        return hashlib.sha256(lake.get(key)).hexdigest()
-    except FileNotFoundError:
-        return None
-
-
-def read_month_sources(
-    lake: LakeStore, key: str, filesystem: tuple[Any, str] | None = None
-) -> list[MonthSource] | None:
-    """The sources named in the footer of the month file at ``key`` (``None``: no such
-    file, or a footer that cannot be read: the day files are read instead). ``filesystem``:
-    a remote lake's pyarrow filesystem and root, when the caller has one."""
-    try:
-        if isinstance(lake, LocalStore):
-            metadata = pq.read_metadata(lake.path(key)).metadata
-        else:
-            remote, root = filesystem or lake_filesystem(lake)
-            with remote.open_input_file(f"{root}/{key}") as handle:
-                metadata = pq.read_metadata(handle).metadata
-    except FileNotFoundError:
-        return None
-    except (OSError, pa.ArrowException) as exc:
-        logger.warning("month file %s/%s unreadable, day files used: %s", lake.uri, key, exc)
-        return None
-    return decode_sources(metadata)
-
-
-def usable_month_keys(
-    lake: LakeStore,
-    symbol: str,
-    months: Sequence[Month],
-    day_sizes: Mapping[dt.date, int],
-    filesystem: tuple[Any, str] | None = None,
-) -> dict[Month, str]:
-    """Of ``months`` (whole months a read covers), those whose month file is current: it
-    names every session of the month, and each day file is present at the size it had
-    (``day_sizes``: the sizes of the present day files). ``filesystem``: see
-    :func:`read_month_sources`."""
-    if not months:
-        return {}
-    present = None
-    if not isinstance(lake, LocalStore):
-        present = present_months(lake, symbol)  # one listing, not a request per month
-    usable = {}
-    for month in months:
-        sessions = month_sessions(month)
-        if present is not None and month not in present:
-            continue
-        if not sessions or any(day not in day_sizes for day in sessions):
-            continue
-        key = month_key(symbol, month)
-        sources = read_month_sources(lake, key, filesystem)
-        if sources is None:
-            continue
-        named = {source.day: source.size for source in sources}
-        if named == {day: day_sizes[day] for day in sessions}:
-            usable[month] = key
-    return usable

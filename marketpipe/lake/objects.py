@@ -24,6 +24,7 @@ from marketpipe.lake.store_types import (
     ENDPOINT_VARIABLE,
     S3_MAX_CONNECTIONS,
     S3_SCHEME,
+    FileStamp,
     LakeStore,
     MissingBucket,
     WriteConflict,
@@ -126,6 +127,14 @@ class LocalStore:
     def sizes(self, prefix: str) -> dict[str, int]:
         """Every file under ``prefix`` with its size in bytes."""
         return {key: self.path(key).stat().st_size for key in self.list(prefix)}
+
+    def stamps(self, prefix: str) -> dict[str, FileStamp]:
+        """Every file under ``prefix`` with its size and modification time (nanoseconds)."""
+        stamps = {}
+        for key in self.list(prefix):
+            status = self.path(key).stat()
+            stamps[key] = (status.st_size, str(status.st_mtime_ns))
+        return stamps
 
     def delete(self, key: str) -> None:
         """Remove the file if present."""

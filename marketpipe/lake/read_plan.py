@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from marketpipe.lake.consolidated import Month, month_of, month_sessions, usable_month_keys
+from marketpipe.lake.month_sources import Month, month_of, month_sessions, usable_month_keys
 from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.storage import (
     LAKE_DIR,
@@ -26,6 +26,7 @@ from marketpipe.lake.storage import (
     partition_key,
     partition_of,
 )
+from marketpipe.lake.store_types import FileStamp
 from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
 from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
 
@@ -91,25 +92,28 @@ class ReadPlan:
         return keys
 
 
-def _day_sizes(lake: LakeStore, symbol: str, day_keys: dict[dt.date, str]) -> dict[dt.date, int]:
-    """The size of each present day file of ``symbol`` (``day_keys``: its keys by day): a
-    ``stat`` each on a local lake, one LIST per symbol-year on S3."""
-    sizes = {}
+def _day_stamps(
+    lake: LakeStore, symbol: str, day_keys: dict[dt.date, str]
+) -> dict[dt.date, FileStamp]:
+    """The size and version of each present day file of ``symbol`` (``day_keys``: its keys
+    by day): a ``stat`` each on a local lake, one LIST per symbol-year on S3."""
+    stamps = {}
     if isinstance(lake, LocalStore):
         root = str(lake.root)  # plain strings: a year is 252 stats, pathlib costs more
         for day, key in day_keys.items():
             try:
-                sizes[day] = os.stat(f"{root}/{key}").st_size
+                status = os.stat(f"{root}/{key}")
             except FileNotFoundError:
                 continue
-        return sizes
+            stamps[day] = (status.st_size, str(status.st_mtime_ns))
+        return stamps
     wanted = set(day_keys)
     for year in sorted({day.year for day in wanted}):
-        for key, size in lake.sizes(f"{LAKE_DIR}/symbol={symbol}/year={year:04d}").items():
+        for key, stamp in lake.stamps(f"{LAKE_DIR}/symbol={symbol}/year={year:04d}").items():
             located = partition_of(Path(key))
             if located is not None and located[1] in wanted and key.endswith(f"/{PARTITION_FILE}"):
-                sizes[located[1]] = size
-    return sizes
+                stamps[located[1]] = stamp
+    return stamps
 
 
 def plan_read(
@@ -141,15 +145,15 @@ def plan_read(
     filesystem = None if isinstance(lake, LocalStore) or not whole else lake_filesystem(lake)
     for symbol in symbols:
         day_keys = {session.date: partition_key(symbol, session.date) for session in sessions}
-        sizes = _day_sizes(lake, symbol, day_keys)
-        usable = usable_month_keys(lake, symbol, whole, sizes, filesystem)
+        stamps = _day_stamps(lake, symbol, day_keys)
+        usable = usable_month_keys(lake, symbol, whole, stamps, filesystem)
         for month, group in by_month.items():
             if month in usable:
                 keys.append(usable[month])
                 month_days[usable[month]] = [day_keys[session.date] for session in group]
                 continue
             for session in group:
-                if session.date in sizes:
+                if session.date in stamps:
                     keys.append(day_keys[session.date])
                 else:
                     absent.append((symbol, session.date))

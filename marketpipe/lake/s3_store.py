@@ -22,6 +22,7 @@ from marketpipe.lake.s3_writes import FencedWriter
 from marketpipe.lake.store_types import (
     ENDPOINT_VARIABLE,
     S3_MAX_CONNECTIONS,
+    FileStamp,
     WriteConflict,
     missing_bucket,
 )
@@ -191,15 +192,20 @@ class S3Store:
 
     def sizes(self, prefix: str) -> dict[str, int]:
         """Every key under ``prefix`` with its size in bytes, from the same listing."""
+        return {key: stamp[0] for key, stamp in self._list(prefix)}
+
+    def stamps(self, prefix: str) -> dict[str, FileStamp]:
+        """Every key under ``prefix`` with its size and ETag, from the same listing."""
         return dict(self._list(prefix))
 
-    def _list(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def _list(self, prefix: str) -> Iterator[tuple[str, FileStamp]]:
         start = self.object_key(prefix.rstrip("/") + "/") if prefix else self.object_key("")
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
             for item in page.get("Contents", ()):
-                yield item["Key"][strip:], int(item["Size"])
+                etag = str(item.get("ETag", "")).strip('"')
+                yield item["Key"][strip:], (int(item["Size"]), etag)
 
     def delete(self, key: str) -> None:
         """Remove the object if present (the writer checks the fence as it signs)."""

@@ -9,6 +9,9 @@ S3_SCHEME = "s3://"
 ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
 # Requests in flight at once when a backfill uploads partitions (boto3's pool default).
 S3_MAX_CONNECTIONS = 10
+# A file's size and a version that changes whenever its bytes are replaced: the modification
+# time in nanoseconds of a local file, the ETag of an S3 object.
+FileStamp = tuple[int, str]
 
 
 class LakeStore(Protocol):
@@ -68,6 +71,10 @@ class LakeStore(Protocol):
 
     def sizes(self, prefix: str) -> dict[str, int]:
         """Every key under ``prefix`` with its size in bytes (one listing)."""
+        ...
+
+    def stamps(self, prefix: str) -> dict[str, FileStamp]:
+        """Every key under ``prefix`` with its :data:`FileStamp` (one listing)."""
         ...
 
     def delete(self, key: str) -> None:

@@ -18,17 +18,16 @@ from pathlib import Path
 
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.ledger_sync import sync_ledger_with_files
-from marketpipe.lake.consolidated import (
-    ConsolidationReport,
+from marketpipe.lake.consolidated import ConsolidationReport, consolidate
+from marketpipe.lake.fencing import check_fence
+from marketpipe.lake.ledger import CheckpointStore, state_path
+from marketpipe.lake.month_sources import (
     Month,
-    consolidate,
     month_files,
     month_of,
     month_sessions,
     sources_digest,
 )
-from marketpipe.lake.fencing import check_fence
-from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.observability.logs import job_context, json_log_file, log_event
 from marketpipe.workflow.settings import WorkflowSettings
 
