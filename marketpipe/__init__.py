@@ -9,6 +9,10 @@ from marketpipe.foundation.version import VERSION
 
 __version__ = VERSION
 __all__ = [
+    "DamagedFileError",
+    "MissingNewsError",
+    "MissingPartitionsError",
+    "NoLakeError",
     "bar_files",
     "news_events",
     "read_bars",
@@ -18,6 +22,10 @@ __all__ = [
     "scan_bars",
 ]
 _HOMES = {
+    "DamagedFileError": "marketpipe.lake.storage",
+    "MissingNewsError": "marketpipe.lake.news",
+    "MissingPartitionsError": "marketpipe.lake.read_plan",
+    "NoLakeError": "marketpipe.lake.read_plan",
     "bar_files": "marketpipe.lake.reader",
     "read_bars": "marketpipe.lake.reader",
     "scan_bars": "marketpipe.lake.reader",
@@ -30,8 +38,14 @@ _HOMES = {
 
 def __getattr__(name: str) -> Any:
     """``marketpipe.read_bars``, ``scan_bars``, ``bar_files``, ``read_news``, ``news_events``,
-    ``reconcile`` and ``reconcile_lakes``, imported on first use (they pull in pyarrow,
-    which light modules such as ``marketpipe.markettime.clock`` do not need)."""
+    ``reconcile``, ``reconcile_lakes`` and the readers' errors, imported on first use (they
+    pull in pyarrow, which light modules such as ``marketpipe.markettime.clock`` do not
+    need)."""
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'marketpipe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names, though most are imported on first use."""
+    return sorted({*__all__, "__version__"})

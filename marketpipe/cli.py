@@ -129,8 +129,8 @@ def run_status(args: argparse.Namespace) -> int:
     damaged = damaged_partitions(settings)
     if damaged:
         print(
-            f"damaged: {len(damaged)} partition(s) changed on disk since they were written: "
-            f"{describe_damage(damaged)}; `marketpipe update` moves them aside and fetches "
+            f"damaged: {len(damaged)} file(s) changed on disk since they were written: "
+            f"{describe_damage(damaged)}; `marketpipe update` moves them aside and makes "
             "them again"
         )
     _print_not_final(settings)

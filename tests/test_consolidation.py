@@ -25,7 +25,7 @@ from marketpipe.lake.read_plan import plan_read
 from marketpipe.lake.reader import MissingPartitionsError, bar_files, read_bars, scan_bars
 from marketpipe.lake.storage import parquet_bytes, partition_path, read_verified
 from marketpipe.workflow.settings import load_settings
-from tests.workflow_support import SYMBOLS, copy_of, lake_hashes, snakemake, write_config
+from tests.workflow_support import ROOT, SYMBOLS, copy_of, lake_hashes, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -326,3 +326,40 @@ def test_a_day_file_rewritten_to_the_same_size_is_never_read_from_its_stale_mont
     # day file the ledger does not know, and removes it.
     report = consolidate(LocalStore(lake), CheckpointStore(lake), ["AAPL"], [(2024, 1)])
     assert report.current == 0 and not (lake / month_key("AAPL", (2024, 1))).exists()
+
+
+def test_update_repairs_a_damaged_month_file(reference: Path, tmp_path: Path) -> None:
+    workdir = copy_of(reference, tmp_path)
+    month = workdir / "lake" / month_key("AAPL", (2024, 3))
+    data = bytearray(month.read_bytes())
+    data[200] ^= 0xFF  # a flipped bit inside the first data page
+    month.write_bytes(bytes(data))
+    status = marketpipe(workdir, "status")
+    assert "AAPL 2024-03 (month file)" in status.stdout, status.stdout + status.stderr
+    update = marketpipe(workdir, "update", "--workflow", str(ROOT))
+    assert update.returncode == 0, update.stdout + update.stderr
+    assert "AAPL 2024-03 (month file)" in update.stdout + update.stderr
+    assert lake_hashes(workdir) == lake_hashes(reference)
+    assert marketpipe(workdir, "verify").returncode == 0
+    kept = sorted((workdir / "lake" / "_damaged").rglob("bars.parquet"))
+    assert [path.read_bytes() for path in kept] == [bytes(data)]  # kept aside, not lost
+
+
+def test_update_repairs_damaged_news_and_corporate_actions_files(
+    reference: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(reference, tmp_path)
+    lake = workdir / "lake"
+    news = sorted((lake / "news").rglob("*.parquet"))[3]
+    actions = lake / "corporate_actions" / "symbol=AAPL" / "actions.parquet"
+    for path in (news, actions):
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    assert marketpipe(workdir, "verify").returncode == 1
+    update = marketpipe(workdir, "update", "--workflow", str(ROOT))
+    assert update.returncode == 0, update.stdout + update.stderr
+    assert "AAPL corporate actions" in update.stderr and "news 20" in update.stderr
+    assert marketpipe(workdir, "verify").returncode == 0
+    assert news.read_bytes() == (reference / news.relative_to(workdir)).read_bytes()
+    assert actions.read_bytes() == (reference / actions.relative_to(workdir)).read_bytes()

@@ -386,3 +386,38 @@ def test_a_ctrl_c_run_releases_the_lease(
     # The summary says what happened (running thread jobs may still finish first).
     assert re.search(r"MarketPipe run \S+: interrupted", output), output
     _second_machine_runs_at_once(s3_api, uri, tmp_path)
+
+
+def test_a_damaged_object_is_repaired_as_its_error_says(
+    s3_api: S3Server, s3_lake: tuple[Path, str], local_lake: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3_api.point_here(monkeypatch)
+    workdir, uri = s3_lake
+    store = store_of(s3_api, uri)
+    before = object_hashes(store)
+    key = partition_key("MSFT", dt.date(2024, 2, 6))
+    data = bytearray(store.get(key))
+    data[len(data) // 2] ^= 0xFF
+    bucket = uri.removeprefix("s3://").split("/")[0]
+    s3_api.put_directly(bucket, [f"lake/{key}"], bytes(data))
+    with pytest.raises(marketpipe.DamagedFileError) as damaged:
+        marketpipe.read_bars("MSFT", dt.date(2024, 2, 6), dt.date(2024, 2, 6), data_dir=uri)
+    advice = str(damaged.value)
+    assert "Repair on S3: `marketpipe refresh --symbols SYMBOL --start DAY --end DAY`" in advice
+    refresh = subprocess.run(
+        [
+            *support.marketpipe_command("refresh"),
+            *("--symbols", "MSFT", "--start", "2024-02-06", "--end", "2024-02-06"),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment(s3_api),
+    )
+    assert refresh.returncode == 0, refresh.stdout + refresh.stderr
+    assert object_hashes(store)[key] == before[key] == lake_hashes(local_lake / "lake")[key]
+    # The refresh removed the month file over the day; the next run builds it again.
+    again = snakemake(workdir, "--cores", "2", env=environment(s3_api))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert object_hashes(store) == before

@@ -27,7 +27,6 @@ from marketpipe.lake.storage import (
     LAKE_DIR,
     LAKE_SCHEMA,
     PARTITION_FILE,
-    REPAIR,
     SYMBOL_COLUMN,
     SYMBOL_KEY,
     DamagedFileError,
@@ -35,6 +34,7 @@ from marketpipe.lake.storage import (
     new_york_day_keys,
     partition_key,
     partition_of,
+    repair_advice,
 )
 from marketpipe.observability.progress import with_progress
 from marketpipe.workflow.settings import WorkflowSettings
@@ -121,7 +121,9 @@ def verify_actions(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]
         if entry is None:
             problems.append(Problem(where, "no ledger row records this file"))
         elif hashlib.sha256(data).hexdigest() != entry.sha256:
-            problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
+            problems.append(
+                Problem(where, f"content differs from the ledger (sha256); {repair_advice(where)}")
+            )
         issue = _check_actions_contents(data, symbol)
         if issue:
             problems.append(Problem(where, issue))
@@ -145,7 +147,9 @@ def verify_news(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
         if entry is None:
             problems.append(Problem(where, "no ledger row records this file"))
         elif hashlib.sha256(data).hexdigest() != entry.sha256:
-            problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
+            problems.append(
+                Problem(where, f"content differs from the ledger (sha256); {repair_advice(where)}")
+            )
         try:
             parse_news_file(data, where)
         except (DamagedFileError, pa.ArrowException) as exc:
@@ -154,6 +158,10 @@ def verify_news(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
         where = f"{lake.uri}/{news_key(day)}"
         problems.append(Problem(where, "recorded in the ledger but the file is missing"))
     return len(days), problems
+
+
+def _differs_from_ledger(where: str) -> str:
+    return f"content differs from the ledger (sha256); {repair_advice(where)}"
 
 
 MONTH_REPAIR = "a month file is only a copy of its day files: `marketpipe consolidate` rebuilds it"
@@ -231,7 +239,9 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
         if entry is None:
             problems.append(Problem(where, "no ledger row records this file"))
         elif hashlib.sha256(data).hexdigest() != entry.sha256:
-            problems.append(Problem(where, f"content differs from the ledger (sha256); {REPAIR}"))
+            problems.append(
+                Problem(where, f"content differs from the ledger (sha256); {repair_advice(where)}")
+            )
         issue = _check_contents(data, symbol, day)
         if issue:
             problems.append(Problem(where, issue))

@@ -49,7 +49,7 @@ from marketpipe.lake.month_sources import (
     sources_digest,
     sources_match,
 )
-from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import (
     DAY_KEY,
     LAKE_SCHEMA,
@@ -271,7 +271,16 @@ def _record_build(
         return
     digest = sources_digest(build.expected)
     store.record_month(MonthEntry(build.symbol, build.month, outcome.rows, outcome.sha256, digest))
+    remember_month_stat(lake, store, build.symbol, build.month)
     report.built.append(key)
+
+
+def remember_month_stat(lake: LakeStore, store: CheckpointStore, symbol: str, month: Month) -> None:
+    """Remember a local month file's size and modification time as it was just recorded."""
+    if isinstance(lake, LocalStore):
+        key = month_key(symbol, month)
+        status = lake.path(key).stat()
+        store.record_file_stamps([(key, status.st_size, status.st_mtime_ns)])
 
 
 def reindex_months(lake: LakeStore, store: CheckpointStore) -> int:

@@ -15,10 +15,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from marketpipe.foundation.files import write_atomically
+from marketpipe.lake.actions import actions_key
 from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.month_sources import Month, month_key
+from marketpipe.lake.news import news_key
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import file_sha256, partition_key
 
@@ -32,6 +36,11 @@ class Damage:
     symbol: str
     day: dt.date
     reason: str
+
+    @property
+    def label(self) -> str:
+        """``AAPL 2024-01-10``."""
+        return f"{self.symbol} {self.day}"
 
 
 def file_stats(
@@ -76,6 +85,79 @@ def find_damaged(store: CheckpointStore, lake: LocalStore) -> list[Damage]:
     return damaged
 
 
+@dataclass(frozen=True)
+class FileDamage:
+    """A month, news or corporate-actions file whose bytes are no longer those the ledger
+    recorded."""
+
+    kind: Literal["month", "news", "actions"]
+    key: str
+    label: str
+    reason: str = "changed on disk after it was written (its sha256 no longer matches the ledger)"
+    symbol: str = ""
+    month: Month | None = None
+    day: dt.date | None = None
+
+
+def _recorded_files(store: CheckpointStore) -> list[tuple[FileDamage, str]]:
+    """Every month, news and corporate-actions file the ledger records, with its sha256."""
+    files = []
+    for (symbol, month), entry in sorted(store.month_entries().items()):
+        label = f"{symbol} {month[0]:04d}-{month[1]:02d} (month file)"
+        damage = FileDamage("month", month_key(symbol, month), label, symbol=symbol, month=month)
+        files.append((damage, entry.sha256))
+    for day, news in sorted(store.news_entries().items()):
+        files.append((FileDamage("news", news_key(day), f"news {day}", day=day), news.sha256))
+    for symbol, actions in sorted(store.actions_entries().items()):
+        label = f"{symbol} corporate actions"
+        files.append(
+            (FileDamage("actions", actions_key(symbol), label, symbol=symbol), actions.sha256)
+        )
+    return files
+
+
+def find_damaged_files(store: CheckpointStore, lake: LocalStore) -> list[FileDamage]:
+    """Recorded month, news and corporate-actions files changed on disk since last seen
+    (a ``stat`` each; a hash only for those, and once for those never seen) whose bytes no
+    longer match the ledger."""
+    remembered = store.file_stamps()
+    damaged, seen = [], []
+    for damage, sha in _recorded_files(store):
+        path = lake.path(damage.key)
+        try:
+            status = path.stat()
+        except FileNotFoundError:  # missing: planning makes it again
+            continue
+        if remembered.get(damage.key) == (status.st_size, status.st_mtime_ns):
+            continue
+        if file_sha256(path) == sha:
+            seen.append((damage.key, status.st_size, status.st_mtime_ns))
+        else:
+            damaged.append(damage)
+    store.record_file_stamps(seen)
+    return damaged
+
+
+def remove_damaged_files(
+    store: CheckpointStore, lake: LocalStore, damaged: Sequence[FileDamage], stamp: str
+) -> None:
+    """Move damaged files aside to ``_damaged/<stamp>/`` and drop their ledger rows: the run
+    builds a month file again from its day files, fetches a news day again, and checks the
+    symbol's corporate actions again."""
+    for damage in damaged:
+        destination = lake.path(f"{DAMAGED_DIR}/{stamp}") / damage.key
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(lake.path(damage.key), destination)
+        reason = destination.with_name(destination.name + ".reason")
+        write_atomically(reason, f"{damage.label}: {damage.reason}\n".encode())
+        if damage.kind == "month" and damage.month is not None:
+            store.forget_months(damage.symbol, [damage.month])
+        elif damage.kind == "news" and damage.day is not None:
+            store.forget_news([damage.day])
+        else:
+            store.forget_actions([damage.symbol])
+
+
 def move_aside(
     store: CheckpointStore, lake: LocalStore, damaged: Sequence[Damage], stamp: str
 ) -> Path | None:
@@ -96,7 +178,7 @@ def move_aside(
     return target
 
 
-def describe_damage(damaged: Sequence[Damage], shown: int = 5) -> str:
+def describe_damage(damaged: Sequence[Damage | FileDamage], shown: int = 5) -> str:
     """``AAPL 2024-01-10 (changed on disk ...), ...`` for messages."""
-    text = ", ".join(f"{d.symbol} {d.day} ({d.reason})" for d in damaged[:shown])
+    text = ", ".join(f"{d.label} ({d.reason})" for d in damaged[:shown])
     return text + (f" and {len(damaged) - shown} more" if len(damaged) > shown else "")

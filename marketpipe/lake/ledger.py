@@ -139,6 +139,19 @@ class CheckpointStore(DataSetLedger, MonthLedger):
             with self._transaction() as db:
                 db.executemany("INSERT OR REPLACE INTO file_stats VALUES (?, ?, ?, ?)", rows)
 
+    def record_file_stamps(self, stamps: Iterable[tuple[str, int, int]]) -> None:
+        """Remember (key, size, mtime_ns) of other local lake files (month, news and
+        corporate-actions files) as last seen matching the ledger."""
+        rows = list(stamps)
+        if rows:
+            with self._transaction() as db:
+                db.executemany("INSERT OR REPLACE INTO lake_file_stats VALUES (?, ?, ?)", rows)
+
+    def file_stamps(self) -> dict[str, tuple[int, int]]:
+        """Every remembered (size, mtime_ns) of :meth:`record_file_stamps`, by key."""
+        rows = self._db.execute("SELECT key, size, mtime_ns FROM lake_file_stats").fetchall()
+        return {key: (size, mtime) for key, size, mtime in rows}
+
     def file_stats(self) -> dict[tuple[str, dt.date], tuple[int, int]]:
         """Every remembered (size, mtime_ns), by (symbol, day)."""
         rows = self._db.execute("SELECT symbol, day, size, mtime_ns FROM file_stats").fetchall()

@@ -105,6 +105,14 @@ class DataSetLedger:
                     ),
                 )
 
+    def forget_actions(self, symbols: Iterable[str]) -> None:
+        """Drop the rows of corporate-action files that were removed (the next run's
+        corporate-actions check fetches those symbols again)."""
+        with self._transaction() as db:
+            db.executemany(
+                "DELETE FROM corporate_action_files WHERE symbol = ?", [(s,) for s in symbols]
+            )
+
     def forget_news(self, days: Iterable[dt.date]) -> None:
         """Drop the rows of news days whose files are gone (the next run fetches them)."""
         with self._transaction() as db:

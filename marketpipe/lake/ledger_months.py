@@ -60,11 +60,9 @@ class MonthLedger:
     def forget_months(self, symbol: str, months: Iterable[Month]) -> None:
         """Drop the rows of month files that were removed."""
         check_fence("a ledger commit")
+        rows = [(symbol, _label(month)) for month in months]
         with self._transaction() as db:
-            db.executemany(
-                "DELETE FROM month_files WHERE symbol = ? AND month = ?",
-                [(symbol, _label(month)) for month in months],
-            )
+            db.executemany("DELETE FROM month_files WHERE symbol = ? AND month = ?", rows)
 
     def month_entries(self, symbol: str | None = None) -> dict[tuple[str, Month], MonthEntry]:
         """Every recorded month file (of ``symbol``, if given), by (symbol, month)."""

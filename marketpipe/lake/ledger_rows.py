@@ -102,6 +102,11 @@ CREATE TABLE IF NOT EXISTS month_files (
     built_at REAL NOT NULL,
     PRIMARY KEY (symbol, month)
 );
+CREATE TABLE IF NOT EXISTS lake_file_stats (
+    key TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,

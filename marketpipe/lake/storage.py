@@ -43,10 +43,38 @@ _WRITER_OPTIONS = {
     # A CRC per page: a flipped bit is an error when the file is read, never wrong rows.
     "write_page_checksum": True,
 }
+S3_PREFIX = "s3://"
 REPAIR = (
     "MarketPipe reads no rows from it. Repair: `marketpipe update` (or the workflow) moves it "
     "aside to _damaged/ and fetches it again; `marketpipe refresh` replaces it at once"
 )
+# The areas whose files are repaired otherwise (lake.month_sources, lake.news, lake.actions
+# name them; tests/test_consolidation.py checks that they agree).
+REPAIRED_AREAS = ("ohlcv_monthly", "news", "corporate_actions")
+_REPAIRS = {
+    ("ohlcv_monthly", False): "a month file is only a copy of its day files (reads use them "
+    "meanwhile): `marketpipe update` (or the workflow) moves it aside and builds it again",
+    ("ohlcv_monthly", True): "a month file is only a copy of its day files (reads use them "
+    "meanwhile): `marketpipe consolidate` builds it again",
+    ("news", False): REPAIR,
+    ("news", True): "on S3, remove the object: the next run fetches that day's news again",
+    ("corporate_actions", False): "Repair: `marketpipe update` (or the workflow) moves it aside "
+    "and fetches the symbol's corporate actions again",
+    ("corporate_actions", True): "the next day's corporate-actions check fetches the symbol's "
+    "actions again (it trusts only a file whose bytes the ledger recorded)",
+    ("ohlcv", True): "MarketPipe reads no rows from it. Repair on S3: `marketpipe refresh "
+    "--symbols SYMBOL --start DAY --end DAY` fetches it again and replaces it (`marketpipe "
+    "update` does not look for damage on S3; `marketpipe verify` names every damaged file)",
+}
+
+
+def repair_advice(where: str) -> str:
+    """How to repair the damaged file at ``where`` (a local path or an ``s3://`` URI)."""
+    on_s3 = where.startswith(S3_PREFIX)
+    for area in REPAIRED_AREAS:
+        if f"/{area}/" in f"/{where}":
+            return _REPAIRS[(area, on_s3)]
+    return _REPAIRS[("ohlcv", True)] if on_s3 else REPAIR
 
 
 class DamagedFileError(OSError):
@@ -56,7 +84,8 @@ class DamagedFileError(OSError):
     def __init__(self, damaged: Mapping[str, str]) -> None:
         self.damaged = dict(damaged)
         listed = "; ".join(f"{where}: {problem}" for where, problem in self.damaged.items())
-        super().__init__(f"{len(self.damaged)} damaged file(s): {listed}. {REPAIR}")
+        advice = dict.fromkeys(repair_advice(where) for where in self.damaged)
+        super().__init__(f"{len(self.damaged)} damaged file(s): {listed}. {' '.join(advice)}")
 
 
 def damage_of(exc: Exception) -> str:

@@ -6,7 +6,16 @@ import datetime as dt
 import sys
 from dataclasses import dataclass
 
-from marketpipe.lake.integrity import Damage, describe_damage, find_damaged, move_aside
+from marketpipe.lake.integrity import (
+    DAMAGED_DIR,
+    Damage,
+    FileDamage,
+    describe_damage,
+    find_damaged,
+    find_damaged_files,
+    move_aside,
+    remove_damaged_files,
+)
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.news import present_news_days
 from marketpipe.lake.objects import LocalStore
@@ -17,20 +26,27 @@ from marketpipe.workflow.planning import MonthPlan, pending_jobs, plan_months
 from marketpipe.workflow.settings import WorkflowSettings
 
 
-def damaged_partitions(settings: WorkflowSettings, repair: bool = False) -> list[Damage]:
-    """Partitions of a local lake changed on disk since they were written (one ``stat``
-    each, a hash only for those); with ``repair`` they are moved aside under ``_damaged/``
-    and dropped from the ledger, so the run fetches them again. S3 lakes: none (``verify``)."""
+def damaged_partitions(
+    settings: WorkflowSettings, repair: bool = False
+) -> list[Damage | FileDamage]:
+    """Partitions, month, news and corporate-actions files of a local lake changed on disk
+    since they were written (one ``stat`` each, a hash only for those); with ``repair`` they
+    are moved aside under ``_damaged/`` and dropped from the ledger, so the run fetches (or,
+    a month file, builds) them again. S3 lakes: none (``verify`` names them there)."""
     lake = settings.lake
     if not isinstance(lake, LocalStore) or not state_path(settings.state_dir).exists():
         return []
     with CheckpointStore(settings.state_dir) as store:
-        damaged = find_damaged(store, lake)
+        days = find_damaged(store, lake)
+        files = find_damaged_files(store, lake)
+        damaged: list[Damage | FileDamage] = [*days, *files]
         if repair and damaged:
-            where = move_aside(store, lake, damaged, current_run_id())
+            where = move_aside(store, lake, days, current_run_id())
+            remove_damaged_files(store, lake, files, current_run_id())
+            where = where or lake.path(f"{DAMAGED_DIR}/{current_run_id()}")
             print(
-                f"[marketpipe] {len(damaged)} damaged partition(s) moved aside to {where} "
-                f"and fetched again in this run: {describe_damage(damaged)}",
+                f"[marketpipe] {len(damaged)} damaged file(s) moved aside to {where} "
+                f"and made again in this run: {describe_damage(damaged)}",
                 file=sys.stderr,
                 flush=True,
             )
