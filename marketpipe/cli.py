@@ -31,6 +31,7 @@ from marketpipe.commands.verify import verify_lake
 from marketpipe.foundation.version import VERSION
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
+from marketpipe.lake.identity import LakeIdentityMismatch
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import MissingBucket
@@ -113,6 +114,8 @@ def run_status(args: argparse.Namespace) -> int:
     """Print per-symbol coverage."""
     settings = _settings(args)
     statuses = lake_status(settings)
+    held = settings.require_same_lake()
+    print(f"lake: {settings.lake.uri} holds {(held or settings.identity).describe()}")
     print(
         f"{'symbol':<8} {'present':>9} {'empty':>6} {'missing':>7} {'bars':>11} "
         f"{'quarantined':>11} {'flagged':>8} {'refreshed':>9}  last bar (New York)"
@@ -367,7 +370,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final teardown can abort the process (apache/arrow#34314).
         gc.collect()
         return code
-    except (CommandError, ConfigError, LakeNotFoundError, MissingBucket) as exc:
+    except (
+        CommandError,
+        ConfigError,
+        LakeNotFoundError,
+        MissingBucket,
+        LakeIdentityMismatch,
+    ) as exc:
         print(f"marketpipe {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:

@@ -25,7 +25,9 @@ def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise CommandError(f"config file {path} is not valid YAML: {exc}") from None
-    return load_settings(apply_overrides(raw, overrides))
+    settings = load_settings(apply_overrides(raw, overrides))
+    settings.require_same_lake()
+    return settings
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:

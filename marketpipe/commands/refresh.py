@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.ingest.bars import SymbolsFailed, ingest_days
 from marketpipe.lake.consolidated import invalidate_months
+from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
@@ -95,6 +96,7 @@ def refresh_partitions(
             _fetch(settings, staging, published, result)
             with CheckpointStore(state_dir) as store, CheckpointStore(staging) as staged:
                 store.claim_settings(settings.lake_settings())
+                claim_identity(settings.lake, settings.identity)
                 for symbol, days in published.items():
                     _adopt_changes(
                         store, staged, settings.lake, staging, symbol, days, reason, run_id, result

@@ -136,6 +136,13 @@ class LocalStore:
             stamps[key] = (status.st_size, str(status.st_mtime_ns))
         return stamps
 
+    def first_key(self, prefix: str, name: str) -> str | None:
+        """The first file called ``name`` met walking down from ``prefix``."""
+        for directory, _, files in os.walk(self.path(prefix)):
+            if name in files:
+                return f"{Path(directory).relative_to(self.root).as_posix()}/{name}"
+        return None
+
     def delete(self, key: str) -> None:
         """Remove the file if present."""
         self.path(key).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.actions import actions_of
 from marketpipe.lake.adjustment import adjust_bars, adjustment_kinds
+from marketpipe.lake.identity import stored_identity
 from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.read_plan import (
     MissingPartitionsError,
@@ -151,6 +152,8 @@ def read_bars(
     index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols) or ``polars``.
     ``adjustment`` (``split``, ``dividend`` or ``all``) applies the corporate actions stored
     in the lake to the raw bars, as of the last run (see :mod:`marketpipe.lake.adjustment`).
+    An Arrow table's metadata says what the lake holds (``marketpipe.vendor``, ``.feed``,
+    ``.timeframe``, ``.synthetic``: ``true`` for the demo simulator's made-up market).
     """
     kinds = adjustment_kinds(adjustment)
     lake = as_store(data_dir)
@@ -178,6 +181,9 @@ def read_bars(
             raise ValueError(f"unknown column(s) {unknown}; choose from {table.column_names}")
         keep = [SYMBOL_COLUMN, "timestamp"]
         table = table.select([*keep, *(name for name in columns if name not in keep)])
+    held = stored_identity(lake)
+    if held is not None:  # what these bars are: vendor, feed, timeframe, synthetic or not
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **held.metadata()})
     return _convert(table, output)
 
 

@@ -198,14 +198,25 @@ class S3Store:
         """Every key under ``prefix`` with its size and ETag, from the same listing."""
         return dict(self._list(prefix))
 
-    def _list(self, prefix: str) -> Iterator[tuple[str, FileStamp]]:
+    def _list(self, prefix: str, page_size: int = 1000) -> Iterator[tuple[str, FileStamp]]:
         start = self.object_key(prefix.rstrip("/") + "/") if prefix else self.object_key("")
         strip = len(self.prefix) + 1 if self.prefix else 0
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
+        pages = paginator.paginate(
+            Bucket=self.bucket, Prefix=start, PaginationConfig={"PageSize": page_size}
+        )
+        for page in pages:
             for item in page.get("Contents", ()):
                 etag = str(item.get("ETag", "")).strip('"')
                 yield item["Key"][strip:], (int(item["Size"]), etag)
+
+    def first_key(self, prefix: str, name: str) -> str | None:
+        """The first key called ``name`` in the listing of ``prefix`` (its first page
+        almost always holds one)."""
+        for key, _ in self._list(prefix, page_size=100):
+            if key.rsplit("/", 1)[-1] == name:
+                return key
+        return None
 
     def delete(self, key: str) -> None:
         """Remove the object if present (the writer checks the fence as it signs)."""

@@ -77,6 +77,11 @@ class LakeStore(Protocol):
         """Every key under ``prefix`` with its :data:`FileStamp` (one listing)."""
         ...
 
+    def first_key(self, prefix: str, name: str) -> str | None:
+        """Some key under ``prefix`` whose last part is ``name`` (``None``: none), found
+        without listing everything."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
         ...

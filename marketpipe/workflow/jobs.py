@@ -25,6 +25,7 @@ from marketpipe.ingest.bars import (
     ingest_days,
 )
 from marketpipe.lake.fencing import LeaseLost, check_fence
+from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
@@ -96,6 +97,7 @@ def fetch_partitions(
             try:
                 check_fence(f"fetching {label}")
                 store.claim_settings(settings.lake_settings())
+                claim_identity(settings.lake, settings.identity)
                 store.open_job(token, symbols, wanted)
                 with open_client(settings, recorder) as client:
                     ingest_days(

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from marketpipe.connectors import AlpacaConfig, ClientConfig, PolygonConfig
+from marketpipe.lake.identity import LakeIdentity, LakeIdentityMismatch, check_identity
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
 from marketpipe.lake.run_lock import RunLock
 from marketpipe.markettime import clock
@@ -156,6 +157,22 @@ class WorkflowSettings(BaseModel):
     def at(self, now: dt.datetime) -> WorkflowSettings:
         """The same configuration seen at another instant."""
         return WorkflowSettings(config=self.config, now=now)
+
+    @property
+    def identity(self) -> LakeIdentity:
+        """The bars this configuration asks for (a lake holds one such identity)."""
+        return LakeIdentity(self.config.vendor, self.feed, self.config.timeframe, self.adjustment)
+
+    def require_same_lake(self) -> LakeIdentity | None:
+        """Stop with :class:`LakeIdentityMismatch` when the lake holds other bars than this
+        configuration asks for; what it holds (``None``: nothing yet, or a lake that cannot
+        be reached now, which the caller reports in its own words)."""
+        try:
+            return check_identity(self.lake, self.identity)
+        except LakeIdentityMismatch:
+            raise
+        except Exception:  # botocore's errors and OSError: not this check's to report
+            return None
 
     def lake_settings(self) -> dict[str, str]:
         """What a lake is built with; one data_dir never mixes two of these."""

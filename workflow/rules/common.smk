@@ -36,6 +36,8 @@ from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
 SETTINGS = load_settings(config)
+# A lake holds one vendor's bars of one feed, timeframe and adjustment: another stops here.
+SETTINGS.require_same_lake()
 if not workflow.is_main_process:
     use_private_state(SETTINGS)
 STATE_DIR = SETTINGS.state_dir
