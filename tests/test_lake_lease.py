@@ -288,3 +288,32 @@ def test_a_second_controller_refuses_to_write_an_s3_lake_in_use(
     assert result.returncode == 75, result.stdout + result.stderr
     assert "another run is in progress (pid" in result.stderr
     assert store.list("ohlcv") == []
+
+
+class LostAnswers(S3Store):
+    """An S3 lake whose conditional PUTs reach the bucket but whose answers are lost while
+    ``losing`` is set: the client's retry then meets its own object, as boto3's does (412)."""
+
+    losing = False
+
+    def put_conditionally(self, key: str, data: bytes, if_match: str | None = None) -> str | None:
+        written = super().put_conditionally(key, data, if_match)
+        if self.losing and written is not None:
+            return super().put_conditionally(key, data, if_match)  # the retry: refused
+        return written
+
+
+def test_a_lease_write_whose_answer_was_lost_is_recognised_as_its_own(store: S3Store) -> None:
+    clock = Clock()
+    lossy = LostAnswers(store.uri)
+    lossy.losing = True
+    held = lease(lossy, clock, "run")
+    held.acquire()  # not "another run is in progress" (exit 75): it was this one
+    assert held.etag == store.get_with_etag(LEASE_KEY)[1]
+    assert held.renew() and held.lost is None  # not "taken over" (exit 76)
+    held.check("writing a partition")
+    lossy.losing = False
+    other = lease(store, clock, "other run")
+    with pytest.raises(LeaseHeld):
+        other.acquire()  # a genuine other writer is still refused
+    held.release()

@@ -11,6 +11,10 @@ renewed every ``renew_every`` seconds with ``If-Match`` on its ETag.
   of this boot and pid namespace that is gone is stale at once, as a local lock is.
 - **A heartbeat that survives hiccups.** A failed renewal is retried with back-off; only
   when no renewal succeeded for the lease's validity does the lease count as lost.
+- **Its own writes recognised.** When a conditional PUT's answer is lost, boto3 sends it
+  again and the retry meets the object the first attempt wrote (412). Every body this lease
+  writes carries a token of its own, so a refused PUT whose object holds exactly the bytes
+  just sent is this lease's own write, not another controller's.
 - **Fencing.** The holder's lease is valid for ``stale_after`` minus a margin after the
   last renewal it *sent*, by this process's monotonic clock (which keeps running while the
   process is paused). Every write checks it (:mod:`marketpipe.lake.fencing`) and is signed
@@ -25,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,6 +96,7 @@ class ObjectLease:
         self._since = 0.0
         self._seen: dict[str, float] = {}
         self._renewals = 0
+        self._token = uuid.uuid4().hex  # in every body: this lease's own writes, recognised
         self._stop = threading.Event()
         self._wait = wait or self._stop.wait
         self._thread: threading.Thread | None = None
@@ -101,7 +107,7 @@ class ObjectLease:
         """Take the lease, taking over one that has been silent too long (see the module)."""
         self._since = self.clock()
         sent = self.monotonic()
-        etag = self.store.put_conditionally(LEASE_KEY, self._body())
+        etag = self._put(None)
         if etag is None:
             sent = self.monotonic()
             etag = self._take_over_if_stale()
@@ -129,7 +135,7 @@ class ObjectLease:
                     f"counts as abandoned after {self.stale_after:.0f} s",
                     held,
                 )
-        etag = self.store.put_conditionally(LEASE_KEY, self._body(), if_match=current)
+        etag = self._put(current)
         if etag is None:
             raise LeaseHeld(f"another run took the lease of {self.store.uri} first")
         if current is not None:
@@ -167,8 +173,30 @@ class ObjectLease:
             "purpose": self.purpose,
             "since": self._since,
             "renewal": self._renewals,
+            "token": self._token,
         }
         return json.dumps(holder).encode()
+
+    def _put(self, if_match: str | None) -> str | None:
+        """Write a new body conditionally; its ETag, or None when another writer's object is
+        in the way. A refusal met by exactly the bytes sent is this lease's own earlier try
+        (its answer was lost and the client sent it again): it counts as written."""
+        body = self._body()
+        etag = self.store.put_conditionally(LEASE_KEY, body, if_match=if_match)
+        if etag is not None:
+            return etag
+        try:
+            data, current = self.store.get_with_etag(LEASE_KEY)
+        except FileNotFoundError:
+            return None
+        if data != body:
+            return None
+        logger.info(
+            "the lease of %s was written by this run's own retried request",
+            self.store.uri,
+            extra={"event": "lease.own_write"},
+        )
+        return current
 
     # -- keeping it ------------------------------------------------------------------------
 
@@ -178,7 +206,7 @@ class ObjectLease:
         if self.etag is None or self.lost:
             return False
         sent = self.monotonic()
-        etag = self.store.put_conditionally(LEASE_KEY, self._body(), if_match=self.etag)
+        etag = self._put(self.etag)
         if etag is None:
             self._lose("another run took it over")
             return False
