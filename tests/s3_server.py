@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import calendar
 import dataclasses
+import email.utils
 import hashlib
 import io
 import logging
@@ -115,6 +116,13 @@ def _bad_digest(environ: dict[str, Any]) -> bool:
     return base64.b64encode(hashlib.md5(body).digest()).decode() != expected
 
 
+class _DatedByServerClock(MotoRequestHandler):
+    """S3 dates its answers by its own clock (what a job's lease fence measures by)."""
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        return email.utils.formatdate(self.server.server_clock(), usegmt=True)  # type: ignore[attr-defined]
+
+
 class S3Server:
     """moto's S3 on 127.0.0.1 with an OS-chosen port; ``requests`` lists what it served."""
 
@@ -122,7 +130,7 @@ class S3Server:
         self.requests: list[S3Request] = []
         # A fault to inject: requests for which this says True are answered 503.
         self.refuse: Callable[[S3Request], bool] | None = None
-        # The server's wall clock, against which presigned requests expire.
+        # The server's wall clock: presigned requests expire by it, answers are dated by it.
         self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -131,8 +139,9 @@ class S3Server:
             0,
             self._counting(DomainDispatcherApplication(create_backend_app)),
             threaded=True,
-            request_handler=MotoRequestHandler,
+            request_handler=_DatedByServerClock,
         )
+        self._server.server_clock = lambda: self.clock()  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _counting(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:

@@ -177,6 +177,11 @@ class ObjectLease:
         }
         return json.dumps(holder).encode()
 
+    @property
+    def token(self) -> str:
+        """What every body of this lease carries (jobs of its run check for it)."""
+        return self._token
+
     def _put(self, if_match: str | None) -> str | None:
         """Write a new body conditionally; its ETag, or None when another writer's object is
         in the way. A refusal met by exactly the bytes sent is this lease's own earlier try

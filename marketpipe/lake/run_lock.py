@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from marketpipe.lake.job_fence import TOKEN_VARIABLE
 from marketpipe.lake.lease import RENEW_SECONDS, STALE_AFTER_SECONDS, LeaseHeld, ObjectLease
 from marketpipe.lake.objects import LakeStore, S3Store
 from marketpipe.markettime import clock
@@ -111,6 +112,8 @@ class RunLock:
                 raise RunInProgress(str(held), held.held_seconds) from None
         self._descriptor = descriptor
         _held[self.path] = descriptor
+        if self._lease is not None:  # the jobs this run starts fence their writes with it
+            os.environ[TOKEN_VARIABLE] = self._lease.token
 
     def release(self) -> None:
         """Let go of the lock (closing the descriptor releases the flock)."""
@@ -118,6 +121,7 @@ class RunLock:
             return
         if self._lease is not None:
             self._lease.release()
+            os.environ.pop(TOKEN_VARIABLE, None)
         _held.pop(self.path, None)
         os.close(self._descriptor)
         self._descriptor = None

@@ -10,6 +10,7 @@ come from the standard AWS variables and files, through boto3.
 from __future__ import annotations
 
 import concurrent.futures
+import email.utils
 import os
 import threading
 from collections.abc import Iterator
@@ -171,6 +172,20 @@ class S3Store:
                 return False
             raise
         return True
+
+    def get_with_age(self, key: str) -> tuple[bytes, float]:
+        """The object's bytes and how many seconds ago it was last written, by the server's
+        own clock (its ``Date`` less the object's ``Last-Modified``)."""
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        except Exception as exc:
+            if _status(exc) == 404:
+                raise FileNotFoundError(f"{self.uri}/{key}") from None
+            raise
+        served = answer["ResponseMetadata"]["HTTPHeaders"].get("date")
+        now = email.utils.parsedate_to_datetime(served) if served else answer["LastModified"]
+        age = (now - answer["LastModified"]).total_seconds()
+        return bytes(answer["Body"].read()), max(0.0, age)
 
     def get(self, key: str) -> bytes:
         """The object's bytes."""

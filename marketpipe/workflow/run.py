@@ -26,8 +26,10 @@ import pyarrow as pa
 from marketpipe.ingest.ledger_sync import sync_ledger_with_files
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.integrity import describe_damage
+from marketpipe.lake.job_fence import fence_this_job
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.news import adopt_unrecorded_news
+from marketpipe.lake.objects import S3Store
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions
@@ -97,6 +99,13 @@ def use_private_state(settings: WorkflowSettings) -> None:
     private = tempfile.mkdtemp(prefix="marketpipe-job-")
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     os.environ[STATE_DIR_VARIABLE] = private
+
+
+def fence_job_writes(settings: WorkflowSettings) -> None:
+    """In a job process of an S3 lake, stop writing once the run's controller no longer
+    holds the lease (:mod:`marketpipe.lake.job_fence`)."""
+    if isinstance(settings.lake, S3Store):
+        fence_this_job(settings.lake, settings.config.s3.lease_seconds)
 
 
 def recover_interrupted_jobs(settings: WorkflowSettings) -> int:

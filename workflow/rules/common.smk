@@ -14,6 +14,7 @@ from marketpipe.workflow.run import (
     announce_missing,
     announce_run_scope,
     configure_workflow_process,
+    fence_job_writes,
     finish_run,
     hold_run_lock,
     repair_damaged_before_planning,
@@ -40,6 +41,7 @@ SETTINGS = load_settings(config)
 SETTINGS.require_same_lake()
 if not workflow.is_main_process:
     use_private_state(SETTINGS)
+    fence_job_writes(SETTINGS)
 STATE_DIR = SETTINGS.state_dir
 LOG_DIR = STATE_DIR / "_logs"
 REPORT_DIR = STATE_DIR / "_reports"
