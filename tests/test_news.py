@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 from pydantic import SecretStr
@@ -27,6 +28,8 @@ from marketpipe.connectors import (
     Response,
 )
 from marketpipe.connectors.transport import RequestSpec
+from marketpipe.ingest.news import NewsSync
+from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.news import (
     MissingNewsError,
     latest_versions,
@@ -35,6 +38,7 @@ from marketpipe.lake.news import (
     read_news,
     split_by_day,
 )
+from marketpipe.lake.objects import LocalStore
 from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from marketpipe.simulator.news_api import articles_of
@@ -299,8 +303,8 @@ def test_a_day_file_holds_each_article_once_in_its_latest_version(tmp_path: Path
     (day,) = split_by_day(table)
     assert day == dt.date(2024, 1, 2)
     assert latest_versions(table)["headline"].to_pylist() == ["h2"]
-    first, _ = publish_news(tmp_path, day, table)
-    again, _ = publish_news(tmp_path, day, table.take([1, 0]))  # any order, the same bytes
+    first, _ = publish_news(tmp_path, day, table, SYMBOLS)
+    again, _ = publish_news(tmp_path, day, table.take([1, 0]), SYMBOLS)  # any order, same bytes
     assert first == again and first.rows == 1 and news_path(tmp_path, day).exists()
     assert read_news(["MSFT"], day, day, data_dir=tmp_path)["id"].to_pylist() == [7]
     assert read_news(["SPY"], day, day, data_dir=tmp_path).num_rows == 0
@@ -310,3 +314,18 @@ def test_a_day_file_holds_each_article_once_in_its_latest_version(tmp_path: Path
         read_news(None, day, dt.date(2024, 1, 3), data_dir=tmp_path, missing="skip").num_rows == 1
     )
     assert read_news(None, day, day, data_dir=tmp_path, output="pandas")["id"].tolist() == [7]
+
+
+@pytest.mark.parametrize("fault_server", [FaultConfig(sequence=("malformed",))], indirect=True)
+def test_the_recheck_counts_and_keeps_refused_records_as_the_fetch_does(
+    fault_server: SimulatorServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    days = [FIRST + dt.timedelta(days=offset) for offset in range((LAST - FIRST).days + 1)]
+    with news_client(fault_server, clock) as client, CheckpointStore(tmp_path) as store:
+        sync = NewsSync(client, LocalStore(tmp_path), store, tuple(SYMBOLS), False, "run")
+        report = sync.recheck_days(days)
+        recorded = store.news_entries()
+    assert report.rejected == 1  # not silently 0
+    kept = pa.concat_tables(pq.read_table(path) for path in tmp_path.rglob("rejected.parquet"))
+    assert kept.num_rows == 1 and "is malformed" in kept["reason"][0].as_py()
+    assert sum(entry.rejected for entry in recorded.values()) == 1

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 
 from marketpipe.lake.fencing import check_fence
-from marketpipe.lake.ledger_rows import ActionsEntry, NewsChange, NewsEntry
+from marketpipe.lake.ledger_rows import ActionsEntry, NewsChange, NewsEntry, split_symbols
 from marketpipe.markettime import clock
 
 
@@ -77,7 +77,8 @@ class DataSetLedger:
         with self._transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO news_files "
-                "(day, rows, sha256, rejected, stored_at, run_id) VALUES (?, ?, ?, ?, ?, ?)",
+                "(day, rows, sha256, rejected, stored_at, run_id, symbols) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.day.isoformat(),
                     entry.rows,
@@ -85,6 +86,7 @@ class DataSetLedger:
                     entry.rejected,
                     now,
                     entry.run_id,
+                    ",".join(sorted(entry.symbols)),
                 ),
             )
             if replaced is not None:
@@ -123,13 +125,13 @@ class DataSetLedger:
     def news_entries(self) -> dict[dt.date, NewsEntry]:
         """Every stored news day, by day."""
         rows = self._db.execute(
-            "SELECT day, rows, sha256, rejected, run_id FROM news_files ORDER BY day"
+            "SELECT day, rows, sha256, rejected, run_id, symbols FROM news_files ORDER BY day"
         ).fetchall()
         return {
             dt.date.fromisoformat(day): NewsEntry(
-                dt.date.fromisoformat(day), count, sha, rejected, run
+                dt.date.fromisoformat(day), count, sha, rejected, run, split_symbols(symbols)
             )
-            for day, count, sha, rejected, run in rows
+            for day, count, sha, rejected, run, symbols in rows
         }
 
     def news_history(self) -> list[NewsChange]:

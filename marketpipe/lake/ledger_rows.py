@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,8 @@ CREATE TABLE IF NOT EXISTS high_water (
 _ADDED_COLUMNS = (
     ("partitions", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
     ("job_runs", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
+    # The symbols whose news a day's file is complete for ('': none known, fetched again).
+    ("news_files", "symbols", "TEXT NOT NULL DEFAULT ''"),
 )
 LEDGER_COLUMNS = "symbol, day, rows, sha256, known_empty, rejected_rows, requests, flagged_rows"
 
@@ -172,6 +175,11 @@ class NewsEntry:
     sha256: str
     rejected: int = 0
     run_id: str = ""
+    symbols: tuple[str, ...] = ()  # whose news the file is complete for
+
+    def covers(self, symbols: Iterable[str]) -> bool:
+        """Whether the file holds the day's news of every one of ``symbols``."""
+        return set(symbols) <= set(self.symbols)
 
 
 @dataclass(frozen=True)
@@ -243,3 +251,8 @@ def replacement_from_row(row: tuple[Any, ...]) -> Replacement:
         reason,
         run_id,
     )
+
+
+def split_symbols(text: str) -> tuple[str, ...]:
+    """``"AAPL,MSFT"`` as ``("AAPL", "MSFT")`` (``""``: none)."""
+    return tuple(symbol for symbol in text.split(",") if symbol)

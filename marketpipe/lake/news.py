@@ -3,7 +3,9 @@
 ``<data_dir>/news/year=YYYY/month=MM/day=DD/news.parquet`` holds every article first published
 that day about any configured symbol, once (an article naming several symbols is one row,
 its ``symbols`` a list), in its latest version, sorted by ``created_at`` and id. A day with
-no article is an empty file, so "fetched, nothing" differs from "not fetched". Records the
+no article is an empty file, so "fetched, nothing" differs from "not fetched"; the footer
+names the symbols whose news the file is complete for (a symbol added later is fetched for
+the days stored before it). Records the
 vendor sent that were not valid articles go to ``_quarantine/news/.../rejected.parquet``
 with their reasons. The bytes depend on the articles only, so a rerun writes the same file.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +45,7 @@ REJECTED_SCHEMA = pa.schema(
     [pa.field("reason", pa.string()), pa.field("record", pa.string()), pa.field("page", pa.int64())]
 )
 _ORDER = [("created_at", "ascending"), ("id", "ascending")]
+SYMBOLS_KEY = "marketpipe.news_symbols"  # footer: whose news the day's file is complete for
 Lake = LakeStore | Path | str
 Output = Literal["arrow", "pandas", "polars"]
 
@@ -118,21 +122,27 @@ def split_by_day(table: pa.Table) -> dict[dt.date, pa.Table]:
     return {day: table.take(pa.array(rows, pa.int64())) for day, rows in groups.items()}
 
 
-def news_file(day: dt.date, table: pa.Table) -> tuple[WrittenFile, bytes]:
-    """One day's file (its key, articles and hash) and bytes: the same articles always give
-    the same bytes."""
+def news_file(day: dt.date, table: pa.Table, symbols: Sequence[str]) -> tuple[WrittenFile, bytes]:
+    """One day's file (its key, articles and hash) and bytes, complete for ``symbols``' news:
+    the same articles and symbols always give the same bytes."""
     latest = latest_versions(table)
-    data = parquet_bytes(latest, {DAY_KEY: day.isoformat()})
+    metadata = {DAY_KEY: day.isoformat(), SYMBOLS_KEY: ",".join(sorted(set(symbols)))}
+    data = parquet_bytes(latest, metadata)
     return WrittenFile(news_key(day), latest.num_rows, _sha256(data)), data
 
 
 def publish_news(
-    lake: Lake, day: dt.date, table: pa.Table, current_sha256: str | None = None
+    lake: Lake,
+    day: dt.date,
+    table: pa.Table,
+    symbols: Sequence[str],
+    current_sha256: str | None = None,
 ) -> tuple[WrittenFile, bool]:
-    """Write one day's articles atomically (readers see the old file or the new one) unless
-    the file already holds these bytes; ``current_sha256`` is the hash of the file known to
-    be there, ``None`` if unknown. Returns the file and whether it was written."""
-    written, data = news_file(day, table)
+    """Write one day's articles, complete for ``symbols``' news, atomically (readers see the
+    old file or the new one) unless the file already holds these bytes; ``current_sha256``
+    is the hash of the file known to be there, ``None`` if unknown. Returns the file and
+    whether it was written."""
+    written, data = news_file(day, table, symbols)
     if written.sha256 == current_sha256:
         return written, False
     as_store(lake).put(written.key, data, crash_point_name="parquet_write")
@@ -161,11 +171,24 @@ def parse_news_file(data: bytes, where: str) -> pa.Table:
     return read_verified(pa.BufferReader(data), where).cast(NEWS_SCHEMA)
 
 
-def stored_news_file(lake: Lake, day: dt.date) -> tuple[str, pa.Table]:
-    """The sha256 and the articles of one stored day, from one read of its file."""
+@dataclass(frozen=True)
+class StoredNews:
+    """One stored day's file: its hash, articles, and whose news it is complete for."""
+
+    sha256: str
+    articles: pa.Table
+    symbols: tuple[str, ...]
+
+
+def stored_news_file(lake: Lake, day: dt.date) -> StoredNews:
+    """One stored day's file, from one read (``FileNotFoundError`` when there is none)."""
     store = as_store(lake)
     data = store.get(news_key(day))
-    return _sha256(data), parse_news_file(data, f"{store.uri}/{news_key(day)}")
+    where = f"{store.uri}/{news_key(day)}"
+    table = read_verified(pa.BufferReader(data), where)
+    covered = (table.schema.metadata or {}).get(SYMBOLS_KEY.encode(), b"").decode()
+    symbols = tuple(symbol for symbol in covered.split(",") if symbol)
+    return StoredNews(_sha256(data), table.cast(NEWS_SCHEMA), symbols)
 
 
 def read_news(
@@ -236,8 +259,9 @@ def adopt_unrecorded_news(lake: Lake, store: CheckpointStore, run_id: str) -> li
     present = present_news_days(lake)
     adopted = []
     for day in sorted(present - set(recorded)):
-        sha256, articles = stored_news_file(lake, day)
-        store.record_news(NewsEntry(day, articles.num_rows, sha256, 0, run_id))
+        stored = stored_news_file(lake, day)
+        rows = stored.articles.num_rows
+        store.record_news(NewsEntry(day, rows, stored.sha256, 0, run_id, stored.symbols))
         adopted.append(day)
     store.forget_news(sorted(set(recorded) - present))
     return adopted

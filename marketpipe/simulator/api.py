@@ -70,6 +70,8 @@ class SimulatorConfig:
     # or only limit and sort (a captured cursor decodes to just those): then a client that
     # re-sends next_url as given gets the default, adjusted, bars on later pages.
     polygon_cursor: Literal["request", "limit_sort"] = "request"
+    # Which field the news window's start/end select on (the real API's is unconfirmed).
+    news_window: Literal["created_at", "updated_at"] = "created_at"
 
     @property
     def strict_keys(self) -> bool:
@@ -212,7 +214,7 @@ class SimulatorApp:
         self.polygon = PolygonAggregates(
             self.market, self.actions, self.market_clock, self.config.polygon_cursor
         )
-        self.news = NewsDesk(self.config.seed)
+        self.news = NewsDesk(self.config.seed, self.config.news_window)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""

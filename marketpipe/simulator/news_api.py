@@ -3,8 +3,10 @@
 Each (symbol, New York day) has its own seeded articles, published at any hour (weekends
 too), some naming other symbols of a small universe, some without summary or images or
 body, and about a quarter updated hours later: until the market clock reaches the update,
-the article is served as first published. ``start``/``end`` filter on ``created_at`` (which
-field the real API filters on is unconfirmed); the order is ``updated_at`` then id, as the
+the article is served as first published. Which field the real API's ``start``/``end``
+filter on is unconfirmed, so the desk serves either: ``window="created_at"`` (the default)
+or ``"updated_at"`` (the version served: an article updated after its day then shows up in
+a later day's window, and not in its own); the order is ``updated_at`` then id, as the
 reference describes, and ``page_token`` is base64 of ``"<updated_at ns>|<id>"``. On the
 ``free`` plan the last 15 minutes are withheld (a modelling choice: the real free plan's
 rule for news is unconfirmed).
@@ -29,6 +31,7 @@ from marketpipe.simulator.wire import BadRequest
 NEWS_UNIVERSE = ("AAPL", "MSFT", "SPY", "NVDA", "AMZN", "TSLA")
 DEFAULT_LIMIT, MAX_LIMIT = 10, 50
 DEFAULT_START = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
+MAX_UPDATE_HOURS = 30  # an updated article is updated at most this long after it was created
 _PARAMS = {
     "symbols",
     "start",
@@ -110,7 +113,8 @@ def articles_of(seed: int, symbol: str, day: dt.date) -> tuple[SimulatedArticle,
             else ()
         )
         created = start + dt.timedelta(seconds=rng.randrange(seconds))
-        update = created + dt.timedelta(hours=rng.uniform(1, 30)) if rng.random() < 0.25 else None
+        delay = dt.timedelta(hours=rng.uniform(1, MAX_UPDATE_HOURS))
+        update = created + delay if rng.random() < 0.25 else None
         articles.append(
             SimulatedArticle(
                 id=article_id,
@@ -130,8 +134,11 @@ def articles_of(seed: int, symbol: str, day: dt.date) -> tuple[SimulatedArticle,
 class NewsDesk:
     """Answers news requests from the seeded feed, as of the market's clock."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, window: str = "created_at") -> None:
+        if window not in ("created_at", "updated_at"):
+            raise ValueError(f"news window must be created_at or updated_at, got {window!r}")
         self.seed = seed
+        self.window = window
 
     def page(
         self, query: list[tuple[str, str]], now: dt.datetime, plan: str
@@ -153,12 +160,16 @@ class NewsDesk:
         include_content = _flag(params, "include_content")
         visible = now - FREE_PLAN_SIP_DELAY if plan == "free" else now
         last = min(end, visible)
+        by_update = self.window == "updated_at"
+        # By update time, an article of up to MAX_UPDATE_HOURS before the window may be in it.
+        earliest = start - dt.timedelta(hours=MAX_UPDATE_HOURS) if by_update else start
         found = [
             article
-            for day in _days(new_york_date(start), new_york_date(max(last, start)))
+            for day in _days(new_york_date(earliest), new_york_date(max(last, start)))
             for symbol in sorted(set(NEWS_UNIVERSE) | wanted)
             for article in articles_of(self.seed, symbol, day)
-            if start <= article.created_at <= last
+            if start <= (article.version_time(now) if by_update else article.created_at) <= last
+            and article.created_at <= last
             and (not wanted or wanted & set(article.symbols))
             and not (_flag(params, "exclude_contentless") and not article.content)
         ]

@@ -50,6 +50,11 @@ class DemoSettings(BaseModel):
         description="Sessions whose bars the simulated vendor corrected after the fact "
         "(a late cancel), by symbol: what `marketpipe refresh` is for",
     )
+    news_window: Literal["created_at", "updated_at"] = Field(
+        "created_at",
+        description="Which article time the news endpoint's start/end select on (the real "
+        "API's is unconfirmed; MarketPipe stores news right under either)",
+    )
     plan: Literal["paid", "free"] = Field(
         "paid",
         description="The simulated subscription: free refuses SIP data of the last 15 minutes "
@@ -105,6 +110,7 @@ class DemoSettings(BaseModel):
                 (symbol, day) for symbol, days in self.corrections.items() for day in days
             ),
             plan=self.plan,
+            news_window=self.news_window,
             **(
                 {}
                 if self.corporate_actions is None

@@ -54,6 +54,8 @@ def _run_news_job(
                         tuple(settings.config.symbols),
                         settings.config.news.include_content,
                         current_run_id(),
+                        first_day=settings.config.start,
+                        last_day=settings.news_days[-1] if settings.news_days else None,
                     )
                     report = work(sync)
             except (ConnectorError, ValueError) as exc:
@@ -109,6 +111,15 @@ def fetch_news(
     return report
 
 
+def recheck_until(settings: WorkflowSettings, days: Sequence[dt.date]) -> dt.date:
+    """The last day of the recheck's window: up to the latest final calendar day (so that
+    articles updated since, if the vendor selects by update time, come too), but no more
+    than ``news.recheck_days`` past the last day rechecked (a range that ended long ago)."""
+    latest_final = new_york_date(settings.now - settings.finality.settle) - dt.timedelta(days=1)
+    reach = max(days) + dt.timedelta(days=settings.config.news.recheck_days)
+    return max(max(days), min(latest_final, reach))
+
+
 def recheck_news(
     settings: WorkflowSettings,
     marker: Path | str,
@@ -123,7 +134,11 @@ def recheck_news(
 
     def work(sync: NewsSync) -> NewsReport:
         checked.extend(recheck_days(settings, sync.store.news_entries(), fresh))
-        return sync.recheck_days(checked) if checked else NewsReport()
+        return (
+            sync.recheck_days(checked, recheck_until(settings, checked))
+            if checked
+            else NewsReport()
+        )
 
     report = _run_news_job(settings, "news recheck", log_path, work)
     summary = {

@@ -29,7 +29,8 @@ class NewsJob:
 
     month: str  # YYYY_MM
     days: tuple[dt.date, ...]  # the month's news days in the range
-    missing: tuple[dt.date, ...]
+    missing: tuple[dt.date, ...]  # to fetch: not stored, or stored without a symbol's news
+    incomplete: tuple[dt.date, ...] = ()  # of those, stored ones (their files exist)
 
     @property
     def name(self) -> str:
@@ -45,26 +46,46 @@ class NewsJob:
         return [str(news_path(data_dir, day)) for day in self.days]
 
     def targets(self, data_dir: Path | str) -> list[str]:
-        """The missing days' files (so ``snakemake -n`` names each one)."""
-        return [str(news_path(data_dir, day)) for day in self.missing]
+        """The missing days' files (so ``snakemake -n`` names each one); days stored
+        without a symbol's news are scheduled by the job's marker instead (see
+        ``workflow/rules/common.smk``), their files being there."""
+        return [str(news_path(data_dir, day)) for day in self.missing if day not in self.incomplete]
 
 
-def news_jobs(days: Sequence[dt.date], present: set[dt.date]) -> list[NewsJob]:
-    """One job per month of ``days`` with a missing day."""
+def news_jobs(
+    days: Sequence[dt.date], covered: set[dt.date], stored: set[dt.date] | None = None
+) -> list[NewsJob]:
+    """One job per month of ``days`` with a day not ``covered`` (``stored``: the days with a
+    file, covered or not)."""
     jobs = []
     for (year, month), group in itertools.groupby(days, key=lambda day: (day.year, day.month)):
         month_days = tuple(group)
-        missing = tuple(day for day in month_days if day not in present)
+        missing = tuple(day for day in month_days if day not in covered)
+        incomplete = tuple(day for day in missing if stored is not None and day in stored)
         if missing:
-            jobs.append(NewsJob(f"{year:04d}_{month:02d}", month_days, missing))
+            jobs.append(NewsJob(f"{year:04d}_{month:02d}", month_days, missing, incomplete))
     return jobs
 
 
+def covered_news_days(settings: WorkflowSettings, present: set[dt.date]) -> set[dt.date]:
+    """Of the ``present`` news days, those complete for every configured symbol, by the
+    ledger's record of whose news each holds (a file the ledger does not know yet counts as
+    its run wrote it; recording it reads whose news it holds)."""
+    if not state_path(settings.state_dir).exists():
+        return present
+    with CheckpointStore(settings.state_dir) as store:
+        entries = store.news_entries()
+    symbols = settings.config.symbols
+    return {day for day in present if day not in entries or entries[day].covers(symbols)}
+
+
 def pending_news_jobs(settings: WorkflowSettings) -> list[NewsJob]:
-    """The news jobs a run now would start (none when news is not fetched)."""
+    """The news jobs a run now would start (none when news is not fetched): the days not
+    stored, or stored before a configured symbol was added."""
     if not settings.fetches_news or not settings.news_days:
         return []
-    return news_jobs(settings.news_days, present_news_days(settings.lake))
+    present = present_news_days(settings.lake)
+    return news_jobs(settings.news_days, covered_news_days(settings, present), present)
 
 
 def news_marker(settings: WorkflowSettings) -> Path:

@@ -242,7 +242,12 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
             {"month": job.label, "symbols": list(job.symbols)} for job in plan.consolidations
         ],
         "news_jobs": [
-            {"month": job.month, "days": _iso(job.days), "missing": _iso(job.missing)}
+            {
+                "month": job.month,
+                "days": _iso(job.days),
+                "missing": _iso(job.missing),
+                "incomplete": _iso(job.incomplete),
+            }
             for job in plan.news_jobs
         ],
         "jobs": [
@@ -287,7 +292,12 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
         jobs.append(FetchJob(month_plan, pending))
     marker, news = payload.get("actions_marker"), payload.get("news_marker")
     news_jobs = [
-        NewsJob(item["month"], _dates(item["days"]), _dates(item["missing"]))
+        NewsJob(
+            item["month"],
+            _dates(item["days"]),
+            _dates(item["missing"]),
+            _dates(item.get("incomplete", [])),
+        )
         for item in payload.get("news_jobs", [])
     ]
     consolidations = [

@@ -200,7 +200,10 @@ def news_summary(settings: WorkflowSettings) -> str:
         changes = store.news_history()
     wanted, present = settings.news_days, present_news_days(settings.lake)
     stored = [entries[day] for day in wanted if day in entries and day in present]
-    missing = len(wanted) - len(stored)
+    symbols = settings.config.symbols
+    partial = sum(1 for entry in stored if not entry.covers(symbols))
+    stored = [entry for entry in stored if entry.covers(symbols)]
+    missing = len(wanted) - len(stored) - partial
     line = (
         f"news: {len(stored)} of {len(wanted)} final day(s) stored, "
         f"{sum(entry.rows for entry in stored):,} article(s)"
@@ -210,4 +213,6 @@ def news_summary(settings: WorkflowSettings) -> str:
         line += f", {refused} refused record(s) kept apart (_quarantine/news)"
     if changes:
         line += f", {len(changes)} day(s) replaced by later versions (last {changes[-1].day})"
+    if partial:
+        line += f"; {partial} day(s) lack the news of a symbol added since (the next run adds it)"
     return line + (f"; {missing} day(s) missing" if missing else "")

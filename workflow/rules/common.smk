@@ -90,10 +90,13 @@ def fetch_outputs(job):
 
 
 def news_outputs(job):
-    """What one news job produces, as Snakemake sees it."""
+    """What one news job produces, as Snakemake sees it: its marker first when the lake is
+    on S3 or some of its days are stored already (without a symbol's news)."""
+    marker = [job.marker(SETTINGS.markers_dir, RUN_ID)]
     if LAKE_ON_S3:
-        return [job.marker(SETTINGS.markers_dir, RUN_ID)]
-    return [update(path) for path in job.outputs(SETTINGS.lake.root)]
+        return marker
+    files = [update(path) for path in job.outputs(SETTINGS.lake.root)]
+    return [*marker, *files] if job.incomplete else files
 
 
 def pending_targets():
@@ -101,7 +104,8 @@ def pending_targets():
     jobs = [*FETCH_JOBS, *NEWS_JOBS]
     if LAKE_ON_S3:
         return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in jobs]
-    return [target for job in jobs for target in job.targets(SETTINGS.lake.root)]
+    markers = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in NEWS_JOBS if job.incomplete]
+    return [*markers, *(target for job in jobs for target in job.targets(SETTINGS.lake.root))]
 
 
 def run_targets():

@@ -1,7 +1,8 @@
 # News about the configured symbols, one file per New York day of the range that is over:
 # <data_dir>/news/year=YYYY/month=MM/day=DD/news.parquet (see marketpipe.lake.news). One
 # job per month with missing days; its outputs are the month's day files, marked update()
-# so a rerun keeps the days that exist. Once per New York date a run also re-reads the
+# so a rerun keeps the days that exist (and a marker, when days stored before a symbol was
+# added are due again: their files exist). Once per New York date a run also re-reads the
 # last news.recheck_days stored days (output: a marker, see news_planning.news_marker).
 
 from marketpipe.workflow.news_jobs import fetch_news, recheck_news
@@ -25,7 +26,7 @@ for job in NEWS_JOBS:
                 SETTINGS,
                 params.days,
                 log[0],
-                done_marker=output[0] if LAKE_ON_S3 else None,
+                done_marker=output[0] if LAKE_ON_S3 or job.incomplete else None,
             )
 
 
