@@ -1,9 +1,11 @@
 """API requests for a backfill, against the vendor's floor.
 
 Target (README): 20 symbols x 3 months of 1-minute sip bars, requests / floor <= 1.10. The
-floor is ceil(total_bars / 10000) for Alpaca (pages hold several symbols' bars) and one
-request per symbol and month for Polygon (one ticker per request, monthly windows, 50,000
-bars a page). Runs the real workflow on the simulator and counts the requests it served.
+floor is the fewest requests the vendor's API allows for those bars: ceil(total_bars /
+10000) for Alpaca (a page holds up to 10,000 bars of several symbols), and for Polygon, one
+ticker per request with up to 50,000 (minute) bars a page, the sum over tickers of
+ceil(ticker_bars / 50000). Runs the real workflow on the simulator and counts the requests
+it served.
 
     python benchmarks/requests_floor.py [--vendor polygon]
     python benchmarks/requests_floor.py --symbols 2 --months 1   # smoke run
@@ -26,6 +28,7 @@ from fixture_lake import symbols
 
 from marketpipe.simulator.process import simulator_subprocess
 
+POLYGON_PAGE = 50_000  # base bars a Polygon aggregates page holds at most
 MONTH_ENDS = [
     dt.date(2024, 1, 31),
     dt.date(2024, 2, 29),
@@ -34,6 +37,17 @@ MONTH_ENDS = [
     dt.date(2024, 5, 31),
     dt.date(2024, 6, 28),
 ]
+
+
+def polygon_floor(served: list) -> int:
+    """The fewest aggregates requests Polygon allows for the bars served: one ticker per
+    request, 50,000 base (minute) bars a page."""
+    by_ticker: dict[str, int] = {}
+    for entry in served:
+        if entry.path.startswith("/v2/aggs/ticker/"):
+            ticker = entry.path.split("/")[4]
+            by_ticker[ticker] = by_ticker.get(ticker, 0) + entry.bars
+    return sum(max(1, math.ceil(bars / POLYGON_PAGE)) for bars in by_ticker.values())
 
 
 def main() -> int:
@@ -67,7 +81,7 @@ def main() -> int:
                 polygon = {"base_url": url, "requests_per_minute": 100_000}
                 config |= {"vendor": "polygon", "polygon": polygon}
                 elapsed, served = run_workflow(workdir, config, env=env, request_log=log)
-            floor = args.symbols * args.months
+            floor = polygon_floor(served)
     bars = sum(entry.bars for entry in served)
     ratio = len(served) / floor
     print(f"{args.vendor}: {args.symbols} symbols x {args.months} month(s): {bars:,} bars")
