@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import os
 import random
@@ -26,6 +27,7 @@ import yaml
 import marketpipe
 from marketpipe.chaos import CRASH_POINTS
 from marketpipe.commands.plan import build_plan
+from marketpipe.lake.identity import IDENTITY_KEY
 from marketpipe.lake.lease import LEASE_KEY
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.month_sources import MONTHLY_DIR, month_key
@@ -36,7 +38,7 @@ from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.workflow.settings import load_settings
 from tests import workflow_support as support
 from tests.chaos_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
-from tests.s3_server import AWS_ENVIRONMENT, S3Server
+from tests.s3_server import AWS_ENVIRONMENT, S3Request, S3Server
 from tests.workflow_support import snakemake
 
 pytestmark = pytest.mark.workflow
@@ -86,6 +88,15 @@ def s3_lake(s3_api: S3Server, tmp_path_factory: pytest.TempPathFactory) -> tuple
     return workdir, uri
 
 
+def listings(requests: list[S3Request]) -> list[S3Request]:
+    """The LIST requests among ``requests``; anything else but one GET of the lake's
+    identity fails the test."""
+    found = [request for request in requests if "list-type=2" in request.query]
+    others = [request for request in requests if request not in found]
+    assert len(others) <= 1 and all(r.path.endswith(f"/{IDENTITY_KEY}") for r in others), others
+    return found
+
+
 def store_of(s3_api: S3Server, uri: str) -> S3Store:
     return S3Store(uri, s3_api.url)
 
@@ -117,9 +128,15 @@ def test_a_second_dry_run_lists_the_bucket_and_has_nothing_to_do(
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
     requests = s3_api.requests[before:]
-    # One listing each of the bars, the month files and the news (a request per 1,000 keys).
-    assert [request.method for request in requests] == ["GET", "GET", "GET"]
-    assert all("list-type=2" in request.query for request in requests)
+    # The lake's identity, then one listing each of the bars, the month files and the news
+    # (a request per 1,000 keys).
+    assert [request.path.endswith(f"/{IDENTITY_KEY}") for request in requests] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    assert len(listings(requests)) == 3
 
 
 def test_verify_status_and_reads_work_on_the_bucket(
@@ -223,6 +240,8 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     keys = [partition_key(symbol, day) for symbol in symbols for day in days]
     missing = {keys[7], keys[5000]}
     s3_api.put_directly(bucket, [f"big/{key}" for key in keys if key not in missing], b"PAR1")
+    identity = {"vendor": "demo", "feed": "sip", "timeframe": "1Min", "adjustment": "raw"}
+    s3_api.put_directly(bucket, [f"big/{IDENTITY_KEY}"], json.dumps(identity).encode())
     assert len(keys) >= 10_000
     monkeypatch.chdir(tmp_path)
     config = {
@@ -235,20 +254,18 @@ def test_planning_a_large_lake_takes_one_list_request_per_thousand_keys(
     }
     before = len(s3_api.requests)
     plan = build_plan(load_settings(config))
-    requests = s3_api.requests[before:]
+    requests = listings(s3_api.requests[before:])  # and one GET of the lake's identity
     assert plan.missing_partitions == 2
     assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 1
-    assert all("list-type=2" in request.query for request in requests)
     (tmp_path / "config.yaml").write_text(
         yaml.safe_dump({**config, "start": str(days[0]), "end": str(days[-1])})
     )
     before = len(s3_api.requests)
     dry = snakemake(tmp_path, "-n", env=environment(s3_api))
     assert dry.returncode == 0, dry.stderr[-2000:]
-    requests = s3_api.requests[before:]
+    requests = listings(s3_api.requests[before:])
     # The bars, plus one listing each of the news days and the month files.
     assert 0 < len(requests) <= math.ceil(len(keys) / 1_000) + 2
-    assert all("list-type=2" in request.query for request in requests)
     # The jobs' outputs are markers, so the run names the missing partitions itself.
     named = f"missing: S000 {days[7]}, S019 {days[5000 - 19 * len(days)]}"
     assert named in dry.stderr, dry.stderr[-2000:]

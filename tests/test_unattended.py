@@ -309,7 +309,7 @@ def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Pat
     assert marketpipe(tmp_path, "verify").returncode == 0
     status = marketpipe(tmp_path, "status")
     # The "refreshed" column, before the last bar's New York date, time and zone.
-    assert [line.split()[-4] for line in status.stdout.splitlines()[1:3]] == ["0", "1"]
+    assert [line.split()[-4] for line in status.stdout.splitlines()[2:4]] == ["0", "1"]
     # Reruns stay byte-stable: nothing changed, nothing is written or fetched.
     again = marketpipe(tmp_path, "refresh", "--start", "2024-01-02", "--end", "2024-01-12")
     assert "0 partition(s) replaced, 18 unchanged" in again.stdout
@@ -449,7 +449,7 @@ def test_a_2000_partition_update_prints_a_short_log(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert status.stdout.startswith("symbol") and "Traceback" not in status.stderr
+    assert status.stdout.startswith("lake: lake holds demo") and "Traceback" not in status.stderr
 
 
 @pytest.mark.workflow
@@ -477,7 +477,7 @@ def test_damaged_files_are_refused_then_repaired_by_one_update(
     }
     assert "marketpipe update" in str(refused.value)
     status = marketpipe(workdir, "status")
-    assert "damaged: 2 partition(s)" in status.stdout, status.stdout
+    assert "damaged: 2 file(s)" in status.stdout, status.stdout
     update = marketpipe(workdir, "update", "--workflow", str(ROOT))
     assert update.returncode == 0, update.stderr[-3000:]
     assert "repaired 2: AAPL 2024-01-10" in update.stdout and "MSFT 2024-01-11" in update.stdout

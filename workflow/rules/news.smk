@@ -21,13 +21,10 @@ for job in NEWS_JOBS:
             api=1,
         params:
             days=[day.isoformat() for day in job.missing],
+            # (run: blocks see the loop's last job, params this one's)
+            marker=job.marker(SETTINGS.markers_dir, RUN_ID) if LAKE_ON_S3 or job.incomplete else "",
         run:
-            fetch_news(
-                SETTINGS,
-                params.days,
-                log[0],
-                done_marker=output[0] if LAKE_ON_S3 or job.incomplete else None,
-            )
+            fetch_news(SETTINGS, params.days, log[0], done_marker=params.marker or None)
 
 
 rule news_recheck:
