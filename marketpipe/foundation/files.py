@@ -1,12 +1,15 @@
-"""Atomic file writes: readers see the old file or the new one, never a part of either."""
+"""Atomic file writes: readers see the old file or the new one, never a part of either; and a
+lock for a read-modify-write of one."""
 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from marketpipe.chaos import crash_point
@@ -114,3 +117,16 @@ def _remove_dead_temporaries(directory: Path) -> None:
             stale.unlink(missing_ok=True)
         except (ValueError, PermissionError):
             continue
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed) while inside: threads and
+    processes of this machine that take it wait for one another."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing the descriptor releases the lock

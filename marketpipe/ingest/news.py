@@ -21,13 +21,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 import pyarrow as pa
 
 from marketpipe.connectors.models import NEWS_SCHEMA
 from marketpipe.connectors.news import NewsClient, NewsQuery, RejectedArticle
+from marketpipe.foundation.files import exclusive
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.ledger_rows import NewsEntry
 from marketpipe.lake.news import (
@@ -104,20 +107,22 @@ class NewsSync:
     run_id: str
     first_day: dt.date | None = None
     last_day: dt.date | None = None
+    # Taken around each day's read-merge-write: news jobs and the recheck run at once, and
+    # an article of another day may land in a day another job is writing.
+    lock_path: Path | None = None
 
     def fetch_days(self, days: Sequence[dt.date]) -> NewsReport:
         """Fetch and store ``days`` (final New York days): one stream per run of them; each
         day's file is then complete for :attr:`symbols`."""
         report = NewsReport()
-        entries = self.store.news_entries()
         for run in consecutive_runs(days):
             fetched, rejected, received = _fetch(self, run[0], run[-1])
             report.articles += received
             refused = self._keep_rejected(rejected, run, report)
             for day in run:
-                self._store(day, fetched.pop(day, None), True, entries, refused.get(day, 0), report)
+                self._store(day, fetched.pop(day, None), True, refused.get(day, 0), report)
                 report.days.append(day)
-            self._store_elsewhere(fetched, entries, refused, report)
+            self._store_elsewhere(fetched, refused, report)
         return report
 
     def recheck_days(self, days: Sequence[dt.date], until: dt.date | None = None) -> NewsReport:
@@ -129,15 +134,14 @@ class NewsSync:
         if not days:
             return report
         ordered = sorted(days)
-        entries = self.store.news_entries()
         last = max(ordered[-1], until or ordered[-1])
         fetched, rejected, received = _fetch(self, ordered[0], last)
         report.articles += received
         refused = self._keep_rejected(rejected, ordered, report)
         for day in ordered:
-            if self._store(day, fetched.pop(day, None), True, entries, refused.get(day, 0), report):
+            if self._store(day, fetched.pop(day, None), True, refused.get(day, 0), report):
                 report.days.append(day)
-        self._store_elsewhere(fetched, entries, refused, report)
+        self._store_elsewhere(fetched, refused, report)
         return report
 
     def _keep_rejected(
@@ -161,11 +165,7 @@ class NewsSync:
         return {day: len(refused) for day, refused in by_day.items()}
 
     def _store_elsewhere(
-        self,
-        fetched: dict[dt.date, pa.Table],
-        entries: dict[dt.date, NewsEntry],
-        refused: dict[dt.date, int],
-        report: NewsReport,
+        self, fetched: dict[dt.date, pa.Table], refused: dict[dt.date, int], report: NewsReport
     ) -> None:
         """Articles the window returned that were created on other days (a window that
         selects by ``updated_at``): merged into their own day's file. A day not stored yet
@@ -176,7 +176,7 @@ class NewsSync:
             )
             if outside:
                 continue  # outside the lake's range: not the lake's news
-            if self._store(day, articles, False, entries, refused.get(day, 0), report):
+            if self._store(day, articles, False, refused.get(day, 0), report):
                 report.days.append(day)
 
     def _store(
@@ -184,14 +184,24 @@ class NewsSync:
         day: dt.date,
         fetched: pa.Table | None,
         complete: bool,
-        entries: dict[dt.date, NewsEntry],
         rejected: int,
         report: NewsReport,
     ) -> bool:
         """Merge ``fetched`` into ``day``'s file (a new version of an article replaces the
         older one; no article is dropped), complete for :attr:`symbols` if ``complete``;
-        write and record it if anything changed (``entries``: the ledger's rows, kept up to
-        date; ``rejected``: the day's refused records). Whether it did."""
+        write and record it if anything changed (``rejected``: the day's refused records).
+        Whether it did."""
+        with exclusive(self.lock_path) if self.lock_path is not None else nullcontext():
+            return self._merge(day, fetched, complete, rejected, report)
+
+    def _merge(
+        self,
+        day: dt.date,
+        fetched: pa.Table | None,
+        complete: bool,
+        rejected: int,
+        report: NewsReport,
+    ) -> bool:
         try:
             stored = stored_news_file(self.lake, day)
         except FileNotFoundError:
@@ -204,7 +214,7 @@ class NewsSync:
         covered = tuple(sorted({*had, *(self.symbols if complete else ())}))
         current = stored.sha256 if stored is not None else None
         written, _ = publish_news(self.lake, day, merged, covered, current)
-        recorded = entries.get(day)
+        recorded = self.store.news_entry(day)
         entry = NewsEntry(day, written.rows, written.sha256, rejected, self.run_id, covered)
         if recorded is not None and (recorded.sha256, recorded.symbols) == (
             entry.sha256,
@@ -218,7 +228,6 @@ class NewsSync:
         if added:
             reason += f"; news of {', '.join(added)} added"
         self.store.record_news(entry, replaced=recorded, changed=changed, reason=reason)
-        entries[day] = entry
         if recorded is not None and recorded.sha256 != entry.sha256:
             report.replaced.append(day)
         return True

@@ -122,6 +122,17 @@ class DataSetLedger:
                 "DELETE FROM news_files WHERE day = ?", [(day.isoformat(),) for day in days]
             )
 
+    def news_entry(self, day: dt.date) -> NewsEntry | None:
+        """The stored news day ``day``, if recorded."""
+        row = self._db.execute(
+            "SELECT day, rows, sha256, rejected, run_id, symbols FROM news_files WHERE day = ?",
+            (day.isoformat(),),
+        ).fetchone()
+        if row is None:
+            return None
+        _, count, sha, rejected, run, symbols = row
+        return NewsEntry(day, count, sha, rejected, run, split_symbols(symbols))
+
     def news_entries(self) -> dict[dt.date, NewsEntry]:
         """Every stored news day, by day."""
         rows = self._db.execute(

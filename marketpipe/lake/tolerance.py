@@ -66,7 +66,7 @@ class PriceTolerance:
             tick = pc.if_else(pc.greater_equal(larger, 1.0), TICK, SUB_DOLLAR_TICK)
             allowed = pc.multiply(tick, 0.5)
         elif self.kind == "absolute":
-            allowed = pc.add(pc.multiply(larger, 0.0), self.value + 1e-9)
+            allowed = pa.scalar(self.value + 1e-9)  # a cent allowed is a cent, float noise aside
         else:
             allowed = pc.multiply(larger, self.value)
         return pc.fill_null(pc.greater(gap, allowed), False)

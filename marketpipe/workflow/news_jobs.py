@@ -14,7 +14,7 @@ from marketpipe.connectors import ConnectorError
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.news import NewsReport, NewsSync
 from marketpipe.lake.fencing import check_fence
-from marketpipe.lake.ledger import CheckpointStore, JobRecord
+from marketpipe.lake.ledger import STATE_DIR, CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
@@ -25,6 +25,7 @@ from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_clients
 
 logger = logging.getLogger(__name__)
+NEWS_LOCK = "news.lock"  # one day's read-merge-write at a time (see NewsSync.lock_path)
 NewsWork = Callable[[NewsSync], NewsReport]
 
 
@@ -56,6 +57,7 @@ def _run_news_job(
                         current_run_id(),
                         first_day=settings.config.start,
                         last_day=settings.news_days[-1] if settings.news_days else None,
+                        lock_path=settings.state_dir / STATE_DIR / NEWS_LOCK,
                     )
                     report = work(sync)
             except (ConnectorError, ValueError) as exc:
