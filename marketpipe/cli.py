@@ -65,6 +65,15 @@ def _print_not_final(settings: WorkflowSettings) -> None:
         print(line[0].upper() + line[1:] + ".")
 
 
+def _duration(minutes: float) -> str:
+    """``under a minute``, ``12 min``, ``2.5 h``: an estimate people read."""
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
+
+
 def run_plan(args: argparse.Namespace) -> int:
     """Print the missing partitions by job (symbols and month), with their cost."""
     settings = _settings(args)
@@ -100,7 +109,7 @@ def run_plan(args: argparse.Namespace) -> int:
     print(
         f"{plan.missing_partitions} of {plan.planned_partitions} partitions missing in "
         f"{len(plan.jobs)} job(s): about {plan.estimated_requests} request(s), "
-        f"{plan.estimated_minutes:.1f} min at {plan.requests_per_minute} requests/min"
+        f"{_duration(plan.estimated_minutes)} at {plan.requests_per_minute} requests/min"
     )
     if plan.actions_requests:
         print(actions)

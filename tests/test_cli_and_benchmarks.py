@@ -28,8 +28,8 @@ def test_demo_fetches_from_the_bundled_simulator(capsys: pytest.CaptureFixture[s
 
 
 def test_demo_rejects_a_bad_symbol_by_name(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--symbols", "aapl"]) == 2
-    assert "symbol 'aapl' is not a valid ticker" in capsys.readouterr().err
+    assert main(["demo", "--symbols", "AAPL!"]) == 2
+    assert "symbol 'AAPL!' is not a valid ticker" in capsys.readouterr().err
 
 
 def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:

@@ -310,7 +310,7 @@ def test_commands_have_help_and_clear_errors(
     monkeypatch.chdir(tmp_path)
     assert main([command, "--config", "absent.yaml"]) == 2
     assert "config file absent.yaml not found" in capsys.readouterr().err
-    write_config(tmp_path, symbols=["aapl"])
+    write_config(tmp_path, symbols=["AAPL!"])
     assert main([command, "--config", "config.yaml"]) == 2
     assert "config key symbols.0" in capsys.readouterr().err
     write_config(tmp_path)

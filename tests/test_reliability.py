@@ -159,9 +159,9 @@ def test_an_unknown_symbol_fails_alone_and_clearly(tmp_path: Path) -> None:
 
 
 BAD_CONFIGS = [
-    ("symbol=AAPL", "'symbol' was unexpected"),
+    ("symbol=AAPL", "config key symbol: not a MarketPipe setting; did you mean symbols?"),
     ("symbols=[]", "config key symbols"),
-    ("symbols=aapl", "config key symbols.0"),
+    ("symbols=AAPL!", "config key symbols.0"),
     ("symbols=AAPL,../../etc", "config key symbols.1"),
     ("start=2024-02-30", "config key start"),
     ("start=yesterday", "config key start"),

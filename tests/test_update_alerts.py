@@ -42,7 +42,7 @@ def _alerts_of(workdir: Path, config: dict[str, object], extra_env: dict[str, st
 
 
 def test_a_broken_config_alerts_once(tmp_path: Path) -> None:
-    result, alerts = _alerts_of(tmp_path, {**SMALL, "symbols": ["aapl"]}, {})
+    result, alerts = _alerts_of(tmp_path, {**SMALL, "symbols": ["AAPL!"]}, {})
     assert result.returncode == 2
     assert len(alerts) == 1, alerts
     assert "FAILED before any job ran" in alerts[0] and "config key symbols" in alerts[0]

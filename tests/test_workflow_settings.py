@@ -84,9 +84,12 @@ def test_nested_values_given_as_text_are_typed_by_the_schema() -> None:
 @pytest.mark.parametrize(
     ("changes", "fragment"),
     [
-        ({"symbol": ["AAPL"]}, "'symbol' was unexpected"),
+        (
+            {"symbol": ["AAPL"]},
+            "config key symbol: not a MarketPipe setting; did you mean symbols?",
+        ),
         ({"symbols": []}, "config key symbols"),
-        ({"symbols": ["aapl"]}, "config key symbols.0"),
+        ({"symbols": ["AAPL!"]}, "config key symbols.0"),
         ({"symbols": ["../../etc"]}, "config key symbols.0"),
         ({"symbols": ["AAPL", "AAPL"]}, "listed more than once: AAPL"),
         ({"start": "2024-02-30"}, "config key start"),
@@ -267,3 +270,34 @@ def test_budget_shares_belong_to_the_active_vendor(
     # More shares than Polygon's rate allows is named against Polygon's rate.
     with pytest.raises(ConfigError, match="budget_shares \\(8\\) leaves less than one request"):
         load_settings({**polygon, "polygon": {"budget_shares": 8}})
+
+
+def test_lower_case_tickers_typos_and_impossible_dates_get_plain_answers(tmp_path: Path) -> None:
+    assert load_settings({**BASE, "symbols": ["aapl", " msft"]}).config.symbols == [
+        "AAPL",
+        "MSFT",
+    ]
+    with pytest.raises(ConfigError) as typo:
+        load_settings({**BASE, "symbol": ["AAPL"], "alpaca": {"fed": "iex"}})
+    assert sorted(str(typo.value).splitlines()[1:]) == [
+        "  config key alpaca.fed: not a MarketPipe setting; did you mean alpaca.feed?",
+        "  config key symbol: not a MarketPipe setting; did you mean symbols?",
+    ]
+    with pytest.raises(ConfigError) as impossible:
+        load_settings({**BASE, "end": "2024-02-30"})
+    assert str(impossible.value).splitlines()[1] == (
+        "  config key end: '2024-02-30' is not a date (YYYY-MM-DD or 'today'): day is out "
+        "of range for month"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("symbols: [AAPL]\nstart: 2024-01-02\nend: 2024-02-30\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "plan", "--config", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip() == (
+        f"marketpipe plan: config file {config}: day is out of range for month "
+        "(a date such as 2024-02-30?)"
+    )

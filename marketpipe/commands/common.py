@@ -25,6 +25,8 @@ def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise CommandError(f"config file {path} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # YAML reads 2024-02-30 as a date, and fails on it
+        raise CommandError(f"config file {path}: {exc} (a date such as 2024-02-30?)") from None
     settings = load_settings(apply_overrides(raw, overrides))
     settings.require_same_lake()
     return settings

@@ -17,13 +17,29 @@ from marketpipe.simulator import SimulatorConfig, SimulatorServer
 
 def add_demo_command(commands: argparse._SubParsersAction) -> None:
     """Register ``demo`` with the ``marketpipe`` parser."""
-    demo = commands.add_parser("demo", help="fetch bars from the bundled simulator, offline")
+    summary = "fetch bars from the bundled simulator, offline (no keys, no network)"
+    demo = commands.add_parser(
+        "demo",
+        help=summary,
+        description=summary + ": a synthetic market served on loopback, fetched with the "
+        "real client into a directory of your choice",
+    )
     demo.add_argument("--symbols", default="AAPL,MSFT,SPY", help="comma-separated tickers")
-    demo.add_argument("--start", type=dt.date.fromisoformat, default=dt.date(2024, 1, 2))
-    demo.add_argument("--end", type=dt.date.fromisoformat, default=dt.date(2024, 2, 29))
-    demo.add_argument("--timeframe", default="1Min")
-    demo.add_argument("--feed", default="sip", choices=["sip", "iex"])
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument(
+        "--start",
+        type=dt.date.fromisoformat,
+        default=dt.date(2024, 1, 2),
+        help="first New York date (default 2024-01-02)",
+    )
+    demo.add_argument(
+        "--end",
+        type=dt.date.fromisoformat,
+        default=dt.date(2024, 2, 29),
+        help="last New York date (default 2024-02-29)",
+    )
+    demo.add_argument("--timeframe", default="1Min", help="bar width: 1Min, 5Min, 1Hour, 1Day")
+    demo.add_argument("--feed", default="sip", choices=["sip", "iex"], help="simulated feed")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic market")
     demo.set_defaults(handler=run_demo)
 
 
@@ -32,7 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
     start, end = new_york_days_range(args.start, args.end)
     try:
         query = BarsQuery(
-            symbols=tuple(args.symbols.split(",")),
+            symbols=tuple(symbol.strip().upper() for symbol in args.symbols.split(",")),
             timeframe=args.timeframe,
             start=start,
             end=end,

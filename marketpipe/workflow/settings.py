@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import difflib
 import functools
 import json
 import os
@@ -240,7 +241,26 @@ def _normalise(raw: dict[str, Any]) -> dict[str, Any]:
             config[key] = value
     if isinstance(config.get("symbols"), str):
         config["symbols"] = [s.strip() for s in config["symbols"].split(",") if s.strip()]
+    if isinstance(config.get("symbols"), list):  # tickers are upper case: aapl is AAPL
+        config["symbols"] = [
+            s.strip().upper() if isinstance(s, str) else s for s in config["symbols"]
+        ]
     return dates_as_text(config)
+
+
+def _check_date(config: dict[str, Any], key: str) -> None:
+    """A ``start``/``end`` that is not a date (``2024-02-30``) named in one line."""
+    value = config.get(key)
+    if not isinstance(value, str) or value == "today":
+        return
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        allowed = " or 'today'" if key == "end" else ""
+        raise ConfigError(
+            f"invalid configuration:\n  config key {key}: {value!r} is not a date "
+            f"(YYYY-MM-DD{allowed}): {exc}"
+        ) from None
 
 
 def _coerce_scalars(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
@@ -270,9 +290,24 @@ def _schema_errors(config: dict[str, Any], schema: dict[str, Any]) -> list[str]:
     validator = jsonschema.Draft202012Validator(schema)
     messages = []
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            messages.extend(_unknown_keys(error))
+            continue
         key = ".".join(str(part) for part in error.path) or "(top level)"
         messages.append(f"config key {key}: {error.message}")
     return messages
+
+
+def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
+    """One line per key the schema does not know, with the nearest known key if any."""
+    known = list(error.schema.get("properties", {}))
+    prefix = "".join(f"{part}." for part in error.path)
+    lines = []
+    for name in sorted(set(error.instance) - set(known), key=str):
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+        lines.append(f"config key {prefix}{name}: not a MarketPipe setting{hint}")
+    return lines
 
 
 def snakemake_config_entries(entries: Sequence[str]) -> list[str]:
@@ -317,6 +352,8 @@ def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> Workfl
     ``now`` is the run's instant, by default :func:`marketpipe.markettime.clock.now`.
     """
     config = _normalise(copy.deepcopy(dict(raw)))
+    for key in ("start", "end"):
+        _check_date(config, key)
     schema = config_json_schema()
     config = _coerce_scalars(config, schema, schema)
     problems = _schema_errors(config, schema)
