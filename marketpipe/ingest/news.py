@@ -192,45 +192,33 @@ class NewsSync:
         write and record it if anything changed (``rejected``: the day's refused records).
         Whether it did."""
         with exclusive(self.lock_path) if self.lock_path is not None else nullcontext():
-            return self._merge(day, fetched, complete, rejected, report)
-
-    def _merge(
-        self,
-        day: dt.date,
-        fetched: pa.Table | None,
-        complete: bool,
-        rejected: int,
-        report: NewsReport,
-    ) -> bool:
-        try:
-            stored = stored_news_file(self.lake, day)
-        except FileNotFoundError:
-            stored = None
-        parts = [NEWS_SCHEMA.empty_table()]
-        parts += [stored.articles] if stored is not None else []
-        parts += [fetched] if fetched is not None else []
-        merged = pa.concat_tables(parts)
-        had = stored.symbols if stored is not None else ()
-        covered = tuple(sorted({*had, *(self.symbols if complete else ())}))
-        current = stored.sha256 if stored is not None else None
-        written, _ = publish_news(self.lake, day, merged, covered, current)
-        recorded = self.store.news_entry(day)
-        entry = NewsEntry(day, written.rows, written.sha256, rejected, self.run_id, covered)
-        if recorded is not None and (recorded.sha256, recorded.symbols) == (
-            entry.sha256,
-            entry.symbols,
-        ):
-            return False
-        old = stored.articles if stored is not None else NEWS_SCHEMA.empty_table()
-        changed = _changed_articles(old, latest_versions(merged))
-        added = sorted(set(covered) - set(recorded.symbols)) if recorded is not None else []
-        reason = f"{changed} article(s) new or updated at the vendor"
-        if added:
-            reason += f"; news of {', '.join(added)} added"
-        self.store.record_news(entry, replaced=recorded, changed=changed, reason=reason)
-        if recorded is not None and recorded.sha256 != entry.sha256:
-            report.replaced.append(day)
-        return True
+            try:
+                stored = stored_news_file(self.lake, day)
+            except FileNotFoundError:
+                stored = None
+            parts = [NEWS_SCHEMA.empty_table()]
+            parts += [stored.articles] if stored is not None else []
+            parts += [fetched] if fetched is not None else []
+            merged = pa.concat_tables(parts)
+            had = stored.symbols if stored is not None else ()
+            covered = tuple(sorted({*had, *(self.symbols if complete else ())}))
+            current = stored.sha256 if stored is not None else None
+            written, _ = publish_news(self.lake, day, merged, covered, current)
+            recorded = self.store.news_entry(day)
+            entry = NewsEntry(day, written.rows, written.sha256, rejected, self.run_id, covered)
+            unchanged = recorded is not None and recorded.sha256 == entry.sha256
+            if unchanged and recorded.symbols == entry.symbols:
+                return False
+            old = stored.articles if stored is not None else NEWS_SCHEMA.empty_table()
+            changed = _changed_articles(old, latest_versions(merged))
+            added = sorted(set(covered) - set(recorded.symbols)) if recorded is not None else []
+            reason = f"{changed} article(s) new or updated at the vendor"
+            if added:
+                reason += f"; news of {', '.join(added)} added"
+            self.store.record_news(entry, replaced=recorded, changed=changed, reason=reason)
+            if recorded is not None and recorded.sha256 != entry.sha256:
+                report.replaced.append(day)
+            return True
 
 
 def _changed_articles(old: pa.Table, new: pa.Table) -> int:

@@ -25,6 +25,7 @@ from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.one_sided import (
     DATASET_KINDS,
+    DIFFERENCE_SCHEMA,
     PARTITION_KINDS,
     Partition,
     PartitionCounts,
@@ -62,15 +63,6 @@ ALL_KINDS = (*KINDS, *DATASET_KINDS)
 PRICE_FIELDS = ("open", "high", "low", "close", "vwap")
 DEFAULT_PRICE_TOLERANCE = "0"  # exact to the tick (see marketpipe.lake.tolerance)
 DEFAULT_VOLUME_TOLERANCE = 0.05  # vendors' trade-condition filters differ by a few percent
-DIFFERENCE_SCHEMA = pa.schema(
-    [
-        pa.field(SYMBOL_COLUMN, pa.string(), nullable=False),
-        pa.field("timestamp", OHLCV_SCHEMA.field("timestamp").type, nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("value_a", pa.float64()),
-        pa.field("value_b", pa.float64()),
-    ]
-)
 _VALUES = [name for name in OHLCV_SCHEMA.names if name not in (SYMBOL_COLUMN, "timestamp")]
 
 

@@ -99,13 +99,19 @@ def check_identity(lake: LakeStore | Path | str, wanted: LakeIdentity) -> LakeId
     """Raise :class:`LakeIdentityMismatch` when the lake holds other bars than ``wanted``;
     return what it holds (``None``: nothing yet)."""
     stored = stored_identity(lake)
+    require_same(as_store(lake).uri, stored, wanted)
+    return stored
+
+
+def require_same(uri: str, stored: LakeIdentity | None, wanted: LakeIdentity) -> None:
+    """Raise :class:`LakeIdentityMismatch`, naming both, when the lake at ``uri`` holds
+    ``stored`` bars and ``wanted`` ones are asked for (``stored`` ``None``: nothing yet)."""
     if stored is not None and stored != wanted:
         raise LakeIdentityMismatch(
-            f"this lake ({as_store(lake).uri}) holds {stored.describe()}; the config asks for "
+            f"this lake ({uri}) holds {stored.describe()}; the config asks for "
             f"{wanted.describe(note_synthetic=False)}: use another data_dir for these, or set "
             "the config back"
         )
-    return stored
 
 
 def claim_identity(lake: LakeStore | Path | str, wanted: LakeIdentity) -> None:

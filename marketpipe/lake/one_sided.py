@@ -30,7 +30,8 @@ DATASET_KINDS = (
     "actions_missing_in_a",
     "actions_missing_in_b",
 )
-ONE_SIDED_SCHEMA = pa.schema(
+# A difference between two lakes, of any kind (marketpipe.lake.compare's rows too).
+DIFFERENCE_SCHEMA = pa.schema(
     [
         pa.field(SYMBOL_COLUMN, pa.string(), nullable=False),
         pa.field("timestamp", OHLCV_SCHEMA.field("timestamp").type, nullable=False),
@@ -152,13 +153,13 @@ def _session_opens(partitions: Sequence[Partition]) -> dict[dt.date, dt.datetime
 
 
 def _table(rows: list[tuple]) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in ONE_SIDED_SCHEMA]
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in DIFFERENCE_SCHEMA]
     return pa.table(
         {
             field.name: pa.array(column, field.type)
-            for field, column in zip(ONE_SIDED_SCHEMA, columns, strict=True)
+            for field, column in zip(DIFFERENCE_SCHEMA, columns, strict=True)
         },
-        schema=ONE_SIDED_SCHEMA,
+        schema=DIFFERENCE_SCHEMA,
     )
 
 

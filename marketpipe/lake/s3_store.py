@@ -153,14 +153,18 @@ class S3Store:
             raise
         return str(answer["ETag"])
 
-    def get_with_etag(self, key: str) -> tuple[bytes, str]:
-        """The object's bytes and ETag (``FileNotFoundError`` when absent)."""
+    def _get_object(self, key: str) -> dict[str, Any]:
+        """S3's answer to a GET of ``key`` (``FileNotFoundError`` when absent)."""
         try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+            return self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
         except Exception as exc:
             if _status(exc) == 404:
                 raise FileNotFoundError(f"{self.uri}/{key}") from None
             raise
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and ETag (``FileNotFoundError`` when absent)."""
+        answer = self._get_object(key)
         return bytes(answer["Body"].read()), str(answer["ETag"])
 
     def delete_if_match(self, key: str, etag: str) -> bool:
@@ -176,12 +180,7 @@ class S3Store:
     def get_with_age(self, key: str) -> tuple[bytes, float]:
         """The object's bytes and how many seconds ago it was last written, by the server's
         own clock (its ``Date`` less the object's ``Last-Modified``)."""
-        try:
-            answer = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
-        except Exception as exc:
-            if _status(exc) == 404:
-                raise FileNotFoundError(f"{self.uri}/{key}") from None
-            raise
+        answer = self._get_object(key)
         served = answer["ResponseMetadata"]["HTTPHeaders"].get("date")
         now = email.utils.parsedate_to_datetime(served) if served else answer["LastModified"]
         age = (now - answer["LastModified"]).total_seconds()

@@ -26,7 +26,12 @@ from pydantic import (
 )
 
 from marketpipe.connectors import AlpacaConfig, ClientConfig, PolygonConfig
-from marketpipe.lake.identity import LakeIdentity, LakeIdentityMismatch, check_identity
+from marketpipe.lake.identity import (
+    LakeIdentity,
+    LakeIdentityMismatch,
+    require_same,
+    stored_identity,
+)
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
 from marketpipe.lake.run_lock import RunLock
 from marketpipe.markettime import clock
@@ -164,16 +169,22 @@ class WorkflowSettings(BaseModel):
         """The bars this configuration asks for (a lake holds one such identity)."""
         return LakeIdentity(self.config.vendor, self.feed, self.config.timeframe, self.adjustment)
 
-    def require_same_lake(self) -> LakeIdentity | None:
-        """Stop with :class:`LakeIdentityMismatch` when the lake holds other bars than this
-        configuration asks for; what it holds (``None``: nothing yet, or a lake that cannot
-        be reached now, which the caller reports in its own words)."""
+    @functools.cached_property
+    def held_identity(self) -> LakeIdentity | None:
+        """What the lake holds, read once (``None``: nothing yet, or a lake that cannot be
+        reached now, which the caller reports in its own words)."""
         try:
-            return check_identity(self.lake, self.identity)
+            return stored_identity(self.lake)
         except LakeIdentityMismatch:
             raise
         except Exception:  # botocore's errors and OSError: not this check's to report
             return None
+
+    def require_same_lake(self) -> LakeIdentity | None:
+        """Stop with :class:`LakeIdentityMismatch` when the lake holds other bars than this
+        configuration asks for; what it holds (see :attr:`held_identity`)."""
+        require_same(self.lake.uri, self.held_identity, self.identity)
+        return self.held_identity
 
     def lake_settings(self) -> dict[str, str]:
         """What a lake is built with; one data_dir never mixes two of these."""

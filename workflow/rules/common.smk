@@ -37,9 +37,11 @@ from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
 SETTINGS = load_settings(config)
-# A lake holds one vendor's bars of one feed, timeframe and adjustment: another stops here.
-SETTINGS.require_same_lake()
-if not workflow.is_main_process:
+# A lake holds one vendor's bars of one feed, timeframe and adjustment: another stops here
+# (once, in the main process: a job claims the identity when it writes).
+if workflow.is_main_process:
+    SETTINGS.require_same_lake()
+else:
     use_private_state(SETTINGS)
     fence_job_writes(SETTINGS)
 STATE_DIR = SETTINGS.state_dir
