@@ -28,7 +28,7 @@ class SubscriptionError(ApiError):
 def may_differ_by_symbol(error: ConnectorError) -> bool:
     """Whether asking symbol by symbol could get past ``error``: not when the credentials,
     the subscription or TLS are refused (every symbol would be refused alike)."""
-    if isinstance(error, TlsVerificationError):
+    if isinstance(error, (TlsVerificationError, VendorUnreachable)):
         return False
     return not (isinstance(error, ApiError) and error.status in (401, 403))
 
@@ -45,6 +45,22 @@ class RetryExhaustedError(ConnectorError):
         )
 
 
+class VendorUnreachable(RetryExhaustedError):
+    """No connection to the vendor's host could be made: no network, a name that does not
+    resolve, a refused connection. Said without the endpoint, since every endpoint of that
+    host fails alike."""
+
+    def __init__(self, endpoint: str, attempts: int, unreachable: str) -> None:
+        ConnectorError.__init__(
+            self,
+            f"cannot reach {unreachable} ({attempts} attempt(s)): check the network "
+            "connection or proxy, or the vendor's base_url in the config",
+        )
+        self.endpoint = endpoint
+        self.attempts = attempts
+        self.last_cause = unreachable
+
+
 class PaginationError(ConnectorError):
     """The vendor's cursors would make pagination loop forever."""
 
@@ -59,3 +75,14 @@ class TlsVerificationError(ConnectorError):
 
 class ResponseFormatError(ConnectorError):
     """A successful response did not have the shape the connector expects."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a person must act before asking again can succeed (refused credentials or
+    plan, an unknown symbol, a request the vendor calls invalid, a bad setting), as opposed
+    to an outage, throttling or a dropped connection that the next run gets past."""
+    if isinstance(error, (UnknownSymbolError, TlsVerificationError, ValueError)):
+        return True
+    if isinstance(error, ApiError):
+        return 400 <= error.status < 500 and error.status not in (408, 409, 425, 429)
+    return False

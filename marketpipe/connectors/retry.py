@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from marketpipe.connectors.errors import RetryExhaustedError
+from marketpipe.connectors.errors import RetryExhaustedError, VendorUnreachable
 
 
 class RetryCause(StrEnum):
@@ -28,6 +28,8 @@ class RetryableFailure:
     cause: RetryCause
     detail: str
     hint_seconds: float | None = None
+    # "api.example.com:443: the name does not resolve" when no connection could be made.
+    unreachable: str | None = None
 
 
 def server_wait_hint(headers: Mapping[str, str], now_epoch: float) -> float | None:
@@ -102,11 +104,13 @@ class RetryBudget:
     def next_delay(self, failure: RetryableFailure, now: float) -> float:
         """Wait before retrying after ``failure``, or raise when a bound is reached."""
         if self.attempts >= self.policy.max_attempts:
+            self._unreachable(failure)
             raise RetryExhaustedError(
                 self.endpoint, self.attempts, failure.detail, "attempt limit reached"
             )
         delay = self.policy.delay(self.attempts, failure.hint_seconds, failure.cause)
         if now - self.started + delay > self.policy.max_elapsed:
+            self._unreachable(failure)
             raise RetryExhaustedError(
                 self.endpoint,
                 self.attempts,
@@ -115,3 +119,8 @@ class RetryBudget:
                 f"{self.policy.max_elapsed:.0f}s retry time limit",
             )
         return delay
+
+    def _unreachable(self, failure: RetryableFailure) -> None:
+        """Give up on a host no connection could be made to in the words that say so."""
+        if failure.unreachable is not None:
+            raise VendorUnreachable(self.endpoint, self.attempts, failure.unreachable)

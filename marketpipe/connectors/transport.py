@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
 import random
 import re
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -262,6 +265,9 @@ class HttpTransport:
             ) from None
         except requests.Timeout as exc:
             return self._failure(spec, RetryCause.TIMEOUT, exc, started)
+        except requests.ConnectionError as exc:
+            failure = self._failure(spec, RetryCause.CONNECTION, exc, started)
+            return replace(failure, unreachable=unreachable_host(url, exc))
         except requests.RequestException as exc:
             return self._failure(spec, RetryCause.CONNECTION, exc, started)
         crash_point("request")
@@ -321,3 +327,40 @@ class HttpTransport:
         self.metrics.attempt(self.vendor, spec.name, cause.value, latency_ms, 0)
         # Transport exceptions quote the URL, which may carry a query-string key: redact.
         return RetryableFailure(cause, self.auth.redact(f"{type(exc).__name__}: {exc}"))
+
+
+def unreachable_host(url: str, exc: BaseException) -> str | None:
+    """``host:port: <why>`` when no connection to ``url``'s host could be made (the name does
+    not resolve, the connection was refused, no route), else ``None`` (e.g. a connection
+    dropped mid-answer, which a retry gets past)."""
+    cause: BaseException | None = exc
+    reason = fallback = None
+    seen: set[int] = set()
+    while cause is not None and reason is None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            reason = "the name does not resolve (no network, or a DNS problem)"
+        elif isinstance(cause, ConnectionRefusedError):
+            reason = "connection refused (nothing listens there)"
+        elif isinstance(cause, OSError) and cause.errno in _NO_ROUTE:
+            reason = "no route to the host (no network?)"
+        elif isinstance(cause, urllib3.exceptions.NewConnectionError):
+            fallback = "no connection could be made"
+        cause = cause.__cause__ or cause.__context__ or _wrapped_reason(cause)
+    reason = reason or fallback
+    if reason is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}: {reason}"
+
+
+_NO_ROUTE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN)
+
+
+def _wrapped_reason(error: BaseException) -> BaseException | None:
+    """The exception urllib3 and requests keep in ``reason`` or ``args`` (not as a cause)."""
+    reason = getattr(error, "reason", None)
+    if isinstance(reason, BaseException):
+        return reason
+    return next((arg for arg in getattr(error, "args", ()) if isinstance(arg, BaseException)), None)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from marketpipe.connectors import AlpacaClient, ConnectorError, CorporateActionsClient
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.corporate_actions import CorporateActionsQuery
-from marketpipe.connectors.errors import may_differ_by_symbol
+from marketpipe.connectors.errors import is_permanent, may_differ_by_symbol
 from marketpipe.connectors.models import CORPORATE_ACTIONS_SCHEMA
 from marketpipe.lake.actions import (
     ACTIONS_SCHEMA,
@@ -59,6 +59,7 @@ class ActionsReport:
     written: list[str] = field(default_factory=list)  # symbols whose file changed
     dividends_pending: int = 0  # cash dividends whose reference close is not final yet
     failed: dict[str, str] = field(default_factory=dict)  # symbol -> the vendor's error
+    permanent: set[str] = field(default_factory=set)  # failed ones a person must act on
 
 
 def _windows(
@@ -207,6 +208,8 @@ def _fetch_batch(
     except ConnectorError as exc:
         if len(batch) == 1 or not may_differ_by_symbol(exc):
             report.failed.update(dict.fromkeys(batch, str(exc)))
+            if is_permanent(exc):
+                report.permanent.update(batch)
             logger.error(
                 f"corporate actions of {', '.join(batch)}: {exc}",
                 extra={"event": "actions.failed"},

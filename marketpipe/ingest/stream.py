@@ -54,6 +54,12 @@ class SymbolsFailed(ConnectorError):
         self.errors = errors
         super().__init__("; ".join(f"{symbol}: {error}" for symbol, error in errors.items()))
 
+    @property
+    def common_cause(self) -> str | None:
+        """The one error every failed symbol met (an outage, refused keys), else ``None``."""
+        causes = {str(error) for error in self.errors.values()}
+        return causes.pop() if len(causes) == 1 else None
+
 
 @dataclass
 class IngestReport:

@@ -312,7 +312,8 @@ class CheckpointStore(DataSetLedger, MonthLedger):
             db.execute(
                 "INSERT OR REPLACE INTO job_runs (run_id, job, symbol, status, error, planned, "
                 "missing, published, rows, rejected_rows, requests, started_at, finished_at, "
-                "metrics, flagged_rows) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "metrics, flagged_rows, permanent) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.run_id,
                     record.job,
@@ -329,6 +330,7 @@ class CheckpointStore(DataSetLedger, MonthLedger):
                     record.finished_at,
                     json.dumps(record.metrics, sort_keys=True),
                     record.flagged_rows,
+                    int(record.permanent),
                 ),
             )
 
@@ -336,12 +338,18 @@ class CheckpointStore(DataSetLedger, MonthLedger):
         """Every job recorded for ``run_id``, in job order."""
         rows = self._db.execute(
             "SELECT run_id, job, symbol, status, error, planned, missing, published, rows, "
-            "rejected_rows, requests, started_at, finished_at, metrics, flagged_rows "
+            "rejected_rows, requests, started_at, finished_at, metrics, flagged_rows, permanent "
             "FROM job_runs WHERE run_id = ? ORDER BY job",
             (run_id,),
         ).fetchall()
         return [
-            JobRecord(*row[:-2], metrics=json.loads(row[-2]), flagged_rows=row[-1]) for row in rows
+            JobRecord(
+                *row[:-3],
+                metrics=json.loads(row[-3]),
+                flagged_rows=row[-2],
+                permanent=bool(row[-1]),
+            )
+            for row in rows
         ]
 
     def count_partitions(self, symbols: Iterable[str], first: dt.date, last: dt.date) -> int:

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS job_runs (
     finished_at REAL NOT NULL,
     metrics TEXT NOT NULL,
     flagged_rows INTEGER NOT NULL DEFAULT 0,
+    permanent INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, job)
 );
 CREATE TABLE IF NOT EXISTS open_jobs (
@@ -121,6 +122,8 @@ CREATE TABLE IF NOT EXISTS high_water (
 _ADDED_COLUMNS = (
     ("partitions", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
     ("job_runs", "flagged_rows", "INTEGER NOT NULL DEFAULT 0"),
+    # 1 when a person must act before a rerun can succeed (see connectors.errors.is_permanent).
+    ("job_runs", "permanent", "INTEGER NOT NULL DEFAULT 0"),
     # The symbols whose news a day's file is complete for ('': none known, fetched again).
     ("news_files", "symbols", "TEXT NOT NULL DEFAULT ''"),
 )

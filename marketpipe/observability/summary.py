@@ -37,6 +37,12 @@ class JobRecord:
     finished_at: float
     metrics: dict[str, Any]
     flagged_rows: int = 0
+    permanent: bool = False  # a person must act before a rerun can succeed
+
+    @property
+    def is_news(self) -> bool:
+        """Whether this is a news job (its rows are articles, not bars)."""
+        return self.symbol == "news"
 
 
 def build_run_summary(
@@ -59,10 +65,17 @@ def build_run_summary(
         retries.update(stats.retries)
         errors.update(stats.errors)
     failures = [
-        {"job": record.job, "symbol": record.symbol, "error": record.error}
+        {
+            "job": record.job,
+            "symbol": record.symbol,
+            "error": record.error,
+            "permanent": record.permanent,
+        }
         for record in records
         if record.status != "ok"
     ]
+    bars = [record for record in records if not record.is_news]
+    news = [record for record in records if record.is_news]
     started = min((record.started_at for record in records), default=time.time())
     return {
         "run_id": run_id,
@@ -80,10 +93,14 @@ def build_run_summary(
             "planned": planned,
             "present": present,
             "missing": planned - present,
-            "published": sum(record.published for record in records),
-            "rows": sum(record.rows for record in records),
-            "rejected_rows": sum(record.rejected_rows for record in records),
-            "flagged_rows": sum(record.flagged_rows for record in records),
+            "published": sum(record.published for record in bars),
+            "rows": sum(record.rows for record in bars),
+            "rejected_rows": sum(record.rejected_rows for record in bars),
+            "flagged_rows": sum(record.flagged_rows for record in bars),
+        },
+        "news": {
+            "articles": sum(record.rows for record in news),
+            "refused": sum(record.rejected_rows for record in news),
         },
         "requests": sum(stats.requests for stats in endpoints.values()),
         "retries": dict(sorted(retries.items())),
@@ -107,42 +124,62 @@ def latest_run_summary(data_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def failures_by_cause(failures: list[dict[str, Any]]) -> dict[str, list[str]]:
+def failure_advice(permanent: bool) -> str:
+    """What a failure asks of the reader: a person's fix, or only the next run."""
+    if permanent:
+        return "permanent: a person must fix this; the next run will fail alike until then"
+    return "transient: the next run tries again"
+
+
+def failures_by_cause(failures: list[dict[str, Any]]) -> dict[str, tuple[list[str], bool]]:
     """Failed jobs grouped by what went wrong (``fetching X failed: <cause>``), so that one
-    cause shared by many jobs (refused credentials, an outage) is said once."""
-    grouped: dict[str, list[str]] = {}
+    cause shared by many jobs (refused credentials, an outage) is said once; with whether
+    every one of them needs a person (see :func:`failure_advice`)."""
+    grouped: dict[str, tuple[list[str], bool]] = {}
     for failure in failures:
         error = str(failure["error"])
         label, separator, cause = error.partition(" failed: ")
         if not separator:
             label, cause = str(failure["job"]), error
-        grouped.setdefault(cause, []).append(label.removeprefix("fetching "))
+        labels, permanent = grouped.get(cause, ([], True))
+        labels.append(label.removeprefix("fetching "))
+        grouped[cause] = labels, permanent and bool(failure.get("permanent"))
     return grouped
 
 
+def _requests_by_endpoint(summary: dict[str, Any]) -> str:
+    """`` (stocks/bars 14, news 6)``: the requests of each endpoint, busiest first."""
+    counts = sorted(
+        (
+            (key.partition(":")[2] or key, stats["requests"])
+            for key, stats in summary["endpoints"].items()
+        ),
+        key=lambda item: -item[1],
+    )
+    return f" ({', '.join(f'{name} {count}' for name, count in counts)})" if counts else ""
+
+
 def format_run_summary(summary: dict[str, Any]) -> str:
-    """A short human-readable report of a run."""
+    """The run's verdict for a person: status, partitions, news, jobs, requests and each
+    cause of failure once, with whether a person must act."""
     jobs, parts = summary["jobs"], summary["partitions"]
     lines = [
         f"MarketPipe run {summary['run_id']}: {summary['status']}",
-        f"  partitions: {parts['present']}/{parts['planned']} present, "
-        f"{parts['published']} published this run ({parts['rows']:,} rows, "
+        f"  partitions: {parts['present']:,}/{parts['planned']:,} present, "
+        f"{parts['published']:,} published this run ({parts['rows']:,} rows, "
         f"{parts['rejected_rows']:,} quarantined, {parts.get('flagged_rows', 0):,} flagged), "
-        f"{parts['missing']} missing",
+        f"{parts['missing']:,} missing",
         f"  jobs: {jobs['succeeded']} ok, {jobs['failed']} failed"
         + (f", {jobs['unfinished']} did not finish" if jobs.get("unfinished") else ""),
-        f"  requests: {summary['requests']}, retries: "
+        f"  requests: {summary['requests']}{_requests_by_endpoint(summary)}, retries: "
         + (", ".join(f"{k}={v}" for k, v in summary["retries"].items()) or "none"),
     ]
-    for key, stats in summary["endpoints"].items():
-        latency = stats["latency_ms"]
-        lines.append(
-            f"  {key}: {stats['requests']} requests, {stats['rows']:,} rows, "
-            f"{stats['bytes'] / 1e6:.1f} MB, latency p50 {latency['p50']} ms / p95 "
-            f"{latency['p95']} ms / max {latency['max']} ms, rate-limit waits "
-            f"{stats['rate_limit_waits']} ({stats['rate_limit_wait_seconds']:.1f}s)"
+    news = summary.get("news") or {}
+    if news.get("articles") or news.get("refused"):
+        lines.insert(
+            2, f"  news: {news['articles']:,} article(s) received, {news['refused']} refused"
         )
-    for cause, labels in failures_by_cause(jobs["failures"]).items():
+    for cause, (labels, permanent) in failures_by_cause(jobs["failures"]).items():
         shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
-        lines.append(f"  FAILED {shown}: {cause}")
+        lines.append(f"  FAILED {shown}: {cause} ({failure_advice(permanent)})")
     return "\n".join(lines)

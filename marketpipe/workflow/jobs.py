@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.connectors import ConnectorError
+from marketpipe.connectors.errors import is_permanent
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
 from marketpipe.ingest.bars import (
@@ -30,13 +30,13 @@ from marketpipe.lake.ledger import CheckpointStore, JobRecord
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import (
-    RUN_STARTED_VARIABLE,
     current_run_id,
     job_context,
     json_log_file,
     log_event,
 )
 from marketpipe.observability.metrics import MetricsRecorder
+from marketpipe.workflow.console import job_failed
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
 from marketpipe.workflow.settings import WorkflowSettings
@@ -92,6 +92,7 @@ def fetch_partitions(
         log_event(logger, "job.start", f"fetching {label}", planned=len(wanted) * len(symbols))
         with CheckpointStore(settings.state_dir) as store:
             error: str | None = None
+            permanent = False
             failed = symbols
             token = f"{current_run_id()}/{label}"
             try:
@@ -112,10 +113,13 @@ def fetch_partitions(
                         adopt=settings.lake.is_local,
                     )
             except (ConnectorError, ValueError) as exc:
+                permanent = job_error_is_permanent(exc)
+                cause = str(exc)
                 if isinstance(exc, SymbolsFailed):
                     failed = tuple(exc.errors)
                     label = f"{symbols_label(failed)} {span}"
-                error = f"fetching {label} failed: {exc}"
+                    cause = exc.common_cause or cause
+                error = f"fetching {label} failed: {cause}"
                 logger.error(error, extra={"event": "job.failed"})
                 raise FetchFailed(error) from None
             except BaseException as exc:
@@ -123,7 +127,9 @@ def fetch_partitions(
                 logger.error(error, extra={"event": "job.failed"})
                 raise
             finally:
-                job = _JobOutcome(symbols, failed if error else (), month, started, error)
+                job = _JobOutcome(
+                    symbols, failed if error else (), month, started, error, permanent
+                )
                 with reported_error_first(label):
                     _finish_job(store, settings, job, report, recorder)
                     store.close_job(token)
@@ -141,6 +147,7 @@ class _JobOutcome:
     month: str
     started: float
     error: str | None
+    permanent: bool = False
 
     @property
     def label(self) -> str:
@@ -195,6 +202,7 @@ def _finish_job(
             finished_at=time.time(),
             metrics=metrics,
             flagged_rows=report.flagged_rows,
+            permanent=job.permanent,
         ),
     )
     present, planned = present_partition_count(store, settings), settings.planned_partitions
@@ -216,27 +224,8 @@ def _finish_job(
     log_event(
         logger, "progress", f"{present}/{planned} partitions done", done=present, total=planned
     )
-    failed = f" (FAILED: {symbols_label(job.failed)})" if job.error else ""
-    print(
-        f"[marketpipe] {job.label}: {len(report.published)} partition(s) published{failed}; "
-        f"lake {present}/{planned} partitions done{_pace(store, planned - present)}",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-def _pace(store: CheckpointStore, remaining: int) -> str:
-    """``, 1.2M rows at 85k rows/s, about 3 min left`` for this run so far ("" before any)."""
-    started = float(os.environ.get(RUN_STARTED_VARIABLE) or 0)
-    records = store.job_records(current_run_id())
-    published = sum(record.published for record in records)
-    rows = sum(record.rows for record in records)
-    elapsed = time.time() - started
-    if not started or not published or elapsed <= 0:
-        return ""
-    left = remaining * elapsed / published
-    eta = f"about {left / 60:.0f} min left" if left >= 90 else f"about {left:.0f} s left"
-    return f", {rows:,} rows at {rows / elapsed:,.0f} rows/s" + (f", {eta}" if remaining else "")
+    if job.error:
+        job_failed(job.error, job.permanent)
 
 
 def fetch_corporate_actions(
@@ -251,6 +240,7 @@ def fetch_corporate_actions(
     recorder = MetricsRecorder()
     started = time.time()
     error: str | None = None
+    permanent = False
     report = ActionsReport(symbols)
     with json_log_file(log_path), job_context(symbol=",".join(symbols), month="actions"):
         log_event(logger, "actions.start", f"corporate actions of {symbols_label(symbols)}")
@@ -277,12 +267,18 @@ def fetch_corporate_actions(
                 by_reason: dict[str, list[str]] = {}
                 for symbol, why in report.failed.items():
                     by_reason.setdefault(why, []).append(symbol)
-                reasons = "; ".join(
-                    f"{', '.join(names)}: {why}" for why, names in by_reason.items()
-                )
-                error = f"corporate actions could not be fetched for {reasons}"
+                if len(by_reason) == 1:
+                    error = f"corporate actions of {symbols_label(tuple(report.failed))} failed: "
+                    error += next(iter(by_reason))
+                else:
+                    reasons = "; ".join(
+                        f"{', '.join(names)}: {why}" for why, names in by_reason.items()
+                    )
+                    error = f"corporate actions could not be fetched for {reasons}"
+                permanent = set(report.failed) <= report.permanent
         except (ConnectorError, ValueError) as exc:
             error = f"corporate actions of {symbols_label(symbols)} failed: {exc}"
+            permanent = job_error_is_permanent(exc)
         pending = report.dividends_pending
         message = (
             f"corporate actions: {report.fetched} record(s) received, "
@@ -316,14 +312,11 @@ def fetch_corporate_actions(
                     started_at=started,
                     finished_at=time.time(),
                     metrics=metrics,
+                    permanent=permanent,
                 )
             )
-        print(
-            f"[marketpipe] {message}" + (f" (FAILED: {error})" if error else ""),
-            file=sys.stderr,
-            flush=True,
-        )
         if error:
+            job_failed(error, permanent)
             logger.error(error, extra={"event": "job.failed"})
             raise FetchFailed(error)
     summary = {
@@ -366,3 +359,11 @@ def write_coverage_report(
     with json_log_file(log_path):
         png, page = make_report(settings, Path(output_dir), run_id=current_run_id())
         log_event(logger, "report.written", f"wrote {png} and {page}", png=str(png), html=str(page))
+
+
+def job_error_is_permanent(error: BaseException) -> bool:
+    """Whether a person must act before the job can succeed (every symbol's error, when
+    symbols failed one by one; see :func:`marketpipe.connectors.errors.is_permanent`)."""
+    if isinstance(error, SymbolsFailed):
+        return all(is_permanent(cause) for cause in error.errors.values())
+    return is_permanent(error)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from marketpipe.connectors import ConnectorError
+from marketpipe.connectors.errors import is_permanent
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.news import NewsReport, NewsSync
 from marketpipe.lake.fencing import check_fence
@@ -19,6 +19,7 @@ from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.observability.metrics import MetricsRecorder
+from marketpipe.workflow.console import job_failed
 from marketpipe.workflow.jobs import FetchFailed, record_job, reported_error_first
 from marketpipe.workflow.news_planning import recheck_days
 from marketpipe.workflow.settings import WorkflowSettings
@@ -36,7 +37,7 @@ def _run_news_job(
     with the vendor's reason when it fails."""
     recorder = MetricsRecorder()
     started = time.time()
-    report, error = NewsReport(), None
+    report, error, permanent = NewsReport(), None, False
     with json_log_file(log_path), job_context(symbol="news", month=job):
         log_event(logger, "news.start", f"{job}: news of {len(settings.config.symbols)} symbol(s)")
         with CheckpointStore(settings.state_dir) as store:
@@ -62,6 +63,7 @@ def _run_news_job(
                     report = work(sync)
             except (ConnectorError, ValueError) as exc:
                 error = f"{job} failed: {exc}"
+                permanent = is_permanent(exc)
             finally:
                 metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
                 record = JobRecord(
@@ -79,6 +81,7 @@ def _run_news_job(
                     started_at=started,
                     finished_at=time.time(),
                     metrics=metrics,
+                    permanent=permanent,
                 )
                 with reported_error_first(job):
                     record_job(store, settings, record)
@@ -87,8 +90,8 @@ def _run_news_job(
             f"written ({len(report.replaced)} replaced), {report.rejected} record(s) refused"
         )
         log_event(logger, "news.end", message, status="failed" if error else "ok")
-        print(f"[marketpipe] {message}" + (f" (FAILED: {error})" if error else ""), file=sys.stderr)
         if error:
+            job_failed(error, permanent)
             logger.error(error, extra={"event": "job.failed"})
             raise FetchFailed(error)
     return report

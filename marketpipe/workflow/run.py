@@ -47,6 +47,7 @@ from marketpipe.observability.summary import (
     write_run_summary,
 )
 from marketpipe.workflow.alerting import alert_about_run, run_log_path
+from marketpipe.workflow.console import CONSOLE, RunProgress
 from marketpipe.workflow.jobs import collect_job_records, present_partition_count
 from marketpipe.workflow.planning import (
     FetchJob,
@@ -215,17 +216,42 @@ def repair_damaged_before_planning(settings: WorkflowSettings, argv: Sequence[st
         )
 
 
-def announce_run_scope(settings: WorkflowSettings) -> None:
-    """Print :func:`run_scope_notes` (and :func:`adjustment_warning`) for the person or
-    scheduler running the workflow."""
+def describe_run_scope(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> str:
+    """What this run does, in a line: ``demo 1Min sip raw bars into data: 3 symbols
+    (AAPL, MSFT, SPY), 2024-01-02..2024-02-29 (41 sessions): 123 of 123 partitions to fetch
+    in 2 job(s)``."""
+    config, sessions = settings.config, settings.final_sessions
+    symbols = config.symbols
+    named = ", ".join(symbols[:3]) + (f" and {len(symbols) - 3} more" if len(symbols) > 3 else "")
+    missing = sum(len(group.missing) for job in jobs for group in job.pending)
+    span = f"{sessions[0].date}..{sessions[-1].date}" if sessions else f"{config.start}.."
+    work = (
+        f"{missing:,} of {settings.planned_partitions:,} partitions to fetch in {len(jobs)} job(s)"
+        if missing
+        else f"all {settings.planned_partitions:,} partitions present"
+    )
+    plural = "s" if len(symbols) > 1 else ""
+    return (
+        f"{settings.identity.describe(note_synthetic=False)} into {config.data_dir}: "
+        f"{len(symbols)} symbol{plural} ({named}), {span} ({len(sessions):,} sessions): {work}"
+    )
+
+
+def announce_run_scope(settings: WorkflowSettings, jobs: Sequence[FetchJob] = ()) -> None:
+    """Print the run's scope (:func:`describe_run_scope`), :func:`run_scope_notes` and
+    :func:`adjustment_warning` for the person or scheduler running the workflow."""
     warning = adjustment_warning(settings)
-    for line in [*run_scope_notes(settings), *([warning] if warning else [])]:
-        print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
+    scope = [describe_run_scope(settings, jobs)] if settings.final_sessions else []
+    for line in [*scope, *run_scope_notes(settings), *([warning] if warning else [])]:
+        CONSOLE.say(line)
 
 
 _INTERRUPTED = threading.Event()
 EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
 EXIT_LEASE_LOST = 76  # the run lost its S3 lake's lease mid-run and stopped writing
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+
+_PROGRESS: list[RunProgress] = []  # the progress line of this process's run
 
 _RUN_LOCKS: list[RunLock] = []  # held by this process's run until it ends
 
@@ -270,6 +296,11 @@ def start_run(settings: WorkflowSettings, planned_jobs: int = 0) -> None:
         signal.signal(signal.SIGINT, _note_interrupt)
     with json_log_file(run_log_path(settings, current_run_id()), this_thread_only=False, mode="a"):
         recover_interrupted_jobs(settings)
+        with CheckpointStore(settings.state_dir) as store:
+            present = present_partition_count(store, settings)
+        progress = RunProgress(settings.state_dir, settings.planned_partitions, planned_jobs)
+        progress.start(present)
+        _PROGRESS.append(progress)
         log_event(
             logger,
             "run.start",
@@ -280,6 +311,12 @@ def start_run(settings: WorkflowSettings, planned_jobs: int = 0) -> None:
             vendor=settings.config.vendor,
             planned=settings.planned_partitions,
         )
+
+
+def stop_progress() -> None:
+    """Stop the progress line :func:`start_run` started."""
+    while _PROGRESS:
+        _PROGRESS.pop().stop()
 
 
 def _note_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -295,6 +332,7 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
     its S3 lake's lease touches the lake no more: it says so and exits with
     :data:`EXIT_LEASE_LOST`.
     """
+    stop_progress()
     lost = _lost_lease()
     if lost is not None:
         status = "failed"
@@ -342,6 +380,12 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             flush=True,
         )
         raise SystemExit(EXIT_LEASE_LOST)
+    if status == "interrupted":
+        CONSOLE.say(
+            "interrupted: every partition at a final path is complete; run the same command "
+            "again to fetch the rest"
+        )
+        raise SystemExit(EXIT_INTERRUPTED)
     return summary
 
 

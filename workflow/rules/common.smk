@@ -21,6 +21,7 @@ from marketpipe.workflow.run import (
     start_run,
     use_private_state,
 )
+from marketpipe.workflow.console import quiet_snakemake_console
 from marketpipe.workflow.consolidation import pending_consolidations
 from marketpipe.workflow.planning import (
     RunPlan,
@@ -36,6 +37,11 @@ from marketpipe.workflow.news_planning import news_marker, news_recheck_due, pen
 from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
+if workflow.is_main_process:
+    # Snakemake's per-job listing stays in its log file while jobs run; a dry run shows it.
+    quiet_snakemake_console(
+        lambda: workflow.executor_plugin is not None and not workflow.dryrun
+    )
 SETTINGS = load_settings(config)
 # A lake holds one vendor's bars of one feed, timeframe and adjustment: another stops here
 # (once, in the main process: a job claims the identity when it writes).
@@ -75,7 +81,7 @@ else:
     NEWS_MARKER = SAVED_PLAN.news_marker or news_marker(SETTINGS)
     RECHECK_NEWS = SAVED_PLAN.news_marker is not None
 if workflow.is_main_process:
-    announce_run_scope(SETTINGS)
+    announce_run_scope(SETTINGS, FETCH_JOBS)
     announce_missing(SETTINGS, FETCH_JOBS)
 
 
