@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from marketpipe.commands import status as status_command
 from marketpipe.commands.common import (
     CommandError,
     add_config_options,
@@ -20,6 +21,7 @@ from marketpipe.commands.demo import add_demo_command
 from marketpipe.commands.export import export_bars
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
+from marketpipe.commands.plot import add_plot_options, chart_path, plot_bars
 from marketpipe.commands.reconcile import add_reconcile_command
 from marketpipe.commands.refresh import refresh_partitions
 from marketpipe.commands.update import (
@@ -32,7 +34,6 @@ from marketpipe.foundation.version import VERSION
 from marketpipe.lake.actions import MissingActionsError
 from marketpipe.lake.adjustment import ADJUSTMENTS
 from marketpipe.lake.identity import LakeIdentityMismatch
-from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import MissingBucket
 from marketpipe.lake.reader import MissingPartitionsError, NoLakeError
@@ -46,17 +47,16 @@ from marketpipe.workflow.run import run_scope_notes
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 from marketpipe.workflow.status import (
     LakeNotFoundError,
-    actions_summary,
-    damaged_partitions,
-    lake_status,
-    missing_partitions,
-    news_summary,
     require_lake,
 )
 
 
 def _settings(args: argparse.Namespace) -> WorkflowSettings:
-    return load_command_settings(args.config, args.set)
+    return load_command_settings(args.config, args.set, read_only=args.command in READING)
+
+
+# Commands that only read the lake: they work on a lake this user cannot write.
+READING = ("plan", "status", "verify", "export", "plot")
 
 
 def _print_not_final(settings: WorkflowSettings) -> None:
@@ -120,41 +120,20 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Print per-symbol coverage."""
-    settings = _settings(args)
-    statuses = lake_status(settings)
-    held = settings.require_same_lake()
-    print(f"lake: {settings.lake.uri} holds {(held or settings.identity).describe()}")
-    print(
-        f"{'symbol':<8} {'present':>9} {'empty':>6} {'missing':>7} {'bars':>11} "
-        f"{'quarantined':>11} {'flagged':>8} {'refreshed':>9}  last bar (New York)"
-    )
-    for s in statuses:
-        last = s.last_bar_new_york
-        print(
-            f"{s.symbol:<8} {s.present:>4}/{s.planned:<4} {s.known_empty:>6} {s.missing:>7} "
-            f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,} {s.refreshed:>9}"
-            f"  {last}"
-        )
-    print(actions_summary(settings))
-    print(news_summary(settings))
-    damaged = damaged_partitions(settings)
-    if damaged:
-        print(
-            f"damaged: {len(damaged)} file(s) changed on disk since they were written: "
-            f"{describe_damage(damaged)}; `marketpipe update` moves them aside and makes "
-            "them again"
-        )
-    _print_not_final(settings)
-    if args.require_complete:
-        missing = missing_partitions(settings)
-        if missing:
-            print(
-                f"INCOMPLETE: {len(missing)} final partition(s) missing: "
-                f"{describe_partitions(missing)}"
-            )
-            return 1
-        print(f"complete: all {settings.planned_partitions} final partition(s) are present")
+    """Print what the lake holds and the config's coverage (:mod:`.commands.status`)."""
+    return status_command.run_status(args, _settings(args))
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    """Draw one symbol's prices and volume from the lake (:mod:`.commands.plot`)."""
+    end = args.end or args.start
+    try:
+        output = chart_path(args.symbol.upper(), args.start, end, args.output)
+        drawn, kind = plot_bars(_settings(args), args.symbol.upper(), args.start, end, output)
+    except (NoLakeError, ValueError) as exc:
+        print(f"marketpipe plot: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {output}: {drawn:,} {kind} of {args.symbol.upper()}")
     return 0
 
 
@@ -242,6 +221,8 @@ def run_export(args: argparse.Namespace) -> int:
             timeframe=args.timeframe,
             skip_missing=args.skip_missing,
             adjustment=args.adjustment,
+            timezone=args.timezone,
+            decimals=args.decimals,
         )
     except (MissingPartitionsError, MissingActionsError, NoLakeError, ValueError) as exc:
         print(f"marketpipe export: {exc}", file=sys.stderr)
@@ -287,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, handler, summary in (
         ("plan", run_plan, "missing partitions by symbol and month, with requests and time"),
-        ("status", run_status, "per symbol: days present, known-empty, missing, quarantined"),
+        ("status", run_status, "what the lake holds, and the config's coverage per symbol"),
         ("verify", run_verify, "re-hash partitions against the ledger; exit 1 on problems"),
         ("report", run_report, "coverage picture (PNG) and HTML page with the latest run"),
         ("update", run_update_command, "run the workflow once, for a schedule (cron, systemd)"),
@@ -295,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("migrate", run_migrate, "rewrite files of earlier releases in the current format"),
         ("reindex", run_reindex, "rebuild the ledger from the lake's files (LIST + footers)"),
         ("export", run_export, "a symbol and date range into one Parquet or CSV file"),
+        ("plot", run_plot, "a price and volume chart of one symbol, from the lake"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         add_config_options(command)
@@ -304,11 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                 "--output", type=Path, help="directory for the files (default: DATA_DIR/_reports)"
             )
         if name == "status":
-            command.add_argument(
-                "--require-complete",
-                action="store_true",
-                help="exit 1, naming them, when final partitions of the range are missing",
-            )
+            status_command.add_status_options(command)
+        if name == "plot":
+            add_plot_options(command)
         if name in ("refresh", "export"):
             command.add_argument("--symbols", help="comma-separated (default: the config's)")
             command.add_argument(
@@ -334,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
                 default="raw",
                 help="apply the stored corporate actions: split (prices and volume), dividend "
                 "(prices), all (both); default raw, as stored",
+            )
+            command.add_argument(
+                "--timezone",
+                default="UTC",
+                help="write timestamps in this time zone, with their offset (default UTC; "
+                "e.g. America/New_York)",
+            )
+            command.add_argument(
+                "--decimals", type=int, help="round prices and vwap to this many decimals"
             )
         if name == "refresh":
             command.add_argument(

@@ -16,9 +16,12 @@ class CommandError(Exception):
     """A command cannot run; the message says why and what to do."""
 
 
-def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
+def load_command_settings(
+    path: Path, overrides: list[str], read_only: bool = False
+) -> WorkflowSettings:
     """Read the workflow's config file plus ``KEY=VALUE`` overrides, merged as
-    ``snakemake --config`` merges them (:func:`apply_overrides`)."""
+    ``snakemake --config`` merges them (:func:`apply_overrides`); ``read_only`` for a command
+    that only reads the lake (which may then be one this user cannot write)."""
     if not path.exists():
         raise CommandError(f"config file {path} not found; pass --config PATH")
     try:
@@ -27,7 +30,7 @@ def load_command_settings(path: Path, overrides: list[str]) -> WorkflowSettings:
         raise CommandError(f"config file {path} is not valid YAML: {exc}") from None
     except ValueError as exc:  # YAML reads 2024-02-30 as a date, and fails on it
         raise CommandError(f"config file {path}: {exc} (a date such as 2024-02-30?)") from None
-    settings = load_settings(apply_overrides(raw, overrides))
+    settings = load_settings(apply_overrides(raw, overrides), read_only=read_only)
     settings.require_same_lake()
     return settings
 

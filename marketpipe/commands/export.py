@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as csv
 import pyarrow.parquet as pq
 
@@ -28,11 +30,16 @@ def export_bars(
     timeframe: str | None = None,
     skip_missing: bool = False,
     adjustment: str = "raw",
+    timezone: str = "UTC",
+    decimals: int | None = None,
 ) -> int:
     """Write the bars to ``output`` (its suffix picks the format) atomically; return the rows.
 
     Missing partitions fail the export, naming them, unless ``skip_missing``;
-    ``adjustment`` is :func:`~marketpipe.lake.reader.read_bars`'s.
+    ``adjustment`` is :func:`~marketpipe.lake.reader.read_bars`'s. ``timezone`` (an IANA
+    name) is the clock the timestamps are written in, with their offset (the instants are
+    the same); ``decimals`` rounds prices and vwap (CSV then reads ``187.15``, not
+    ``187.14999999999998``).
     """
     kind = FORMATS.get(output.suffix.lower())
     if kind is None:
@@ -47,6 +54,7 @@ def export_bars(
         missing="skip" if skip_missing else "error",
         adjustment=adjustment,
     )
+    table = presented(table, timezone, decimals)
     sink = pa.BufferOutputStream()
     if kind == "parquet":
         pq.write_table(table, sink, compression="zstd")
@@ -54,3 +62,25 @@ def export_bars(
         csv.write_csv(table, sink)
     write_atomically(output, sink.getvalue().to_pybytes())
     return table.num_rows
+
+
+def presented(table: pa.Table, timezone: str, decimals: int | None) -> pa.Table:
+    """``table`` with its timestamps in ``timezone`` and its prices rounded to ``decimals``."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"--timezone {timezone!r} is not a time zone name; use e.g. UTC or America/New_York"
+        ) from None
+    if decimals is not None and not 0 <= decimals <= 12:
+        raise ValueError(f"--decimals {decimals}: use 0 to 12 digits after the point")
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_timestamp(field.type):
+            column = column.cast(pa.timestamp(field.type.unit, str(zone)))
+        elif decimals is not None and pa.types.is_floating(field.type):
+            column = pc.round(column, decimals)
+        columns.append(column)
+    return pa.table(columns, names=table.column_names).replace_schema_metadata(
+        table.schema.metadata
+    )

@@ -24,9 +24,10 @@ from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import LAKE_DIR, describe_partitions, partition_key, quarantine_key
 from marketpipe.observability.logs import current_run_id, hand_over_run
+from marketpipe.observability.summary import latest_run_summary
 from marketpipe.workflow.alerting import alert_unstarted_run, policy_from_raw, run_summarised
 from marketpipe.workflow.config import ConfigError
-from marketpipe.workflow.run import EXIT_BUSY, EXIT_LEASE_LOST
+from marketpipe.workflow.run import EXIT_BUSY, EXIT_LEASE_LOST, run_scope_notes
 from marketpipe.workflow.settings import WorkflowSettings, snakemake_config_entries
 from marketpipe.workflow.status import (
     damaged_partitions,
@@ -256,7 +257,7 @@ def run_update(
     if missing:
         print(
             f"marketpipe update: INCOMPLETE: {len(missing)} final partition(s) missing: "
-            f"{describe_partitions(missing)}; the next run fetches them",
+            f"{describe_partitions(missing)}; {_what_fetches_them(settings)}",
             file=sys.stderr,
             flush=True,
         )
@@ -264,6 +265,10 @@ def run_update(
     if status != 0:
         print(f"marketpipe update: the workflow failed (exit {status})", file=sys.stderr)
         return EXIT_INCOMPLETE
+    if not settings.planned_partitions:
+        for note in run_scope_notes(settings):
+            print(f"marketpipe update: {note}", flush=True)
+        return EXIT_COMPLETE
     print(
         f"marketpipe update: complete: all {settings.planned_partitions} final partition(s) "
         f"of {settings.config.start}..{settings.end} are in the lake"
@@ -271,3 +276,13 @@ def run_update(
         flush=True,
     )
     return EXIT_COMPLETE
+
+
+def _what_fetches_them(settings: WorkflowSettings) -> str:
+    """Who gets the missing partitions: the next run, or a person first when the run's
+    failures were permanent (refused keys, an unknown symbol)."""
+    summary = latest_run_summary(settings.state_dir) or {}
+    failures = (summary.get("jobs") or {}).get("failures") or []
+    if any(failure.get("permanent") for failure in failures):
+        return "a person must fix the permanent failure named above before a run can fetch them"
+    return "the next run fetches them"

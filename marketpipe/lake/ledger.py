@@ -352,6 +352,15 @@ class CheckpointStore(DataSetLedger, MonthLedger):
             for row in rows
         ]
 
+    def symbol_contents(self) -> list[tuple[str, str, str, int, int, int, int]]:
+        """Per symbol the ledger knows: first and last day, partitions, known-empty ones,
+        bars, and bytes on disk (0 where not recorded: an S3 lake's)."""
+        return self._db.execute(
+            "SELECT p.symbol, MIN(p.day), MAX(p.day), COUNT(*), SUM(p.known_empty), "
+            "SUM(p.rows), COALESCE(SUM(f.size), 0) FROM partitions p LEFT JOIN file_stats f "
+            "ON f.symbol = p.symbol AND f.day = p.day GROUP BY p.symbol ORDER BY p.symbol"
+        ).fetchall()
+
     def count_partitions(self, symbols: Iterable[str], first: dt.date, last: dt.date) -> int:
         """How many ledger rows exist for ``symbols`` between two days (inclusive)."""
         symbols = list(symbols)

@@ -163,12 +163,17 @@ def format_run_summary(summary: dict[str, Any]) -> str:
     """The run's verdict for a person: status, partitions, news, jobs, requests and each
     cause of failure once, with whether a person must act."""
     jobs, parts = summary["jobs"], summary["partitions"]
-    lines = [
-        f"MarketPipe run {summary['run_id']}: {summary['status']}",
+    partitions = (
         f"  partitions: {parts['present']:,}/{parts['planned']:,} present, "
         f"{parts['published']:,} published this run ({parts['rows']:,} rows, "
         f"{parts['rejected_rows']:,} quarantined, {parts.get('flagged_rows', 0):,} flagged), "
-        f"{parts['missing']:,} missing",
+        f"{parts['missing']:,} missing"
+        if parts["planned"]
+        else "  partitions: none planned (no session of the range is final yet)"
+    )
+    lines = [
+        f"MarketPipe run {summary['run_id']}: {summary['status']}",
+        partitions,
         f"  jobs: {jobs['succeeded']} ok, {jobs['failed']} failed"
         + (f", {jobs['unfinished']} did not finish" if jobs.get("unfinished") else ""),
         f"  requests: {summary['requests']}{_requests_by_endpoint(summary)}, retries: "

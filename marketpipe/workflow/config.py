@@ -8,7 +8,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from marketpipe.connectors import AlpacaConfig, PolygonConfig
 from marketpipe.connectors.alpaca import check_adjustment
@@ -289,8 +297,10 @@ class WorkflowConfig(BaseModel):
 
     @field_validator("data_dir")
     @classmethod
-    def _check_data_dir(cls, value: str) -> str:
-        return check_lake_location(value)
+    def _check_data_dir(cls, value: str, info: ValidationInfo) -> str:
+        # Reading commands (status, plan, verify, export, reconcile) accept a lake they
+        # cannot write.
+        return check_lake_location(value, read_only=bool((info.context or {}).get("read_only")))
 
     @field_validator("state_dir")
     @classmethod

@@ -17,7 +17,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from marketpipe.ingest.ledger_sync import sync_ledger_with_files
 from marketpipe.lake.fencing import LeaseLost, check_fence
+from marketpipe.lake.identity import LakeIdentityMismatch
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.job_fence import fence_this_job
 from marketpipe.lake.ledger import CheckpointStore, state_path
@@ -33,6 +35,7 @@ from marketpipe.lake.objects import S3Store
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import describe_partitions
+from marketpipe.lake.store_types import MissingBucket
 from marketpipe.markettime.finality import describe_final_at
 from marketpipe.observability.logs import (
     RUN_JOBS_VARIABLE,
@@ -47,6 +50,7 @@ from marketpipe.observability.summary import (
     write_run_summary,
 )
 from marketpipe.workflow.alerting import alert_about_run, run_log_path
+from marketpipe.workflow.config import ConfigError
 from marketpipe.workflow.console import CONSOLE, RunProgress
 from marketpipe.workflow.jobs import collect_job_records, present_partition_count
 from marketpipe.workflow.planning import (
@@ -185,6 +189,18 @@ def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> No
     print(f"[marketpipe] missing: {describe_partitions(missing)}", file=sys.stderr, flush=True)
 
 
+@contextmanager
+def stop_on_bad_settings() -> Iterator[None]:
+    """Stop the workflow with one line and exit status 2 on a bad config key or value, a bad
+    environment variable, or a lake that holds other bars than the config asks for (Snakemake
+    would print the exception with the Snakefile's frames)."""
+    try:
+        yield
+    except (ConfigError, LakeIdentityMismatch, MissingBucket) as error:
+        print(f"[marketpipe] {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_SETTINGS) from None
+
+
 def is_dry_run(argv: Sequence[str]) -> bool:
     """Whether Snakemake was started with ``-n`` / ``--dry-run`` (also in a flag cluster such
     as ``-np``): the Snakefile cannot ask Snakemake before it has planned."""
@@ -247,6 +263,7 @@ def announce_run_scope(settings: WorkflowSettings, jobs: Sequence[FetchJob] = ()
 
 
 _INTERRUPTED = threading.Event()
+EXIT_BAD_SETTINGS = 2  # as every marketpipe command exits on a bad setting
 EXIT_BUSY = 75  # another run holds the lake (EX_TEMPFAIL: try again later); nothing was run
 EXIT_LEASE_LOST = 76  # the run lost its S3 lake's lease mid-run and stopped writing
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it

@@ -12,6 +12,7 @@ import difflib
 import functools
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +33,9 @@ from marketpipe.lake.identity import (
     require_same,
     stored_identity,
 )
+from marketpipe.lake.location import check_local_directory, is_writable_directory
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
+from marketpipe.lake.read_only import read_only_state_dir, snapshot_state
 from marketpipe.lake.run_lock import RunLock
 from marketpipe.markettime import clock
 from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
@@ -44,6 +47,7 @@ from marketpipe.workflow.config import (
     VendorSettings,
     WorkflowConfig,
 )
+from marketpipe.workflow.console import console_mode
 
 # The workflow repository's copy of the schema, for people and editors; the package itself
 # validates with the schema generated from the model, so an installed package needs no file.
@@ -63,6 +67,9 @@ class WorkflowSettings(BaseModel):
 
     config: WorkflowConfig
     now: AwareDatetime
+    # A reading command's settings: a local lake it cannot write keeps its state in the
+    # user's cache instead (see read_only_state).
+    read_only: bool = False
 
     @property
     def state_dir(self) -> Path:
@@ -73,8 +80,27 @@ class WorkflowSettings(BaseModel):
         if override:
             return Path(override)
         if not is_s3(self.config.data_dir):
+            if self.read_only and self._lake_is_read_only:
+                return self._read_only_state
             return Path(self.config.data_dir)
         return self._s3_workdir
+
+    @functools.cached_property
+    def _lake_is_read_only(self) -> bool:
+        lake = Path(self.config.data_dir)
+        return lake.is_dir() and not is_writable_directory(lake)
+
+    @functools.cached_property
+    def _read_only_state(self) -> Path:
+        """A copy of a read-only lake's state (ledger, last run), said once on stderr."""
+        lake = Path(self.config.data_dir)
+        copy = snapshot_state(lake, read_only_state_dir(lake))
+        print(
+            f"[marketpipe] {lake} is read-only here: its ledger is read from a copy in {copy} "
+            "(nothing is written to the lake)",
+            file=sys.stderr,
+        )
+        return copy
 
     @property
     def _s3_workdir(self) -> Path:
@@ -162,7 +188,7 @@ class WorkflowSettings(BaseModel):
 
     def at(self, now: dt.datetime) -> WorkflowSettings:
         """The same configuration seen at another instant."""
-        return WorkflowSettings(config=self.config, now=now)
+        return WorkflowSettings(config=self.config, now=now, read_only=self.read_only)
 
     @property
     def identity(self) -> LakeIdentity:
@@ -357,11 +383,16 @@ def apply_overrides(raw: dict[str, Any], entries: Sequence[str]) -> dict[str, An
     return raw
 
 
-def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> WorkflowSettings:
+def load_settings(
+    raw: dict[str, Any], now: dt.datetime | None = None, read_only: bool = False
+) -> WorkflowSettings:
     """Validate Snakemake's ``config`` against the JSON schema and the model.
 
     ``now`` is the run's instant, by default :func:`marketpipe.markettime.clock.now`.
+    ``read_only``: for commands that only read the lake, which may then be one this user
+    cannot write.
     """
+    environment_now = _check_environment()
     config = _normalise(copy.deepcopy(dict(raw)))
     for key in ("start", "end"):
         _check_date(config, key)
@@ -371,7 +402,7 @@ def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> Workfl
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     try:
-        parsed = WorkflowConfig.model_validate(config)
+        parsed = WorkflowConfig.model_validate(config, context={"read_only": read_only})
     except ValidationError as exc:
         lines = [
             f"config key {'.'.join(map(str, error['loc'])) or '(top level)'}: "
@@ -383,7 +414,29 @@ def load_settings(raw: dict[str, Any], now: dt.datetime | None = None) -> Workfl
         alpaca_client_config(parsed)
     if parsed.vendor == "polygon":
         polygon_client_config(parsed)
-    return WorkflowSettings(config=parsed, now=now if now is not None else clock.now())
+    return WorkflowSettings(
+        config=parsed, now=now if now is not None else environment_now, read_only=read_only
+    )
+
+
+def _check_environment() -> dt.datetime:
+    """Check the environment variables MarketPipe reads as settings, as config keys are
+    checked (one line naming the variable); return the market's clock (``$MARKETPIPE_NOW``)."""
+    try:
+        current = clock.now()
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {exc}") from None
+    state_dir = os.environ.get(STATE_DIR_VARIABLE)
+    if state_dir:
+        try:
+            check_local_directory(state_dir)
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {STATE_DIR_VARIABLE}: {exc}") from None
+    try:
+        console_mode()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return current
 
 
 def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:

@@ -109,6 +109,49 @@ class SymbolStatus:
         return self.last_bar.astimezone(NEW_YORK).strftime("%Y-%m-%d %H:%M %Z")
 
 
+@dataclass(frozen=True)
+class SymbolContents:
+    """What the lake holds of one symbol, whatever the config asks for now."""
+
+    symbol: str
+    first: dt.date
+    last: dt.date
+    partitions: int
+    known_empty: int
+    rows: int
+    bytes: int  # 0 where the ledger does not record sizes (an S3 lake)
+    gaps: int  # NYSE sessions between first and last without a partition
+    in_config: bool
+
+
+def lake_contents(settings: WorkflowSettings) -> list[SymbolContents]:
+    """Every symbol the lake's ledger records, also those outside the config (an earlier
+    ``--config symbols=...``), with its range, partitions, bars, bytes and gaps."""
+    if not state_path(settings.state_dir).exists():
+        return []
+    with CheckpointStore(settings.state_dir) as store:
+        rows = store.symbol_contents()
+    configured = set(settings.config.symbols)
+    contents = []
+    for symbol, first, last, partitions, empty, bars, size in rows:
+        first_day, last_day = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+        sessions = len(trading_sessions(first_day, last_day))
+        contents.append(
+            SymbolContents(
+                symbol,
+                first_day,
+                last_day,
+                partitions,
+                empty,
+                bars,
+                size,
+                max(0, sessions - partitions),
+                symbol in configured,
+            )
+        )
+    return contents
+
+
 def missing_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
     """Every (symbol, day) of the range that is final but has no partition file."""
     coverage = planned_coverage(settings)

@@ -19,6 +19,7 @@ from marketpipe.workflow.run import (
     hold_run_lock,
     repair_damaged_before_planning,
     start_run,
+    stop_on_bad_settings,
     use_private_state,
 )
 from marketpipe.workflow.console import quiet_snakemake_console
@@ -37,17 +38,18 @@ from marketpipe.workflow.news_planning import news_marker, news_recheck_due, pen
 from marketpipe.workflow.settings import load_settings
 
 configure_workflow_process()
-if workflow.is_main_process:
-    # Snakemake's per-job listing stays in its log file while jobs run; a dry run shows it.
-    quiet_snakemake_console(
-        lambda: workflow.executor_plugin is not None and not workflow.dryrun
-    )
-SETTINGS = load_settings(config)
-# A lake holds one vendor's bars of one feed, timeframe and adjustment: another stops here
-# (once, in the main process: a job claims the identity when it writes).
-if workflow.is_main_process:
-    SETTINGS.require_same_lake()
-else:
+# A bad key, value or environment variable stops here in one line (exit 2), as does a lake
+# holding another vendor's, feed's, timeframe's or adjustment's bars (checked once, in the
+# main process: a job claims the identity when it writes).
+with stop_on_bad_settings():
+    SETTINGS = load_settings(config)
+    if workflow.is_main_process:
+        SETTINGS.require_same_lake()
+        # Snakemake's per-job listing stays in its log file while jobs run; a dry run shows it.
+        quiet_snakemake_console(
+            lambda: workflow.executor_plugin is not None and not workflow.dryrun
+        )
+if not workflow.is_main_process:
     use_private_state(SETTINGS)
     fence_job_writes(SETTINGS)
 STATE_DIR = SETTINGS.state_dir
@@ -131,6 +133,8 @@ def planned_job_count():
     """The jobs that leave a record: every fetch and news job, today's corporate-actions
     check unless it ran already, and today's news recheck if due (a run's summary counts
     those that never finished)."""
+    if not SETTINGS.final_sessions:  # run_targets() is empty: no job runs
+        return 0
     check = SETTINGS.fetches_actions and not Path(ACTIONS_MARKER).exists()
     return len(FETCH_JOBS) + len(NEWS_JOBS) + int(check) + int(RECHECK_NEWS)
 
