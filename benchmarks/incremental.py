@@ -1,6 +1,6 @@
 """A daily incremental update: N symbols with a month of history get one new trading day.
 
-Target (README): 100 symbols -> bar requests at most 1.1 x the floor ceil(bars / 10000), and
+Target (docs): 100 symbols -> bar requests at most 1.1 x the floor ceil(bars / 10000), and
 at most 15 s of overhead beyond the requests themselves. Measured twice: with the default
 packing (symbols missing the same day share pages) and with ``symbols_per_job: 1`` (one
 request per symbol). The run's other requests are counted by endpoint: corporate actions

@@ -1,6 +1,6 @@
 """Planning speed at scale: `snakemake -n` and `marketpipe plan`, lake empty and lake full.
 
-Targets (README): 100 symbols x 5 years (~126k partitions): cold `snakemake -n` <= 30 s,
+Targets (docs): 100 symbols x 5 years (~126k partitions): cold `snakemake -n` <= 30 s,
 `snakemake -n` with every partition present <= 5 s, `marketpipe plan` <= 5 s.
 
     python benchmarks/planning.py                      # 100 symbols, 2020-2024

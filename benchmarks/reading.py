@@ -1,7 +1,7 @@
 """Reading speed at lake scale: `read_bars` / `scan_bars` against one Parquet file and
 against the usual readers' discovery, with and without the consolidated month files.
 
-Targets (README): on a 100-symbol x 5-year lake (125,800 real-sized day files, every one a
+Targets (docs): on a 100-symbol x 5-year lake (125,800 real-sized day files, every one a
 full extended session of minute bars): `read_bars` of one symbol-year <= 3x the same rows
 in one file, one symbol-month < 50 ms; a full scan (`scan_bars` to Arrow, or a polars /
 DuckDB query over its files, `bar_files`) <= 3x the same rows in one file per symbol and

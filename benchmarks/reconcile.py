@@ -1,6 +1,6 @@
 """`marketpipe reconcile` of two lakes of 20 symbols x 3 months (about 1M rows a side).
 
-Target (README): <= 10 s here. Builds one lake with the real workflow on the bundled
+Target (docs): <= 10 s here. Builds one lake with the real workflow on the bundled
 simulator, copies it and changes three bars (a dropped bar, a close, a volume), then times
 ``reconcile_lakes`` on the pair (median of the rounds) and checks it found exactly three.
 

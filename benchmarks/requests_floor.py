@@ -1,6 +1,6 @@
 """API requests for a backfill, against the vendor's floor.
 
-Target (README): 20 symbols x 3 months of 1-minute sip bars, requests / floor <= 1.10. The
+Target (docs): 20 symbols x 3 months of 1-minute sip bars, requests / floor <= 1.10. The
 floor is the fewest requests the vendor's API allows for those bars: ceil(total_bars /
 10000) for Alpaca (a page holds up to 10,000 bars of several symbols), and for Polygon, one
 ticker per request with up to 50,000 (minute) bars a page, the sum over tickers of

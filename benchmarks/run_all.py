@@ -1,6 +1,6 @@
 """Run every benchmark with its full-size defaults, one after another (about 30 minutes here),
 then write ``benchmarks/measured.json`` (every result, the commit measured, when, where) and
-regenerate the README's table from it (``benchmarks/table.py``).
+regenerate docs/benchmarks.md's table from it (``benchmarks/table.py``).
 
 python benchmarks/run_all.py          # results in benchmarks/results/*.json + measured.json
 python benchmarks/run_all.py --smoke  # tiny sizes: checks the scripts work, not timings
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from table import MEASURED, rewrite_readme
+from table import MEASURED, rewrite_page
 
 HERE = Path(__file__).resolve().parent
 # (script, arguments, results file name): the full-size runs, then tiny ones for CI.
@@ -96,8 +96,8 @@ def main() -> int:
     if not args.smoke:
         payload = {**source, "results": results}
         MEASURED.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-        rewrite_readme(json.loads(MEASURED.read_text()))
-        print(f"wrote {MEASURED} and the README's table")
+        rewrite_page(json.loads(MEASURED.read_text()))
+        print(f"wrote {MEASURED} and the table of docs/benchmarks.md")
     return 0
 
 

@@ -1,8 +1,8 @@
-"""The README's benchmark table, rendered from ``benchmarks/measured.json`` (what
+"""The docs' benchmark table (docs/benchmarks.md), rendered from ``benchmarks/measured.json`` (what
 ``run_all.py`` measured, with the commit it measured): every number in the table can be
 traced to one run.
 
-    python benchmarks/table.py        # rewrite the README's table from measured.json
+    python benchmarks/table.py        # rewrite docs/benchmarks.md's table from measured.json
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 MEASURED = HERE / "measured.json"
-README = HERE.parent / "README.md"
+PAGE = HERE.parent / "docs" / "benchmarks.md"
 START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
 Results = dict[str, Any]
 
@@ -282,19 +282,19 @@ def render(measured: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def rewrite_readme(measured: dict[str, Any], readme: Path = README) -> None:
-    """Replace the README's table (between its markers) with :func:`render`'s."""
-    text = readme.read_text()
+def rewrite_page(measured: dict[str, Any], page: Path = PAGE) -> None:
+    """Replace the benchmarks page's table (between its markers) with :func:`render`'s."""
+    text = page.read_text()
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    readme.write_text(f"{before}{START}\n{render(measured)}\n{END}{after}")
+    page.write_text(f"{before}{START}\n{render(measured)}\n{END}{after}")
 
 
-def readme_table(readme: Path = README) -> str:
-    """The table as it stands in the README (between its markers)."""
-    return readme.read_text().split(START, 1)[1].split(END, 1)[0].strip()
+def page_table(page: Path = PAGE) -> str:
+    """The table as it stands on the benchmarks page (between its markers)."""
+    return page.read_text().split(START, 1)[1].split(END, 1)[0].strip()
 
 
 if __name__ == "__main__":
-    rewrite_readme(json.loads(MEASURED.read_text()))
+    rewrite_page(json.loads(MEASURED.read_text()))
     sys.exit(0)

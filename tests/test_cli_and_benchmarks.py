@@ -69,7 +69,7 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     assert crashes["failed"] == 0 and len(crashes["trials"]) == 1
     reading = json.loads((tmp_path / "reading.json").read_text())
     assert reading["month_files"] == 3 * 12 and reading["rows_full"] == reading["rows"]
-    # The README's table renders from these results (every key it needs is written).
+    # The benchmarks page's table renders from these results (every key it needs is written).
     results = {path.stem: json.loads(path.read_text()) for path in tmp_path.glob("*.json")}
     table = benchmark_table()
     measured = {"commit": "0" * 40, "dirty": False, "measured_at": "now", "machine": "here"}
@@ -89,7 +89,7 @@ def benchmark_table() -> Any:
 def test_the_readme_benchmark_table_is_rendered_from_the_committed_results() -> None:
     table = benchmark_table()
     measured = json.loads(table.MEASURED.read_text())
-    assert table.readme_table() == table.render(measured)
+    assert table.page_table() == table.render(measured)
     assert len(measured["commit"]) == 40 and set(measured["results"]) >= {
         "throughput",
         "reading",

@@ -35,16 +35,15 @@ def test_environment_yml_lists_the_same_runtime_dependencies_as_pyproject() -> N
     assert python.replace("python", "") == project["requires-python"]
 
 
-def test_readme_opens_with_the_main_command_and_the_test_command() -> None:
+def test_readme_opens_with_the_main_command_and_shows_the_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
-    first_block = re.search(r"```(?:bash|sh)\n(.*?)```", readme, re.S)
-    assert first_block, "README must open with a shell block"
-    commands = [line for line in first_block.group(1).splitlines() if line.strip()]
-    commands = [line for line in commands if not line.lstrip().startswith("#")]
-    assert len(commands) == 2
-    assert "pytest" in commands[1]
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    assert blocks, "README must open with a shell block"
+    assert "snakemake --cores 8" in blocks[0]
+    tests = [line for block in blocks for line in block.splitlines() if "-m pytest" in line]
+    assert tests == [".venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest -q -n 2"]
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pytest" in ci
+    assert ".venv/bin/python -m pytest -q -n 2" in ci
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
 
 

@@ -1,176 +1,117 @@
-"""Every command and Python example the README shows runs, in order, on a copy of the workflow.
-
-Shell lines run as written (``.venv/bin/`` is this test environment's); Python blocks run as
-scripts; the S3 examples run against moto's server. The few lines that cannot run on a test
-machine (installing, the host's crontab and systemd, a cluster) are listed in ``NOT_RUN``
-with the reason, so a new README command is either run here or explained.
-"""
+"""The README, tried as a newcomer would: its commands run in order on a fresh copy of the
+workflow, so each read example runs on the lake the quickstart alone builds; it imports only
+what the quickstart installs; the run output it shows is what a run prints."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from tests.doc_walkthrough import BIN, NOT_RUN, fenced_blocks, run_every_block, shell_commands
 from tests.s3_server import S3Server
 from tests.workflow_support import ROOT
 
-pytestmark = pytest.mark.workflow
-
-BIN = Path(sys.executable).parent
-# The market's clock for the walk-through: 2024-03-28, the last day the README fetches, is final.
-NOW = "2024-03-29T12:00:00-04:00"
-NOT_RUN = {
-    "python3 -m venv": "installing is what .ci/run does before this test",
-    ".venv/bin/pip install": "installing is what .ci/run does before this test",
-    ".venv/bin/python -m pytest": "the test suite itself",
-    ".venv/bin/ruff": "run by .ci/run",
-    "crontab -e": "edits the host's crontab",
-    "sudo ": "installs systemd units on the host",
-    "journalctl": "reads the host's systemd journal",
-    "tail data/_logs/update.log": "written by the cron recipe's redirect, which is not run",
-    "export AWS_": "the test points every command at moto's S3 server instead",
-    "export APCA_API_DATA_URL": "the test points the clients at its own simulator instead",
-    ".venv/bin/snakemake --workflow-profile profiles/cluster-local": (
-        "a cluster run: tests/test_cluster.py runs this profile"
-    ),
-    ".venv/bin/snakemake --workflow-profile profiles/slurm": (
-        "a SLURM run: tests/test_slurm.py runs this profile on a SLURM it starts"
-    ),
-    "squeue ": "a SLURM run's jobs: tests/test_slurm.py reads them",
-    "sacct ": "needs SLURM accounting (slurmdbd)",
-    ".venv/bin/python benchmarks/crash_trials.py": (
-        "30 kill -9 trials take minutes; test_reliability.py runs crash trials"
-    ),
-}
+README = ROOT / "README.md"
+STDLIB = set(sys.stdlib_module_names)
+# Distributions whose import name differs from their name.
+IMPORT_NAMES = {"pyyaml": "yaml", "python-json-logger": "pythonjsonlogger"}
 
 
-def readme_blocks() -> list[tuple[str, str]]:
-    """(language, text) of every fenced block of the README."""
-    return re.findall(r"```(\w*)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+def test_readme_is_short() -> None:
+    assert len(README.read_text().splitlines()) <= 250
 
 
-def shell_commands(text: str) -> list[str]:
-    """The commands of a shell block: continuations joined, comments and blanks dropped,
-    ``a && b`` split."""
-    joined = re.sub(r"\\\n\s*", "", text)
-    commands = []
-    for line in joined.splitlines():
-        line = re.sub(r"(^|\s)#.*$", "", line).strip()
-        commands.extend(part.strip() for part in line.split(" && ") if part.strip())
-    return commands
-
-
-def _skipped(command: str) -> str | None:
-    return next((why for prefix, why in NOT_RUN.items() if command.startswith(prefix)), None)
-
-
-def _run(command: str, workdir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = command.replace(".venv/bin/", f"{BIN}/")
-    command = re.sub(r"^marketpipe ", f"{BIN}/marketpipe ", command)
-    command = re.sub(r"^python ", f"{sys.executable} ", command)
-    return subprocess.run(
-        command, shell=True, cwd=workdir, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-def _simulator(workdir: Path, command: str, env: dict[str, str]) -> None:
-    """``marketpipe simulator --port N``: started on an OS-chosen port, answered, stopped."""
-    argv = [str(BIN / "marketpipe"), *command.split()[1:]]
-    argv[argv.index("--port") + 1] = "0"
-    process = subprocess.Popen(
-        argv, cwd=workdir, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None and "listening on" in process.stdout.readline()
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
-    assert process.returncode == 0
-
-
-def test_every_readme_command_runs(
+@pytest.mark.workflow
+def test_every_readme_command_runs_on_the_quickstart_lake(
     s3_api: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workdir = tmp_path / "clone"
-    workdir.mkdir()
-    for name in ("Snakefile", "workflow", "config", "profiles", "deploy", "benchmarks"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, workdir / name)
-        else:
-            shutil.copy2(source, workdir / name)
-    s3_api.point_here(monkeypatch)
-    s3_api.create_bucket()  # a bucket for the walk-through's own
-    import boto3
-
-    boto3.client("s3", endpoint_url=s3_api.url).create_bucket(Bucket="my-bucket")
-    with subprocess.Popen(
-        [sys.executable, "-m", "marketpipe.simulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as vendor:
-        try:
-            assert vendor.stdout is not None
-            url = vendor.stdout.readline().strip().rsplit(" ", 1)[-1]
-            env = {
-                **os.environ,
-                **s3_api.environment,
-                "MARKETPIPE_NOW": NOW,
-                "APCA_API_DATA_URL": url,
-                "APCA_API_KEY_ID": "demo",
-                "APCA_API_SECRET_KEY": "demo",
-                "POLYGON_API_URL": url,
-                "POLYGON_API_KEY": "demo",
-            }
-            ran = _walk_through(workdir, env)
-        finally:
-            vendor.send_signal(signal.SIGINT)
-    assert ran >= 25  # the README's commands and examples, not a handful
-
-
-def _walk_through(workdir: Path, env: dict[str, str]) -> int:
-    ran = 0
-    for language, text in readme_blocks():
-        if language == "python":
-            script = workdir / "example.py"
-            script.write_text(text)
-            result = subprocess.run(
-                [sys.executable, str(script)], cwd=workdir, env=env, capture_output=True, text=True
-            )
-            assert result.returncode == 0, f"{text}\n{result.stderr[-3000:]}"
-            ran += 1
-        elif language == "bash":
-            for command in shell_commands(text):
-                if _skipped(command):
-                    continue
-                if command.startswith("marketpipe simulator"):
-                    _simulator(workdir, command, env)
-                else:
-                    result = _run(command, workdir, env)
-                    output = result.stdout + result.stderr
-                    assert result.returncode == 0, f"{command}\n{output[-3000:]}"
-                    assert "Traceback" not in output, f"{command}\n{output[-3000:]}"
-                ran += 1
-    return ran
-
-
-def test_every_readme_command_is_run_or_explained() -> None:
-    commands = [
+    blocks = fenced_blocks(README)
+    first_read = next(i for i, (language, _) in enumerate(blocks) if language == "python")
+    commands_before = [
         command
-        for language, text in readme_blocks()
+        for language, text in blocks[:first_read]
         if language == "bash"
         for command in shell_commands(text)
     ]
-    assert commands
-    unexplained_prefixes = [
-        prefix for prefix in NOT_RUN if not any(c.startswith(prefix) for c in commands)
+    # Before the first read: the quickstart and commands that only look at the lake.
+    changing = [c for c in commands_before if "snakemake --cores" in c or "update" in c]
+    assert changing == [".venv/bin/snakemake --cores 8"], changing
+    assert run_every_block(blocks, s3_api, tmp_path, monkeypatch) >= 8
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {
+        re.split(r"[<>=\[ ;]", requirement, maxsplit=1)[0].lower() for requirement in requirements
+    }
+
+
+def test_readme_examples_import_only_what_the_quickstart_installs() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    quickstart = next(
+        command
+        for language, text in fenced_blocks(README)
+        if language == "bash"
+        for command in shell_commands(text)
+        if "pip install" in command
+    )
+    extras = re.search(r"-e '?\.\[([\w,]+)\]", quickstart)
+    installed = _requirement_names(project["dependencies"])
+    for extra in extras.group(1).split(",") if extras else []:
+        installed |= _requirement_names(project["optional-dependencies"][extra])
+    modules = {"marketpipe"} | {IMPORT_NAMES.get(name, name) for name in installed}
+    for language, text in fenced_blocks(README):
+        if language != "python":
+            continue
+        for imported in re.findall(r"^(?:import|from) ([\w]+)", text, re.M):
+            assert imported in modules | STDLIB, f"{imported} is not installed by {quickstart}"
+
+
+@pytest.mark.workflow
+def test_the_run_output_the_readme_shows_is_what_a_run_prints(tmp_path: Path) -> None:
+    shown = next(
+        text
+        for language, text in fenced_blocks(README)
+        if not language and "MarketPipe run" in text
+    )
+    for name in ("Snakefile", "workflow", "config", "profiles"):
+        source = ROOT / name
+        target = tmp_path / name
+        if source.is_dir():
+            shutil.copytree(source, target)
+        else:
+            target.write_bytes(source.read_bytes())
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "8"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = result.stdout + result.stderr
+
+    def masked(text: str) -> list[str]:
+        return [re.sub(r"\d{8}T\d{6}Z-[0-9a-f]{6}", "RUN", line) for line in text.splitlines()]
+
+    lines = masked(printed)
+    for line in masked(shown):
+        assert line in lines, f"the README shows {line!r}; a run printed:\n{printed}"
+    assert len(lines) <= 40 and len(printed.encode()) <= 8192, printed
+
+
+def test_every_documented_command_is_run_or_explained() -> None:
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    commands = [
+        command
+        for language, text in fenced_blocks(*pages)
+        if language == "bash"
+        for command in shell_commands(text)
     ]
-    assert unexplained_prefixes == [], "NOT_RUN names commands the README no longer shows"
+    unexplained = [prefix for prefix in NOT_RUN if not any(c.startswith(prefix) for c in commands)]
+    assert unexplained == [], "NOT_RUN names commands the README and docs no longer show"

@@ -27,7 +27,12 @@ from marketpipe.observability.logs import current_run_id, hand_over_run
 from marketpipe.observability.summary import latest_run_summary
 from marketpipe.workflow.alerting import alert_unstarted_run, policy_from_raw, run_summarised
 from marketpipe.workflow.config import ConfigError
-from marketpipe.workflow.run import EXIT_BUSY, EXIT_LEASE_LOST, run_scope_notes
+from marketpipe.workflow.run import (
+    EXIT_BUSY,
+    EXIT_INTERRUPTED,
+    EXIT_LEASE_LOST,
+    run_scope_notes,
+)
 from marketpipe.workflow.settings import WorkflowSettings, snakemake_config_entries
 from marketpipe.workflow.status import (
     damaged_partitions,
@@ -253,6 +258,8 @@ def run_update(
             flush=True,
         )
         return EXIT_LEASE_LOST
+    if status == EXIT_INTERRUPTED:  # Ctrl-C: the run said so; a shell expects 130
+        return EXIT_INTERRUPTED
     missing = missing_partitions(settings)
     if missing:
         print(
