@@ -41,9 +41,9 @@ from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.simulator.cli import main as simulator_main
+from marketpipe.workflow.announce import run_scope_notes
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
-from marketpipe.workflow.run import run_scope_notes
 from marketpipe.workflow.settings import ConfigError, WorkflowSettings
 from marketpipe.workflow.status import (
     LakeNotFoundError,

@@ -24,7 +24,7 @@ from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.read_plan import plan_read
 from marketpipe.lake.reader import MissingPartitionsError, bar_files, read_bars, scan_bars
 from marketpipe.lake.storage import parquet_bytes, partition_path, read_verified
-from marketpipe.workflow.settings import load_settings
+from marketpipe.workflow.config_loading import load_settings
 from tests.workflow_support import ROOT, SYMBOLS, copy_of, lake_hashes, snakemake, write_config
 
 pytestmark = pytest.mark.workflow

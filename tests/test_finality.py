@@ -13,8 +13,9 @@ from marketpipe.markettime import clock
 from marketpipe.markettime.calendar import NEW_YORK, Session, trading_sessions
 from marketpipe.markettime.finality import Finality, describe_final_at
 from marketpipe.markettime.timeframe import Timeframe
-from marketpipe.workflow.run import run_scope_notes
-from marketpipe.workflow.settings import ConfigError, load_settings
+from marketpipe.workflow.announce import run_scope_notes
+from marketpipe.workflow.config_loading import load_settings
+from marketpipe.workflow.settings import ConfigError
 from tests.conftest import alpaca_client, start_simulator
 
 ONE_MINUTE, ONE_DAY = Timeframe.parse("1Min"), Timeframe.parse("1Day")

@@ -20,8 +20,8 @@ from marketpipe.lake.storage import file_sha256, partition_path, quarantine_path
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import FaultConfig, SimulatorServer
+from marketpipe.workflow.config_loading import load_settings
 from marketpipe.workflow.run import recover_interrupted_jobs
-from marketpipe.workflow.settings import load_settings
 from tests.conftest import alpaca_client, start_simulator
 
 STREAM = StreamSettings("demo", Timeframe.parse("1Min"), "sip", "raw")

@@ -16,8 +16,8 @@ from marketpipe.lake.job_fence import JobFence
 from marketpipe.lake.lease import ObjectLease
 from marketpipe.lake.objects import S3Store
 from marketpipe.workflow import jobs
+from marketpipe.workflow.config_loading import load_settings
 from marketpipe.workflow.jobs import FetchFailed, fetch_partitions
-from marketpipe.workflow.settings import load_settings
 from tests.s3_server import S3Server
 
 NOW = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -32,8 +32,8 @@ from marketpipe.lake.storage import (
     write_table,
 )
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
+from marketpipe.workflow.config_loading import load_settings
 from marketpipe.workflow.jobs import stream_settings
-from marketpipe.workflow.settings import load_settings
 from marketpipe.workflow.vendors import open_client
 from tests.chaos_trials import bar_files
 from tests.readers import COLUMNS, assert_every_reader_agrees, canonical

@@ -35,7 +35,7 @@ from marketpipe.lake.objects import S3Store
 from marketpipe.lake.read_plan import plan_read
 from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.markettime.calendar import trading_sessions
-from marketpipe.workflow.settings import load_settings
+from marketpipe.workflow.config_loading import load_settings
 from tests import workflow_support as support
 from tests.chaos_trials import SMALL_RUN_ARRIVALS, lake_hashes, run_crash_trial
 from tests.s3_server import AWS_ENVIRONMENT, S3Request, S3Server

@@ -14,16 +14,17 @@ import yaml
 
 from marketpipe.commands.common import load_command_settings
 from marketpipe.markettime.calendar import contiguous_runs
-from marketpipe.workflow.planning import plan_months
-from marketpipe.workflow.run import adjustment_warning, cancel_scheduler_timers
-from marketpipe.workflow.settings import (
+from marketpipe.workflow.announce import adjustment_warning
+from marketpipe.workflow.config_loading import (
     SCHEMA_PATH,
-    ConfigError,
     apply_overrides,
     config_json_schema,
     load_settings,
     snakemake_config_entries,
 )
+from marketpipe.workflow.planning import plan_months
+from marketpipe.workflow.run import cancel_scheduler_timers
+from marketpipe.workflow.settings import ConfigError
 
 NOW = dt.datetime(2026, 12, 1, 17, 0, tzinfo=dt.UTC)
 
@@ -32,7 +33,7 @@ BASE = {"symbols": ["AAPL", "MSFT"], "start": dt.date(2024, 1, 2), "end": dt.dat
 
 def test_schema_file_is_generated_from_the_model() -> None:
     committed = yaml.safe_load((Path(__file__).resolve().parents[1] / SCHEMA_PATH).read_text())
-    assert committed == config_json_schema(), "run: python -m marketpipe.workflow.settings"
+    assert committed == config_json_schema(), "run: python -m marketpipe.workflow.config_loading"
     properties = committed["properties"]
     assert properties["timeframe"]["default"] == "1Min"
     assert properties["vendor"]["default"] == "demo"

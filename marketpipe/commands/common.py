@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from marketpipe.workflow.settings import WorkflowSettings, apply_overrides, load_settings
+from marketpipe.workflow.config_loading import apply_overrides, load_settings
+from marketpipe.workflow.settings import WorkflowSettings
 
 DEFAULT_CONFIG = Path("config/config.yaml")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from marketpipe.lake.integrity import describe_damage
 from marketpipe.lake.storage import describe_partitions
-from marketpipe.workflow.run import run_scope_notes
+from marketpipe.workflow.announce import run_scope_notes
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import (
     SymbolContents,

@@ -26,14 +26,11 @@ from marketpipe.lake.storage import LAKE_DIR, describe_partitions, partition_key
 from marketpipe.observability.logs import current_run_id, hand_over_run
 from marketpipe.observability.summary import latest_run_summary
 from marketpipe.workflow.alerting import alert_unstarted_run, policy_from_raw, run_summarised
+from marketpipe.workflow.announce import run_scope_notes
 from marketpipe.workflow.config import ConfigError
-from marketpipe.workflow.run import (
-    EXIT_BUSY,
-    EXIT_INTERRUPTED,
-    EXIT_LEASE_LOST,
-    run_scope_notes,
-)
-from marketpipe.workflow.settings import WorkflowSettings, snakemake_config_entries
+from marketpipe.workflow.config_loading import snakemake_config_entries
+from marketpipe.workflow.run import EXIT_BUSY, EXIT_INTERRUPTED, EXIT_LEASE_LOST
+from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import (
     damaged_partitions,
     missing_partitions,

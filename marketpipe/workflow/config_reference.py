@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from marketpipe.workflow.settings import config_json_schema
+from marketpipe.workflow.config_loading import config_json_schema
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

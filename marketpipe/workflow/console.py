@@ -38,6 +38,8 @@ _SAID_BY_MARKETPIPE = (
 )
 
 
+# Snakemake's notes about itself that say nothing about the lake, in any kind of run.
+_NEVER_SHOWN = ("Assuming unrestricted shared filesystem usage",)
 # Snakemake's own lines a run keeps: a run with nothing to do says so.
 _SAID_BY_SNAKEMAKE = ("Nothing to be done",)
 
@@ -64,6 +66,8 @@ class SnakemakeChatterFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Whether the console shows ``record``."""
+        if record.getMessage().startswith(_NEVER_SHOWN):
+            return False
         if not self.running():
             return True
         if record.levelno < logging.WARNING:

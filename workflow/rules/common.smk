@@ -11,17 +11,15 @@ from pathlib import Path
 
 from marketpipe.observability.logs import current_run_id, workflow_run_id
 from marketpipe.workflow.run import (
-    announce_missing,
-    announce_run_scope,
     configure_workflow_process,
     fence_job_writes,
     finish_run,
     hold_run_lock,
     repair_damaged_before_planning,
     start_run,
-    stop_on_bad_settings,
     use_private_state,
 )
+from marketpipe.workflow.announce import announce_missing, announce_run_scope, stop_on_bad_settings
 from marketpipe.workflow.console import quiet_snakemake_console
 from marketpipe.workflow.consolidation import pending_consolidations
 from marketpipe.workflow.planning import (
@@ -35,7 +33,7 @@ from marketpipe.workflow.planning import (
     save_run_plan,
 )
 from marketpipe.workflow.news_planning import news_marker, news_recheck_due, pending_news_jobs
-from marketpipe.workflow.settings import load_settings
+from marketpipe.workflow.config_loading import load_settings
 
 configure_workflow_process()
 # A bad key, value or environment variable stops here in one line (exit 2), as does a lake
