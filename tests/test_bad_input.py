@@ -76,6 +76,7 @@ def test_snakemake_names_a_bad_data_dir_too(tmp_path: Path) -> None:
 
 def test_a_home_relative_data_dir_is_expanded(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "data_dir": "~/lake"}))
+    (tmp_path / "home").mkdir()
     env = {**os.environ, "HOME": str(tmp_path / "home")}
     result = subprocess.run(
         marketpipe_command("plan"), cwd=tmp_path, env=env, capture_output=True, text=True

@@ -5,6 +5,7 @@ range that is all in the future."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import os
 import shutil
@@ -12,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from marketpipe.commands.export import presented
 from tests.workflow_support import (
     ROOT,
     copy_of,
@@ -172,6 +175,26 @@ def test_csv_export_in_new_york_time_with_rounded_prices(reference: Path, tmp_pa
         "Mars/Base",
     )
     assert bad.returncode == 1 and "--timezone 'Mars/Base' is not a time zone name" in bad.stderr
+
+
+def test_presenting_a_table_keeps_its_schema() -> None:
+    lake_schema = pa.schema(
+        [
+            pa.field("timestamp", pa.timestamp("ns", "UTC"), nullable=False),
+            pa.field("close", pa.float64(), nullable=False),
+        ],
+        metadata={b"marketpipe": b"1"},
+    )
+    table = pa.Table.from_pylist(
+        [{"timestamp": dt.datetime(2024, 1, 2, 14, 30, tzinfo=dt.UTC), "close": 187.1549}],
+        schema=lake_schema,
+    )
+    assert presented(table, "UTC", None).equals(table, check_metadata=True)
+    shown = presented(table, "America/New_York", 2)
+    assert [field.nullable for field in shown.schema] == [False, False]
+    assert shown.schema.metadata == lake_schema.metadata
+    assert shown.schema.field("timestamp").type.tz == "America/New_York"
+    assert shown.column("close").to_pylist() == [187.15]
 
 
 @pytest.mark.parametrize(

@@ -308,9 +308,11 @@ def test_refresh_replaces_exactly_the_partition_the_vendor_changed(tmp_path: Pat
         after[next(iter(changed))],
     )
     assert marketpipe(tmp_path, "verify").returncode == 0
-    status = marketpipe(tmp_path, "status")
-    # The "refreshed" column, before the last bar's New York date, time and zone.
-    assert [line.split()[-4] for line in status.stdout.splitlines()[2:4]] == ["0", "1"]
+    status = json.loads(marketpipe(tmp_path, "status", "--json").stdout)
+    assert {row["symbol"]: row["refreshed"] for row in status["config"]["symbols"]} == {
+        "AAPL": 0,
+        "MSFT": 1,
+    }
     # Reruns stay byte-stable: nothing changed, nothing is written or fetched.
     again = marketpipe(tmp_path, "refresh", "--start", "2024-01-02", "--end", "2024-01-12")
     assert "0 partition(s) replaced, 18 unchanged" in again.stdout

@@ -81,6 +81,9 @@ def presented(table: pa.Table, timezone: str, decimals: int | None) -> pa.Table:
         elif decimals is not None and pa.types.is_floating(field.type):
             column = pc.round(column, decimals)
         columns.append(column)
-    return pa.table(columns, names=table.column_names).replace_schema_metadata(
-        table.schema.metadata
+    # Field by field, so the lake's nullability and metadata survive the conversion.
+    schema = pa.schema(
+        [field.with_type(column.type) for field, column in zip(table.schema, columns, strict=True)],
+        metadata=table.schema.metadata,
     )
+    return pa.Table.from_arrays(columns, schema=schema)
