@@ -20,13 +20,15 @@ from marketpipe.markettime import clock as market_clock
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.simulator.actions import DEMO_CORPORATE_ACTIONS, ActionBook
 from marketpipe.simulator.actions_api import corporate_actions_page
+from marketpipe.simulator.assets_api import assets_answer, is_assets_path, name_change_records
 from marketpipe.simulator.bars_api import BarServer
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
 from marketpipe.simulator.news_api import NewsDesk
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
-from marketpipe.simulator.polygon_reference import is_reference_path, ticker_details
+from marketpipe.simulator.polygon_reference import ReferenceData, is_reference_path
 from marketpipe.simulator.request_log import RequestLog
+from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.wire import (
     RECENT_SIP_CODE,
     RECENT_SIP_MESSAGE,
@@ -63,6 +65,9 @@ class SimulatorConfig:
     # Served by /v1/corporate-actions, and applied to the bars (see simulator.actions):
     # (group such as "forward_splits", record) pairs. The demo market's by default.
     corporate_actions: tuple[tuple[str, dict[str, Any]], ...] = DEMO_CORPORATE_ACTIONS
+    # Securities that were renamed, delisted or listed late, or whose ticker another company
+    # took up later (records as simulator.securities.security_from_record reads them).
+    securities: tuple[dict[str, Any], ...] = ()
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
@@ -196,6 +201,20 @@ class SimulatorApp:
         self.clock = clock
         self.market_clock = market_clock
         self.actions = ActionBook(self.config.corporate_actions, strict=False)
+        self.book = SecurityBook.from_records(self.config.securities)
+        acted_on = sorted(
+            symbol
+            for symbol in {*self.actions.splits, *self.actions.dividends}
+            if self.book.known(symbol)
+        )
+        if acted_on:
+            raise ValueError(
+                f"splits and dividends of {', '.join(acted_on)} are not simulated: their "
+                "tickers belong to securities with a ticker history"
+            )
+        self.reference = ReferenceData(
+            self.book, dict(self.config.listings), frozenset(self.config.unknown_symbols)
+        )
         self.market = SyntheticMarket(
             self.config.seed,
             self.config.bad_bars,
@@ -210,10 +229,13 @@ class SimulatorApp:
             self.config.rate_limit_per_minute, clock, self.config.rate_limit_window_seconds
         )
         self.log = request_log or RequestLog()
-        self.bars = BarServer(self.market, self.actions, self.config.fractional_timestamps)
-        self.polygon = PolygonAggregates(
-            self.market, self.actions, self.market_clock, self.config.polygon_cursor
+        self.bars = BarServer(
+            self.market, self.actions, self.config.fractional_timestamps, self.book
         )
+        self.polygon = PolygonAggregates(
+            self.market, self.actions, self.market_clock, self.config.polygon_cursor, self.book
+        )
+        self.corporate_actions = self.config.corporate_actions + name_change_records(self.book)
         self.news = NewsDesk(self.config.seed, self.config.news_window)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
@@ -251,7 +273,8 @@ class SimulatorApp:
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
         news = parts == ["v1beta1", "news"]
-        if latest or actions or news or parts == ["v2", "stocks", "bars"]:
+        assets = is_assets_path(parts)
+        if latest or actions or news or assets or parts == ["v2", "stocks", "bars"]:
             single_symbol = None
         elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
             single_symbol = parts[2]
@@ -279,8 +302,13 @@ class SimulatorApp:
                 payload, count = self.news.page(query, self.market_clock(), self.config.plan)
             elif actions:
                 today = new_york_date(self.market_clock())
-                records = self.config.corporate_actions
+                records = self.corporate_actions
                 payload, count = corporate_actions_page(query, records, today)
+            elif assets:
+                today = new_york_date(self.market_clock())
+                unknown = frozenset(self.config.unknown_symbols)
+                payload = assets_answer(parts, query, self.book, unknown, today)
+                count = 0
             else:
                 request = parse_bars_request(
                     query, single_symbol, self.market_clock(), self.config.plan
@@ -313,17 +341,16 @@ class SimulatorApp:
                 "subscription to continue."
             )
             return _polygon_reply(*polygon_error(429, message)), info
-        fault = self.faults.decide(f"{info['key']}|{parts}|{sorted(query)}", (parts[3],))
+        named = (parts[3],) if len(parts) > 3 else ()
+        fault = self.faults.decide(f"{info['key']}|{parts}|{sorted(query)}", named)
         info["fault"] = fault
         if fault is not None and fault != "slow":
             return self._fault_reply(fault, {}, "polygon"), info
         try:
             if is_reference_path(parts):
-                config = self.config
                 request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
-                payload = ticker_details(
-                    parts[3], query, config.listings, config.unknown_symbols, request_id
-                )
+                today = new_york_date(self.market_clock())
+                payload = self.reference.answer(parts, query, today, request_id)
                 count = 0
             else:
                 payload, count = self.polygon.page(parts, query, self.config.plan)

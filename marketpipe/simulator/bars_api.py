@@ -16,6 +16,7 @@ from marketpipe.markettime.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.actions import ActionBook
 from marketpipe.simulator.market import Bar, SyntheticMarket, daily_recalculation, scaled
+from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.wire import (
     LATEST_FEEDS,
     BadRequest,
@@ -32,14 +33,24 @@ ENCODED_SESSIONS_KEPT = 2048
 
 
 class BarServer:
-    """Answers bars queries from the market, keeping encoded settled sessions in a bounded cache."""
+    """Answers bars queries from the market, keeping encoded settled sessions in a bounded cache.
+
+    A ticker asked for is mapped to a security with the request's ``asof`` (see
+    :class:`~marketpipe.simulator.securities.SecurityBook`); its bars come back under the
+    ticker asked for, whatever the security traded as on each day.
+    """
 
     def __init__(
-        self, market: SyntheticMarket, actions: ActionBook, fractional_timestamps: bool = False
+        self,
+        market: SyntheticMarket,
+        actions: ActionBook,
+        fractional_timestamps: bool = False,
+        book: SecurityBook | None = None,
     ) -> None:
         self.market = market
         self.actions = actions
         self.fractional_timestamps = fractional_timestamps
+        self.book = book or SecurityBook()
         self._encoded: collections.OrderedDict[
             tuple[str, dt.date, str, str], tuple[list[int], list[bytes]]
         ] = collections.OrderedDict()
@@ -67,12 +78,16 @@ class BarServer:
             raise recent_sip_refused()
         if feed == "delayed_sip":
             feed, now = "sip", now - FREE_PLAN_SIP_DELAY
-        recent = trading_sessions(new_york_date(now) - dt.timedelta(days=14), new_york_date(now))
+        today = new_york_date(now)
+        recent = trading_sessions(today - dt.timedelta(days=14), today)
         minute = Timeframe.parse("1Min")
         bars: dict[str, Any] = {}
         for symbol in sorted(set(symbols)):
             for session in reversed(recent):
-                done = self.market.bars(symbol, session, feed, minute, as_of=now.timestamp())
+                series = self.book.series(symbol, session.date, today)
+                if series is None:
+                    continue
+                done = self.market.bars(series, session, feed, minute, as_of=now.timestamp())
                 if done:
                     bars[symbol] = orjson.Fragment(self._encode_bars(done[-1:])[0])
                     break
@@ -120,7 +135,12 @@ class BarServer:
     def _session_bars(
         self, symbol: str, session: Session, request: BarsRequest, start_s: float, end_s: float
     ) -> list[bytes]:
-        """The session's bars inside ``[start_s, end_s]``, each encoded as JSON."""
+        """The session's bars inside ``[start_s, end_s]``, each encoded as JSON: those of the
+        series ``symbol`` names on that day for the request's ``asof``."""
+        series = self.book.series(symbol, session.date, request.asof)
+        if series is None:
+            return []
+        symbol = series
         if request.adjustment:
             bars = self._adjusted_bars(symbol, session, request)
             times, encoded = [bar.t for bar in bars], self._encode_bars(bars, adjusted=True)

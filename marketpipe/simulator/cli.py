@@ -10,11 +10,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
+
+import yaml
 
 from marketpipe.simulator.actions import load_corporate_actions
 from marketpipe.simulator.api import SimulatorConfig
 from marketpipe.simulator.faults import FAULT_KINDS, FaultConfig, parse_assignments
 from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
+from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.server import SimulatorServer
 
 
@@ -104,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve (and apply to the bars) these corporate actions instead of the demo "
         "market's: a JSON object in Alpaca's shape, {\"forward_splits\": [{...}], ...}",
     )
+    parser.add_argument(
+        "--securities",
+        type=Path,
+        metavar="FILE",
+        help="securities with a ticker history (renames, delistings, reused tickers): a YAML "
+        "list of {name, tickers: {FB: 2012-05-18, META: 2022-06-09}, delisted, figi}",
+    )
     parser.add_argument("--log-file", type=Path, help="append every request as a JSON line")
     return parser
 
@@ -136,12 +147,25 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         ),
         plan=args.plan,
         fractional_timestamps=args.fractional_timestamps,
+        securities=() if args.securities is None else load_securities(args.securities),
         **(
             {}
             if args.corporate_actions is None
             else {"corporate_actions": load_corporate_actions(args.corporate_actions)}
         ),
     )
+
+
+def load_securities(path: Path) -> tuple[dict[str, Any], ...]:
+    """Security records from a YAML (or JSON) list, checked as the simulator will use them."""
+    try:
+        records = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(records, list) or not all(isinstance(item, dict) for item in records):
+        raise ValueError(f"{path}: expected a list of {{name, tickers, ...}} records")
+    SecurityBook.from_records(records)
+    return tuple(records)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,9 @@ milliseconds, ``v`` a float, ``limit`` counting base (minute) bars, pagination b
 so that a client re-sending it as given gets the default, adjusted bars). The ``results``
 key is absent when there is nothing, and the vendor's error bodies
 (``{"status": "ERROR", "error": ...}``). SIP bars only (Polygon's consolidated tape), the
-extended session included; ``adjusted=true`` adjusts for splits, as Polygon's does.
+extended session included; ``adjusted=true`` adjusts for splits, as Polygon's does. A ticker
+is served as traded: on each day, the bars of the security that used it that day (none before a
+rename to it, none after a delisting; another company's after a reuse).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from marketpipe.markettime.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator.actions import ActionBook
 from marketpipe.simulator.market import Bar, SyntheticMarket, scaled
+from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.wire import BadRequest
 
 PATH_PREFIX = ("v2", "aggs", "ticker")
@@ -67,11 +70,13 @@ class PolygonAggregates:
         actions: ActionBook,
         now: Callable[[], dt.datetime],
         cursor_carries: str = "request",
+        book: SecurityBook | None = None,
     ) -> None:
         self.market = market
         self.actions = actions
         self.now = now
         self.cursor_carries = cursor_carries
+        self.book = book or SecurityBook()
 
     def page(
         self, parts: list[str], query: list[tuple[str, str]], plan: str = "paid"
@@ -149,6 +154,10 @@ class PolygonAggregates:
     def _session(
         self, ticker: str, session: Session, timeframe: Timeframe, adjusted: bool, now: dt.datetime
     ) -> list[Bar]:
+        series = self.book.as_traded(ticker, session.date)
+        if series is None:
+            return []
+        ticker = series
         try:
             bars = self.market.bars(ticker, session, "sip", timeframe, now.timestamp())
         except ValueError as exc:

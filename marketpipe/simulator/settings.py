@@ -12,6 +12,7 @@ from marketpipe.simulator.actions import ActionBook, ungrouped_records
 from marketpipe.simulator.api import SimulatorConfig
 from marketpipe.simulator.faults import FAULT_KINDS, FaultConfig
 from marketpipe.simulator.market import BAD_BAR_KINDS, DEFAULT_OUTSIDE_RANGE_RATE
+from marketpipe.simulator.securities import SecurityBook
 
 
 def _known_kinds(value: dict[str, float], kinds: tuple[str, ...], what: str) -> dict[str, float]:
@@ -74,6 +75,13 @@ class DemoSettings(BaseModel):
         "Default: the demo market's (an AAPL split and dividends of AAPL, MSFT and SPY)",
     )
 
+    securities: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Securities with a ticker history: [{name, tickers: {FB: 2012-05-18, "
+        "META: 2022-06-09}, delisted: last session (optional), figi (optional)}]; Alpaca's "
+        "bars map a ticker to its security by asof, Polygon's serve it as traded",
+    )
+
     @field_validator("faults")
     @classmethod
     def _check_faults(cls, value: dict[str, float]) -> dict[str, float]:
@@ -83,6 +91,12 @@ class DemoSettings(BaseModel):
     @classmethod
     def _check_bad_bars(cls, value: dict[str, float]) -> dict[str, float]:
         return _known_kinds(value, BAD_BAR_KINDS, "bad-bar")
+
+    @field_validator("securities")
+    @classmethod
+    def _check_securities(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        SecurityBook.from_records(value)
+        return value
 
     @field_validator("corporate_actions")
     @classmethod
@@ -111,6 +125,7 @@ class DemoSettings(BaseModel):
             ),
             plan=self.plan,
             news_window=self.news_window,
+            securities=tuple(self.securities),
             **(
                 {}
                 if self.corporate_actions is None

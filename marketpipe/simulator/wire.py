@@ -30,8 +30,8 @@ LATEST_FEEDS = (*FEEDS, "delayed_sip")
 # Alpaca's answer when the free plan asks for SIP data of the last 15 minutes (Market Data FAQ).
 RECENT_SIP_CODE = 42210000
 RECENT_SIP_MESSAGE = "subscription does not permit querying recent SIP data"
-_COMMON_PARAMS = {"timeframe", "start", "end", "limit", "page_token", "feed", "adjustment"}
-_IGNORED_PARAMS = {"sort", "asof", "currency"}
+_COMMON_PARAMS = {"timeframe", "start", "end", "limit", "page_token", "feed", "adjustment", "asof"}
+_IGNORED_PARAMS = {"sort", "currency"}
 
 
 class BadRequest(Exception):
@@ -62,6 +62,9 @@ class BarsRequest:
     digest: str
     as_of: float
     adjustment: frozenset[str] = frozenset()  # price effects asked for: split, dividend
+    # The day whose symbol map names the security (Alpaca's default: today); None: asof=-,
+    # every ticker as traded.
+    asof: dt.date | None = None
 
 
 _TICKER = re.compile(r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$")
@@ -146,9 +149,10 @@ def parse_bars_request(
         raise BadRequest(f"invalid sort: {params['sort']}")
     if params.get("sort") == "desc":
         raise BadRequest("sort=desc is not supported by the simulator", 422)
+    asof = parse_asof(params.get("asof"), new_york_date(now))
     identity = "|".join(
         f"{name}={params.get(name, '')}"
-        for name in ("symbols", "timeframe", "start", "end", "feed", "adjustment")
+        for name in ("symbols", "timeframe", "start", "end", "feed", "adjustment", "asof")
     )
     return BarsRequest(
         symbols=tuple(sorted(set(symbols))),
@@ -160,7 +164,20 @@ def parse_bars_request(
         digest=hashlib.sha256(f"{single_symbol}|{identity}".encode()).hexdigest()[:10],
         as_of=now.timestamp(),
         adjustment=adjustment_kinds(adjustment),
+        asof=asof,
     )
+
+
+def parse_asof(value: str | None, today: dt.date) -> dt.date | None:
+    """Alpaca's ``asof``: a ``YYYY-MM-DD`` day (default: ``today``), or ``-`` for no mapping."""
+    if value is None or value == "":
+        return today
+    if value == "-":
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise BadRequest(f"invalid asof: {value}") from None
 
 
 def json_numbers(values: list[float]) -> list[bytes]:
