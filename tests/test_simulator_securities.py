@@ -31,7 +31,12 @@ SECURITIES: tuple[dict[str, Any], ...] = (
         "tickers": {"FB": "2012-05-18", "META": "2022-06-09"},
         "figi": META_FIGI,
     },
-    {"name": "Twitter, Inc.", "tickers": {"TWTR": "2013-11-07"}, "delisted": "2022-10-27"},
+    {
+        "name": "Twitter, Inc.",
+        "tickers": {"TWTR": "2013-11-07"},
+        "delisted": "2022-10-27",
+        "cash_per_share": 54.2,
+    },
     {"name": "Arm Holdings plc", "tickers": {"ARM": "2023-09-14"}},
     # Invented: a later company taking up the ticker FB gave up, as reused tickers do.
     {"name": "Second FB Corp.", "tickers": {"FB": "2023-03-01"}},
@@ -213,6 +218,18 @@ def test_alpaca_corporate_actions_carry_the_rename(server) -> None:
         "2022-06-09",
     )
     assert record["old_cusip"] == record["new_cusip"]  # a symbol-only change
+    response = requests.get(
+        f"{server.url}/v1/corporate-actions",
+        params={"symbols": "TWTR", "start": "2022-01-01", "end": "2022-12-31"},
+        headers=ALPACA_HEADERS,
+        timeout=30,
+    )
+    (merger,) = response.json()["corporate_actions"]["cash_mergers"]
+    assert (merger["acquiree_symbol"], merger["rate"], merger["effective_date"]) == (
+        "TWTR",
+        54.2,
+        "2022-10-28",
+    )
 
 
 def test_alpaca_assets_name_todays_securities(server) -> None:

@@ -84,23 +84,58 @@ class PolygonClient(BaseApiClient[BarsQuery]):
             raise TypeError("PolygonClient needs a PolygonConfig (or an explicit auth=)")
         return BearerTokenAuth(config.api_key)
 
-    def ticker_details(self, symbol: str) -> dict[str, Any] | None:
-        """``GET /v3/reference/tickers/{symbol}``'s ``results`` (``None``: the vendor does not
-        know the ticker), asked once per client."""
-        cache: dict[str, dict[str, Any] | None] = self.__dict__.setdefault("_details", {})
-        if symbol not in cache:
-            spec = RequestSpec(path=f"/v3/reference/tickers/{symbol}", endpoint="reference")
-            try:
-                payload = self.send(spec).payload
-            except ApiError as error:
-                if error.status != 404:
-                    raise
-                payload = None
-            results = payload.get("results") if isinstance(payload, dict) else None
-            if payload is not None and not isinstance(results, dict):
-                raise ResponseFormatError(f"ticker details of {symbol}: no 'results' object")
-            cache[symbol] = results
-        return cache[symbol]
+    def ticker_details(self, symbol: str, on: dt.date | None = None) -> dict[str, Any] | None:
+        """``GET /v3/reference/tickers/{symbol}``'s ``results`` as of ``on`` (default: today;
+        ``None``: nobody used the ticker then), asked once per client."""
+        cache: dict[tuple[str, dt.date | None], dict[str, Any] | None] = self.__dict__.setdefault(
+            "_details", {}
+        )
+        if (symbol, on) not in cache:
+            params = () if on is None else (("date", on.isoformat()),)
+            path = f"/v3/reference/tickers/{symbol}"
+            payload = self._reference(RequestSpec(path=path, params=params, endpoint="reference"))
+            cache[symbol, on] = _results(payload, dict, f"ticker details of {symbol}")
+        return cache[symbol, on]
+
+    def delisted_listings(self, symbol: str) -> list[dict[str, Any]]:
+        """Every delisted security that traded as ``symbol`` (``GET /v3/reference/tickers``
+        with ``active=false``), following ``next_url``."""
+        spec = RequestSpec(
+            path="/v3/reference/tickers",
+            params=(("ticker", symbol), ("active", "false"), ("limit", "1000")),
+            endpoint="reference",
+        )
+        listings: list[dict[str, Any]] = []
+        while True:
+            payload = self._reference(spec)
+            listings += _results(payload, list, f"delisted tickers {symbol}") or []
+            next_url = payload.get("next_url") if isinstance(payload, dict) else None
+            if not next_url:
+                return listings
+            parts = urlsplit(str(next_url))
+            spec = RequestSpec(
+                path=parts.path, params=tuple(parse_qsl(parts.query)), endpoint="reference"
+            )
+
+    def ticker_events(self, identifier: str) -> dict[str, Any] | None:
+        """``GET /vX/reference/tickers/{identifier}/events``'s ``results`` (``identifier`` a
+        ticker or a composite FIGI): the security's name, FIGI and ``ticker_change`` events;
+        ``None`` when the vendor does not know it."""
+        spec = RequestSpec(
+            path=f"/vX/reference/tickers/{identifier}/events",
+            params=(("types", "ticker_change"),),
+            endpoint="reference",
+        )
+        return _results(self._reference(spec), dict, f"ticker events of {identifier}")
+
+    def _reference(self, spec: RequestSpec) -> Any:
+        """A reference request's payload, ``None`` for a 404."""
+        try:
+            return self.send(spec).payload
+        except ApiError as error:
+            if error.status != 404:
+                raise
+            return None
 
     def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
         """Tickers the vendor's reference data does not know (a 404 from ticker details)."""
@@ -209,3 +244,15 @@ class PolygonClient(BaseApiClient[BarsQuery]):
                 error.endpoint,
             )
         return super().explain(error)
+
+
+def _results(payload: Any, kind: type, what: str) -> Any:
+    """A reference payload's ``results`` of the expected ``kind`` (``None`` for no payload)."""
+    if payload is None:
+        return None
+    results = payload.get("results") if isinstance(payload, dict) else None
+    if results is None and kind is list and isinstance(payload, dict):
+        return []  # like aggregates, an empty list may leave the key out
+    if not isinstance(results, kind):
+        raise ResponseFormatError(f"{what}: no 'results' {kind.__name__}")
+    return results

@@ -20,7 +20,7 @@ from marketpipe.markettime import clock as market_clock
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.simulator.actions import DEMO_CORPORATE_ACTIONS, ActionBook
 from marketpipe.simulator.actions_api import corporate_actions_page
-from marketpipe.simulator.assets_api import assets_answer, is_assets_path, name_change_records
+from marketpipe.simulator.assets_api import assets_answer, is_assets_path, security_action_records
 from marketpipe.simulator.bars_api import BarServer
 from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
@@ -235,7 +235,7 @@ class SimulatorApp:
         self.polygon = PolygonAggregates(
             self.market, self.actions, self.market_clock, self.config.polygon_cursor, self.book
         )
-        self.corporate_actions = self.config.corporate_actions + name_change_records(self.book)
+        self.corporate_actions = self.config.corporate_actions + security_action_records(self.book)
         self.news = NewsDesk(self.config.seed, self.config.news_window)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:

@@ -8,7 +8,8 @@
   and not listed).
 - ``name_changes`` corporate actions (``old_symbol``, ``old_cusip``, ``new_symbol``,
   ``new_cusip``, ``process_date``: the first session under the new symbol), as alpaca-py's
-  ``NameChange`` reads them; a symbol-only change keeps the CUSIP.
+  ``NameChange`` reads them; a symbol-only change keeps the CUSIP. A delisting is a
+  ``cash_mergers`` record (taken over for cash) or a ``worthless_removals`` one.
 """
 
 from __future__ import annotations
@@ -100,10 +101,36 @@ def _asset(identifier: str, symbol: str, name: str, active: bool) -> dict[str, A
     }
 
 
-def name_change_records(book: SecurityBook) -> tuple[tuple[str, dict[str, Any]], ...]:
-    """Every rename in the book as Alpaca's ``name_changes`` corporate action records."""
+def security_action_records(book: SecurityBook) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Every rename in the book as Alpaca's ``name_changes`` corporate action records, and
+    every delisting as a ``cash_mergers`` record (with the security's ``cash_per_share``)
+    or else a ``worthless_removals`` one, effective the day after its last session."""
     records = []
     for security in book.securities:
+        if security.delisted is not None:
+            effective = (security.delisted + dt.timedelta(days=1)).isoformat()
+            last = security.spans[-1].ticker
+            record_id = asset_id(f"{security.key}|delisted")
+            if security.cash_per_share is not None:
+                merger = {
+                    "id": record_id,
+                    "acquirer_symbol": None,
+                    "acquirer_cusip": None,
+                    "acquiree_symbol": last,
+                    "acquiree_cusip": security.cusip,
+                    "rate": security.cash_per_share,
+                    "effective_date": effective,
+                    "process_date": effective,
+                }
+                records.append(("cash_mergers", merger))
+            else:
+                removal = {
+                    "id": record_id,
+                    "symbol": last,
+                    "cusip": security.cusip,
+                    "process_date": effective,
+                }
+                records.append(("worthless_removals", removal))
         for old, new in security.renames():
             record_id = asset_id(f"{security.key}|{new.ticker}|{new.start}")
             record = {

@@ -1,8 +1,9 @@
 """Polygon.io / Massive reference data: which tickers exist, for whom, and since when.
 
-- ``GET /v3/reference/tickers/{ticker}`` (``date=``, default today): the ticker's details as of
-  that day: ``active``, ``list_date``, the composite FIGI, ``delisted_utc`` once delisted;
-  ``404 {"status": "NOT_FOUND", ...}`` for a ticker nobody used then.
+- ``GET /v3/reference/tickers/{ticker}`` (``date=``): the ticker's details as of that day:
+  ``active``, ``list_date``, the composite FIGI; ``404 {"status": "NOT_FOUND", ...}`` for a
+  ticker nobody traded under then. Without ``date``, today's, or for a ticker nobody uses
+  today its last user's (inactive, with ``delisted_utc``).
 - ``GET /v3/reference/tickers`` (``ticker``, ``ticker.gt|gte|lt|lte``, ``date``, ``active``
   default true, ``market``, ``order``, ``limit`` default 100 up to 1000, ``sort=ticker``,
   ``cursor``): the tickers listed (or, with ``active=false``, delisted) on a day, paged by a
@@ -21,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from marketpipe.markettime.calendar import new_york_midnight
@@ -67,6 +68,9 @@ class ReferenceData:
     book: SecurityBook
     listings: dict[str, dt.date]
     unknown: frozenset[str]
+    # The FIGIs of plain tickers it has handed out (a FIGI cannot be turned back into its
+    # ticker otherwise): events by such a FIGI are those of its ticker.
+    plain_figis: dict[str, str] = field(default_factory=dict)
 
     def answer(
         self, parts: list[str], query: list[tuple[str, str]], today: dt.date, request_id: str
@@ -81,19 +85,24 @@ class ReferenceData:
         return {"results": results, "status": "OK", "request_id": request_id}
 
     def details(self, ticker: str, query: list[tuple[str, str]], today: dt.date) -> dict[str, Any]:
-        """``/v3/reference/tickers/{ticker}``: as of ``date`` (default today), or a 404."""
+        """``/v3/reference/tickers/{ticker}``: as of ``date``, or a 404 when nobody traded
+        under it that day; without ``date``, today's holder or else its last one (then
+        inactive, with ``delisted_utc``)."""
         params = dict(query)
         _refuse_unexpected(params, {"date", "apiKey"})
-        on = parse_day(params.get("date"), "date") or today
+        asked = parse_day(params.get("date"), "date")
+        on = asked or today
         if self.book.known(ticker):
-            security = self.book.holder(ticker, on) or self.book.last_holder(ticker, on)
+            security = self.book.holder(ticker, on)
+            if security is None and asked is None:
+                security = self.book.last_holder(ticker, on)
             if security is None or security.ticker_on(on) != ticker:
                 raise BadRequest(NOT_FOUND_MESSAGE, status=404)
             return _security_record(security, ticker, on, full=True)
         listed = self.listings.get(ticker, LISTED_SINCE)
         if on < listed or not plain_ticker_exists(ticker, self.unknown):
             raise BadRequest(NOT_FOUND_MESSAGE, status=404)
-        return _plain_record(ticker, listed, full=True)
+        return self._plain_record(ticker, listed, full=True)
 
     def tickers(
         self, parts: list[str], query: list[tuple[str, str]], today: dt.date
@@ -140,10 +149,15 @@ class ReferenceData:
         if not types <= {"ticker_change"}:
             raise BadRequest(f"invalid types: {params['types']} (ticker_change)")
         security = self.book.resolve(identifier, today)
+        identifier = self.plain_figis.get(identifier, identifier)
         if security is not None:
             spans = [(span.ticker, span.start) for span in security.spans]
             name, figi = security.name, security.composite_figi
-        elif not self.book.known(identifier) and plain_ticker_exists(identifier, self.unknown):
+        elif (
+            not self.book.known(identifier)
+            and plain_ticker_exists(identifier, self.unknown)
+            and not _figi_shaped(identifier)
+        ):
             spans = [(identifier, self.listings.get(identifier, LISTED_SINCE))]
             name, figi = _plain_name(identifier), figi_like(identifier)
         else:
@@ -168,8 +182,13 @@ class ReferenceData:
         for name in sorted(plain):
             listed = self.listings.get(name, LISTED_SINCE)
             if listed <= on and plain_ticker_exists(name, self.unknown):
-                rows.append(_plain_record(name, listed, full=False))
+                rows.append(self._plain_record(name, listed, full=False))
         return rows
+
+    def _plain_record(self, ticker: str, listed: dt.date, *, full: bool) -> dict[str, Any]:
+        record = _plain_record(ticker, listed, full=full)
+        self.plain_figis[record["composite_figi"]] = ticker
+        return record
 
 
 def _security_record(
@@ -190,6 +209,10 @@ def _plain_record(ticker: str, listed: dt.date, *, full: bool) -> dict[str, Any]
     if full:
         record["list_date"] = listed.isoformat()
     return record
+
+
+def _figi_shaped(identifier: str) -> bool:
+    return len(identifier) == 12 and identifier.startswith("BBG")
 
 
 def _plain_name(ticker: str) -> str:

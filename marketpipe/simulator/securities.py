@@ -59,6 +59,7 @@ class SimulatedSecurity:
     spans: tuple[TickerSpan, ...]
     delisted: dt.date | None = None  # the last session it traded
     figi: str | None = None
+    cash_per_share: float | None = None  # what a cash takeover paid when it was delisted
 
     @property
     def key(self) -> str:
@@ -104,7 +105,7 @@ class SimulatedSecurity:
 
 def security_from_record(record: Mapping[str, Any]) -> SimulatedSecurity:
     """A security from its config shape: ``{name, tickers: {FB: 2012-05-18, META: ...},
-    delisted, figi}``; a clear ``ValueError`` naming what is wrong."""
+    delisted, figi, cash_per_share}``; a clear ``ValueError`` naming what is wrong."""
     name = str(record.get("name") or "")
     tickers = record.get("tickers")
     if not name or not isinstance(tickers, Mapping) or not tickers:
@@ -125,7 +126,12 @@ def security_from_record(record: Mapping[str, Any]) -> SimulatedSecurity:
             delisted = dt.date.fromisoformat(str(delisted))
         except ValueError:
             raise ValueError(f"security {name!r}: delisted {delisted!r} is not a date") from None
-    return SimulatedSecurity(name, tuple(spans), delisted, record.get("figi"))
+    cash = record.get("cash_per_share")
+    if cash is not None and (isinstance(cash, bool) or not isinstance(cash, int | float)):
+        raise ValueError(f"security {name!r}: cash_per_share {cash!r} is not a number")
+    return SimulatedSecurity(
+        name, tuple(spans), delisted, record.get("figi"), None if cash is None else float(cash)
+    )
 
 
 class SecurityBook:

@@ -1,0 +1,207 @@
+"""Building the security master from what each vendor says about a lake's symbols.
+
+A symbol of the config names a security: the one that used the ticker on the range's last
+day (``as_of``), or, for a ticker nobody used then, the one that used it last.
+
+- **Massive / Polygon** says it in its reference data: ticker details as of that day
+  (``composite_figi``, ``list_date``, ``delisted_utc``), the delisted tickers when nobody used
+  it then, and the security's ``ticker_change`` events (each ticker from its date on).
+- **Alpaca** has no listing history: what it says is in the corporate actions the lake
+  already keeps for the symbol: ``name_change`` records (old and new symbol, process date)
+  and a takeover or removal (``cash_merger``, ``stock_merger``, ``worthless_removal`` ...)
+  that delisted it. Its securities are ``TICKER@first-date`` (or the bare ticker when no
+  date is known), since Alpaca has no FIGI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from marketpipe.connectors.polygon import PolygonClient
+from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.securities import (
+    TickerInterval,
+    publish_securities,
+    read_securities,
+    securities_bytes,
+    with_fresh_facts,
+)
+from marketpipe.markettime.calendar import NEW_YORK
+
+POLYGON_ENDPOINT = "/v3/reference/tickers, /vX/reference/tickers/{id}/events"
+ALPACA_ENDPOINT = "/v1/corporate-actions"
+# Corporate actions after which a security no longer trades.
+DELISTING_KINDS = frozenset(
+    {"cash_merger", "stock_merger", "stock_and_cash_merger", "worthless_removal", "redemption"}
+)
+_ONE_DAY = dt.timedelta(days=1)
+
+
+def refresh_securities(
+    lake: LakeStore | Path | str,
+    symbols: Sequence[str],
+    security_of: Callable[[str], list[TickerInterval]],
+) -> tuple[list[TickerInterval], bool]:
+    """Ask again about ``symbols`` (``security_of`` asks the vendor about one) and publish
+    the master if a fact changed; returns its rows and whether the file changed."""
+    stored = read_securities(lake)
+    fresh = [interval for symbol in symbols for interval in security_of(symbol)]
+    rows = with_fresh_facts(stored, fresh, symbols)
+    current = hashlib.sha256(securities_bytes(stored)).hexdigest() if stored else None
+    _, changed = publish_securities(lake, rows, current)
+    return rows, changed
+
+
+def polygon_security(
+    client: PolygonClient, symbol: str, as_of: dt.date, asked_on: dt.date
+) -> list[TickerInterval]:
+    """The ticker intervals of the security ``symbol`` names on ``as_of``, from Polygon's
+    reference data (none when the vendor never heard of the ticker)."""
+    details = client.ticker_details(symbol, as_of)
+    if details is None:
+        details = _last_delisted(client.delisted_listings(symbol), as_of)
+    if details is None:
+        return []
+    figi = details.get("composite_figi") or None
+    events = client.ticker_events(figi or symbol)
+    listed = _date(details.get("list_date"))
+    delisted = _new_york_date(details.get("delisted_utc"))
+    changes = sorted(
+        (day, str(event["ticker_change"]["ticker"]))
+        for event in (events or {}).get("events", [])
+        if event.get("type") == "ticker_change"
+        and isinstance(event.get("ticker_change"), dict)
+        and (day := _date(event.get("date"))) is not None
+    )
+    if not changes:
+        changes = [(listed, symbol)] if listed is not None else [(None, symbol)]
+    first_day, first_ticker = changes[0]
+    security_id = figi or _plain_id(first_ticker, listed or first_day)
+    name = details.get("name") or (events or {}).get("name")
+    return _intervals(
+        symbol,
+        security_id,
+        changes,
+        listed or first_day,
+        delisted,
+        name,
+        ("polygon", POLYGON_ENDPOINT, asked_on),
+    )
+
+
+def alpaca_security(
+    actions: pa.Table | None, symbol: str, asked_on: dt.date
+) -> list[TickerInterval]:
+    """The ticker intervals of ``symbol``'s security from its stored corporate actions: the
+    renames that name it (one step back and forth) and the action that delisted it."""
+    records = [_raw(row) for row in (actions.to_pylist() if actions is not None else [])]
+    renames = sorted(
+        (day, str(record.get("old_symbol")), str(record.get("new_symbol")))
+        for kind, record in records
+        if kind == "name_change"
+        and (day := _date(record.get("process_date"))) is not None
+        and record.get("old_symbol")
+        and record.get("new_symbol")
+    )
+    changes: list[tuple[dt.date | None, str]] = [(None, symbol)]
+    for day, old, new in renames:
+        if new == changes[0][1] and (changes[0][0] is None or day < changes[0][0]):
+            changes = [(None, old), (day, new), *changes[1:]]
+        elif old == changes[-1][1] and (changes[-1][0] is None or day > changes[-1][0]):
+            changes.append((day, new))
+    last = changes[-1][1]
+    delisted = min(
+        (
+            day
+            for kind, record in records
+            if kind in DELISTING_KINDS
+            and last in (record.get("acquiree_symbol"), record.get("symbol"))
+            and (day := _date(record.get("effective_date") or record.get("process_date")))
+        ),
+        default=None,
+    )
+    security_id = _plain_id(changes[0][1], changes[0][0])
+    return _intervals(
+        symbol, security_id, changes, None, delisted, None, ("alpaca", ALPACA_ENDPOINT, asked_on)
+    )
+
+
+def _intervals(
+    symbol: str,
+    security_id: str,
+    changes: Sequence[tuple[dt.date | None, str]],
+    listed: dt.date | None,
+    delisted: dt.date | None,
+    name: str | None,
+    source: tuple[str, str, dt.date],
+) -> list[TickerInterval]:
+    """One interval per ticker change: each runs until the day before the next."""
+    vendor, endpoint, asked_on = source
+    following: Iterable[dt.date | None] = [day for day, _ in changes[1:]] + [None]
+    return [
+        TickerInterval(
+            symbol=symbol,
+            security_id=security_id,
+            ticker=ticker,
+            valid_from=day,
+            valid_to=None if until is None else until - _ONE_DAY,
+            listed=listed,
+            delisted=delisted,
+            name=name,
+            vendor=vendor,
+            endpoint=endpoint,
+            asked_on=asked_on,
+        )
+        for (day, ticker), until in zip(changes, following, strict=True)
+    ]
+
+
+def _last_delisted(listings: list[dict[str, Any]], as_of: dt.date) -> dict[str, Any] | None:
+    """The listing delisted last on or before ``as_of`` (a ticker nobody uses then)."""
+    dated = [
+        (day, listing)
+        for listing in listings
+        if (day := _new_york_date(listing.get("delisted_utc"))) is not None and day <= as_of
+    ]
+    return max(dated, key=lambda pair: pair[0])[1] if dated else None
+
+
+def _raw(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    try:
+        record = orjson.loads(row.get("raw") or "{}")
+    except orjson.JSONDecodeError:
+        record = {}
+    return str(row.get("type")), record if isinstance(record, dict) else {}
+
+
+def _plain_id(ticker: str, first: dt.date | None) -> str:
+    return f"{ticker}@{first.isoformat()}" if first is not None else ticker
+
+
+def _date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+def _new_york_date(value: Any) -> dt.date | None:
+    """The New York day of an RFC-3339 instant such as ``delisted_utc``."""
+    if not value:
+        return None
+    try:
+        instant = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if instant.tzinfo is None:
+        return None
+    return instant.astimezone(NEW_YORK).date()

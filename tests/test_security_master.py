@@ -1,0 +1,140 @@
+"""The security master: what each vendor says about a symbol's security, over real loopback
+HTTP to the simulator (which models the FB -> META rename of 2022-06-09, TWTR's delisting
+after 2022-10-27, ARM's listing on 2023-09-14 and an invented later company taking up FB),
+and the master's file in the lake."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from marketpipe.connectors import CorporateActionsClient
+from marketpipe.connectors.corporate_actions import CorporateActionsQuery
+from marketpipe.ingest.securities import alpaca_security, polygon_security, refresh_securities
+from marketpipe.lake.securities import (
+    SECURITIES_KEY,
+    read_securities,
+    securities_of,
+)
+from marketpipe.simulator import SimulatorServer
+from tests.conftest import alpaca_client, polygon_client, start_simulator
+from tests.test_simulator_securities import META_FIGI, SECURITIES, TODAY
+
+ASKED = dt.date(2026, 12, 1)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[SimulatorServer]:
+    simulator = start_simulator(
+        market_now=TODAY,
+        securities=SECURITIES,
+        corporate_actions=(),
+        unknown_symbols=frozenset({"NOPE"}),
+    )
+    yield simulator
+    simulator.stop()
+
+
+def polygon_view(server: SimulatorServer, symbol: str, as_of: dt.date) -> list[tuple]:
+    with polygon_client(server) as client:
+        rows = polygon_security(client, symbol, as_of, ASKED)
+    return [(row.security_id, row.ticker, row.valid_from, row.valid_to) for row in rows]
+
+
+def test_polygon_names_the_security_a_ticker_had_on_the_ranges_last_day(server) -> None:
+    meta = [
+        (META_FIGI, "FB", dt.date(2012, 5, 18), dt.date(2022, 6, 8)),
+        (META_FIGI, "META", dt.date(2022, 6, 9), None),
+    ]
+    assert polygon_view(server, "META", dt.date(2022, 12, 30)) == meta
+    # FB on a day it was Facebook's names Meta; on a later day, the newcomer that took it up.
+    assert polygon_view(server, "FB", dt.date(2021, 12, 31)) == meta
+    ((newcomer, ticker, start, end),) = polygon_view(server, "FB", dt.date(2024, 6, 28))
+    assert newcomer != META_FIGI and (ticker, start, end) == ("FB", dt.date(2023, 3, 1), None)
+    with polygon_client(server) as client:
+        (twitter,) = polygon_security(client, "TWTR", dt.date(2023, 6, 30), ASKED)
+        (arm,) = polygon_security(client, "ARM", dt.date(2023, 12, 29), ASKED)
+        assert polygon_security(client, "NOPE", dt.date(2023, 6, 30), ASKED) == []
+    assert (twitter.delisted, twitter.listed, twitter.name) == (
+        dt.date(2022, 10, 28),
+        dt.date(2013, 11, 7),
+        "Twitter, Inc.",
+    )
+    assert (arm.listed, arm.delisted, arm.vendor) == (dt.date(2023, 9, 14), None, "polygon")
+
+
+def test_polygon_finds_a_ticker_nobody_uses_any_more_among_the_delisted(server) -> None:
+    with polygon_client(server) as client:
+        (listing,) = client.delisted_listings("TWTR")
+        assert client.delisted_listings("META") == []
+    assert listing["delisted_utc"] == "2022-10-28T04:00:00Z"
+
+
+def test_polygon_tells_a_plain_ticker_as_one_interval(server) -> None:
+    with polygon_client(server) as client:
+        (apple,) = polygon_security(client, "AAPL", dt.date(2024, 2, 29), ASKED)
+    assert (apple.ticker, apple.valid_from, apple.valid_to, apple.delisted) == (
+        "AAPL",
+        dt.date(1990, 1, 2),
+        None,
+        None,
+    )
+    assert apple.security_id.startswith("BBG")
+
+
+def alpaca_view(server: SimulatorServer, symbol: str) -> list:
+    query = CorporateActionsQuery(
+        symbols=(symbol,), start=dt.date(2012, 1, 1), end=dt.date(2026, 12, 1)
+    )
+    with alpaca_client(server, client_class=CorporateActionsClient) as client:
+        tables = list(client.fetch_batch(query))
+    return alpaca_security(pa.concat_tables(tables) if tables else None, symbol, ASKED)
+
+
+def test_alpaca_tells_renames_and_delistings_through_corporate_actions(server) -> None:
+    meta = alpaca_view(server, "META")
+    assert [(row.security_id, row.ticker, row.valid_from, row.valid_to) for row in meta] == [
+        ("FB", "FB", None, dt.date(2022, 6, 8)),
+        ("FB", "META", dt.date(2022, 6, 9), None),
+    ]
+    (twitter,) = alpaca_view(server, "TWTR")
+    assert (twitter.delisted, twitter.vendor) == (dt.date(2022, 10, 28), "alpaca")
+    (apple,) = alpaca_view(server, "AAPL")
+    assert (apple.ticker, apple.valid_from, apple.delisted) == ("AAPL", None, None)
+
+
+def test_the_master_file_keeps_when_a_fact_was_first_asked(server, tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    lake.mkdir()
+
+    def ask(on: dt.date, as_of: dt.date = dt.date(2022, 12, 30)):
+        def security_of(symbol: str) -> list:
+            with polygon_client(server) as client:
+                return polygon_security(client, symbol, as_of, on)
+
+        return security_of
+
+    rows, changed = refresh_securities(lake, ["META", "TWTR"], ask(dt.date(2026, 11, 30)))
+    assert changed and len(rows) == 3
+    first_bytes = (lake / SECURITIES_KEY).read_bytes()
+    again, changed = refresh_securities(lake, ["META", "TWTR"], ask(dt.date(2026, 12, 1)))
+    assert not changed and (lake / SECURITIES_KEY).read_bytes() == first_bytes
+    assert {row.asked_on for row in again} == {dt.date(2026, 11, 30)}
+    securities = securities_of(read_securities(lake))
+    assert securities["META"].tickers() == ["FB", "META"]
+    assert securities["META"].ticker_on(dt.date(2022, 6, 8)) == "FB"
+    assert securities["TWTR"].status(dt.date(2026, 12, 1)) == "delisted on 2022-10-28"
+    assert not securities["TWTR"].trades_on(dt.date(2022, 10, 28))
+    assert securities["TWTR"].trades_on(dt.date(2022, 10, 27))
+    # Another symbol asked about later leaves the others' rows as they were.
+    rows, changed = refresh_securities(
+        lake, ["ARM"], ask(dt.date(2026, 12, 1), dt.date(2023, 12, 29))
+    )
+    assert changed and sorted({row.symbol for row in rows}) == ["ARM", "META", "TWTR"]
+    (arm,) = securities_of(rows)["ARM"].intervals
+    assert dataclasses.replace(arm, asked_on=ASKED) == arm
