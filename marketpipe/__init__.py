@@ -13,6 +13,7 @@ __all__ = [
     "MissingNewsError",
     "MissingPartitionsError",
     "NoLakeError",
+    "NoSecurityMasterError",
     "bar_files",
     "news_events",
     "read_bars",
@@ -20,12 +21,15 @@ __all__ = [
     "reconcile",
     "reconcile_lakes",
     "scan_bars",
+    "securities",
 ]
 _HOMES = {
     "DamagedFileError": "marketpipe.lake.storage",
     "MissingNewsError": "marketpipe.lake.news",
     "MissingPartitionsError": "marketpipe.lake.read_plan",
     "NoLakeError": "marketpipe.lake.read_plan",
+    "NoSecurityMasterError": "marketpipe.lake.securities",
+    "securities": "marketpipe.lake.securities",
     "bar_files": "marketpipe.lake.reader",
     "read_bars": "marketpipe.lake.reader",
     "scan_bars": "marketpipe.lake.reader",
@@ -38,9 +42,9 @@ _HOMES = {
 
 def __getattr__(name: str) -> Any:
     """``marketpipe.read_bars``, ``scan_bars``, ``bar_files``, ``read_news``, ``news_events``,
-    ``reconcile``, ``reconcile_lakes`` and the readers' errors, imported on first use (they
-    pull in pyarrow, which light modules such as ``marketpipe.markettime.clock`` do not
-    need)."""
+    ``securities``, ``reconcile``, ``reconcile_lakes`` and the readers' errors, imported on
+    first use (they pull in pyarrow, which light modules such as
+    ``marketpipe.markettime.clock`` do not need)."""
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'marketpipe' has no attribute {name!r}")

@@ -24,6 +24,7 @@ from marketpipe.commands.plan import build_plan
 from marketpipe.commands.plot import add_plot_options, chart_path, plot_bars
 from marketpipe.commands.reconcile import add_reconcile_command
 from marketpipe.commands.refresh import refresh_partitions
+from marketpipe.commands.securities import add_securities_options, run_securities
 from marketpipe.commands.update import (
     EXIT_BUSY,
     EXIT_USAGE,
@@ -39,6 +40,7 @@ from marketpipe.lake.objects import MissingBucket
 from marketpipe.lake.reader import MissingPartitionsError, NoLakeError
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress
+from marketpipe.lake.securities import NoSecurityMasterError
 from marketpipe.lake.storage import describe_partitions
 from marketpipe.simulator.cli import main as simulator_main
 from marketpipe.workflow.announce import run_scope_notes
@@ -56,7 +58,7 @@ def _settings(args: argparse.Namespace) -> WorkflowSettings:
 
 
 # Commands that only read the lake: they work on a lake this user cannot write.
-READING = ("plan", "status", "verify", "export", "plot")
+READING = ("plan", "status", "verify", "export", "plot", "securities")
 
 
 def _print_not_final(settings: WorkflowSettings) -> None:
@@ -135,6 +137,15 @@ def run_plot(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {output}: {drawn:,} {kind} of {args.symbol.upper()}")
     return 0
+
+
+def run_securities_command(args: argparse.Namespace) -> int:
+    """Print which security each symbol names (:mod:`.commands.securities`)."""
+    try:
+        return run_securities(args, _settings(args))
+    except NoSecurityMasterError as exc:
+        print(f"marketpipe securities: {exc}", file=sys.stderr)
+        return 1
 
 
 def run_update_command(args: argparse.Namespace) -> int:
@@ -277,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("reindex", run_reindex, "rebuild the ledger from the lake's files (LIST + footers)"),
         ("export", run_export, "a symbol and date range into one Parquet or CSV file"),
         ("plot", run_plot, "a price and volume chart of one symbol, from the lake"),
+        ("securities", run_securities_command, "which security each symbol names, and its tickers"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         add_config_options(command)
@@ -289,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
             status_command.add_status_options(command)
         if name == "plot":
             add_plot_options(command)
+        if name == "securities":
+            add_securities_options(command)
         if name in ("refresh", "export"):
             command.add_argument("--symbols", help="comma-separated (default: the config's)")
             command.add_argument(

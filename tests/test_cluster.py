@@ -97,8 +97,9 @@ def test_a_cluster_run_writes_a_local_runs_bytes(
     assert len(list((tmp_path / "nodes").iterdir())) == 6 + 3  # bar jobs, news jobs by month
     state = tmp_path / ".marketpipe" / uri.removeprefix("s3://")
     summary = json.loads((state / "_runs" / "latest.json").read_text())
-    # ... and the controller's own: the corporate-actions check and the news recheck.
-    assert summary["jobs"]["total"] == 6 + 3 + 2 and summary["jobs"]["failed"] == 0
+    # ... and the controller's own: the corporate-actions check, the security master and the
+    # news recheck.
+    assert summary["jobs"]["total"] == 6 + 3 + 3 and summary["jobs"]["failed"] == 0
     assert summary["partitions"]["published"] == 2 * len(support.DAYS)
     assert summary["requests"] > 0
     assert lake.list("_state/job-records") == []

@@ -234,7 +234,7 @@ def test_lint_is_clean() -> None:
     assert "good condition" in result.stdout + result.stderr
 
 
-DATA_AREAS = ["_lake.json", "corporate_actions", "news", "ohlcv", "ohlcv_monthly"]
+DATA_AREAS = ["_lake.json", "corporate_actions", "news", "ohlcv", "ohlcv_monthly", "securities"]
 
 
 def test_a_local_lake_with_its_own_state_dir(reference: Path, tmp_path: Path) -> None:

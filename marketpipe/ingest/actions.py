@@ -233,7 +233,11 @@ def _publish(
     """Merge ``symbol``'s fresh records into ``stored`` (its file, if the ledger's); publish
     it if its bytes changed."""
     first, last = window
-    mine = fresh.filter(pc.equal(fresh["symbol"], symbol))
+    # A rename is the old symbol's record; the new symbol keeps it too (its ticker history).
+    renamed_to = pc.and_(
+        pc.equal(fresh["type"], "name_change"), pc.equal(fresh["new_symbol"], symbol)
+    )
+    mine = fresh.filter(pc.or_(pc.equal(fresh["symbol"], symbol), pc.fill_null(renamed_to, False)))
     merged, pending = closes(merge_actions(stored, mine, first, last))
     report.dividends_pending += pending
     trusted = entry is not None and stored is not None

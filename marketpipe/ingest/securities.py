@@ -97,7 +97,7 @@ def polygon_security(
 
 
 def alpaca_security(
-    actions: pa.Table | None, symbol: str, asked_on: dt.date
+    actions: pa.Table | None, symbol: str, asked_on: dt.date, vendor: str = "alpaca"
 ) -> list[TickerInterval]:
     """The ticker intervals of ``symbol``'s security from its stored corporate actions: the
     renames that name it (one step back and forth) and the action that delisted it."""
@@ -129,7 +129,7 @@ def alpaca_security(
     )
     security_id = _plain_id(changes[0][1], changes[0][0])
     return _intervals(
-        symbol, security_id, changes, None, delisted, None, ("alpaca", ALPACA_ENDPOINT, asked_on)
+        symbol, security_id, changes, None, delisted, None, (vendor, ALPACA_ENDPOINT, asked_on)
     )
 
 

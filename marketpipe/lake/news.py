@@ -29,7 +29,9 @@ from marketpipe.lake.ledger_rows import NewsEntry
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     DAY_KEY,
+    Output,
     WrittenFile,
+    as_output,
     as_store,
     parquet_bytes,
     read_table_at,
@@ -47,7 +49,6 @@ REJECTED_SCHEMA = pa.schema(
 _ORDER = [("created_at", "ascending"), ("id", "ascending")]
 SYMBOLS_KEY = "marketpipe.news_symbols"  # footer: whose news the day's file is complete for
 Lake = LakeStore | Path | str
-Output = Literal["arrow", "pandas", "polars"]
 
 
 class MissingNewsError(LookupError):
@@ -219,14 +220,7 @@ def read_news(
     table = pa.concat_tables([NEWS_SCHEMA.empty_table(), *tables])
     if symbols is not None:
         table = table.filter(names_any(table, [symbols] if isinstance(symbols, str) else symbols))
-    table = table.sort_by(_ORDER)
-    if output == "pandas":
-        return table.to_pandas()
-    if output == "polars":
-        import polars as pl
-
-        return pl.from_arrow(table)
-    return table
+    return as_output(table.sort_by(_ORDER), output)
 
 
 def names_any(table: pa.Table, symbols: Sequence[str]) -> pa.Array:

@@ -31,6 +31,8 @@ from marketpipe.lake.storage import (
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
     DamagedFileError,
+    Output,
+    as_output,
     as_store,
     new_york_day_keys,
     read_table_at,
@@ -50,7 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-Output = Literal["arrow", "pandas", "polars"]
 # Every page checksum verified: a damaged file fails the read instead of giving wrong rows.
 VERIFIED_PARQUET = ds.ParquetFileFormat(
     default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
@@ -347,14 +348,8 @@ def resample(
 
 
 def _convert(table: pa.Table, output: Output) -> Any:
-    if output == "arrow":
-        return table
     if output == "pandas":
         frame = table.to_pandas()
         frame[SYMBOL_COLUMN] = frame[SYMBOL_COLUMN].astype(str)
         return frame.set_index([SYMBOL_COLUMN, "timestamp"])
-    try:
-        import polars as pl  # optional: needed only for this output
-    except ImportError:
-        raise ImportError("output='polars' needs polars: pip install polars") from None
-    return pl.from_arrow(table)
+    return as_output(table, output)

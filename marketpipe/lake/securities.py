@@ -17,11 +17,20 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from marketpipe.lake.objects import LakeStore
-from marketpipe.lake.storage import WrittenFile, as_store, parquet_bytes, read_table_at
+from marketpipe.lake.storage import (
+    Output,
+    WrittenFile,
+    as_output,
+    as_store,
+    parquet_bytes,
+    read_table_at,
+)
 
 SECURITIES_KEY = "securities/securities.parquet"
 SECURITIES_SCHEMA = pa.schema(
@@ -39,7 +48,6 @@ SECURITIES_SCHEMA = pa.schema(
         pa.field("asked_on", pa.date32(), nullable=False),
     ]
 )
-_ORDER = [("symbol", "ascending"), ("valid_from", "ascending"), ("ticker", "ascending")]
 
 Lake = LakeStore | Path | str
 
@@ -118,12 +126,13 @@ class Security:
 
 
 def securities_table(intervals: Iterable[TickerInterval]) -> pa.Table:
-    """The master's rows as a table in the file's order."""
-    rows = [
-        {item.name: getattr(interval, item.name) for item in fields(interval)}
-        for interval in intervals
-    ]
-    return pa.Table.from_pylist(rows, schema=SECURITIES_SCHEMA).sort_by(_ORDER)
+    """The master's rows as a table in the file's order: by symbol, then oldest ticker first
+    (a ticker whose start the vendor did not tell comes first)."""
+    ordered = sorted(
+        intervals, key=lambda row: (row.symbol, row.valid_from or dt.date.min, row.ticker)
+    )
+    rows = [{item.name: getattr(row, item.name) for item in fields(row)} for row in ordered]
+    return pa.Table.from_pylist(rows, schema=SECURITIES_SCHEMA)
 
 
 def intervals_of(table: pa.Table) -> list[TickerInterval]:
@@ -170,10 +179,10 @@ def securities_bytes(intervals: Iterable[TickerInterval]) -> bytes:
 
 def read_securities(lake: Lake) -> list[TickerInterval]:
     """The master's rows (none when the lake has no master yet)."""
-    store = as_store(lake)
-    if not store.exists(SECURITIES_KEY):
+    try:
+        return intervals_of(read_master(lake))
+    except NoSecurityMasterError:
         return []
-    return intervals_of(read_table_at(store, SECURITIES_KEY))
 
 
 def publish_securities(
@@ -188,3 +197,39 @@ def publish_securities(
         return written, False
     as_store(lake).put(SECURITIES_KEY, data, crash_point_name="parquet_write")
     return written, True
+
+
+class NoSecurityMasterError(LookupError):
+    """The lake has no security master yet: a run of the workflow builds it."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"{where} has no security master yet ({SECURITIES_KEY}): a run of the workflow "
+            "(snakemake, or marketpipe update) builds it"
+        )
+
+
+def read_master(lake: Lake) -> pa.Table:
+    """The master file's table, or :class:`NoSecurityMasterError`."""
+    store = as_store(lake)
+    if not store.exists(SECURITIES_KEY):
+        raise NoSecurityMasterError(store.uri)
+    return read_table_at(store, SECURITIES_KEY).cast(SECURITIES_SCHEMA)
+
+
+def securities(
+    symbols: str | Sequence[str] | None = None,
+    *,
+    data_dir: Path | str = "data",
+    output: Output = "arrow",
+) -> Any:
+    """The lake's security master: for each of ``symbols`` (``None``: every symbol of the
+    lake) the security it names, one row per ticker it traded under (``security_id``,
+    ``ticker``, ``valid_from``, ``valid_to``, ``listed``, ``delisted``, ``name``, and the
+    ``vendor``, ``endpoint`` and day ``asked_on`` each fact came from); ``output`` is
+    ``arrow``, ``pandas`` or ``polars``."""
+    table = read_master(data_dir)
+    if symbols is not None:
+        wanted = [symbols] if isinstance(symbols, str) else list(symbols)
+        table = table.filter(pc.is_in(table["symbol"], pa.array(wanted, pa.string())))
+    return as_output(table, output)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -329,3 +330,19 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+Output = Literal["arrow", "pandas", "polars"]
+
+
+def as_output(table: pa.Table, output: Output) -> Any:
+    """``table`` as Arrow, a pandas DataFrame or a polars DataFrame (polars is optional)."""
+    if output == "pandas":
+        return table.to_pandas()
+    if output == "polars":
+        try:
+            import polars as pl  # optional: needed only for this output
+        except ImportError:
+            raise ImportError("output='polars' needs polars: pip install polars") from None
+        return pl.from_arrow(table)
+    return table

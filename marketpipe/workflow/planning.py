@@ -207,6 +207,7 @@ class RunPlan:
     news_jobs: list[NewsJob] = field(default_factory=list)
     news_marker: Path | None = None  # the news recheck's marker, if it runs
     consolidations: list[ConsolidationJob] = field(default_factory=list)
+    securities_marker: Path | None = None  # the security master's marker, if it runs
 
 
 PlanLocation = Path | tuple[LakeStore, str]
@@ -238,6 +239,7 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
         "now": plan.now.isoformat(),
         "actions_marker": str(plan.actions_marker) if plan.actions_marker else None,
         "news_marker": str(plan.news_marker) if plan.news_marker else None,
+        "securities_marker": str(plan.securities_marker) if plan.securities_marker else None,
         "consolidations": [
             {"month": job.label, "symbols": list(job.symbols)} for job in plan.consolidations
         ],
@@ -311,6 +313,7 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
         news_jobs,
         Path(news) if news else None,
         consolidations,
+        Path(securities) if (securities := payload.get("securities_marker")) else None,
     )
 
 
@@ -336,6 +339,16 @@ def actions_marker(settings: WorkflowSettings) -> Path:
         return directory / f"checked-{day}-{digest}.json"
     done = sorted(directory.glob(f"checked-{day}*.json"))
     return done[0] if done else directory / f"checked-{day}.json"
+
+
+def securities_marker(settings: WorkflowSettings) -> Path:
+    """The file saying the security master was brought up to date on the run's New York
+    date for these symbols and this range end: the ``security_master`` job runs once per
+    day that a run happens, and again when either changes."""
+    asked = ",".join(sorted(settings.config.symbols)) + f"|{settings.end.isoformat()}"
+    digest = hashlib.sha256(asked.encode()).hexdigest()[:10]
+    day = new_york_date(settings.now)
+    return settings.markers_dir / "securities" / f"checked-{day}-{digest}.json"
 
 
 def actions_due(settings: WorkflowSettings) -> bool:

@@ -241,6 +241,12 @@ class WorkflowSettings(BaseModel):
         """Whether runs keep the corporate actions (Alpaca's endpoint; not yet for Polygon)."""
         return self.config.corporate_actions.fetch and self.config.vendor != "polygon"
 
+    @property
+    def keeps_securities(self) -> bool:
+        """Whether runs keep the security master: from Polygon's reference data, or from the
+        corporate actions the lake keeps of Alpaca's."""
+        return self.config.vendor == "polygon" or self.fetches_actions
+
 
 def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:
     """The client settings from ``alpaca:`` (keys from the environment unless overridden)."""

@@ -117,24 +117,35 @@ def pending_targets():
 
 
 def run_targets():
-    """Every fetch and consolidation job, today's corporate-actions check and the coverage
-    report, unless no session of the range is final."""
+    """Every fetch and consolidation job, today's corporate-actions and securities checks and
+    the coverage report, unless no session of the range is final."""
     if not SETTINGS.final_sessions:
         return []
     actions = [ACTIONS_MARKER] if SETTINGS.fetches_actions else []
+    securities = [SECURITIES_MARKER] if SETTINGS.keeps_securities else []
     news = [NEWS_MARKER] if RECHECK_NEWS else []
     months = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in CONSOLIDATIONS]
-    return [*pending_targets(), *months, *actions, *news, *rules.coverage_report.output]
+    return [
+        *pending_targets(),
+        *months,
+        *actions,
+        *securities,
+        *news,
+        *rules.coverage_report.output,
+    ]
 
 
 def planned_job_count():
-    """The jobs that leave a record: every fetch and news job, today's corporate-actions
-    check unless it ran already, and today's news recheck if due (a run's summary counts
-    those that never finished)."""
+    """The jobs that leave a record: every fetch and news job, today's corporate-actions and
+    securities checks unless they ran already, and today's news recheck if due (a run's
+    summary counts those that never finished)."""
     if not SETTINGS.final_sessions:  # run_targets() is empty: no job runs
         return 0
     check = SETTINGS.fetches_actions and not Path(ACTIONS_MARKER).exists()
-    return len(FETCH_JOBS) + len(NEWS_JOBS) + int(check) + int(RECHECK_NEWS)
+    securities = SETTINGS.keeps_securities and not Path(SECURITIES_MARKER).exists()
+    return (
+        len(FETCH_JOBS) + len(NEWS_JOBS) + int(check) + int(securities) + int(RECHECK_NEWS)
+    )
 
 
 # With the budget split into shares, at most that many fetch jobs run at once (each one
@@ -146,6 +157,7 @@ if SETTINGS.vendor_section.budget_shares > 1:
 # also when the fetch jobs go to a cluster.
 localrules:
     corporate_actions,
+    security_master,
     news_recheck,
     coverage_report,
 
@@ -161,6 +173,7 @@ onstart:
             NEWS_JOBS,
             NEWS_MARKER if RECHECK_NEWS else None,
             CONSOLIDATIONS,
+            SECURITIES_MARKER if SETTINGS.keeps_securities else None,
         ),
     )
     start_run(SETTINGS, planned_jobs=planned_job_count())

@@ -1,0 +1,90 @@
+"""The workflow keeps the security master: a ``security_master`` job once per day (and when
+the symbols or range end change), from the corporate actions of an Alpaca-format lake and
+from Polygon's reference data, read by ``marketpipe securities`` and
+``marketpipe.securities``. The simulator renames FB to META on 2022-06-09."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+import marketpipe
+from tests.test_simulator_securities import META_FIGI, SECURITIES
+from tests.workflow_support import (
+    marketpipe_command,
+    simulator_process,
+    snakemake,
+    write_config,
+)
+
+META = [record for record in SECURITIES if record["name"].startswith("Meta")]
+RANGE = {"symbols": ["META"], "start": "2022-06-13", "end": "2022-06-17"}
+
+
+def securities_command(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        marketpipe_command("securities", *args),
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.workflow
+def test_an_alpaca_format_lake_keeps_the_renames_its_corporate_actions_tell(
+    tmp_path: Path,
+) -> None:
+    write_config(tmp_path, **RANGE, demo={"securities": META})
+    missing = securities_command(tmp_path)
+    assert missing.returncode == 1 and "has no security master yet" in missing.stderr
+    result = snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    shown = securities_command(tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[1].startswith("META: FB: active (demo /v1/corporate-actions, asked ")
+    assert lines[2:] == ["  FB       until 2022-06-08", "  META     since 2022-06-09"]
+    rows = marketpipe.securities("META", data_dir=tmp_path / "lake").to_pylist()
+    assert [(row["ticker"], row["vendor"]) for row in rows] == [("FB", "demo"), ("META", "demo")]
+    again = snakemake(tmp_path, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # A new symbol is asked about in the next run, the others' rows stay.
+    write_config(tmp_path, **{**RANGE, "symbols": ["META", "AAPL"]}, demo={"securities": META})
+    planned = snakemake(tmp_path, "-n")
+    assert "security_master" in planned.stdout
+    assert snakemake(tmp_path, "--cores", "2").returncode == 0
+    both = json.loads(securities_command(tmp_path, "--json").stdout)
+    assert sorted({row["symbol"] for row in both}) == ["AAPL", "META"]
+    unknown = securities_command(tmp_path, "NVDA")
+    assert unknown.returncode == 1 and "NVDA is not in the security master" in unknown.stderr
+
+
+@pytest.mark.workflow
+def test_a_polygon_lake_keeps_what_the_reference_data_says(tmp_path: Path) -> None:
+    book = tmp_path / "securities.yaml"
+    book.write_text(yaml.safe_dump(SECURITIES))
+    env = {"POLYGON_API_KEY": "polygon-demo-key"}
+    with simulator_process(tmp_path / "requests.jsonl", "--securities", str(book)) as url:
+        write_config(
+            tmp_path,
+            **RANGE,
+            vendor="polygon",
+            polygon={"base_url": url, "requests_per_minute": 10_000},
+        )
+        result = snakemake(tmp_path, "--cores", "2", env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(securities_command(tmp_path, "--json", **env).stdout)
+    assert [(row["ticker"], row["valid_from"], row["valid_to"]) for row in rows] == [
+        ("FB", "2012-05-18", "2022-06-08"),
+        ("META", "2022-06-09", None),
+    ]
+    assert {(row["security_id"], row["name"], row["vendor"]) for row in rows} == {
+        (META_FIGI, "Meta Platforms, Inc.", "polygon")
+    }
