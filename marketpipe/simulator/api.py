@@ -22,11 +22,18 @@ from marketpipe.simulator.actions import DEMO_CORPORATE_ACTIONS, ActionBook
 from marketpipe.simulator.actions_api import corporate_actions_page
 from marketpipe.simulator.assets_api import assets_answer, is_assets_path, security_action_records
 from marketpipe.simulator.bars_api import BarServer
-from marketpipe.simulator.faults import STATUS_FAULTS, FaultConfig, FaultInjector
+from marketpipe.simulator.faults import FaultConfig, FaultInjector
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
 from marketpipe.simulator.news_api import NewsDesk
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
 from marketpipe.simulator.polygon_reference import ReferenceData, is_reference_path
+from marketpipe.simulator.replies import (
+    Reply,
+    error_reply,
+    fault_reply,
+    nginx_401,
+    polygon_reply,
+)
 from marketpipe.simulator.request_log import RequestLog
 from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.wire import (
@@ -84,16 +91,6 @@ class SimulatorConfig:
         return self.key_id is not None or self.secret_key is not None
 
 
-@dataclass
-class Reply:
-    """What to send back; ``wire_fault`` asks the server to misbehave on the socket."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    wire_fault: str | None = None
-
-
 class PerKeyRateLimit:
     """Alpaca-style per-key request budget over fixed windows (one minute by default)."""
 
@@ -123,62 +120,6 @@ class PerKeyRateLimit:
             "X-RateLimit-Remaining": str(self.per_minute - used),
             "X-RateLimit-Reset": str(math.ceil(window_start + self.window)),
         }
-
-
-# A wrong or missing key never reaches the API: the proxy in front answers with its own page
-# (recordings of the live API, reference alpaca-live-data.md section 8).
-_NGINX_401_PAGE = (
-    b"<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body>\r\n"
-    b"<center><h1>401 Authorization Required</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
-
-
-def _polygon_reply(status: int, body: dict[str, Any]) -> Reply:
-    return Reply(status, json_bytes(body) + b"\n", {"Content-Type": "application/json"})
-
-
-_BROKEN_ALPACA_PAGE = b'{"bars":{"AAPL":[{"t":"2024-01-02T'
-_BROKEN_POLYGON_PAGE = b'{"ticker":"AAPL","results":[{"v":12'
-_CLOSELESS_BAR = {"o": 185.1, "h": 185.3, "l": 185.0, "v": 1200}
-_MALFORMED_ALPACA_PAGE = {
-    "bars": {"AAPL": [{"t": "2024-01-02T14:30:00Z", **_CLOSELESS_BAR}]},
-    "next_page_token": None,
-}
-_MALFORMED_NEWS_PAGE = {  # one article without its created_at, one valid
-    "news": [
-        {"id": 1, "headline": "No time given", "updated_at": "2024-01-02T15:00:00Z"},
-        {
-            "id": 2,
-            "headline": "A valid article",
-            "created_at": "2024-01-02T15:00:00Z",
-            "updated_at": "2024-01-02T15:00:01Z",
-            "symbols": ["AAPL"],
-        },
-    ],
-    "next_page_token": None,
-}
-_MALFORMED_POLYGON_PAGE = {
-    "ticker": "AAPL",
-    "resultsCount": 1,
-    "results": [{"t": 1_704_205_800_000, **_CLOSELESS_BAR}],
-    "status": "OK",
-}
-_MALFORMED_PAGES = {
-    "bars": _MALFORMED_ALPACA_PAGE,
-    "news": _MALFORMED_NEWS_PAGE,
-    "polygon": _MALFORMED_POLYGON_PAGE,
-}
-Endpoint = Literal["bars", "news", "polygon"]
-
-
-def _gateway_page(status: int) -> bytes:
-    title = {502: "502 Bad Gateway", 504: "504 Gateway Time-out"}[status]
-    return f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>".encode()
-
-
-def _nginx_401() -> Reply:
-    return Reply(401, _NGINX_401_PAGE, {"Content-Type": "text/html"})
 
 
 class SimulatorApp:
@@ -279,7 +220,7 @@ class SimulatorApp:
         elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
             single_symbol = parts[2]
         else:
-            return self._error(404, "endpoint not found"), info
+            return error_reply(404, "endpoint not found"), info
         key, auth_error = self._authenticate(headers)
         info["key"] = key
         if auth_error is not None:
@@ -287,14 +228,16 @@ class SimulatorApp:
         allowed, limit_headers = self.rate_limit.spend(key or "")
         if not allowed:
             info["fault"] = "rate_limited"
-            return self._error(429, "too many requests.", limit_headers), info
+            return error_reply(429, "too many requests.", limit_headers), info
         named = (single_symbol,) if single_symbol else symbols_hint(query)
         identity = f"{key}|{path}|{sorted(query)}"
         fault = self.faults.decide(identity, named)
         info["fault"] = fault
         if fault is not None and fault != "slow":
             endpoint = "news" if news else "bars"
-            return self._fault_reply(fault, limit_headers, endpoint), info
+            return fault_reply(
+                fault, limit_headers, endpoint, self.config.faults, self.clock()
+            ), info
         try:
             if latest:
                 payload, count = self.bars.latest(query, self.market_clock(), self.config.plan)
@@ -315,7 +258,7 @@ class SimulatorApp:
                 )
                 payload, count = self.bars.page(request, query, single_symbol)
         except BadRequest as exc:
-            return self._error(exc.status, exc.message, limit_headers, exc.code), info
+            return error_reply(exc.status, exc.message, limit_headers, exc.code), info
         info["bars"] = count
         return Reply(200, json_bytes(payload), {**limit_headers}, wire_fault=fault), info
 
@@ -331,7 +274,7 @@ class SimulatorApp:
         bearer = headers.get("Authorization", "")
         key = bearer[7:].strip() if bearer.startswith("Bearer ") else dict(query).get("apiKey", "")
         if not key or (self.config.strict_keys and key != self.config.key_id):
-            return _polygon_reply(*polygon_error(401, "Unknown API Key")), info
+            return polygon_reply(*polygon_error(401, "Unknown API Key")), info
         info["key"] = hashlib.sha256(key.encode()).hexdigest()[:12]
         allowed, _ = self.rate_limit.spend(info["key"])
         if not allowed:  # the vendor's 429 carries no Retry-After and no rate headers
@@ -340,12 +283,12 @@ class SimulatorApp:
                 "You've exceeded the maximum requests per minute, please wait or upgrade your "
                 "subscription to continue."
             )
-            return _polygon_reply(*polygon_error(429, message)), info
+            return polygon_reply(*polygon_error(429, message)), info
         named = (parts[3],) if len(parts) > 3 else ()
         fault = self.faults.decide(f"{info['key']}|{parts}|{sorted(query)}", named)
         info["fault"] = fault
         if fault is not None and fault != "slow":
-            return self._fault_reply(fault, {}, "polygon"), info
+            return fault_reply(fault, {}, "polygon", self.config.faults, self.clock()), info
         try:
             if is_reference_path(parts):
                 request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
@@ -356,7 +299,7 @@ class SimulatorApp:
                 payload, count = self.polygon.page(parts, query, self.config.plan)
         except BadRequest as exc:
             key = "message" if exc.status in (403, 404) else "error"
-            return _polygon_reply(*polygon_error(exc.status, exc.message, key)), info
+            return polygon_reply(*polygon_error(exc.status, exc.message, key)), info
         info["bars"] = count
         return Reply(200, json_bytes(payload), wire_fault=fault), info
 
@@ -369,55 +312,8 @@ class SimulatorApp:
             if self.config.strict_keys and (
                 key_id != self.config.key_id or secret != self.config.secret_key
             ):
-                return fingerprint, _nginx_401()
+                return fingerprint, nginx_401()
             return fingerprint, None
         if bearer.startswith("Bearer ") and bearer[7:].strip() and not self.config.strict_keys:
             return hashlib.sha256(bearer.encode()).hexdigest()[:12], None
-        return None, _nginx_401()
-
-    def _fault_reply(self, fault: str, limit_headers: dict[str, str], endpoint: Endpoint) -> Reply:
-        """An injected failure, in the style of the endpoint asked (its vendor's error bodies,
-        its own page shape for a malformed page)."""
-        polygon = endpoint == "polygon"
-        faults = self.config.faults
-        headers = dict(limit_headers)
-        if fault.startswith("fail_symbol:"):
-            symbol = fault.split(":", 1)[1]
-            status, message = faults.fail_symbols[symbol], f"injected failure for {symbol}"
-        elif fault in STATUS_FAULTS:
-            status = STATUS_FAULTS[fault]
-            if fault == "429_retry_after":
-                headers["Retry-After"] = str(faults.retry_after_seconds)
-            if fault == "429_reset":
-                headers["X-RateLimit-Remaining"] = "0"
-                headers["X-RateLimit-Reset"] = str(
-                    math.ceil(self.clock()) + faults.reset_after_seconds
-                )
-            # Gateways answer with their own HTML page (Polygon's 504 too: reference section 1).
-            if status == 502 or (polygon and status == 504):
-                return Reply(
-                    status, _gateway_page(status), {**headers, "Content-Type": "text/html"}
-                )
-            message = "too many requests." if status == 429 else "internal server error"
-        elif fault == "invalid_json":
-            return Reply(200, _BROKEN_POLYGON_PAGE if polygon else _BROKEN_ALPACA_PAGE, headers)
-        elif fault == "malformed":
-            page = _MALFORMED_PAGES[endpoint]
-            return Reply(200, json_bytes(page), headers)
-        else:  # socket-level faults: no body is ever read
-            return Reply(200, b"{}", headers, fault)
-        if not polygon:
-            return self._error(status, message, headers)
-        reply = _polygon_reply(*polygon_error(status, message))
-        reply.headers.update(headers)
-        return reply
-
-    @staticmethod
-    def _error(
-        status: int,
-        message: str,
-        headers: Mapping[str, str] | None = None,
-        code: int | None = None,
-    ) -> Reply:
-        body = {"message": message} if code is None else {"code": code, "message": message}
-        return Reply(status, json_bytes(body), dict(headers or {}))
+        return None, nginx_401()
