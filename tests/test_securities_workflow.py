@@ -14,9 +14,11 @@ import pytest
 import yaml
 
 import marketpipe
+from marketpipe.markettime.calendar import NEW_YORK
 from tests.test_simulator_securities import META_FIGI, SECURITIES
 from tests.workflow_support import (
     marketpipe_command,
+    request_log,
     simulator_process,
     snakemake,
     write_config,
@@ -88,3 +90,24 @@ def test_a_polygon_lake_keeps_what_the_reference_data_says(tmp_path: Path) -> No
     assert {(row["security_id"], row["name"], row["vendor"]) for row in rows} == {
         (META_FIGI, "Meta Platforms, Inc.", "polygon")
     }
+
+
+@pytest.mark.workflow
+def test_alpaca_requests_name_the_security_of_the_ranges_last_day(tmp_path: Path) -> None:
+    # FB was Facebook's in March 2021 and is another company's today: asked with Alpaca's
+    # default asof (today) it would name the newcomer, which has no bars in 2021.
+    write_config(
+        tmp_path,
+        symbols=["FB"],
+        start="2021-03-01",
+        end="2021-03-05",
+        demo={"securities": list(SECURITIES)},
+    )
+    result = snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    bars = [entry for entry in request_log(tmp_path) if entry.path == "/v2/stocks/bars"]
+    assert bars and {entry.params.get("asof") for entry in bars} == {"2021-03-06"}
+    days = marketpipe.read_bars("FB", "2021-03-01", "2021-03-05", data_dir=tmp_path / "lake")
+    assert days.num_rows > 0
+    dates = {stamp.astimezone(NEW_YORK).date() for stamp in days["timestamp"].to_pylist()}
+    assert len(dates) == 5  # every session of the week

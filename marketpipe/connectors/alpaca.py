@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -59,6 +60,11 @@ class BarsQuery(BaseModel):
     adjustment: str = Field("raw", description="Corporate-action adjustment")
     endpoint: Literal["multi", "single"] = Field(
         "multi", description="multi = /v2/stocks/bars; single = /v2/stocks/{symbol}/bars"
+    )
+    asof: dt.date | None = Field(
+        None,
+        description="Alpaca: the day whose symbol map names the security asked for (its "
+        "whole history is returned across renames); None: the vendor's default, today",
     )
 
     @field_validator("timeframe")
@@ -163,6 +169,8 @@ class AlpacaClient(AlpacaDataClient[BarsQuery]):
             ("adjustment", query.adjustment),
             ("feed", query.feed),
         ]
+        if query.asof is not None:
+            params.append(("asof", query.asof.isoformat()))
         if query.endpoint == "single":
             path = f"/v2/stocks/{query.symbols[0]}/bars"
         else:

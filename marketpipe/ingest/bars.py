@@ -92,6 +92,7 @@ class _Ingest:
             end=self.stream.finality.request_end(last),
             feed=self.stream.feed,  # type: ignore[arg-type]
             adjustment=self.stream.adjustment,
+            asof=self.stream.asof,
         )
 
     def run_stream(self, symbols: tuple[str, ...], run: list[dt.date]) -> dict[str, ConnectorError]:

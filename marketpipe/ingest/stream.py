@@ -25,6 +25,8 @@ class StreamSettings:
     feed: str
     adjustment: str
     settle: dt.timedelta = dt.timedelta(minutes=DEFAULT_SETTLE_MINUTES)
+    # Alpaca's asof: the day whose symbol map names each symbol's security (None: today's).
+    asof: dt.date | None = None
 
     @property
     def finality(self) -> Finality:

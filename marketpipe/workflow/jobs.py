@@ -57,6 +57,7 @@ def stream_settings(settings: WorkflowSettings) -> StreamSettings:
         feed=settings.feed,
         adjustment=settings.adjustment,
         settle=settings.finality.settle,
+        asof=settings.symbols_asof,
     )
 
 

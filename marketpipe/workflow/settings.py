@@ -242,6 +242,14 @@ class WorkflowSettings(BaseModel):
         return self.config.corporate_actions.fetch and self.config.vendor != "polygon"
 
     @property
+    def symbols_asof(self) -> dt.date:
+        """The ``asof`` day sent with Alpaca's bars requests: the symbols name the securities
+        that used them on the range's last day. Alpaca's map learns of a rename overnight,
+        so that is the day after it (no later than today), never the vendor's default of
+        the day a run happens to be made."""
+        return min(self.end + dt.timedelta(days=1), new_york_date(self.now))
+
+    @property
     def keeps_securities(self) -> bool:
         """Whether runs keep the security master: from Polygon's reference data, or from the
         corporate actions the lake keeps of Alpaca's."""
