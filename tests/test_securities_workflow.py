@@ -55,6 +55,10 @@ def test_an_alpaca_format_lake_keeps_the_renames_its_corporate_actions_tell(
     assert lines[2:] == ["  FB       until 2022-06-08", "  META     since 2022-06-09"]
     rows = marketpipe.securities("META", data_dir=tmp_path / "lake").to_pylist()
     assert [(row["ticker"], row["vendor"]) for row in rows] == [("FB", "demo"), ("META", "demo")]
+    status = subprocess.run(
+        marketpipe_command("status"), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert "META: active, also traded as FB" in status.stdout.splitlines()
     again = snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
     # A new symbol is asked about in the next run, the others' rows stay.
@@ -111,3 +115,39 @@ def test_alpaca_requests_name_the_security_of_the_ranges_last_day(tmp_path: Path
     assert days.num_rows > 0
     dates = {stamp.astimezone(NEW_YORK).date() for stamp in days["timestamp"].to_pylist()}
     assert len(dates) == 5  # every session of the week
+
+
+@pytest.mark.workflow
+def test_status_says_when_a_security_was_delisted(tmp_path: Path) -> None:
+    # TWTR traded through 2022-10-27 and was taken over for cash.
+    write_config(
+        tmp_path,
+        symbols=["TWTR", "AAPL"],
+        start="2022-10-24",
+        end="2022-10-31",
+        demo={"securities": list(SECURITIES)},
+    )
+    result = snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    status = subprocess.run(
+        marketpipe_command("status"), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert status.returncode == 0, status.stderr
+    assert "TWTR: delisted on 2022-10-28" in status.stdout.splitlines()
+    assert not any(line.startswith("AAPL:") for line in status.stdout.splitlines())
+    document = json.loads(
+        subprocess.run(
+            marketpipe_command("status", "--json"), cwd=tmp_path, capture_output=True, text=True
+        ).stdout
+    )
+    assert {row["symbol"]: row["status"] for row in document["securities"]} == {
+        "AAPL": "active",
+        "TWTR": "delisted on 2022-10-28",
+    }
+    # The sessions after the delisting hold no bars and are not missing.
+    assert document["config"]["complete"] is True
+    bars = marketpipe.read_bars("TWTR", "2022-10-24", "2022-10-31", data_dir=tmp_path / "lake")
+    days = {
+        stamp.astimezone(NEW_YORK).date().isoformat() for stamp in bars["timestamp"].to_pylist()
+    }
+    assert max(days) == "2022-10-27"

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from marketpipe.lake.integrity import describe_damage
+from marketpipe.lake.securities import Security, read_securities, securities_of
 from marketpipe.lake.storage import describe_partitions
+from marketpipe.markettime.calendar import new_york_date
 from marketpipe.workflow.announce import run_scope_notes
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import (
@@ -89,6 +91,10 @@ def status_document(
             "complete": not missing,
             "symbols": [_jsonable(dataclasses.asdict(status)) for status in statuses],
         },
+        "securities": [
+            {"symbol": symbol, "security_id": security.security_id, "status": status}
+            for symbol, security, status in _securities(settings)
+        ],
         "corporate_actions": actions_summary(settings),
         "news": news_summary(settings),
         "damaged": [str(item) for item in damaged_partitions(settings)],
@@ -140,6 +146,8 @@ def _print_status(
             f"{s.rows:>11,} {s.quarantined_rows:>11,} {s.flagged_rows:>8,} {s.refreshed:>9}"
             f"  {s.last_bar_new_york}"
         )
+    for line in security_notes(settings):
+        print(line)
     print(actions_summary(settings))
     print(news_summary(settings))
     damaged = damaged_partitions(settings)
@@ -151,3 +159,27 @@ def _print_status(
         )
     for line in run_scope_notes(settings):
         print(line[0].upper() + line[1:] + ".")
+
+
+def _securities(settings: WorkflowSettings) -> list[tuple[str, Security, str]]:
+    """The config's symbols the security master knows, with each security's status today."""
+    today = new_york_date(settings.now)
+    known = securities_of(read_securities(settings.lake))
+    return [
+        (symbol, known[symbol], known[symbol].status(today))
+        for symbol in settings.config.symbols
+        if symbol in known
+    ]
+
+
+def security_notes(settings: WorkflowSettings) -> list[str]:
+    """One line per configured symbol whose security is not plainly active: delisted, yet to
+    list, or known under other tickers (see ``marketpipe securities``)."""
+    notes = []
+    for symbol, security, status in _securities(settings):
+        others = [ticker for ticker in security.tickers() if ticker != symbol]
+        if status == "active" and not others:
+            continue
+        known_as = f", also traded as {', '.join(others)}" if others else ""
+        notes.append(f"{symbol}: {status}{known_as}")
+    return notes
