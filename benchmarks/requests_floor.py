@@ -39,6 +39,9 @@ MONTH_ENDS = [
 ]
 
 
+BAR_PATHS = ("/v2/stocks/bars", "/v2/aggs/ticker/")
+
+
 def polygon_floor(served: list) -> int:
     """The fewest aggregates requests Polygon allows for the bars served: one ticker per
     request, 50,000 base (minute) bars a page."""
@@ -82,6 +85,9 @@ def main() -> int:
                 config |= {"vendor": "polygon", "polygon": polygon}
                 elapsed, served = run_workflow(workdir, config, env=env, request_log=log)
             floor = polygon_floor(served)
+    # Bars only: the security master's reference requests are the run's, not the bars'.
+    other = [entry for entry in served if not entry.path.startswith(BAR_PATHS)]
+    served = [entry for entry in served if entry.path.startswith(BAR_PATHS)]
     bars = sum(entry.bars for entry in served)
     ratio = len(served) / floor
     print(f"{args.vendor}: {args.symbols} symbols x {args.months} month(s): {bars:,} bars")
@@ -97,6 +103,7 @@ def main() -> int:
             "months": args.months,
             "bars": bars,
             "requests": len(served),
+            "other_requests": len(other),
             "floor": floor,
             "ratio": ratio,
             "seconds": elapsed,

@@ -176,7 +176,9 @@ def test_a_controller_killed_mid_run_and_restarted_ends_identical(
     leftovers = [
         key
         for key in lake.list("")
-        if not key.startswith(("ohlcv/", "ohlcv_monthly/", "corporate_actions/", "news/"))
+        if not key.startswith(
+            ("ohlcv/", "ohlcv_monthly/", "corporate_actions/", "news/", "securities/")
+        )
         and key != IDENTITY_KEY  # what the lake holds: data too
     ]
     (killed_plan,) = [key for key in leftovers if key.startswith("_state/plans/")]
