@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -146,7 +146,7 @@ class PolygonAggregates:
             carried = {k: v for k, v in params.items() if k not in ("cursor", "apiKey")}
             if self.cursor_carries == "limit_sort":
                 carried = {"limit": str(limit), "sort": "asc"}
-            cursor = base64.urlsafe_b64encode(urlencode(carried).encode()).decode()
+            cursor = encode_cursor(carried)
             path = "/".join(["", *parts[:7], str(more_at), end_text])
             payload["next_url"] = f"{path}?{urlencode({'cursor': cursor})}"
         return payload, len(bars)
@@ -170,15 +170,25 @@ class PolygonAggregates:
         return scaled(bars, price, volume)
 
 
+def encode_cursor(params: Mapping[str, str]) -> str:
+    """An opaque ``next_url`` cursor carrying ``params`` (base64 of a query string)."""
+    return base64.urlsafe_b64encode(urlencode(params).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> dict[str, str]:
+    """The parameters a cursor carries, or a 400 for a broken one."""
+    try:
+        return dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("invalid cursor") from None
+
+
 def _with_cursor(params: dict[str, str]) -> dict[str, str]:
     """The request's parameters, with those its ``cursor`` carries unless given again."""
     cursor = params.get("cursor")
     if not cursor:
         return params
-    try:
-        carried = dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid cursor") from None
+    carried = decode_cursor(cursor)
     return {**{k: v for k, v in carried.items() if k in _PARAMS - {"cursor", "apiKey"}}, **params}
 
 

@@ -19,13 +19,13 @@ last session, in UTC (the real field's exact instant is unconfirmed).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from marketpipe.markettime.calendar import new_york_midnight
+from marketpipe.simulator.polygon_api import decode_cursor, encode_cursor
 from marketpipe.simulator.securities import (
     SecurityBook,
     SimulatedSecurity,
@@ -135,8 +135,8 @@ class ReferenceData:
         body: dict[str, Any] = {"results": page, "status": "OK", "count": len(page)}
         if offset + limit < len(rows):
             carried = {k: v for k, v in params.items() if k not in ("cursor", "apiKey")}
-            cursor = _encode_cursor({**carried, "offset": str(offset + limit)})
-            body["next_url"] = f"/{'/'.join(parts)}?cursor={cursor}"
+            cursor = encode_cursor({**carried, "offset": str(offset + limit)})
+            body["next_url"] = f"/{'/'.join(parts)}?{urlencode({'cursor': cursor})}"
         return body
 
     def events(
@@ -260,20 +260,14 @@ def _limit(text: str | None) -> int:
     return limit
 
 
-def _encode_cursor(params: dict[str, str]) -> str:
-    text = "&".join(f"{key}={value}" for key, value in sorted(params.items()))
-    return base64.urlsafe_b64encode(text.encode()).decode()
-
-
 def _with_cursor(params: dict[str, str]) -> dict[str, str]:
     """The request's parameters with those its ``cursor`` carries (the page offset too)."""
     cursor = params.pop("cursor", None)
     if not cursor:
         return params
+    carried = decode_cursor(cursor)
     try:
-        text = base64.urlsafe_b64decode(cursor.encode()).decode()
-        carried = dict(item.split("=", 1) for item in text.split("&") if item)
         int(carried.get("offset", "0"))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except ValueError:
         raise BadRequest("invalid cursor") from None
     return {**carried, **{k: v for k, v in params.items() if k == "apiKey"}}
