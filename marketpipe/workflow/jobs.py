@@ -295,39 +295,71 @@ def fetch_corporate_actions(
             fetched=report.fetched,
             status="failed" if error else "ok",
         )
-        metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
+        record = check_job_record(
+            "corporate_actions",
+            ",".join(report.failed or symbols),
+            error,
+            permanent,
+            started,
+            recorder,
+        )
         with CheckpointStore(settings.state_dir) as store:
-            store.record_job(
-                JobRecord(
-                    run_id=current_run_id(),
-                    job="corporate_actions",
-                    symbol=",".join(report.failed or symbols),
-                    status="failed" if error else "ok",
-                    error=error,
-                    planned=0,
-                    missing=0,
-                    published=0,
-                    rows=0,
-                    rejected_rows=0,
-                    requests=sum(stats["requests"] for stats in metrics.values()),
-                    started_at=started,
-                    finished_at=time.time(),
-                    metrics=metrics,
-                    permanent=permanent,
-                )
-            )
+            store.record_job(record)
         if error:
-            job_failed(error, permanent)
-            logger.error(error, extra={"event": "job.failed"})
-            raise FetchFailed(error)
+            fail_job(error, permanent)
     summary = {
         "checked_on": new_york_date(settings.now).isoformat(),
         "fetched": report.fetched,
         "changed": report.written,
         "dividends_pending": report.dividends_pending,
     }
-    write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())
+    write_marker(marker, summary)
     return report
+
+
+def check_job_record(
+    job: str,
+    symbol: str,
+    error: str | None,
+    permanent: bool,
+    started: float,
+    recorder: MetricsRecorder,
+    *,
+    rows: int = 0,
+    rejected_rows: int = 0,
+) -> JobRecord:
+    """The ledger's record of a job that publishes no bar partitions (corporate actions, the
+    security master, news): its outcome, requests and metrics."""
+    metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
+    return JobRecord(
+        run_id=current_run_id(),
+        job=job,
+        symbol=symbol,
+        status="failed" if error else "ok",
+        error=error,
+        planned=0,
+        missing=0,
+        published=0,
+        rows=rows,
+        rejected_rows=rejected_rows,
+        requests=sum(stats["requests"] for stats in metrics.values()),
+        started_at=started,
+        finished_at=time.time(),
+        metrics=metrics,
+        permanent=permanent,
+    )
+
+
+def fail_job(error: str, permanent: bool) -> None:
+    """Say why a job failed (console and log) and raise :class:`FetchFailed`."""
+    job_failed(error, permanent)
+    logger.error(error, extra={"event": "job.failed"})
+    raise FetchFailed(error)
+
+
+def write_marker(marker: Path | str, summary: dict[str, object]) -> None:
+    """Publish a job's marker file: what it did, as JSON."""
+    write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())
 
 
 JOB_RECORDS = "_state/job-records"

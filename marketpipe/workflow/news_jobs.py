@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -14,13 +13,18 @@ from marketpipe.connectors.errors import is_permanent
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.news import NewsReport, NewsSync
 from marketpipe.lake.fencing import check_fence
-from marketpipe.lake.ledger import STATE_DIR, CheckpointStore, JobRecord
+from marketpipe.lake.ledger import STATE_DIR, CheckpointStore
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.markettime.timeutil import sorted_days
 from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
 from marketpipe.observability.metrics import MetricsRecorder
-from marketpipe.workflow.console import job_failed
-from marketpipe.workflow.jobs import FetchFailed, record_job, reported_error_first
+from marketpipe.workflow.jobs import (
+    check_job_record,
+    fail_job,
+    record_job,
+    reported_error_first,
+    write_marker,
+)
 from marketpipe.workflow.news_planning import recheck_days
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_clients
@@ -65,23 +69,15 @@ def _run_news_job(
                 error = f"{job} failed: {exc}"
                 permanent = is_permanent(exc)
             finally:
-                metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
-                record = JobRecord(
-                    run_id=current_run_id(),
-                    job=job,
-                    symbol="news",
-                    status="failed" if error else "ok",
-                    error=error,
-                    planned=0,
-                    missing=0,
-                    published=0,
+                record = check_job_record(
+                    job,
+                    "news",
+                    error,
+                    permanent,
+                    started,
+                    recorder,
                     rows=report.articles,
                     rejected_rows=report.rejected,
-                    requests=sum(stats["requests"] for stats in metrics.values()),
-                    started_at=started,
-                    finished_at=time.time(),
-                    metrics=metrics,
-                    permanent=permanent,
                 )
                 with reported_error_first(job):
                     record_job(store, settings, record)
@@ -91,9 +87,7 @@ def _run_news_job(
         )
         log_event(logger, "news.end", message, status="failed" if error else "ok")
         if error:
-            job_failed(error, permanent)
-            logger.error(error, extra={"event": "job.failed"})
-            raise FetchFailed(error)
+            fail_job(error, permanent)
     return report
 
 
@@ -151,4 +145,4 @@ def recheck_news(
         "days": [day.isoformat() for day in checked],
         "replaced": [day.isoformat() for day in report.replaced],
     }
-    write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())
+    write_marker(marker, summary)

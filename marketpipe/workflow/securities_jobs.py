@@ -10,22 +10,24 @@ endpoints; for Alpaca the job reads the corporate actions the lake keeps (the
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 from marketpipe.connectors import ConnectorError, PolygonClient
-from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.securities import alpaca_security, polygon_security, refresh_securities
 from marketpipe.lake.actions import read_actions
-from marketpipe.lake.ledger import CheckpointStore, JobRecord
+from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.securities import TickerInterval
 from marketpipe.markettime.calendar import new_york_date
-from marketpipe.observability.logs import current_run_id, job_context, json_log_file, log_event
+from marketpipe.observability.logs import job_context, json_log_file, log_event
 from marketpipe.observability.metrics import MetricsRecorder
-from marketpipe.workflow.console import job_failed
-from marketpipe.workflow.jobs import FetchFailed, job_error_is_permanent
+from marketpipe.workflow.jobs import (
+    check_job_record,
+    fail_job,
+    job_error_is_permanent,
+    write_marker,
+)
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import open_clients
@@ -78,47 +80,16 @@ def refresh_security_master(
             + ("file changed" if changed else "file unchanged"),
             status="failed" if error else "ok",
         )
-        _record(settings, symbols, error, permanent, started, recorder)
+        record = check_job_record(JOB_NAME, ",".join(symbols), error, permanent, started, recorder)
+        with CheckpointStore(settings.state_dir) as store:
+            store.record_job(record)
         if error:
-            job_failed(error, permanent)
-            logger.error(error, extra={"event": "job.failed"})
-            raise FetchFailed(error)
+            fail_job(error, permanent)
     summary = {
         "checked_on": today.isoformat(),
         "as_of": as_of.isoformat(),
         "symbols": list(symbols),
         "changed": changed,
     }
-    write_atomically(Path(marker), (json.dumps(summary, indent=2) + "\n").encode())
+    write_marker(marker, summary)
     return rows
-
-
-def _record(
-    settings: WorkflowSettings,
-    symbols: tuple[str, ...],
-    error: str | None,
-    permanent: bool,
-    started: float,
-    recorder: MetricsRecorder,
-) -> None:
-    metrics = {key: stats.to_dict() for key, stats in recorder.snapshot().items()}
-    with CheckpointStore(settings.state_dir) as store:
-        store.record_job(
-            JobRecord(
-                run_id=current_run_id(),
-                job=JOB_NAME,
-                symbol=",".join(symbols),
-                status="failed" if error else "ok",
-                error=error,
-                planned=0,
-                missing=0,
-                published=0,
-                rows=0,
-                rejected_rows=0,
-                requests=sum(stats["requests"] for stats in metrics.values()),
-                started_at=started,
-                finished_at=time.time(),
-                metrics=metrics,
-                permanent=permanent,
-            )
-        )
