@@ -15,7 +15,7 @@ import yaml
 
 import marketpipe
 from marketpipe.markettime.calendar import NEW_YORK
-from tests.test_simulator_securities import META_FIGI, SECURITIES
+from tests.securities_book import META_FIGI, SECURITIES
 from tests.workflow_support import (
     marketpipe_command,
     request_log,

@@ -22,22 +22,15 @@ from marketpipe.lake.securities import (
     securities_of,
 )
 from marketpipe.simulator import SimulatorServer
-from tests.conftest import alpaca_client, polygon_client, start_simulator
-from tests.test_simulator_securities import META_FIGI, SECURITIES, TODAY
+from tests.conftest import alpaca_client, polygon_client
+from tests.securities_book import META_FIGI, securities_simulator
 
 ASKED = dt.date(2026, 12, 1)
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SimulatorServer]:
-    simulator = start_simulator(
-        market_now=TODAY,
-        securities=SECURITIES,
-        corporate_actions=(),
-        unknown_symbols=frozenset({"NOPE"}),
-    )
-    yield simulator
-    simulator.stop()
+    yield from securities_simulator()
 
 
 def polygon_view(server: SimulatorServer, symbol: str, as_of: dt.date) -> list[tuple]:

@@ -21,39 +21,14 @@ from marketpipe.simulator.api import SimulatorApp, SimulatorConfig
 from marketpipe.simulator.cli import build_parser, config_from_args
 from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.settings import DemoSettings
-from tests.conftest import start_simulator
+from tests.securities_book import META_FIGI, SECURITIES, securities_simulator
 
-TODAY = dt.datetime(2026, 12, 1, 15, tzinfo=dt.UTC)
-META_FIGI = "BBG000MM2P62"
-SECURITIES: tuple[dict[str, Any], ...] = (
-    {
-        "name": "Meta Platforms, Inc.",
-        "tickers": {"FB": "2012-05-18", "META": "2022-06-09"},
-        "figi": META_FIGI,
-    },
-    {
-        "name": "Twitter, Inc.",
-        "tickers": {"TWTR": "2013-11-07"},
-        "delisted": "2022-10-27",
-        "cash_per_share": 54.2,
-    },
-    {"name": "Arm Holdings plc", "tickers": {"ARM": "2023-09-14"}},
-    # Invented: a later company taking up the ticker FB gave up, as reused tickers do.
-    {"name": "Second FB Corp.", "tickers": {"FB": "2023-03-01"}},
-)
 ALPACA_HEADERS = {"APCA-API-KEY-ID": "key", "APCA-API-SECRET-KEY": "secret"}
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[SimulatorServer]:
-    simulator = start_simulator(
-        market_now=TODAY,
-        securities=SECURITIES,
-        corporate_actions=(),
-        unknown_symbols=frozenset({"NOPE"}),
-    )
-    yield simulator
-    simulator.stop()
+    yield from securities_simulator()
 
 
 def alpaca_days(
@@ -204,27 +179,24 @@ def test_polygon_ticker_events_tell_a_securitys_ticker_history(server) -> None:
     assert polygon(server, "/vX/reference/tickers/META/events", types="ipo").status_code == 400
 
 
-def test_alpaca_corporate_actions_carry_the_rename(server) -> None:
-    response = requests.get(
-        f"{server.url}/v1/corporate-actions",
-        params={"symbols": "META", "start": "2022-01-01", "end": "2022-12-31"},
-        headers=ALPACA_HEADERS,
-        timeout=30,
-    )
-    (record,) = response.json()["corporate_actions"]["name_changes"]
+def test_alpaca_corporate_actions_carry_the_rename_and_the_takeover(server) -> None:
+    def actions_of_2022(symbol: str) -> dict[str, list[dict[str, Any]]]:
+        response = requests.get(
+            f"{server.url}/v1/corporate-actions",
+            params={"symbols": symbol, "start": "2022-01-01", "end": "2022-12-31"},
+            headers=ALPACA_HEADERS,
+            timeout=30,
+        )
+        return response.json()["corporate_actions"]
+
+    (record,) = actions_of_2022("META")["name_changes"]
     assert (record["old_symbol"], record["new_symbol"], record["process_date"]) == (
         "FB",
         "META",
         "2022-06-09",
     )
     assert record["old_cusip"] == record["new_cusip"]  # a symbol-only change
-    response = requests.get(
-        f"{server.url}/v1/corporate-actions",
-        params={"symbols": "TWTR", "start": "2022-01-01", "end": "2022-12-31"},
-        headers=ALPACA_HEADERS,
-        timeout=30,
-    )
-    (merger,) = response.json()["corporate_actions"]["cash_mergers"]
+    (merger,) = actions_of_2022("TWTR")["cash_mergers"]
     assert (merger["acquiree_symbol"], merger["rate"], merger["effective_date"]) == (
         "TWTR",
         54.2,
