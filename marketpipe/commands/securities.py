@@ -8,11 +8,12 @@ day it no longer traded) or yet to list, and the tickers it traded under with th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import sys
-from typing import Any
 
+from marketpipe.commands.status import jsonable
 from marketpipe.lake.securities import (
     Security,
     intervals_of,
@@ -38,7 +39,7 @@ def run_securities(args: argparse.Namespace, settings: WorkflowSettings) -> int:
     unknown = [symbol for symbol in asked if symbol not in known]
     if args.json:
         chosen = [row for row in rows if row.symbol in asked]
-        print(json.dumps([_jsonable(row.__dict__) for row in chosen], indent=2))
+        print(json.dumps([jsonable(dataclasses.asdict(row)) for row in chosen], indent=2))
     else:
         today = new_york_date(settings.now)
         print(f"lake: {settings.lake.uri}: the securities of {len(known)} symbol(s)")
@@ -77,10 +78,3 @@ def _span(start: dt.date | None, end: dt.date | None) -> str:
     if start:
         return f"since {start.isoformat()}"
     return f"until {end.isoformat()}" if end else ""
-
-
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: value.isoformat() if isinstance(value, dt.date) else value
-        for key, value in values.items()
-    }

@@ -82,14 +82,14 @@ def status_document(
             "adjustment": identity.adjustment,
             "description": identity.describe(),
         },
-        "contents": [_jsonable(dataclasses.asdict(item)) for item in contents],
+        "contents": [jsonable(dataclasses.asdict(item)) for item in contents],
         "config": {
             "start": settings.config.start.isoformat(),
             "end": settings.end.isoformat(),
             "planned": settings.planned_partitions,
             "missing": len(missing),
             "complete": not missing,
-            "symbols": [_jsonable(dataclasses.asdict(status)) for status in statuses],
+            "symbols": [jsonable(dataclasses.asdict(status)) for status in statuses],
         },
         "securities": [
             {"symbol": symbol, "security_id": security.security_id, "status": status}
@@ -102,7 +102,8 @@ def status_document(
     }
 
 
-def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+def jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` ready for JSON: dates and times as ISO text."""
     return {key: _text(value) for key, value in values.items()}
 
 
