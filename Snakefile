@@ -15,10 +15,10 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/fetch.smk"
-include: "workflow/rules/consolidate.smk"
 include: "workflow/rules/actions.smk"
 include: "workflow/rules/securities.smk"
+include: "workflow/rules/fetch.smk"
+include: "workflow/rules/consolidate.smk"
 include: "workflow/rules/news.smk"
 include: "workflow/rules/report.smk"
 

@@ -143,7 +143,7 @@ def alpaca_client(
     config.setdefault("secret_key", SecretStr("demo"))
     config.setdefault("requests_per_minute", 10_000)
     return client_class(
-        AlpacaConfig(base_url=server.url, **config),
+        AlpacaConfig(base_url=server.url, trading_url=server.url, **config),
         rate_limiter=rate_limiter,
         **clock_options(clock),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ import yaml
 
 import marketpipe
 from marketpipe.markettime.calendar import NEW_YORK
+from marketpipe.simulator import read_request_log
+from marketpipe.simulator.assets_api import asset_id
 from tests.securities_book import META_FIGI, SECURITIES
 from tests.workflow_support import (
     marketpipe_command,
@@ -51,7 +54,11 @@ def test_an_alpaca_format_lake_keeps_the_renames_its_corporate_actions_tell(
     shown = securities_command(tmp_path)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[1].startswith("META: FB: active (demo /v1/corporate-actions, asked ")
+    facebook = asset_id("FB@2012-05-18")  # Alpaca's asset id, kept across the rename
+    assert lines[1].startswith(
+        f"META: {facebook} Meta Platforms, Inc.: active (demo /v1/corporate-actions, "
+        "/v2/assets, asked "
+    )
     assert lines[2:] == ["  FB       until 2022-06-08", "  META     since 2022-06-09"]
     rows = marketpipe.securities("META", data_dir=tmp_path / "lake").to_pylist()
     assert [(row["ticker"], row["vendor"]) for row in rows] == [("FB", "demo"), ("META", "demo")]
@@ -151,3 +158,60 @@ def test_status_says_when_a_security_was_delisted(tmp_path: Path) -> None:
         stamp.astimezone(NEW_YORK).date().isoformat() for stamp in bars["timestamp"].to_pylist()
     }
     assert max(days) == "2022-10-27"
+
+
+LIFE = {  # a rename, a delisting, a late listing and a reused ticker, in daily bars
+    "symbols": ["META", "TWTR", "ARM", "FB"],
+    "start": "2022-06-01",
+    "end": "2023-09-29",
+    "timeframe": "1Day",
+}
+
+
+def bar_days(lake: Path, symbol: str, start: str, end: str) -> list[str]:
+    """The New York days of ``symbol``'s bars in ``lake``."""
+    bars = marketpipe.read_bars(symbol, start, end, data_dir=lake)
+    return sorted(
+        {stamp.astimezone(NEW_YORK).date().isoformat() for stamp in bars["timestamp"].to_pylist()}
+    )
+
+
+@pytest.mark.workflow
+def test_one_truth_in_both_formats_is_whole_and_reconciles(tmp_path: Path) -> None:
+    alpaca, polygon = tmp_path / "alpaca", tmp_path / "polygon"
+    write_config(alpaca, **LIFE, demo={"securities": list(SECURITIES)})
+    result = snakemake(alpaca, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    book = tmp_path / "securities.yaml"
+    book.write_text(yaml.safe_dump(list(SECURITIES)))
+    env = {**os.environ, "POLYGON_API_KEY": "polygon-demo-key"}
+    log = tmp_path / "requests.jsonl"
+    with simulator_process(log, "--securities", str(book)) as url:
+        write_config(
+            polygon,
+            **LIFE,
+            vendor="polygon",
+            polygon={"base_url": url, "requests_per_minute": 10_000},
+        )
+        result = snakemake(polygon, "--cores", "2", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        again = snakemake(polygon, "-n", env=env)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    aggregates = [entry.path for entry in read_request_log(log) if "/v2/aggs/" in entry.path]
+    assert any("/ticker/FB/" in path for path in aggregates)  # META's days before 2022-06-09
+    for lake in (alpaca / "lake", polygon / "lake"):
+        meta = bar_days(lake, "META", "2022-06-01", "2022-06-30")
+        assert meta[:7] == [f"2022-06-{day:02d}" for day in (1, 2, 3, 6, 7, 8, 9)]
+        assert bar_days(lake, "TWTR", "2022-06-01", "2023-09-29")[-1] == "2022-10-27"
+        assert bar_days(lake, "ARM", "2022-06-01", "2023-09-29")[0] == "2023-09-14"
+        # FB names the company that took the ticker up in 2023: Facebook's bars stay out.
+        assert bar_days(lake, "FB", "2022-06-01", "2023-09-29")[0] == "2023-03-01"
+    lakes = [str(alpaca / "lake"), str(polygon / "lake")]
+    compared = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "reconcile", "--allow-missing", *lakes],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "the lakes agree" in compared.stdout

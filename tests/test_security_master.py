@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from marketpipe.connectors import CorporateActionsClient
+from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.corporate_actions import CorporateActionsQuery
 from marketpipe.ingest.securities import alpaca_security, polygon_security, refresh_securities
 from marketpipe.lake.securities import (
@@ -22,6 +23,7 @@ from marketpipe.lake.securities import (
     securities_of,
 )
 from marketpipe.simulator import SimulatorServer
+from marketpipe.simulator.assets_api import asset_id
 from tests.conftest import alpaca_client, polygon_client
 from tests.securities_book import META_FIGI, securities_simulator
 
@@ -80,25 +82,45 @@ def test_polygon_tells_a_plain_ticker_as_one_interval(server) -> None:
     assert apple.security_id.startswith("BBG")
 
 
-def alpaca_view(server: SimulatorServer, symbol: str) -> list:
+def alpaca_view(server: SimulatorServer, symbol: str, pinned: str | None = None) -> list:
     query = CorporateActionsQuery(
         symbols=(symbol,), start=dt.date(2012, 1, 1), end=dt.date(2026, 12, 1)
     )
     with alpaca_client(server, client_class=CorporateActionsClient) as client:
         tables = list(client.fetch_batch(query))
-    return alpaca_security(pa.concat_tables(tables) if tables else None, symbol, ASKED)
+    with alpaca_client(server, client_class=AlpacaAssetsClient) as assets:
+        actions = pa.concat_tables(tables) if tables else None
+        return alpaca_security(actions, symbol, ASKED, "alpaca", assets.asset, pinned)
 
 
 def test_alpaca_tells_renames_and_delistings_through_corporate_actions(server) -> None:
     meta = alpaca_view(server, "META")
+    facebook = asset_id("FB@2012-05-18")  # the asset keeps its id across the rename
     assert [(row.security_id, row.ticker, row.valid_from, row.valid_to) for row in meta] == [
-        ("FB", "FB", None, dt.date(2022, 6, 8)),
-        ("FB", "META", dt.date(2022, 6, 9), None),
+        (facebook, "FB", None, dt.date(2022, 6, 8)),
+        (facebook, "META", dt.date(2022, 6, 9), None),
     ]
+    assert {(row.name, row.endpoint) for row in meta} == {
+        ("Meta Platforms, Inc.", "/v1/corporate-actions, /v2/assets")
+    }
     (twitter,) = alpaca_view(server, "TWTR")
     assert (twitter.delisted, twitter.vendor) == (dt.date(2022, 10, 28), "alpaca")
     (apple,) = alpaca_view(server, "AAPL")
     assert (apple.ticker, apple.valid_from, apple.delisted) == ("AAPL", None, None)
+
+
+def test_alpaca_names_the_company_that_took_a_renamed_ticker_up_unless_pinned(server) -> None:
+    # FB's corporate actions tell of its rename to META; the assets say another company
+    # holds FB today. A new symbol FB names that newcomer; a lake whose FB series was
+    # built from Facebook's bars stays with Facebook.
+    (newcomer,) = alpaca_view(server, "FB")
+    assert (newcomer.security_id, newcomer.ticker, newcomer.name) == (
+        asset_id("FB@2023-03-01"),
+        "FB",
+        "Second FB Corp.",
+    )
+    pinned = alpaca_view(server, "FB", pinned=asset_id("FB@2012-05-18"))
+    assert [row.ticker for row in pinned] == ["FB", "META"]
 
 
 def test_the_master_file_keeps_when_a_fact_was_first_asked(server, tmp_path: Path) -> None:
@@ -106,9 +128,9 @@ def test_the_master_file_keeps_when_a_fact_was_first_asked(server, tmp_path: Pat
     lake.mkdir()
 
     def ask(on: dt.date, as_of: dt.date = dt.date(2022, 12, 30)):
-        def security_of(symbol: str) -> list:
+        def security_of(symbol: str, pinned: str | None) -> list:
             with polygon_client(server) as client:
-                return polygon_security(client, symbol, as_of, on)
+                return polygon_security(client, symbol, as_of, on, pinned)
 
         return security_of
 
@@ -131,3 +153,28 @@ def test_the_master_file_keeps_when_a_fact_was_first_asked(server, tmp_path: Pat
     assert changed and sorted({row.symbol for row in rows}) == ["ARM", "META", "TWTR"]
     (arm,) = securities_of(rows)["ARM"].intervals
     assert dataclasses.replace(arm, asked_on=ASKED) == arm
+
+
+def test_a_symbol_keeps_naming_the_security_its_series_was_built_from(
+    server, tmp_path: Path
+) -> None:
+    # Backfilled through 2022 FB named Facebook (as META since June); asked as of 2024 it
+    # names the newcomer, but the lake's FB series stays Facebook's.
+    lake = tmp_path / "lake"
+    lake.mkdir()
+
+    def ask(as_of: dt.date):
+        def security_of(symbol: str, pinned: str | None) -> list:
+            with polygon_client(server) as client:
+                return polygon_security(client, symbol, as_of, ASKED, pinned)
+
+        return security_of
+
+    first, _ = refresh_securities(lake, ["FB"], ask(dt.date(2022, 12, 30)))
+    later, changed = refresh_securities(lake, ["FB"], ask(dt.date(2024, 6, 28)))
+    assert not changed and later == first
+    assert [row.ticker for row in later] == ["FB", "META"]
+    assert {row.security_id for row in later} == {META_FIGI}
+    with polygon_client(server) as client:
+        newcomer = polygon_security(client, "FB", dt.date(2024, 6, 28), ASKED)
+    assert [(row.ticker, row.valid_from) for row in newcomer] == [("FB", dt.date(2023, 3, 1))]

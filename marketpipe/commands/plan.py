@@ -20,7 +20,7 @@ from marketpipe.workflow.news_planning import (
     recheck_days,
     stored_news,
 )
-from marketpipe.workflow.planning import actions_due, fetch_jobs, pending_jobs
+from marketpipe.workflow.planning import actions_due, fetch_jobs
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import planned_coverage
 
@@ -113,7 +113,7 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         if observed
         else default_bars_per_day(settings.timeframe, settings.feed)
     )
-    pending = pending_jobs(settings.lake, coverage.symbols, coverage.months)
+    pending = coverage.pending(settings.lake)
     jobs = []
     for job in fetch_jobs(pending, settings.config.symbols_per_job):
         # The job's symbols miss the same days, so each run of days is one shared stream.
@@ -139,7 +139,7 @@ def build_plan(settings: WorkflowSettings) -> Plan:
     news_missing, news_requests = _news_cost(settings)
     return Plan(
         jobs=jobs,
-        planned_partitions=len(coverage.symbols) * len(coverage.days),
+        planned_partitions=coverage.partitions,
         requests_per_minute=settings.vendor_section.requests_per_minute,
         actions_requests=math.ceil(symbols / SYMBOLS_PER_REQUEST) if actions_due(settings) else 0,
         news_missing=news_missing,

@@ -18,7 +18,7 @@ from marketpipe.connectors.errors import (
     ResponseFormatError,
     SubscriptionError,
 )
-from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol
+from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol, TradedAs
 from marketpipe.connectors.transport import RequestSpec
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.markettime.timeutil import format_rfc3339
@@ -66,6 +66,12 @@ class BarsQuery(BaseModel):
         description="Alpaca: the day whose symbol map names the security asked for (its "
         "whole history is returned across renames); None: the vendor's default, today",
     )
+    traded_as: tuple[TradedAs, ...] = Field(
+        (),
+        description="The tickers the (one) symbol's security traded under, oldest first; "
+        "its bars are asked for under them and labelled with the symbol. Empty: the "
+        "symbol is its own ticker throughout",
+    )
 
     @field_validator("timeframe")
     @classmethod
@@ -93,7 +99,29 @@ class BarsQuery(BaseModel):
             )
         if self.endpoint == "single" and len(self.symbols) != 1:
             raise ValueError("endpoint 'single' takes exactly one symbol")
+        if self.traded_as and len(self.symbols) != 1:
+            raise ValueError("traded_as belongs to exactly one symbol")
         return self
+
+    def ticker_on(self, day: dt.date) -> str:
+        """The ticker the (first) symbol's security traded under on ``day``: from
+        :attr:`traded_as` (the nearest interval when ``day`` falls outside them all), else
+        the symbol itself."""
+        if not self.traded_as:
+            return self.symbols[0]
+        for span in self.traded_as:
+            if span.covers(day):
+                return span.ticker
+        before = [span for span in self.traded_as if span.first is None or span.first <= day]
+        return (before[-1] if before else self.traded_as[0]).ticker
+
+    def labelled(self, table: pa.Table) -> pa.Table:
+        """``table`` with its rows labelled with the query's symbol when they were asked for
+        under another ticker (see :attr:`traded_as`)."""
+        if not self.traded_as or table.num_rows == 0:
+            return table
+        symbols = pa.array([self.symbols[0]] * table.num_rows, pa.string())
+        return table.set_column(table.schema.get_field_index("symbol"), "symbol", symbols)
 
 
 def bars_table(groups: Iterable[tuple[str, Any]], where: str) -> pa.Table:
@@ -171,11 +199,18 @@ class AlpacaClient(AlpacaDataClient[BarsQuery]):
         ]
         if query.asof is not None:
             params.append(("asof", query.asof.isoformat()))
+        # A renamed security is asked for under its ticker on the asof's eve, the last day
+        # the symbol map names it: Alpaca returns its earlier tickers' bars with it.
+        symbols = query.symbols
+        if query.traded_as:
+            current = query.traded_as[-1].ticker
+            eve = query.asof - dt.timedelta(days=1) if query.asof else None
+            symbols = (query.ticker_on(eve) if eve else current,)
         if query.endpoint == "single":
-            path = f"/v2/stocks/{query.symbols[0]}/bars"
+            path = f"/v2/stocks/{symbols[0]}/bars"
         else:
             path = "/v2/stocks/bars"
-            params.insert(0, ("symbols", ",".join(query.symbols)))
+            params.insert(0, ("symbols", ",".join(symbols)))
         if cursor is not None:
             params.append(("page_token", cursor))
         return RequestSpec(path=path, params=tuple(params), endpoint="stocks/bars")
@@ -226,7 +261,7 @@ class AlpacaClient(AlpacaDataClient[BarsQuery]):
         if bars is None:
             return bars_table((), where)
         if isinstance(bars, list):
-            return bars_table(((payload.get("symbol"), bars),), where)
+            return query.labelled(bars_table(((payload.get("symbol"), bars),), where))
         if isinstance(bars, dict):
-            return bars_table(bars.items(), where)
+            return query.labelled(bars_table(bars.items(), where))
         raise ResponseFormatError(f"{where}: 'bars' is a {type(bars).__name__}, not a map")

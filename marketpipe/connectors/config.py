@@ -115,8 +115,13 @@ class AlpacaConfig(ClientConfig):
     ENV_KEY_ID: ClassVar[str] = "APCA_API_KEY_ID"
     ENV_SECRET_KEY: ClassVar[str] = "APCA_API_SECRET_KEY"
     ENV_DATA_URL: ClassVar[str] = "APCA_API_DATA_URL"
+    DEFAULT_TRADING_URL: ClassVar[str] = "https://api.alpaca.markets"
+    ENV_TRADING_URL: ClassVar[str] = "APCA_API_BASE_URL"
 
     base_url: str = Field(DEFAULT_BASE_URL, description="Alpaca data API root")
+    trading_url: str = Field(
+        DEFAULT_TRADING_URL, description="Alpaca trading API root (assets: what a symbol names)"
+    )
     key_id: NonEmptySecret = Field(description="Alpaca API key id (env APCA_API_KEY_ID)")
     secret_key: NonEmptySecret = Field(
         description="Alpaca API secret key (env APCA_API_SECRET_KEY)"
@@ -130,5 +135,11 @@ class AlpacaConfig(ClientConfig):
             "key_id": (cls.ENV_KEY_ID,),
             "secret_key": (cls.ENV_SECRET_KEY,),
             "base_url": (cls.ENV_DATA_URL,),
+            "trading_url": (cls.ENV_TRADING_URL,),
         }
         return with_environment_defaults(data, sources, required=("key_id", "secret_key"))
+
+    @field_validator("trading_url")
+    @classmethod
+    def _check_trading_url(cls, value: str) -> str:
+        return validate_base_url(value)

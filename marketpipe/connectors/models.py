@@ -47,6 +47,21 @@ Symbol = Annotated[
 ]
 
 
+class TradedAs(BaseModel):
+    """A ticker a security traded under, from ``first`` through ``last`` (New York days;
+    ``None``: since or until whenever the vendor did not say)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ticker: Symbol
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    def covers(self, day: dt.date) -> bool:
+        """Whether the security traded under this ticker on ``day``."""
+        return (self.first is None or self.first <= day) and (self.last is None or day <= self.last)
+
+
 class OHLCVBar(BaseModel):
     """One bar of the canonical OHLCV data set; ``timestamp`` is the bar's start in UTC."""
 

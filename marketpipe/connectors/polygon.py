@@ -33,6 +33,7 @@ from marketpipe.connectors.errors import (
 )
 from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA
 from marketpipe.connectors.transport import RequestSpec
+from marketpipe.markettime.calendar import new_york_midnight
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 
 _TIMESPANS = {
@@ -41,6 +42,7 @@ _TIMESPANS = {
     TimeframeUnit.DAY: "day",
 }
 _FIELDS = ("o", "h", "l", "c", "v")
+_INSTANT = dt.timedelta(milliseconds=1)
 
 
 class PolygonConfig(ClientConfig):
@@ -158,14 +160,15 @@ class PolygonClient(BaseApiClient[BarsQuery]):
         return listed <= day and (delisted is None or day < delisted)
 
     def paginate(self, query: BarsQuery) -> Iterator[Page]:
-        """Each symbol's pages in turn (one ticker per request)."""
-        for symbol in query.symbols:
-            yield from super().paginate(query.model_copy(update={"symbols": (symbol,)}))
+        """Each symbol's pages in turn (one ticker per request; a renamed security's under
+        each ticker it traded as, for those days)."""
+        for part in _as_traded(query):
+            yield from super().paginate(part)
 
     async def apaginate(self, query: BarsQuery) -> AsyncIterator[Page]:
         """Async twin of :meth:`paginate`."""
-        for symbol in query.symbols:
-            async for page in super().apaginate(query.model_copy(update={"symbols": (symbol,)})):
+        for part in _as_traded(query):
+            async for page in super().apaginate(part):
                 yield page
 
     def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
@@ -232,7 +235,7 @@ class PolygonClient(BaseApiClient[BarsQuery]):
             raise ResponseFormatError(f"{where}: a bar lacks field {exc}") from None
         except (TypeError, AttributeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ResponseFormatError(f"{where}: a bar is malformed: {exc}") from None
-        return pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA)
+        return query.labelled(pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA))
 
     def explain(self, error: ApiError) -> ConnectorError:
         """A 403 is the plan (history depth, delay); a 401 the key (see the base)."""
@@ -244,6 +247,25 @@ class PolygonClient(BaseApiClient[BarsQuery]):
                 error.endpoint,
             )
         return super().explain(error)
+
+
+def _as_traded(query: BarsQuery) -> Iterator[BarsQuery]:
+    """One query per ticker to request: each symbol in turn, or for a symbol that traded
+    under other tickers, each of them over the days it was used (none outside them)."""
+    if not query.traded_as:
+        for symbol in query.symbols:
+            yield query.model_copy(update={"symbols": (symbol,)})
+        return
+    for span in query.traded_as:
+        start, end = query.start, query.end
+        if span.first is not None:
+            start = max(start, new_york_midnight(span.first))
+        if span.last is not None:
+            end = min(end, new_york_midnight(span.last + dt.timedelta(days=1)) - _INSTANT)
+        if start <= end:
+            yield query.model_copy(
+                update={"symbols": (span.ticker,), "traded_as": (), "start": start, "end": end}
+            )
 
 
 def _results(payload: Any, kind: type, what: str) -> Any:

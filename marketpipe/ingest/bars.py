@@ -27,7 +27,7 @@ from marketpipe.connectors import (
 )
 from marketpipe.ingest.ledger_sync import sync_ledger_with_files
 from marketpipe.ingest.publish import QUARANTINE_SCHEMA, LedgerBatch, RunPublisher
-from marketpipe.ingest.stream import IngestReport, StreamSettings, SymbolsFailed
+from marketpipe.ingest.stream import IngestReport, KnownSecurity, StreamSettings, SymbolsFailed
 from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import LakeStore
@@ -43,6 +43,7 @@ from marketpipe.markettime.finality import Finality, describe_final_at
 __all__ = [
     "QUARANTINE_SCHEMA",
     "IngestReport",
+    "KnownSecurity",
     "StreamSettings",
     "SymbolsFailed",
     "ingest_days",
@@ -93,6 +94,22 @@ class _Ingest:
             feed=self.stream.feed,  # type: ignore[arg-type]
             adjustment=self.stream.adjustment,
             asof=self.stream.asof,
+            traded_as=self.stream.tickers_of(symbols[0]) if len(symbols) == 1 else (),
+        )
+
+    def publish_unlisted(self, symbol: str, days: list[dt.date]) -> None:
+        """Record ``days`` as empty without asking: the security master says ``symbol``'s
+        security was not listed then (before its listing, after its last session)."""
+        ledger = LedgerBatch(self.store, self.report, self.lake)
+        RunPublisher(ledger, self.lake, symbol, days, self.stream).finish()
+        ledger.commit()
+        logger.info(
+            "%s: %d day(s) outside its listed life (%s..%s) recorded empty without a request",
+            symbol,
+            len(days),
+            days[0],
+            days[-1],
+            extra={"event": "partition.unlisted", "symbol": symbol, "days": len(days)},
         )
 
     def run_stream(self, symbols: tuple[str, ...], run: list[dt.date]) -> dict[str, ConnectorError]:
@@ -140,7 +157,11 @@ class _Ingest:
                 publishers[symbol].add_page(part)
             ledger.commit()
         silent = [symbol for symbol in symbols if not publishers[symbol].rows_received]
-        doubtful = tuple(symbol for symbol in silent if not _has_bars(self.store, symbol))
+        doubtful = tuple(
+            symbol
+            for symbol in silent
+            if not _has_bars(self.store, symbol) and self.stream.security_of(symbol) is None
+        )
         unknown = self.client.unknown_symbols(doubtful, query) if doubtful else set()
         for symbol in symbols:
             if symbol not in unknown:
@@ -202,16 +223,25 @@ def ingest_days(
     symbols = tuple(sorted(symbols))
     report = report or IngestReport(symbols=symbols)
     report.planned_days = len(days) * len(symbols)
-    streams: dict[tuple[dt.date, ...], list[str]] = {}
+    streams: dict[tuple[tuple[dt.date, ...], str], list[str]] = {}
+    ingest = _Ingest(client, store, lake, stream, report, adopt)
     for symbol in symbols:
         missing = sync_ledger_with_files(store, lake, symbol, days, adopt)
         invalidate_months(lake, store, symbol, missing)
         report.missing_days += len(missing)
+        known = stream.security_of(symbol)
+        if known is not None and known.unlisted_days_known:
+            unlisted = [day for day in missing if not known.life.covers(day)]
+            if unlisted:
+                ingest.publish_unlisted(symbol, unlisted)
+                missing = [day for day in missing if known.life.covers(day)]
+        # A security asked for under its tickers' intervals (renamed, or a ticker another
+        # company also used) streams alone.
+        alone = symbol if stream.tickers_of(symbol) else ""
         for run in contiguous_runs(missing, days):
-            streams.setdefault(tuple(run), []).append(symbol)
-    ingest = _Ingest(client, store, lake, stream, report, adopt)
+            streams.setdefault((tuple(run), alone), []).append(symbol)
     errors: dict[str, ConnectorError] = {}
-    for run, members in sorted(streams.items()):
+    for (run, _), members in sorted(streams.items()):
         try:
             errors.update(ingest.run_stream(tuple(members), list(run)))
         except ConnectorError as error:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from marketpipe.connectors.assets import Asset
 from marketpipe.connectors.polygon import PolygonClient
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.securities import (
@@ -42,17 +43,25 @@ DELISTING_KINDS = frozenset(
     {"cash_merger", "stock_merger", "stock_and_cash_merger", "worthless_removal", "redemption"}
 )
 _ONE_DAY = dt.timedelta(days=1)
+_HISTORY_STARTS = dt.date(2003, 1, 1)  # Polygon's point-in-time reference data
+
+
+SecurityOf = Callable[[str, str | None], list[TickerInterval]]
 
 
 def refresh_securities(
-    lake: LakeStore | Path | str,
-    symbols: Sequence[str],
-    security_of: Callable[[str], list[TickerInterval]],
+    lake: LakeStore | Path | str, symbols: Sequence[str], security_of: SecurityOf
 ) -> tuple[list[TickerInterval], bool]:
-    """Ask again about ``symbols`` (``security_of`` asks the vendor about one) and publish
-    the master if a fact changed; returns its rows and whether the file changed."""
+    """Ask again about ``symbols`` and publish the master if a fact changed; returns its
+    rows and whether the file changed.
+
+    ``security_of(symbol, pinned)`` asks the vendor about one symbol; ``pinned`` is the
+    security the master already names for it: a symbol keeps naming the security its
+    series was built from, also once another company takes its ticker up.
+    """
     stored = read_securities(lake)
-    fresh = [interval for symbol in symbols for interval in security_of(symbol)]
+    pins = {row.symbol: row.security_id for row in stored}
+    fresh = [interval for symbol in symbols for interval in security_of(symbol, pins.get(symbol))]
     rows = with_fresh_facts(stored, fresh, symbols)
     current = hashlib.sha256(securities_bytes(stored)).hexdigest() if stored else None
     _, changed = publish_securities(lake, rows, current)
@@ -60,13 +69,20 @@ def refresh_securities(
 
 
 def polygon_security(
-    client: PolygonClient, symbol: str, as_of: dt.date, asked_on: dt.date
+    client: PolygonClient,
+    symbol: str,
+    as_of: dt.date,
+    asked_on: dt.date,
+    pinned: str | None = None,
 ) -> list[TickerInterval]:
-    """The ticker intervals of the security ``symbol`` names on ``as_of``, from Polygon's
-    reference data (none when the vendor never heard of the ticker)."""
-    details = client.ticker_details(symbol, as_of)
+    """The ticker intervals of the security ``symbol`` names on ``as_of`` (or of the
+    ``pinned`` composite FIGI), from Polygon's reference data (none when the vendor never
+    heard of the ticker)."""
+    details = _pinned_details(client, pinned, as_of) if pinned else None
     if details is None:
-        details = _last_delisted(client.delisted_listings(symbol), as_of)
+        details = client.ticker_details(symbol, as_of)
+    if details is None:
+        details = _last_user(client, symbol, as_of)
     if details is None:
         return []
     figi = details.get("composite_figi") or None
@@ -96,11 +112,41 @@ def polygon_security(
     )
 
 
+def _pinned_details(client: PolygonClient, figi: str, as_of: dt.date) -> dict[str, Any] | None:
+    """The details of the security with composite FIGI ``figi`` under its ticker on
+    ``as_of`` (also once delisted); ``None`` when the vendor cannot find it."""
+    events = client.ticker_events(figi)
+    tickers = [
+        str(event["ticker_change"]["ticker"])
+        for event in (events or {}).get("events", [])
+        if event.get("type") == "ticker_change" and isinstance(event.get("ticker_change"), dict)
+    ]
+    for ticker in reversed(tickers):
+        details = client.ticker_details(ticker, as_of)
+        if details is not None and details.get("composite_figi") == figi:
+            return details
+        for listing in client.delisted_listings(ticker):
+            if listing.get("composite_figi") == figi:
+                return listing
+    return None
+
+
 def alpaca_security(
-    actions: pa.Table | None, symbol: str, asked_on: dt.date, vendor: str = "alpaca"
+    actions: pa.Table | None,
+    symbol: str,
+    asked_on: dt.date,
+    vendor: str = "alpaca",
+    asset_of: Callable[[str], Asset | None] | None = None,
+    pinned: str | None = None,
 ) -> list[TickerInterval]:
     """The ticker intervals of ``symbol``'s security from its stored corporate actions: the
-    renames that name it (one step back and forth) and the action that delisted it."""
+    renames that name it (one step back and forth) and the action that delisted it.
+
+    ``asset_of`` asks Alpaca's assets what a ticker names today: the security's id (the
+    asset's, kept across symbol changes), its name, and whether a ticker renamed away was
+    taken up by another company since. Then the symbol names the newcomer, unless the
+    master is ``pinned`` to the renamed security already.
+    """
     records = [_raw(row) for row in (actions.to_pylist() if actions is not None else [])]
     renames = sorted(
         (day, str(record.get("old_symbol")), str(record.get("new_symbol")))
@@ -117,6 +163,12 @@ def alpaca_security(
         elif old == changes[-1][1] and (changes[-1][0] is None or day > changes[-1][0]):
             changes.append((day, new))
     last = changes[-1][1]
+    asset = asset_of(last) if asset_of is not None else None
+    if last != symbol and asset_of is not None:
+        holder = asset_of(symbol)
+        taken_up = holder is not None and (asset is None or holder.id != asset.id)
+        if holder is not None and taken_up and pinned in (None, holder.id):
+            changes, last, asset = [(None, symbol)], symbol, holder
     delisted = min(
         (
             day
@@ -127,9 +179,11 @@ def alpaca_security(
         ),
         default=None,
     )
-    security_id = _plain_id(changes[0][1], changes[0][0])
+    security_id = asset.id if asset is not None else _plain_id(changes[0][1], changes[0][0])
+    endpoint = ALPACA_ENDPOINT if asset_of is None else f"{ALPACA_ENDPOINT}, /v2/assets"
+    name = asset.name if asset is not None else None
     return _intervals(
-        symbol, security_id, changes, None, delisted, None, (vendor, ALPACA_ENDPOINT, asked_on)
+        symbol, security_id, changes, None, delisted, name, (vendor, endpoint, asked_on)
     )
 
 
@@ -161,6 +215,22 @@ def _intervals(
         )
         for (day, ticker), until in zip(changes, following, strict=True)
     ]
+
+
+def _last_user(client: PolygonClient, symbol: str, as_of: dt.date) -> dict[str, Any] | None:
+    """The details of the security that used ``symbol`` last before ``as_of``, when nobody
+    used it then: a delisted one, or one that moved on to another ticker. Polygon's point in
+    time details are asked ever further back (1, 2, 4 ... days: a dozen requests reach
+    2003, where its history starts)."""
+    delisted = _last_delisted(client.delisted_listings(symbol), as_of)
+    left = _new_york_date(delisted.get("delisted_utc")) if delisted else None
+    step = 1
+    while (day := as_of - dt.timedelta(days=step)) >= max(_HISTORY_STARTS, left or dt.date.min):
+        details = client.ticker_details(symbol, day)
+        if details is not None:
+            return details
+        step *= 2
+    return delisted
 
 
 def _last_delisted(listings: list[dict[str, Any]], as_of: dt.date) -> dict[str, Any] | None:

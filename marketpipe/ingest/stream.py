@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from marketpipe.connectors import ConnectorError
+from marketpipe.connectors.models import TradedAs
 from marketpipe.lake.ledger import LedgerEntry, StreamKey
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
@@ -13,7 +14,21 @@ from marketpipe.lake.storage import (
     SYMBOL_KEY,
 )
 from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, Finality
+from marketpipe.markettime.spans import DaySpan
 from marketpipe.markettime.timeframe import Timeframe
+
+
+@dataclass(frozen=True)
+class KnownSecurity:
+    """What the security master says of a symbol's security, as its bars stream needs it."""
+
+    traded_as: tuple[TradedAs, ...] = ()  # empty: its symbol on every day
+    life: DaySpan = field(default_factory=DaySpan)  # its listing through its last session
+
+    @property
+    def unlisted_days_known(self) -> bool:
+        """Whether the master bounds its life (a listing or delisting date)."""
+        return self.life != DaySpan()
 
 
 @dataclass(frozen=True)
@@ -27,6 +42,17 @@ class StreamSettings:
     settle: dt.timedelta = dt.timedelta(minutes=DEFAULT_SETTLE_MINUTES)
     # Alpaca's asof: the day whose symbol map names each symbol's security (None: today's).
     asof: dt.date | None = None
+    # What the security master says of the symbols' securities (none: nothing known).
+    securities: tuple[tuple[str, KnownSecurity], ...] = ()
+
+    def security_of(self, symbol: str) -> KnownSecurity | None:
+        """What the security master says of ``symbol``'s security, if anything."""
+        return dict(self.securities).get(symbol)
+
+    def tickers_of(self, symbol: str) -> tuple[TradedAs, ...]:
+        """The tickers ``symbol``'s security traded under, when not just its own throughout."""
+        known = self.security_of(symbol)
+        return known.traded_as if known is not None else ()
 
     @property
     def finality(self) -> Finality:

@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from marketpipe.connectors.models import TradedAs
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import (
     Output,
@@ -31,6 +32,7 @@ from marketpipe.lake.storage import (
     parquet_bytes,
     read_table_at,
 )
+from marketpipe.markettime.spans import DaySpan
 
 SECURITIES_KEY = "securities/securities.parquet"
 SECURITIES_SCHEMA = pa.schema(
@@ -50,6 +52,7 @@ SECURITIES_SCHEMA = pa.schema(
 )
 
 Lake = LakeStore | Path | str
+_ONE_DAY = dt.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,29 @@ class Security:
     def tickers(self) -> list[str]:
         """Every ticker it used, oldest first."""
         return list(dict.fromkeys(interval.ticker for interval in self.intervals))
+
+    @property
+    def plain(self) -> bool:
+        """Whether its symbol was its only ticker, with no bounds the vendor told: its bars
+        are asked for under the symbol on every day."""
+        return all(
+            interval.ticker == self.symbol
+            and interval.valid_from is None
+            and interval.valid_to is None
+            for interval in self.intervals
+        )
+
+    def traded_as(self) -> tuple[TradedAs, ...]:
+        """Its tickers and the days it used each, oldest first, as a bars query takes them."""
+        return tuple(
+            TradedAs(ticker=interval.ticker, first=interval.valid_from, last=interval.valid_to)
+            for interval in self.intervals
+        )
+
+    def life(self) -> DaySpan:
+        """The days it was listed: from its listing through its last session."""
+        last = self.delisted - _ONE_DAY if self.delisted is not None else None
+        return DaySpan(self.listed, last)
 
     def status(self, today: dt.date) -> str:
         """``active``, ``delisted on D``, or ``listed on D`` for a listing still to come."""

@@ -59,7 +59,7 @@ class VendorSettings(BaseModel):
         "'api'). 1 = one budget shared through a file on this machine",
     )
 
-    @field_validator("base_url")
+    @field_validator("base_url", "trading_url", check_fields=False)
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
         return None if value is None else validate_base_url(value)
@@ -81,6 +81,11 @@ class AlpacaSettings(VendorSettings):
         None,
         description="Alpaca data API root (https; http only for loopback); default: "
         f"$APCA_API_DATA_URL, else {AlpacaConfig.DEFAULT_BASE_URL}",
+    )
+    trading_url: str | None = Field(
+        None,
+        description="Alpaca trading API root, asked what a symbol names today (its assets); "
+        f"default: $APCA_API_BASE_URL, else {AlpacaConfig.DEFAULT_TRADING_URL}",
     )
     feed: Literal["sip", "iex"] = Field(
         "sip", description="sip = all US exchanges (paid plans); iex = IEX only (free plan)"

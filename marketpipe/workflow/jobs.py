@@ -20,6 +20,7 @@ from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
 from marketpipe.ingest.bars import (
     IngestReport,
+    KnownSecurity,
     StreamSettings,
     SymbolsFailed,
     ingest_days,
@@ -58,6 +59,10 @@ def stream_settings(settings: WorkflowSettings) -> StreamSettings:
         adjustment=settings.adjustment,
         settle=settings.finality.settle,
         asof=settings.symbols_asof,
+        securities=tuple(
+            (symbol, KnownSecurity(() if security.plain else security.traded_as(), security.life()))
+            for symbol, security in settings.stored_securities().items()
+        ),
     )
 
 

@@ -7,8 +7,8 @@ import hashlib
 import itertools
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from marketpipe.lake.ledger import STATE_DIR, CheckpointStore, state_path
@@ -16,6 +16,7 @@ from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import PARTITION_FILE, as_store, partition_path, present_partitions
 from marketpipe.markettime.calendar import Session, new_york_date
 from marketpipe.markettime.finality import Finality, describe_final_at
+from marketpipe.markettime.spans import EVERY_DAY, DaySpans
 from marketpipe.workflow.consolidation import ConsolidationJob
 from marketpipe.workflow.news_planning import NewsJob
 from marketpipe.workflow.settings import WorkflowSettings
@@ -33,6 +34,10 @@ class MonthPlan:
     def label(self) -> str:
         """``YYYY_MM``, used in rule names."""
         return f"{self.year:04d}_{self.month:02d}"
+
+    def within(self, spans: DaySpans) -> MonthPlan:
+        """The month with only the days ``spans`` cover."""
+        return self if spans.unbounded else replace(self, days=spans.days(self.days))
 
 
 def plan_months(days: Sequence[dt.date]) -> list[MonthPlan]:
@@ -78,19 +83,28 @@ def _present_days(month_dir: Path) -> set[int]:
 
 
 def pending_jobs(
-    lake: LakeStore | Path | str, symbols: list[str], months: list[MonthPlan]
+    lake: LakeStore | Path | str,
+    symbols: list[str],
+    months: list[MonthPlan],
+    expected: Callable[[str], DaySpans] | None = None,
 ) -> list[PendingJob]:
     """The (symbol, month) groups with missing partitions, from one pass over the lake.
 
-    Planning work is proportional to what is missing: complete months cost one directory
-    listing, and nothing is asked of Snakemake for them. On S3 the lake is listed (one
-    request per 1,000 keys), never asked about one partition at a time.
+    ``expected`` gives the days a symbol should have bars (its security's listed life, its
+    membership of a universe); a group's month then holds only those days. Planning work is
+    proportional to what is missing: complete months cost one directory listing, and
+    nothing is asked of Snakemake for them. On S3 the lake is listed (one request per 1,000
+    keys), never asked about one partition at a time.
     """
     store = as_store(lake)
     listed = None if isinstance(store, LocalStore) else present_partitions(store, symbols)
+    spans = {symbol: expected(symbol) if expected else EVERY_DAY for symbol in symbols}
     pending = []
-    for month in months:
+    for whole in months:
         for symbol in symbols:
+            month = whole.within(spans[symbol])
+            if not month.days:
+                continue
             if listed is None:
                 month_dir = partition_path(store.uri, symbol, month.days[0]).parent.parent
                 present = _present_days(month_dir)

@@ -48,7 +48,11 @@ def coverage_grid(settings: WorkflowSettings) -> CoverageGrid:
     with CheckpointStore(settings.state_dir) as store:
         for row, symbol in enumerate(coverage.symbols):
             ledger = store.ledger(symbol, days)
+            expected = coverage.expected(symbol)
             for column, day in enumerate(days):
+                if not expected.covers(day):  # not listed (or not a member): no bars due
+                    values[row, column] = KNOWN_EMPTY
+                    continue
                 entry = ledger.get(day)
                 if entry is None or (symbol, day) not in listed:
                     continue

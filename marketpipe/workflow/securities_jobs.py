@@ -10,12 +10,18 @@ endpoints; for Alpaca the job reads the corporate actions the lake keeps (the
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from pathlib import Path
 
 from marketpipe.connectors import ConnectorError, PolygonClient
-from marketpipe.ingest.securities import alpaca_security, polygon_security, refresh_securities
+from marketpipe.ingest.securities import (
+    SecurityOf,
+    alpaca_security,
+    polygon_security,
+    refresh_securities,
+)
 from marketpipe.lake.actions import read_actions
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.securities import TickerInterval
@@ -30,7 +36,7 @@ from marketpipe.workflow.jobs import (
 )
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
-from marketpipe.workflow.vendors import open_clients
+from marketpipe.workflow.vendors import VendorClients, open_clients
 
 logger = logging.getLogger(__name__)
 JOB_NAME = "security_master"
@@ -53,22 +59,9 @@ def refresh_security_master(
     with json_log_file(log_path), job_context(symbol=",".join(symbols), month="securities"):
         log_event(logger, "securities.start", f"securities of {symbols_label(symbols)}")
         try:
-            if settings.config.vendor == "polygon":
-                with open_clients(settings, recorder) as clients:
-                    polygon = clients.bars
-                    assert isinstance(polygon, PolygonClient)
-                    rows, changed = refresh_securities(
-                        settings.lake,
-                        symbols,
-                        lambda symbol: polygon_security(polygon, symbol, as_of, today),
-                    )
-            else:  # Alpaca's say is in the corporate actions the lake keeps
+            with open_clients(settings, recorder) as clients:
                 rows, changed = refresh_securities(
-                    settings.lake,
-                    symbols,
-                    lambda symbol: alpaca_security(
-                        read_actions(settings.lake, symbol), symbol, today, settings.config.vendor
-                    ),
+                    settings.lake, symbols, _asker(settings, clients, as_of, today)
                 )
         except (ConnectorError, ValueError, OSError) as exc:
             error = f"securities of {symbols_label(symbols)} failed: {exc}"
@@ -93,3 +86,22 @@ def refresh_security_master(
     }
     write_marker(marker, summary)
     return rows
+
+
+def _asker(
+    settings: WorkflowSettings, clients: VendorClients, as_of: dt.date, today: dt.date
+) -> SecurityOf:
+    """How the vendor is asked about one symbol: Polygon's reference data, or Alpaca's
+    corporate actions (the lake keeps them) and its assets."""
+    polygon = clients.bars
+    if isinstance(polygon, PolygonClient):
+        return lambda symbol, pinned: polygon_security(polygon, symbol, as_of, today, pinned)
+    assets = clients.assets
+    return lambda symbol, pinned: alpaca_security(
+        read_actions(settings.lake, symbol),
+        symbol,
+        today,
+        settings.config.vendor,
+        assets.asset if assets is not None else None,
+        pinned,
+    )

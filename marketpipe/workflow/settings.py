@@ -31,8 +31,10 @@ from marketpipe.lake.location import is_writable_directory
 from marketpipe.lake.objects import LakeStore, S3Store, is_s3, open_store
 from marketpipe.lake.read_only import read_only_state_dir, snapshot_state
 from marketpipe.lake.run_lock import RunLock
+from marketpipe.lake.securities import Security, read_securities, securities_of
 from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
 from marketpipe.markettime.finality import Finality
+from marketpipe.markettime.spans import EVERY_DAY, DaySpans
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.workflow.config import (
     ConfigError,
@@ -170,8 +172,10 @@ class WorkflowSettings(BaseModel):
 
     @property
     def planned_partitions(self) -> int:
-        """How many partitions the configuration asks for now (symbols x final sessions)."""
-        return len(self.final_sessions) * len(self.config.symbols)
+        """How many partitions the configuration asks for now: each symbol's final sessions
+        among the days it should have bars (see :meth:`expected_days`)."""
+        days = self.final_days
+        return sum(len(self.expected_days(symbol).days(days)) for symbol in self.config.symbols)
 
     def at(self, now: dt.datetime) -> WorkflowSettings:
         """The same configuration seen at another instant."""
@@ -255,10 +259,46 @@ class WorkflowSettings(BaseModel):
         corporate actions the lake keeps of Alpaca's."""
         return self.config.vendor == "polygon" or self.fetches_actions
 
+    @property
+    def fetches_by_security(self) -> bool:
+        """Whether bars jobs wait for the security master: it says which tickers to ask for
+        (Polygon serves each ticker as traded; a renamed security's earlier days are asked
+        for under its earlier tickers) and which days a security was not listed (recorded
+        empty without a request, never taken for an unknown symbol)."""
+        return self.keeps_securities
+
+    def stored_securities(self) -> dict[str, Security]:
+        """The configured symbols' securities as the lake's master says now (read afresh:
+        the ``security_master`` job may have just rewritten it)."""
+        if not self.keeps_securities:
+            return {}
+        try:
+            rows = read_securities(self.lake)
+        except (OSError, ValueError):  # an unreadable master is the master job's to report
+            return {}
+        wanted = set(self.config.symbols)
+        return {
+            symbol: security for symbol, security in securities_of(rows).items() if symbol in wanted
+        }
+
+    @functools.cached_property
+    def planned_securities(self) -> dict[str, Security]:
+        """:meth:`stored_securities` as planning saw them, read once."""
+        return self.stored_securities()
+
+    def expected_days(self, symbol: str) -> DaySpans:
+        """The days ``symbol`` should have bars: its security's listed life, when known."""
+        security = self.planned_securities.get(symbol)
+        if security is None:
+            return EVERY_DAY
+        return EVERY_DAY.within(security.life())
+
 
 def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:
     """The client settings from ``alpaca:`` (keys from the environment unless overridden)."""
     fields = ("page_size", "connect_timeout", "read_timeout")
+    if config.alpaca.trading_url:
+        overrides = {"trading_url": config.alpaca.trading_url, **overrides}
     return _client_config("alpaca", AlpacaConfig, config.alpaca, fields, overrides)
 
 

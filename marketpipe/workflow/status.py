@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from marketpipe.lake.integrity import (
@@ -18,11 +19,12 @@ from marketpipe.lake.integrity import (
 )
 from marketpipe.lake.ledger import CheckpointStore, state_path
 from marketpipe.lake.news import present_news_days
-from marketpipe.lake.objects import LocalStore
+from marketpipe.lake.objects import LakeStore, LocalStore
 from marketpipe.lake.storage import LAKE_DIR, present_partitions
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
+from marketpipe.markettime.spans import EVERY_DAY, DaySpans
 from marketpipe.observability.logs import current_run_id
-from marketpipe.workflow.planning import MonthPlan, pending_jobs, plan_months
+from marketpipe.workflow.planning import MonthPlan, PendingJob, pending_jobs, plan_months
 from marketpipe.workflow.settings import WorkflowSettings
 
 
@@ -69,21 +71,36 @@ def require_lake(settings: WorkflowSettings) -> None:
 
 @dataclass(frozen=True)
 class Coverage:
-    """The planned (symbol, day) grid of a configuration."""
+    """The planned (symbol, day) grid of a configuration: every final session of the range
+    that a symbol should have bars (see :meth:`WorkflowSettings.expected_days`)."""
 
     symbols: list[str]
     months: list[MonthPlan]
+    expected: Callable[[str], DaySpans] = lambda _symbol: EVERY_DAY
 
     @property
     def days(self) -> list[dt.date]:
         """Every planned trading day, in order."""
         return [day for month in self.months for day in month.days]
 
+    def days_of(self, symbol: str) -> list[dt.date]:
+        """The planned trading days of ``symbol``."""
+        return list(self.expected(symbol).days(self.days))
+
+    @property
+    def partitions(self) -> int:
+        """How many (symbol, day) partitions are planned."""
+        return sum(len(self.days_of(symbol)) for symbol in self.symbols)
+
+    def pending(self, lake: LakeStore) -> list[PendingJob]:
+        """The planned partitions the lake lacks, by symbol and month."""
+        return pending_jobs(lake, self.symbols, self.months, self.expected)
+
 
 def planned_coverage(settings: WorkflowSettings) -> Coverage:
     """The symbols and trading days the configuration asks for."""
     config = settings.config
-    return Coverage(list(config.symbols), plan_months(settings.final_days))
+    return Coverage(list(config.symbols), plan_months(settings.final_days), settings.expected_days)
 
 
 @dataclass(frozen=True)
@@ -155,11 +172,7 @@ def lake_contents(settings: WorkflowSettings) -> list[SymbolContents]:
 def missing_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
     """Every (symbol, day) of the range that is final but has no partition file."""
     coverage = planned_coverage(settings)
-    return [
-        (job.symbol, day)
-        for job in pending_jobs(settings.lake, coverage.symbols, coverage.months)
-        for day in job.missing
-    ]
+    return [(job.symbol, day) for job in coverage.pending(settings.lake) for day in job.missing]
 
 
 def premature_partitions(settings: WorkflowSettings) -> list[tuple[str, dt.date]]:
@@ -189,12 +202,12 @@ def lake_status(settings: WorkflowSettings) -> list[SymbolStatus]:
     """Coverage per symbol, from the files and the checkpoint ledger."""
     require_lake(settings)
     coverage = planned_coverage(settings)
-    days = coverage.days
     listed = present_partitions(settings.lake, coverage.symbols)
     with CheckpointStore(settings.state_dir) as store:
         last_bars = store.high_water_marks()
         result = []
         for symbol in coverage.symbols:
+            days = coverage.days_of(symbol)
             ledger = store.ledger(symbol, days)
             present = [d for d in days if (symbol, d) in listed]
             entries = [ledger[day] for day in present if day in ledger]

@@ -16,6 +16,7 @@ from marketpipe.connectors import (
     NewsClient,
     PolygonClient,
 )
+from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
@@ -60,6 +61,7 @@ class VendorClients:
     bars: AlpacaClient | PolygonClient
     corporate_actions: CorporateActionsClient | None  # Alpaca's endpoint (None for Polygon)
     news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
+    assets: AlpacaAssetsClient | None = None  # Alpaca's trading API (None for Polygon)
 
 
 @contextmanager
@@ -97,6 +99,7 @@ def open_clients(
             config = alpaca_client_config(
                 settings.config,
                 base_url=server.url,
+                trading_url=server.url,
                 key_id=SecretStr("demo"),
                 secret_key=SecretStr("demo"),
             )
@@ -106,6 +109,7 @@ def open_clients(
                 CorporateActionsClient(config, rate_limiter=limiter, **options)
             ),
             news=stack.enter_context(NewsClient(config, rate_limiter=limiter, **options)),
+            assets=stack.enter_context(AlpacaAssetsClient(config, rate_limiter=limiter, **options)),
         )
 
 

@@ -66,7 +66,12 @@ if workflow.is_main_process:
     repair_damaged_before_planning(SETTINGS, sys.argv)
 if SAVED_PLAN is None:
     FETCH_JOBS = fetch_jobs(
-        pending_jobs(SETTINGS.lake, SETTINGS.config.symbols, plan_months(SETTINGS.final_days)),
+        pending_jobs(
+            SETTINGS.lake,
+            SETTINGS.config.symbols,
+            plan_months(SETTINGS.final_days),
+            SETTINGS.expected_days,
+        ),
         SETTINGS.config.symbols_per_job,
     )
     CONSOLIDATIONS = pending_consolidations(SETTINGS, fetched_months(FETCH_JOBS))

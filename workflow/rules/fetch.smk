@@ -1,7 +1,9 @@
 # One job per month and group of up to `symbols_per_job` symbols missing the same days:
 # its outputs are those symbols' partitions of the month, marked update() so a rerun keeps
 # the days that exist and fetches only the missing ones. Symbols and days reach the job
-# through params (a run: block would see the loop variable's last value).
+# through params (a run: block would see the loop variable's last value). Polygon's jobs
+# wait for the security master: a renamed security's days are asked for under the ticker
+# it traded as then.
 
 from marketpipe.workflow.jobs import fetch_partitions
 
@@ -10,6 +12,8 @@ for index, job in enumerate(FETCH_JOBS):
     rule:
         name:
             f"fetch_{job.month.label}_{index}"
+        input:
+            [str(SECURITIES_MARKER)] if SETTINGS.fetches_by_security else [],
         output:
             fetch_outputs(job),
         log:

@@ -1,0 +1,92 @@
+"""Alpaca assets (``GET /v2/assets/{symbol}``, ``GET /v2/assets``) on the trading API host.
+
+An asset is what a symbol names today: its stable ``id`` (kept across a symbol-only change;
+a CUSIP change makes the asset ``inactive`` and adds a new one) and ``status`` (``active``,
+or ``inactive`` once delisted). Alpaca has no listing history, so this is the one place its
+API says whether a ticker is in use now and by which asset; an unknown symbol is a 404.
+The endpoint lives on the trading API (``APCA_API_BASE_URL``, default
+``https://api.alpaca.markets``), not the data host, with the same keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from marketpipe.connectors.alpaca import AlpacaDataClient
+from marketpipe.connectors.base_api_client import Page
+from marketpipe.connectors.config import AlpacaConfig
+from marketpipe.connectors.errors import ApiError, ResponseFormatError
+from marketpipe.connectors.models import Dataset, Symbol
+from marketpipe.connectors.transport import RequestSpec
+
+
+class Asset(BaseModel):
+    """One Alpaca asset: what a symbol names today."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=1, description="The asset's id, kept across symbol changes")
+    symbol: str = Field(min_length=1, description="Its symbol today (the last, if inactive)")
+    name: str | None = Field(None, description="The company's name")
+    status: str = Field(pattern="^(active|inactive)$", description="inactive once delisted")
+    exchange: str | None = Field(None, description="Its listing exchange")
+
+
+ASSETS = Dataset("assets", Asset)
+
+
+class AssetsQuery(BaseModel):
+    """One symbol's (or asset id's) asset, or every asset of a ``status``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: Symbol | None = Field(None, description="A symbol or asset id; None: list them")
+    status: Literal["active", "inactive"] | None = Field(None, description="Listing filter")
+
+
+class AlpacaAssetsClient(AlpacaDataClient[AssetsQuery]):
+    """Alpaca's assets, through the same transport, budget and keys as its market data."""
+
+    dataset = ASSETS
+
+    def __init__(self, config: AlpacaConfig, **options: Any) -> None:
+        super().__init__(config.model_copy(update={"base_url": config.trading_url}), **options)
+
+    def build_request(self, query: AssetsQuery, cursor: str | None) -> RequestSpec:
+        """``/v2/assets/{symbol}``, or the list filtered by status (one page, no cursor)."""
+        if query.symbol is not None:
+            return RequestSpec(path=f"/v2/assets/{query.symbol}", endpoint="assets")
+        params = (("status", query.status),) if query.status else ()
+        return RequestSpec(path="/v2/assets", params=params, endpoint="assets")
+
+    def next_cursor(self, page: Page) -> str | None:
+        """The assets endpoints answer in one page."""
+        return None
+
+    def parse_page(self, page: Page, query: AssetsQuery) -> pa.Table:
+        """An asset object, or a list of them, as rows."""
+        payload = page.payload
+        records = payload if isinstance(payload, list) else [payload]
+        try:
+            rows = [Asset.model_validate(record).model_dump() for record in records]
+        except ValueError as exc:
+            raise ResponseFormatError(f"assets page {page.number}: {exc}") from None
+        return pa.Table.from_pylist(rows, schema=ASSETS.schema)
+
+    def asset(self, symbol: str) -> Asset | None:
+        """The asset ``symbol`` names today, ``None`` when Alpaca knows no such asset."""
+        cache: dict[str, Asset | None] = self.__dict__.setdefault("_assets", {})
+        if symbol not in cache:
+            try:
+                table = pa.concat_tables(self.fetch_batch(AssetsQuery(symbol=symbol)))
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+                cache[symbol] = None
+            else:
+                rows = table.to_pylist()
+                cache[symbol] = Asset(**rows[0]) if rows else None
+        return cache[symbol]
