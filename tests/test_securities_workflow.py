@@ -28,7 +28,7 @@ from tests.workflow_support import (
 )
 
 META = [record for record in SECURITIES if record["name"].startswith("Meta")]
-RANGE = {"symbols": ["META"], "start": "2022-06-13", "end": "2022-06-17"}
+RANGE = {"symbols": ["META"], "start": "2022-06-06", "end": "2022-06-10"}
 
 
 def securities_command(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -68,6 +68,15 @@ def test_an_alpaca_format_lake_keeps_the_renames_its_corporate_actions_tell(
     assert "META: active, also traded as FB" in status.stdout.splitlines()
     again = snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    # Either name reads the security: FB's days are META's bars before the rename. FB is
+    # no symbol of this lake, so after the rename it names nothing the lake holds.
+    lake = tmp_path / "lake"
+    by_old_name = marketpipe.read_bars("FB", "2022-06-06", "2022-06-08", data_dir=lake)
+    by_new_name = marketpipe.read_bars("META", "2022-06-06", "2022-06-08", data_dir=lake)
+    assert by_old_name.num_rows > 0 and set(by_old_name["symbol"].to_pylist()) == {"FB"}
+    assert by_old_name.drop(["symbol"]).equals(by_new_name.drop(["symbol"]))
+    with pytest.raises(marketpipe.MissingPartitionsError, match="FB 2022-06-09, FB 2022-06-10"):
+        marketpipe.read_bars("FB", "2022-06-06", "2022-06-10", data_dir=lake)
     # A new symbol is asked about in the next run, the others' rows stay.
     write_config(tmp_path, **{**RANGE, "symbols": ["META", "AAPL"]}, demo={"securities": META})
     planned = snakemake(tmp_path, "-n")
@@ -215,3 +224,27 @@ def test_one_truth_in_both_formats_is_whole_and_reconciles(tmp_path: Path) -> No
     )
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "the lakes agree" in compared.stdout
+    lake = polygon / "lake"
+    # A longer range: the delisted and the not yet listed days are not planned, not
+    # missing, and a read wider than a security's life returns its listed days.
+    with simulator_process(log, "--securities", str(book)) as url:
+        longer = {**LIFE, "end": "2023-10-31"}
+        config = {"vendor": "polygon", "polygon": {"base_url": url, "requests_per_minute": 10_000}}
+        write_config(polygon, **longer, **config)
+        planned = snakemake(polygon, "-n", env=env)
+        assert "TWTR" not in planned.stdout + planned.stderr.replace("TWTR, ARM", "")
+        result = snakemake(polygon, "--cores", "2", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    for symbol in ("META", "ARM", "FB"):
+        assert (lake / "ohlcv" / f"symbol={symbol}" / "year=2023" / "month=10").is_dir()
+    assert not (lake / "ohlcv" / "symbol=TWTR" / "year=2023" / "month=10").exists()
+    assert bar_days(lake, "TWTR", "2022-10-03", "2023-10-31")[-1] == "2022-10-27"
+    status = subprocess.run(
+        marketpipe_command("status", "--require-complete"),
+        cwd=polygon,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr

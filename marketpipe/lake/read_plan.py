@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +28,7 @@ from marketpipe.lake.storage import (
 )
 from marketpipe.lake.store_types import FileStamp
 from marketpipe.markettime.calendar import Session, new_york_date, trading_sessions
+from marketpipe.markettime.spans import EVERY_DAY, DaySpans
 from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
 
 
@@ -74,22 +75,49 @@ def range_bound(
 
 
 @dataclass(frozen=True)
-class ReadPlan:
-    """The keys to open (by symbol, then time), the sessions of the range and its exact
-    bounds; ``month_days``: for each month file among the keys, the day files it stands for."""
+class Series:
+    """What a read of ``name`` opens: the lake symbol ``symbol``'s files on ``days`` (a
+    renamed security's old ticker reads its symbol's files for the days it used it)."""
 
-    keys: list[str]
+    name: str
+    symbol: str
+    days: DaySpans = EVERY_DAY
+
+    @classmethod
+    def plain(cls, name: str) -> list[Series]:
+        """A name that is its own symbol on every day."""
+        return [cls(name, name)]
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """The files to open, each with the name it is read as (by name, then time), the
+    sessions of the range and its exact bounds; ``month_days``: for each month file among
+    them, the day files it stands for."""
+
+    entries: list[tuple[str, str]]  # (name, key)
     sessions: list[Session]
     start_at: dt.datetime | None
     end_at: dt.datetime | None
     month_days: dict[str, list[str]] = field(default_factory=dict)
 
-    def without_months(self, months: set[str]) -> list[str]:
-        """The keys with the month files ``months`` replaced by their day files."""
-        keys: list[str] = []
-        for key in self.keys:
-            keys.extend(self.month_days[key] if key in months else [key])
-        return keys
+    @property
+    def keys(self) -> list[str]:
+        """The keys to open, in order."""
+        return [key for _, key in self.entries]
+
+    def without_months(self, months: set[str]) -> list[tuple[str, str]]:
+        """The entries with the month files ``months`` replaced by their day files."""
+        entries: list[tuple[str, str]] = []
+        for name, key in self.entries:
+            days = self.month_days[key] if key in months else [key]
+            entries.extend((name, day) for day in days)
+        return entries
+
+
+def _symbol_of(key: str) -> str:
+    """The symbol a day or month file's key names (``<area>/symbol=S/...``)."""
+    return key.split("/")[1].removeprefix("symbol=")
 
 
 def _day_stamps(
@@ -122,8 +150,11 @@ def plan_read(
     end: dt.date | dt.datetime | str,
     lake: LakeStore,
     missing: Literal["error", "skip"],
+    series_of: Callable[[str], list[Series]] = Series.plain,
 ) -> ReadPlan:
-    """What to open for ``symbols`` from ``start`` to ``end`` (see :class:`ReadPlan`)."""
+    """What to open for ``symbols`` from ``start`` to ``end`` (see :class:`ReadPlan`);
+    ``series_of`` says which files a name reads on which days (the security master's
+    renames and listed life; by default a name is its own symbol throughout)."""
     if not symbols:
         raise ValueError("symbols is empty; name at least one")
     if missing not in ("error", "skip"):
@@ -133,30 +164,35 @@ def plan_read(
     if last < first:
         raise ValueError(f"end ({last}) is before start ({first})")
     sessions = trading_sessions(first, last)
-    by_month = {
-        month: list(group)
-        for month, group in itertools.groupby(sessions, key=lambda s: month_of(s.date))
-    }
-    whole: list[Month] = [
-        month for month, group in by_month.items() if len(group) == len(month_sessions(month))
-    ]
-    keys, absent, month_days = [], [], {}
+    found: list[tuple[str, dt.date, str]] = []  # (name, first day, key)
+    absent, month_days = [], {}
     # A remote lake's pyarrow filesystem, made once for every symbol's month footers.
-    filesystem = None if isinstance(lake, LocalStore) or not whole else lake_filesystem(lake)
-    for symbol in symbols:
-        day_keys = {session.date: partition_key(symbol, session.date) for session in sessions}
-        stamps = _day_stamps(lake, symbol, day_keys)
-        usable = usable_month_keys(lake, symbol, whole, stamps, filesystem)
+    filesystem = None if isinstance(lake, LocalStore) else lake_filesystem(lake)
+    for series in (item for name in symbols for item in series_of(name)):
+        wanted = [session for session in sessions if series.days.covers(session.date)]
+        by_month = {
+            month: list(group)
+            for month, group in itertools.groupby(wanted, key=lambda s: month_of(s.date))
+        }
+        whole: list[Month] = [
+            month for month, group in by_month.items() if len(group) == len(month_sessions(month))
+        ]
+        day_keys = {session.date: partition_key(series.symbol, session.date) for session in wanted}
+        stamps = _day_stamps(lake, series.symbol, day_keys)
+        usable = usable_month_keys(lake, series.symbol, whole, stamps, filesystem)
         for month, group in by_month.items():
             if month in usable:
-                keys.append(usable[month])
+                found.append((series.name, group[0].date, usable[month]))
                 month_days[usable[month]] = [day_keys[session.date] for session in group]
                 continue
             for session in group:
                 if session.date in stamps:
-                    keys.append(day_keys[session.date])
+                    found.append((series.name, session.date, day_keys[session.date]))
                 else:
-                    absent.append((symbol, session.date))
+                    absent.append((series.name, session.date))
+    order = {name: index for index, name in enumerate(symbols)}
+    found.sort(key=lambda item: (order[item[0]], item[1]))
+    absent.sort(key=lambda item: (order[item[0]], item[1]))
     if absent and not lake.any(LAKE_DIR):
         raise NoLakeError(
             f"no lake at {lake.uri}: it holds no {LAKE_DIR}/ directory; data_dir must name the "
@@ -164,4 +200,5 @@ def plan_read(
         )
     if absent and missing == "error":
         raise MissingPartitionsError(absent)
-    return ReadPlan(keys, sessions, start_at, end_at, month_days)
+    entries = [(name, key) for name, _, key in found]
+    return ReadPlan(entries, sessions, start_at, end_at, month_days)

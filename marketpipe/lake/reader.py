@@ -26,6 +26,7 @@ from marketpipe.lake.read_plan import (
     plan_read,
     sorted_symbols,
 )
+from marketpipe.lake.securities import series_resolver
 from marketpipe.lake.storage import (
     ADJUSTMENT_KEY,
     LAKE_SCHEMA,
@@ -73,8 +74,8 @@ def scan_bars(
     Stream it with ``.to_batches()``, filter it, or hand it to ``polars.scan_pyarrow_dataset``
     or DuckDB. Date bounds select whole sessions; apply datetime bounds as a filter.
     """
-    lake, keys = _planned_keys(symbols, start, end, data_dir, missing)
-    return _dataset(keys, lake)
+    lake, entries = _planned_entries(symbols, start, end, data_dir, missing)
+    return _dataset(entries, lake)
 
 
 def bar_files(
@@ -89,44 +90,41 @@ def bar_files(
     themselves (``polars.scan_parquet(files)``, DuckDB's ``read_parquet([...])``): a month
     file for each whole month of the range where one is current, day files elsewhere, by
     symbol then time; local paths, or ``s3://`` URIs for a lake on S3. The files hold no
-    symbol column (their paths name it: ``symbol=S``); date bounds select whole sessions."""
-    lake, keys = _planned_keys(symbols, start, end, data_dir, missing)
+    symbol column (their paths name it: ``symbol=S``, the lake's symbol also for a name read
+    through a rename); date bounds select whole sessions."""
+    lake, entries = _planned_entries(symbols, start, end, data_dir, missing)
+    keys = [key for _, key in entries]
     if isinstance(lake, LocalStore):
         return [str(lake.path(key)) for key in keys]
     return [f"{lake.uri}/{key}" for key in keys]
 
 
-def _planned_keys(
+def _planned_entries(
     symbols: str | Sequence[str],
     start: dt.date | dt.datetime | str,
     end: dt.date | dt.datetime | str,
     data_dir: Path | str,
     missing: Literal["error", "skip"],
-) -> tuple[LakeStore, list[str]]:
-    """The lake and the keys a lazy read opens, symbols in the order given."""
+) -> tuple[LakeStore, list[tuple[str, str]]]:
+    """The lake and the (name, key) pairs a lazy read opens, symbols in the order given."""
     lake = as_store(data_dir)
     tickers = [symbols] if isinstance(symbols, str) else list(symbols)
-    return lake, plan_read(tickers, start, end, lake, missing).keys
+    return lake, plan_read(tickers, start, end, lake, missing, series_resolver(lake)).entries
 
 
-def _dataset(keys: list[str], lake: LakeStore) -> ds.Dataset:
-    """A dataset over day and month files alike, ``symbol`` taken from each key's path."""
+def _dataset(entries: list[tuple[str, str]], lake: LakeStore) -> ds.Dataset:
+    """A dataset over day and month files alike, ``symbol`` the name each is read as."""
     filesystem, root = lake_filesystem(lake)
     fragments = [
         VERIFIED_PARQUET.make_fragment(
             f"{root}/{key}",
             filesystem,
-            partition_expression=ds.field(SYMBOL_COLUMN) == _symbol_of(key),
+            partition_expression=ds.field(SYMBOL_COLUMN) == name,
         )
-        for key in keys
+        for name, key in entries
     ]
     schema = LAKE_SCHEMA.append(pa.field(SYMBOL_COLUMN, pa.string()))
     return ds.FileSystemDataset(fragments, schema, VERIFIED_PARQUET, filesystem)
-
-
-def _symbol_of(key: str) -> str:
-    """The symbol a day or month file's key names (``<area>/symbol=S/...``)."""
-    return key.split("/")[1].removeprefix("symbol=")
 
 
 def read_bars(
@@ -162,7 +160,7 @@ def read_bars(
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if output not in ("arrow", "pandas", "polars"):
         raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
-    plan = plan_read(sorted_symbols(symbols), start, end, lake, missing)
+    plan = plan_read(sorted_symbols(symbols), start, end, lake, missing, series_resolver(lake))
     sessions, start_at, end_at = plan.sessions, plan.start_at, plan.end_at
     table = _read_in_order(plan, lake)
     if kinds:
@@ -197,7 +195,7 @@ def _read_in_order(plan: ReadPlan, lake: LakeStore) -> pa.Table:
     day files are read instead (``marketpipe consolidate`` rebuilds it).
     """
     try:
-        return _read_keys(plan.keys, lake)
+        return _read_keys(plan.entries, lake)
     except DamagedFileError as error:
         months = {key for key in plan.month_days if f"{lake.uri}/{key}" in error.damaged}
         if not months:
@@ -210,10 +208,11 @@ def _read_in_order(plan: ReadPlan, lake: LakeStore) -> pa.Table:
         return _read_keys(plan.without_months(months), lake)
 
 
-def _read_keys(keys: list[str], lake: LakeStore) -> pa.Table:
+def _read_keys(entries: list[tuple[str, str]], lake: LakeStore) -> pa.Table:
     by_symbol: dict[str, list[str]] = {}
-    for key in keys:
-        by_symbol.setdefault(_symbol_of(key), []).append(key)
+    for name, key in entries:
+        by_symbol.setdefault(name, []).append(key)
+    keys = [key for _, key in entries]
     filesystem, root = lake_filesystem(lake)
     tables = []
     for symbol in sorted(by_symbol):

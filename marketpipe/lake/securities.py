@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from marketpipe.connectors.models import TradedAs
 from marketpipe.lake.objects import LakeStore
+from marketpipe.lake.read_plan import Series
 from marketpipe.lake.storage import (
     Output,
     WrittenFile,
@@ -32,7 +33,7 @@ from marketpipe.lake.storage import (
     parquet_bytes,
     read_table_at,
 )
-from marketpipe.markettime.spans import DaySpan
+from marketpipe.markettime.spans import EVERY_DAY, NO_DAY, DaySpan, DaySpans
 
 SECURITIES_KEY = "securities/securities.parquet"
 SECURITIES_SCHEMA = pa.schema(
@@ -149,6 +150,38 @@ class Security:
         if self.listed is not None and self.listed > today:
             return f"listed on {self.listed.isoformat()}"
         return "active"
+
+
+def series_resolver(lake: Lake) -> Callable[[str], list[Series]]:
+    """How a read resolves a name through the lake's security master (see
+    :func:`series_of`); without a master every name is its own symbol."""
+    known = securities_of(read_securities(lake))
+    if not known:
+        return Series.plain
+    return lambda name: series_of(name, known)
+
+
+def series_of(name: str, known: dict[str, Security]) -> list[Series]:
+    """What a read of ``name`` opens: a symbol of the lake reads its own security's files
+    over its listed life (a reused ticker's other company is never mixed in); another name
+    reads, for the days a lake security traded under it, that security's files (``FB`` in
+    2021 reads ``META``'s), and is its own (missing) on the rest."""
+    own = known.get(name)
+    if own is not None:
+        return [Series(name, name, EVERY_DAY.within(own.life()))]
+    series, taken = [], NO_DAY
+    for symbol, security in known.items():
+        used = DaySpans.of(
+            span
+            for interval in security.intervals
+            if interval.ticker == name
+            and (span := DaySpan(interval.valid_from, interval.valid_to).overlap(security.life()))
+        ).without(taken)
+        if used.spans:
+            series.append(Series(name, symbol, used))
+            taken = DaySpans.of([*taken.spans, *used.spans])
+    rest = EVERY_DAY.without(taken)
+    return [*series, Series(name, name, rest)] if rest.spans else series
 
 
 def securities_table(intervals: Iterable[TickerInterval]) -> pa.Table:

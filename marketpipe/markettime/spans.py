@@ -6,6 +6,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+_ONE_DAY = dt.timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class DaySpan:
@@ -17,6 +19,17 @@ class DaySpan:
     def covers(self, day: dt.date) -> bool:
         """Whether ``day`` is in the span."""
         return (self.first is None or self.first <= day) and (self.last is None or day <= self.last)
+
+    def without(self, other: DaySpan) -> list[DaySpan]:
+        """The days of this span not in ``other``: none, one or two spans."""
+        if self.overlap(other) is None:
+            return [self]
+        parts = []
+        if other.first is not None and (self.first is None or self.first < other.first):
+            parts.append(DaySpan(self.first, other.first - _ONE_DAY))
+        if other.last is not None and (self.last is None or other.last < self.last):
+            parts.append(DaySpan(other.last + _ONE_DAY, self.last))
+        return parts
 
     def overlap(self, other: DaySpan) -> DaySpan | None:
         """The days in both spans, or ``None`` when they share none."""
@@ -53,6 +66,13 @@ class DaySpans:
             overlap for own in self.spans if (overlap := own.overlap(span)) is not None
         )
 
+    def without(self, other: DaySpans) -> DaySpans:
+        """These spans less the days of ``other``."""
+        remaining = list(self.spans)
+        for cut in other.spans:
+            remaining = [part for span in remaining for part in span.without(cut)]
+        return DaySpans.of(remaining)
+
     def days(self, days: Sequence[dt.date]) -> tuple[dt.date, ...]:
         """The ones of ``days`` covered."""
         if self.unbounded:
@@ -61,3 +81,4 @@ class DaySpans:
 
 
 EVERY_DAY = DaySpans()
+NO_DAY = DaySpans(())
