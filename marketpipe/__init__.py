@@ -14,7 +14,9 @@ __all__ = [
     "MissingPartitionsError",
     "NoLakeError",
     "NoSecurityMasterError",
+    "NoUniverseError",
     "bar_files",
+    "members",
     "news_events",
     "read_bars",
     "read_news",
@@ -30,6 +32,8 @@ _HOMES = {
     "NoLakeError": "marketpipe.lake.read_plan",
     "NoSecurityMasterError": "marketpipe.lake.securities",
     "securities": "marketpipe.lake.securities",
+    "NoUniverseError": "marketpipe.lake.universe",
+    "members": "marketpipe.lake.universe",
     "bar_files": "marketpipe.lake.reader",
     "read_bars": "marketpipe.lake.reader",
     "scan_bars": "marketpipe.lake.reader",
@@ -42,8 +46,8 @@ _HOMES = {
 
 def __getattr__(name: str) -> Any:
     """``marketpipe.read_bars``, ``scan_bars``, ``bar_files``, ``read_news``, ``news_events``,
-    ``securities``, ``reconcile``, ``reconcile_lakes`` and the readers' errors, imported on
-    first use (they pull in pyarrow, which light modules such as
+    ``securities``, ``members``, ``reconcile``, ``reconcile_lakes`` and the readers'
+    errors, imported on first use (they pull in pyarrow, which light modules such as
     ``marketpipe.markettime.clock`` do not need)."""
     if name in _HOMES:
         return getattr(importlib.import_module(_HOMES[name]), name)

@@ -82,6 +82,11 @@ class Series:
     name: str
     symbol: str
     days: DaySpans = EVERY_DAY
+    required: DaySpans | None = None  # the days that must be there (default: all ``days``)
+
+    def requires(self, day: dt.date) -> bool:
+        """Whether ``day``'s partition is missing if it is not in the lake."""
+        return (self.days if self.required is None else self.required).covers(day)
 
     @classmethod
     def plain(cls, name: str) -> list[Series]:
@@ -188,7 +193,7 @@ def plan_read(
             for session in group:
                 if session.date in stamps:
                     found.append((series.name, session.date, day_keys[session.date]))
-                else:
+                elif series.requires(session.date):
                     absent.append((series.name, session.date))
     order = {name: index for index, name in enumerate(symbols)}
     found.sort(key=lambda item: (order[item[0]], item[1]))

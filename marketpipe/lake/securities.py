@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from marketpipe.lake.storage import (
     parquet_bytes,
     read_table_at,
 )
+from marketpipe.lake.universe import read_membership
 from marketpipe.markettime.spans import EVERY_DAY, NO_DAY, DaySpan, DaySpans
 
 SECURITIES_KEY = "securities/securities.parquet"
@@ -153,22 +154,29 @@ class Security:
 
 
 def series_resolver(lake: Lake) -> Callable[[str], list[Series]]:
-    """How a read resolves a name through the lake's security master (see
-    :func:`series_of`); without a master every name is its own symbol."""
+    """How a read resolves a name through the lake's security master and universe (see
+    :func:`series_of`); without either every name is its own symbol on every day."""
     known = securities_of(read_securities(lake))
-    if not known:
+    membership = read_membership(lake)
+    if not known and not membership:
         return Series.plain
-    return lambda name: series_of(name, known)
+    return lambda name: series_of(name, known, membership)
 
 
-def series_of(name: str, known: dict[str, Security]) -> list[Series]:
-    """What a read of ``name`` opens: a symbol of the lake reads its own security's files
-    over its listed life (a reused ticker's other company is never mixed in); another name
-    reads, for the days a lake security traded under it, that security's files (``FB`` in
-    2021 reads ``META``'s), and is its own (missing) on the rest."""
-    own = known.get(name)
-    if own is not None:
-        return [Series(name, name, EVERY_DAY.within(own.life()))]
+def series_of(
+    name: str, known: dict[str, Security], membership: Mapping[str, DaySpans]
+) -> list[Series]:
+    """What a read of ``name`` opens. A symbol of the lake reads its own files, and only
+    its universe membership while its security was listed must be there (a read wider than
+    a delisting returns the listed days; a reused ticker's other company is never mixed
+    in). Another name reads, for the days a lake security traded under it, that security's
+    files (``FB`` in 2021 reads ``META``'s), and is its own (missing) on the rest."""
+    own, member = known.get(name), membership.get(name)
+    if own is not None or member is not None:
+        required = member if member is not None else EVERY_DAY
+        if own is not None:
+            required = required.within(own.life())
+        return [Series(name, name, EVERY_DAY, required)]
     series, taken = [], NO_DAY
     for symbol, security in known.items():
         used = DaySpans.of(

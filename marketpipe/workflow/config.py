@@ -17,6 +17,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from marketpipe.connectors import AlpacaConfig, PolygonConfig
 from marketpipe.connectors.alpaca import check_adjustment
@@ -26,8 +27,10 @@ from marketpipe.lake.lease import RENEW_SECONDS, STALE_AFTER_SECONDS
 from marketpipe.lake.location import check_lake_location, check_local_directory
 from marketpipe.lake.objects import ENDPOINT_VARIABLE, is_s3
 from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP_DELAY
+from marketpipe.markettime.spans import DaySpan, DaySpans
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.settings import DemoSettings
+from marketpipe.workflow.universe_file import read_universe_file
 
 
 class ConfigError(ValueError):
@@ -213,12 +216,42 @@ class NewsSettings(BaseModel):
     )
 
 
+class UniverseSettings(BaseModel):
+    """A point-in-time universe: who was a member when, from a CSV file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(
+        min_length=1,
+        description="CSV of members: intervals (symbol,start,end; empty end = still a member) "
+        "or snapshots (date,tickers: the full list from that date on); a path relative to "
+        "the directory the workflow runs in",
+    )
+
+
 class WorkflowConfig(BaseModel):
     """What to fetch and where to keep it (``config/config.yaml``)."""
 
     model_config = ConfigDict(extra="forbid", title="MarketPipe workflow configuration")
 
-    symbols: list[Symbol] = Field(min_length=1, description="Tickers to fetch")
+    symbols: list[Symbol] = Field(
+        default_factory=list,
+        description="Tickers to fetch on every day of the range (with a universe: besides "
+        "its members)",
+    )
+    universe: UniverseSettings | None = Field(
+        None,
+        description="Members to fetch for their membership days only (with or instead of "
+        "symbols); marketpipe.members() says who was in it",
+    )
+    # Filled from the universe file when the config is read (no key of the YAML).
+    membership: SkipJsonSchema[dict[str, DaySpans]] = Field(
+        default_factory=dict,
+        exclude=True,
+        repr=False,
+        description="The days of the range each universe member is fetched (symbols "
+        "listed in symbols are fetched on every day and are not here)",
+    )
     start: dt.date = Field(description="First trading day to fetch (New York date, inclusive)")
     end: dt.date | Literal["today"] = Field(
         description="Last trading day to fetch (New York date, inclusive); 'today' = the "
@@ -291,6 +324,31 @@ class WorkflowConfig(BaseModel):
         if duplicates:
             raise ValueError(f"listed more than once: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _with_universe(self) -> WorkflowConfig:
+        """Add the universe's members of the range to the symbols."""
+        if self.universe is None:
+            if not self.symbols:
+                raise ValueError("symbols is empty and there is no universe: name at least one")
+            return self
+        if self.membership:  # an instance validated again (as WorkflowSettings' field)
+            return self
+        last = self.end if isinstance(self.end, dt.date) else None
+        window = DaySpan(self.start, last)
+        explicit = set(self.symbols)
+        self.membership = {
+            symbol: days
+            for symbol, spans in read_universe_file(self.universe.file).items()
+            if (days := spans.within(window)).spans and symbol not in explicit
+        }
+        self.symbols = [*self.symbols, *sorted(self.membership)]
+        if not self.symbols:
+            raise ValueError(
+                f"universe file {self.universe.file} has no member between {self.start} and "
+                f"{self.end}, and symbols is empty"
+            )
+        return self
 
     @field_validator("timeframe")
     @classmethod

@@ -94,6 +94,9 @@ def pending_consolidations(
         due = []
         for symbol in settings.config.symbols:
             key = (symbol, month)
+            if len(settings.expected_days(symbol).days(sessions)) < len(sessions):
+                continue  # part of the month only (a listing, delisting, membership): days
+
             # Not fetched: every day is in the lake (the fetch plan listed it). The month is
             # current only if the ledger knows each day (jobs elsewhere may not have told it
             # yet: the job adopts them) and recorded this file from those days' hashes.

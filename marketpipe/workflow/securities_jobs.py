@@ -25,6 +25,7 @@ from marketpipe.ingest.securities import (
 from marketpipe.lake.actions import read_actions
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.securities import TickerInterval
+from marketpipe.lake.universe import membership_digest, publish_membership
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.observability.logs import job_context, json_log_file, log_event
 from marketpipe.observability.metrics import MetricsRecorder
@@ -86,6 +87,30 @@ def refresh_security_master(
     }
     write_marker(marker, summary)
     return rows
+
+
+def publish_universe(settings: WorkflowSettings, marker: Path | str, log_path: Path | str) -> bool:
+    """Keep the config's universe membership in the lake (``universe/members.parquet``,
+    read by ``marketpipe.members`` and the readers); writes ``marker``; returns whether the
+    lake's file changed."""
+    membership = settings.config.membership
+    with json_log_file(log_path), job_context(symbol="universe", month="universe"):
+        changed = publish_membership(settings.lake, membership)
+        log_event(
+            logger,
+            "universe.published",
+            f"universe: {len(membership)} member(s), "
+            + ("file changed" if changed else "file unchanged"),
+        )
+    write_marker(marker, {"members": len(membership), "changed": changed})
+    return changed
+
+
+def universe_marker(settings: WorkflowSettings) -> Path:
+    """The file saying the lake holds this membership: the ``universe`` job runs again only
+    when the universe file (or the range) changes."""
+    digest = membership_digest(settings.config.membership)
+    return settings.markers_dir / "universe" / f"members-{digest}.json"
 
 
 def _asker(

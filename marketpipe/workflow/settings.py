@@ -287,11 +287,11 @@ class WorkflowSettings(BaseModel):
         return self.stored_securities()
 
     def expected_days(self, symbol: str) -> DaySpans:
-        """The days ``symbol`` should have bars: its security's listed life, when known."""
+        """The days ``symbol`` should have bars: its membership of the universe (every day
+        for a listed symbol) while its security was listed, when known."""
+        days = self.config.membership.get(symbol, EVERY_DAY)
         security = self.planned_securities.get(symbol)
-        if security is None:
-            return EVERY_DAY
-        return EVERY_DAY.within(security.life())
+        return days if security is None else days.within(security.life())
 
 
 def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConfig:

@@ -128,6 +128,7 @@ def run_targets():
         return []
     actions = [ACTIONS_MARKER] if SETTINGS.fetches_actions else []
     securities = [SECURITIES_MARKER] if SETTINGS.keeps_securities else []
+    universe = [UNIVERSE_MARKER] if SETTINGS.config.universe else []
     news = [NEWS_MARKER] if RECHECK_NEWS else []
     months = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in CONSOLIDATIONS]
     return [
@@ -135,6 +136,7 @@ def run_targets():
         *months,
         *actions,
         *securities,
+        *universe,
         *news,
         *rules.coverage_report.output,
     ]
@@ -163,6 +165,7 @@ if SETTINGS.vendor_section.budget_shares > 1:
 localrules:
     corporate_actions,
     security_master,
+    universe,
     news_recheck,
     coverage_report,
 

@@ -5,7 +5,11 @@
 # facts come from the corporate actions the lake keeps, so that job runs first.
 
 from marketpipe.workflow.planning import securities_marker
-from marketpipe.workflow.securities_jobs import refresh_security_master
+from marketpipe.workflow.securities_jobs import (
+    publish_universe,
+    refresh_security_master,
+    universe_marker,
+)
 
 # Decided once, by the main process (a job process reads it from the run's saved plan).
 if SAVED_PLAN is not None and SAVED_PLAN.securities_marker is not None:
@@ -25,3 +29,17 @@ rule security_master:
         api=1,
     run:
         refresh_security_master(SETTINGS, output[0], log[0])
+
+
+# The universe's membership (config `universe: {file}`), kept in the lake for
+# marketpipe.members() and the readers; again only when the file or the range changes.
+UNIVERSE_MARKER = universe_marker(SETTINGS)
+
+
+rule universe:
+    output:
+        str(UNIVERSE_MARKER),
+    log:
+        str(LOG_DIR / "universe" / f"{UNIVERSE_MARKER.stem}.jsonl"),
+    run:
+        publish_universe(SETTINGS, output[0], log[0])
