@@ -175,9 +175,13 @@ def test_a_late_split_changes_adjusted_reads_without_rewriting_any_bar(
     assert {path for path in changed if not path.startswith("news/")} == {
         "corporate_actions/symbol=MSFT/actions.parquet"
     }
-    # One corporate-actions request, no bar requests (nothing was missing, no new dividend).
+    # One corporate-actions request, no bar requests (nothing was missing, no new dividend);
+    # the day's security-master check asks each symbol's asset.
     paths = [entry.path for entry in request_log(workdir)[requests_before:]]
-    assert [path for path in paths if path != "/v1beta1/news"] == ["/v1/corporate-actions"]
+    assert [path for path in paths if path != "/v1beta1/news"] == [
+        "/v1/corporate-actions",
+        *(f"/v2/assets/{symbol}" for symbol in sorted(SYMBOLS)),
+    ]
 
     split_after = lake_bars(workdir, "split")
     assert_same_bars(split_after, vendor_bars(NEXT_DAY, "split", actions))

@@ -74,7 +74,12 @@ def test_job_logs_are_json_lines_with_run_id_and_context(reference: Path) -> Non
     assert summary["status"] == "success"
     assert summary["partitions"]["present"] == summary["partitions"]["planned"] == 2 * len(DAYS)
     endpoints = summary["endpoints"]
-    assert set(endpoints) == {"alpaca:stocks/bars", "alpaca:corporate-actions", "alpaca:news"}
+    assert set(endpoints) == {
+        "alpaca:stocks/bars",
+        "alpaca:corporate-actions",
+        "alpaca:news",
+        "alpaca:assets",
+    }
     assert endpoints["alpaca:corporate-actions"]["requests"] == 1
     total = sum(stats["requests"] for stats in endpoints.values())
     assert total == summary["requests"] == len(request_log(reference))

@@ -130,17 +130,16 @@ def test_a_range_wholly_in_the_future_does_nothing_and_says_why(tmp_path: Path) 
 def test_the_free_plan_never_sees_a_403(after_the_close: Path, tmp_path: Path) -> None:
     listed_today = {"plan": "free", "listings": {"NEWCO": TODAY}}
     write_config(tmp_path, **THROUGH_NEXT_WEEK, symbols=["AAPL", "NEWCO"], demo=listed_today)
-    # 14:00: NEWCO has no bar in the final sessions, so its existence is checked (latest
-    # bars, which the free plan refuses for feed=sip); 21:00: today is final, and SIP data
-    # of its last 15 minutes (20:45 on) would still be refused.
+    # 14:00: NEWCO has no bar in the final sessions, so its existence is checked (its
+    # asset: latest bars with feed=sip would be refused on the free plan); 21:00: today is
+    # final, and SIP data of its last 15 minutes (20:45 on) would still be refused.
     for moment in (AT_TWO_PM, AFTER_FINAL):
         result = run_at(tmp_path, moment)
         assert result.returncode == 0, result.stderr[-3000:]
         run = summary(tmp_path)
         assert run["status"] == "success" and run["errors"] == {}
     assert all(entry.status == 200 for entry in request_log(tmp_path))
-    latest = [e for e in request_log(tmp_path) if e.path.endswith("/latest")]
-    assert latest and all(entry.params["feed"] == "delayed_sip" for entry in latest)
+    assert "/v2/assets/NEWCO" in {entry.path for entry in request_log(tmp_path)}
     # Listed after the range it was fetched for: known to the vendor, so known-empty there.
     with CheckpointStore(tmp_path / "lake") as store:
         newco = store.ledger("NEWCO")

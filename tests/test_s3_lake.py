@@ -33,6 +33,7 @@ from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.month_sources import MONTHLY_DIR, month_key
 from marketpipe.lake.objects import S3Store
 from marketpipe.lake.read_plan import plan_read
+from marketpipe.lake.securities import SECURITIES_KEY
 from marketpipe.lake.storage import LAKE_DIR, partition_key
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.workflow.config_loading import load_settings
@@ -90,9 +91,13 @@ def s3_lake(s3_api: S3Server, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def listings(requests: list[S3Request]) -> list[S3Request]:
     """The LIST requests among ``requests``; anything else but one GET of the lake's
-    identity fails the test."""
+    identity and the reads of its security master fails the test."""
     found = [request for request in requests if "list-type=2" in request.query]
-    others = [request for request in requests if request not in found]
+    others = [
+        request
+        for request in requests
+        if request not in found and not request.path.endswith(f"/{SECURITIES_KEY}")
+    ]
     assert len(others) <= 1 and all(r.path.endswith(f"/{IDENTITY_KEY}") for r in others), others
     return found
 
@@ -128,15 +133,14 @@ def test_a_second_dry_run_lists_the_bucket_and_has_nothing_to_do(
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "Nothing to be done" in dry.stdout + dry.stderr
     requests = s3_api.requests[before:]
-    # The lake's identity, then one listing each of the bars, the month files and the news
-    # (a request per 1,000 keys).
-    assert [request.path.endswith(f"/{IDENTITY_KEY}") for request in requests] == [
-        True,
-        False,
-        False,
-        False,
-    ]
+    # The lake's identity and its security master (which days each security was listed),
+    # then one listing each of the bars, the month files and the news (a request per 1,000
+    # keys).
+    assert requests[0].path.endswith(f"/{IDENTITY_KEY}")
+    master = [request for request in requests if request.path.endswith(f"/{SECURITIES_KEY}")]
+    assert len(master) == 2  # is it there, and its bytes
     assert len(listings(requests)) == 3
+    assert len(requests) == 1 + len(master) + 3
 
 
 def test_verify_status_and_reads_work_on_the_bucket(

@@ -20,7 +20,7 @@ from marketpipe.workflow.news_planning import (
     recheck_days,
     stored_news,
 )
-from marketpipe.workflow.planning import actions_due, fetch_jobs
+from marketpipe.workflow.planning import actions_due, fetch_jobs, securities_due
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import planned_coverage
 
@@ -53,6 +53,7 @@ class Plan:
     planned_partitions: int
     requests_per_minute: int
     actions_requests: int = 0  # today's corporate-actions check, if due (0 if not)
+    securities_requests: int = 0  # today's security-master check, if due (0 if not)
     news_missing: int = 0  # news days to fetch
     news_requests: int = 0  # for them, and for today's news recheck if due
 
@@ -63,9 +64,10 @@ class Plan:
 
     @property
     def estimated_requests(self) -> int:
-        """API requests the run should take: the bars, and the corporate-actions check."""
+        """API requests the run should take: the bars, news, and the corporate-actions and
+        security-master checks."""
         bars = sum(job.estimated_requests for job in self.jobs)
-        return bars + self.actions_requests + self.news_requests
+        return bars + self.actions_requests + self.securities_requests + self.news_requests
 
     @property
     def estimated_minutes(self) -> float:
@@ -142,9 +144,23 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         planned_partitions=coverage.partitions,
         requests_per_minute=settings.vendor_section.requests_per_minute,
         actions_requests=math.ceil(symbols / SYMBOLS_PER_REQUEST) if actions_due(settings) else 0,
+        securities_requests=_securities_cost(settings),
         news_missing=news_missing,
         news_requests=news_requests,
     )
+
+
+def _securities_cost(settings: WorkflowSettings) -> int:
+    """Today's security-master check, if due: Alpaca's asset of each symbol (its renamed
+    ones: two), Polygon's ticker details and events of each (a ticker nobody uses on the
+    range's last day costs a few more, asked further back)."""
+    if not securities_due(settings):
+        return 0
+    symbols = settings.config.symbols
+    if settings.config.vendor == "polygon":
+        return 2 * len(symbols)
+    renamed = sum(1 for security in settings.planned_securities.values() if security.renamed)
+    return len(symbols) + renamed
 
 
 def _news_cost(settings: WorkflowSettings) -> tuple[int, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal, TypeVar
 
 import pyarrow as pa
@@ -245,9 +245,19 @@ class AlpacaClient(AlpacaDataClient[BarsQuery]):
             raise ResponseFormatError("stocks/bars/latest: expected a 'bars' map")
         return bars
 
+    def use_assets(self, asset_of: Callable[[str], object | None]) -> None:
+        """Tell unknown symbols by Alpaca's assets (``asset_of``: ``None`` for a 404), as its
+        documentation advises: a bars answer without bars is the same for a typo and a
+        delisted security, whose asset stays (``inactive``)."""
+        self._asset_of: Callable[[str], object | None] | None = asset_of
+
     def unknown_symbols(self, symbols: tuple[str, ...], query: BarsQuery) -> set[str]:
-        """Symbols without a latest bar on the query's feed (SIP: delayed SIP, which every
-        plan may read): the vendor does not know them."""
+        """Symbols Alpaca has no asset for; without the assets (see :meth:`use_assets`),
+        those without a latest bar on the query's feed (SIP: delayed SIP, which every plan
+        may read)."""
+        asset_of = getattr(self, "_asset_of", None)
+        if asset_of is not None:
+            return {symbol for symbol in symbols if asset_of(symbol) is None}
         feed = _LATEST_FEED.get(query.feed, query.feed)
         return set(symbols) - set(self.latest_bars(symbols, feed))
 

@@ -137,7 +137,13 @@ class AlpacaConfig(ClientConfig):
             "base_url": (cls.ENV_DATA_URL,),
             "trading_url": (cls.ENV_TRADING_URL,),
         }
-        return with_environment_defaults(data, sources, required=("key_id", "secret_key"))
+        data = with_environment_defaults(data, sources, required=("key_id", "secret_key"))
+        base_url = data.get("base_url") if isinstance(data, dict) else None
+        own = base_url and str(base_url).rstrip("/") != cls.DEFAULT_BASE_URL
+        if own and not data.get("trading_url"):
+            # A data URL of one's own (a proxy, the simulator) serves the assets too.
+            data = {**data, "trading_url": base_url}
+        return data
 
     @field_validator("trading_url")
     @classmethod

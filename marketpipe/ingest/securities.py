@@ -164,6 +164,8 @@ def alpaca_security(
             changes.append((day, new))
     last = changes[-1][1]
     asset = asset_of(last) if asset_of is not None else None
+    if asset_of is not None and asset is None and not records:
+        return []  # no asset and no corporate action: Alpaca knows no such symbol
     if last != symbol and asset_of is not None:
         holder = asset_of(symbol)
         taken_up = holder is not None and (asset is None or holder.id != asset.id)

@@ -122,6 +122,11 @@ class Security:
         return list(dict.fromkeys(interval.ticker for interval in self.intervals))
 
     @property
+    def renamed(self) -> bool:
+        """Whether it traded under a ticker other than its symbol."""
+        return any(interval.ticker != self.symbol for interval in self.intervals)
+
+    @property
     def plain(self) -> bool:
         """Whether its symbol was its only ticker, with no bounds the vendor told: its bars
         are asked for under the symbol on every day."""

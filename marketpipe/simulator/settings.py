@@ -22,6 +22,12 @@ def _known_kinds(value: dict[str, float], kinds: tuple[str, ...], what: str) -> 
     return value
 
 
+# The demo market's ticker history: a real rename inside the quickstart's range.
+DEMO_SECURITIES: tuple[dict[str, Any], ...] = (
+    {"name": "Dayforce, Inc.", "tickers": {"CDAY": "2018-04-26", "DAY": "2024-02-01"}},
+)
+
+
 class DemoSettings(BaseModel):
     """The bundled simulator used by ``vendor: demo``; faults are for testing."""
 
@@ -76,10 +82,11 @@ class DemoSettings(BaseModel):
     )
 
     securities: list[dict[str, Any]] = Field(
-        default_factory=list,
+        default_factory=lambda: [dict(record) for record in DEMO_SECURITIES],
         description="Securities with a ticker history: [{name, tickers: {FB: 2012-05-18, "
         "META: 2022-06-09}, delisted: last session (optional), figi (optional)}]; Alpaca's "
-        "bars map a ticker to its security by asof, Polygon's serve it as traded",
+        "bars map a ticker to its security by asof, Polygon's serve it as traded. Default: "
+        "the demo market's (Ceridian's CDAY became Dayforce's DAY on 2024-02-01)",
     )
 
     @field_validator("faults")

@@ -234,15 +234,15 @@ class WorkflowConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="MarketPipe workflow configuration")
 
-    symbols: list[Symbol] = Field(
-        default_factory=list,
-        description="Tickers to fetch on every day of the range (with a universe: besides "
-        "its members)",
-    )
     universe: UniverseSettings | None = Field(
         None,
         description="Members to fetch for their membership days only (with or instead of "
         "symbols); marketpipe.members() says who was in it",
+    )
+    symbols: list[Symbol] = Field(
+        default_factory=list,
+        description="Tickers to fetch on every day of the range (with a universe: besides "
+        "its members)",
     )
     # Filled from the universe file when the config is read (no key of the YAML).
     membership: SkipJsonSchema[dict[str, DaySpans]] = Field(
@@ -319,7 +319,9 @@ class WorkflowConfig(BaseModel):
 
     @field_validator("symbols")
     @classmethod
-    def _unique(cls, value: list[str]) -> list[str]:
+    def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not value and info.data.get("universe") is None:
+            raise ValueError("is empty: name at least one symbol, or a universe file")
         duplicates = sorted({symbol for symbol in value if value.count(symbol) > 1})
         if duplicates:
             raise ValueError(f"listed more than once: {', '.join(duplicates)}")
@@ -328,11 +330,7 @@ class WorkflowConfig(BaseModel):
     @model_validator(mode="after")
     def _with_universe(self) -> WorkflowConfig:
         """Add the universe's members of the range to the symbols."""
-        if self.universe is None:
-            if not self.symbols:
-                raise ValueError("symbols is empty and there is no universe: name at least one")
-            return self
-        if self.membership:  # an instance validated again (as WorkflowSettings' field)
+        if self.universe is None or self.membership:  # membership: validated again, as a field
             return self
         last = self.end if isinstance(self.end, dt.date) else None
         window = DaySpan(self.start, last)

@@ -372,3 +372,13 @@ def actions_due(settings: WorkflowSettings) -> bool:
         and bool(settings.final_sessions)
         and not actions_marker(settings).exists()
     )
+
+
+def securities_due(settings: WorkflowSettings) -> bool:
+    """Whether a run now would bring the security master up to date (see
+    :func:`securities_marker`)."""
+    return (
+        settings.keeps_securities
+        and bool(settings.final_sessions)
+        and not securities_marker(settings).exists()
+    )

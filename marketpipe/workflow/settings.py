@@ -261,11 +261,12 @@ class WorkflowSettings(BaseModel):
 
     @property
     def fetches_by_security(self) -> bool:
-        """Whether bars jobs wait for the security master: it says which tickers to ask for
-        (Polygon serves each ticker as traded; a renamed security's earlier days are asked
-        for under its earlier tickers) and which days a security was not listed (recorded
-        empty without a request, never taken for an unknown symbol)."""
-        return self.keeps_securities
+        """Whether bars jobs wait for the security master: Polygon serves each ticker as
+        traded, so a renamed security's earlier days are asked for under the tickers the
+        master names (and a reused ticker's other company is never asked for). Alpaca maps
+        names itself (``asof``): its jobs use the master the lake already keeps, and a
+        failed corporate-actions or master job never holds its bars back."""
+        return self.config.vendor == "polygon"
 
     def stored_securities(self) -> dict[str, Security]:
         """The configured symbols' securities as the lake's master says now (read afresh:

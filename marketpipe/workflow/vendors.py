@@ -103,13 +103,16 @@ def open_clients(
                 key_id=SecretStr("demo"),
                 secret_key=SecretStr("demo"),
             )
+        bars = stack.enter_context(AlpacaClient(config, rate_limiter=limiter, **options))
+        assets = stack.enter_context(AlpacaAssetsClient(config, rate_limiter=limiter, **options))
+        bars.use_assets(assets.asset)
         yield VendorClients(
-            bars=stack.enter_context(AlpacaClient(config, rate_limiter=limiter, **options)),
+            bars=bars,
             corporate_actions=stack.enter_context(
                 CorporateActionsClient(config, rate_limiter=limiter, **options)
             ),
             news=stack.enter_context(NewsClient(config, rate_limiter=limiter, **options)),
-            assets=stack.enter_context(AlpacaAssetsClient(config, rate_limiter=limiter, **options)),
+            assets=assets,
         )
 
 
