@@ -5,6 +5,7 @@ from Polygon's reference data, read by ``marketpipe securities`` and
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -248,3 +249,40 @@ def test_one_truth_in_both_formats_is_whole_and_reconciles(tmp_path: Path) -> No
         env=env,
     )
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+@pytest.mark.workflow
+def test_a_rename_after_the_backfill_is_followed_and_said_once(tmp_path: Path) -> None:
+    # FB backfilled before Facebook became META; the daily update goes on under META, into
+    # the same series, and the run's verdict says so once.
+    write_config(
+        tmp_path,
+        symbols=["FB"],
+        start="2022-05-23",
+        end="today",
+        timeframe="1Day",
+        demo={"securities": META},
+    )
+
+    def run_at(moment: str) -> subprocess.CompletedProcess:
+        return snakemake(tmp_path, "--cores", "2", env={**os.environ, "MARKETPIPE_NOW": moment})
+
+    before = run_at("2022-06-03T12:00:00-04:00")
+    assert before.returncode == 0, before.stderr[-3000:]
+    outputs = []
+    for _ in range(2):  # the rename's day, and a rerun (for days a racing job left empty)
+        after = run_at("2022-06-15T12:00:00-04:00")
+        outputs.append(after.stdout + after.stderr)
+    said = [line for text in outputs for line in text.splitlines() if "now trades as" in line]
+    assert len(said) == 1, outputs
+    assert said[0].startswith("  note: FB now trades as META (since 2022-06-09)")
+    lake = tmp_path / "lake"
+    assert bar_days(lake, "FB", "2022-05-23", "2022-06-14") == [
+        day.isoformat()
+        for day in (
+            *(dt.date(2022, 5, day) for day in (23, 24, 25, 26, 27, 31)),
+            *(dt.date(2022, 6, day) for day in (1, 2, 3, 6, 7, 8, 9, 10, 13, 14)),
+        )
+    ]
+    rows = marketpipe.securities("FB", data_dir=lake).to_pylist()
+    assert [row["ticker"] for row in rows] == ["FB", "META"]

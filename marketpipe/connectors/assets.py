@@ -19,7 +19,7 @@ from marketpipe.connectors.alpaca import AlpacaDataClient
 from marketpipe.connectors.base_api_client import Page
 from marketpipe.connectors.config import AlpacaConfig
 from marketpipe.connectors.errors import ApiError, ResponseFormatError
-from marketpipe.connectors.models import Dataset, Symbol
+from marketpipe.connectors.models import Dataset
 from marketpipe.connectors.transport import RequestSpec
 
 
@@ -36,6 +36,8 @@ class Asset(BaseModel):
 
 
 ASSETS = Dataset("assets", Asset)
+_TICKER = r"^[A-Z][A-Z0-9]{0,9}(\.[A-Z0-9]{1,4})?$"
+_ASSET_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 class AssetsQuery(BaseModel):
@@ -43,7 +45,11 @@ class AssetsQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    symbol: Symbol | None = Field(None, description="A symbol or asset id; None: list them")
+    symbol: str | None = Field(
+        None,
+        pattern=rf"{_TICKER}|{_ASSET_ID}",
+        description="A ticker or an asset id (a UUID); None: list them",
+    )
     status: Literal["active", "inactive"] | None = Field(None, description="Listing filter")
 
 

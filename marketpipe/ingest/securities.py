@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ import orjson
 import pyarrow as pa
 
 from marketpipe.connectors.assets import Asset
+from marketpipe.connectors.models import TradedAs
 from marketpipe.connectors.polygon import PolygonClient
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.securities import (
+    Security,
     TickerInterval,
     publish_securities,
     read_securities,
@@ -66,6 +69,41 @@ def refresh_securities(
     current = hashlib.sha256(securities_bytes(stored)).hexdigest() if stored else None
     _, changed = publish_securities(lake, rows, current)
     return rows, changed
+
+
+def traded_as_now(security: Security, current: str, eve: dt.date) -> tuple[TradedAs, ...]:
+    """``security``'s tickers with ``current`` (what its asset answers to today, which the
+    master has not learned yet) in use from ``eve`` on: Alpaca maps the whole history to
+    the ticker the security has on the ``asof``'s eve."""
+    spans = list(security.traded_as())
+    if spans and (spans[-1].last is None or spans[-1].last >= eve):
+        spans[-1] = spans[-1].model_copy(update={"last": eve - _ONE_DAY})
+    return (*spans, TradedAs(ticker=current, first=eve))
+
+
+def is_asset_id(security_id: str) -> bool:
+    """Whether a master's ``security_id`` is an Alpaca asset id (a UUID)."""
+    try:
+        uuid.UUID(security_id)
+    except ValueError:
+        return False
+    return True
+
+
+def learned_renames(
+    stored: Sequence[TickerInterval], rows: Sequence[TickerInterval], symbols: Iterable[str]
+) -> list[TickerInterval]:
+    """The tickers ``rows`` name for ``symbols`` that ``stored`` did not: a rename learned
+    since the master was last written (a symbol seen for the first time learns none)."""
+    known: dict[str, set[str]] = {}
+    for row in stored:
+        known.setdefault(row.symbol, set()).add(row.ticker)
+    asked = set(symbols)
+    return [
+        row
+        for row in rows
+        if row.symbol in asked and row.symbol in known and row.ticker not in known[row.symbol]
+    ]
 
 
 def polygon_security(

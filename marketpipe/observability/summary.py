@@ -52,9 +52,11 @@ def build_run_summary(
     planned: int,
     present: int,
     planned_jobs: int | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Roll up the jobs of run ``run_id`` (their ledger records); ``planned_jobs`` (when
-    known) counts the jobs that never finished (an interrupted run's)."""
+    known) counts the jobs that never finished (an interrupted run's); ``notes``: what the
+    run learned that a person should hear once (a rename)."""
     endpoints = merge_endpoint_stats(
         {key: EndpointStats.from_dict(value) for key, value in record.metrics.items()}
         for record in records
@@ -106,6 +108,7 @@ def build_run_summary(
         "retries": dict(sorted(retries.items())),
         "errors": dict(sorted(errors.items())),
         "endpoints": {key: stats.to_dict(with_latencies=False) for key, stats in endpoints.items()},
+        "notes": list(notes),
     }
 
 
@@ -184,6 +187,7 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         lines.insert(
             2, f"  news: {news['articles']:,} article(s) received, {news['refused']} refused"
         )
+    lines += [f"  note: {note}" for note in summary.get("notes", [])]
     for cause, (labels, permanent) in failures_by_cause(jobs["failures"]).items():
         shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
         lines.append(f"  FAILED {shown}: {cause} ({failure_advice(permanent)})")

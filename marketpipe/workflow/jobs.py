@@ -9,12 +9,13 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.connectors import ConnectorError
+from marketpipe.connectors.assets import Asset
 from marketpipe.connectors.errors import is_permanent
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
@@ -25,6 +26,7 @@ from marketpipe.ingest.bars import (
     SymbolsFailed,
     ingest_days,
 )
+from marketpipe.ingest.securities import is_asset_id, traded_as_now
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
@@ -41,17 +43,35 @@ from marketpipe.workflow.console import job_failed
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
 from marketpipe.workflow.settings import WorkflowSettings
-from marketpipe.workflow.vendors import open_client, open_clients
+from marketpipe.workflow.vendors import open_clients
 
 logger = logging.getLogger(__name__)
+# A range ending this close to today may end after a rename the master has not learned yet.
+RECENT = dt.timedelta(days=7)
 
 
 class FetchFailed(RuntimeError):
     """A job could not fetch some symbols' bars; the message says which and why."""
 
 
-def stream_settings(settings: WorkflowSettings) -> StreamSettings:
-    """The provenance of the bars this configuration fetches."""
+def stream_settings(
+    settings: WorkflowSettings, asset_of: Callable[[str], Asset | None] | None = None
+) -> StreamSettings:
+    """The provenance of the bars this configuration fetches, and what the security master
+    says of its symbols. With ``asset_of`` (Alpaca's assets) and a range ending in the
+    last week, a security whose asset answers to a ticker the master has not learned yet
+    (renamed since its last check) is asked for under it, whichever job runs first."""
+    today = new_york_date(settings.now)
+    recent = asset_of is not None and settings.symbols_asof >= today - RECENT
+    eve = settings.symbols_asof - dt.timedelta(days=1)
+    securities = []
+    for symbol, security in settings.stored_securities().items():
+        traded_as = () if security.plain else security.traded_as()
+        if recent and asset_of is not None and is_asset_id(security.security_id):
+            asset = asset_of(security.security_id)
+            if asset is not None and asset.symbol != security.intervals[-1].ticker:
+                traded_as = traded_as_now(security, asset.symbol, eve)
+        securities.append((symbol, KnownSecurity(traded_as, security.life())))
     return StreamSettings(
         vendor=settings.config.vendor,
         timeframe=settings.timeframe,
@@ -59,10 +79,7 @@ def stream_settings(settings: WorkflowSettings) -> StreamSettings:
         adjustment=settings.adjustment,
         settle=settings.finality.settle,
         asof=settings.symbols_asof,
-        securities=tuple(
-            (symbol, KnownSecurity(() if security.plain else security.traded_as(), security.life()))
-            for symbol, security in settings.stored_securities().items()
-        ),
+        securities=tuple(securities),
     )
 
 
@@ -106,14 +123,15 @@ def fetch_partitions(
                 store.claim_settings(settings.lake_settings())
                 claim_identity(settings.lake, settings.identity)
                 store.open_job(token, symbols, wanted)
-                with open_client(settings, recorder) as client:
+                with open_clients(settings, recorder) as clients:
+                    assets = clients.assets.asset if clients.assets is not None else None
                     ingest_days(
-                        client,
+                        clients.bars,
                         store,
                         settings.lake,
                         symbols,
                         wanted,
-                        stream_settings(settings),
+                        stream_settings(settings, assets),
                         report,
                         now=settings.now,
                         adopt=settings.lake.is_local,

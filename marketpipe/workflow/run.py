@@ -51,6 +51,7 @@ from marketpipe.workflow.planning import (
     delete_run_plan,
     run_plan_location,
 )
+from marketpipe.workflow.securities_jobs import securities_notes
 from marketpipe.workflow.settings import STATE_DIR_VARIABLE, WorkflowSettings
 from marketpipe.workflow.status import damaged_partitions
 
@@ -261,13 +262,15 @@ def finish_run(settings: WorkflowSettings, status: str) -> dict[str, Any]:
             _adopt_news(settings, store)
             collect_job_records(store, settings)
         present = present_partition_count(store, settings)
+        records = store.job_records(current_run_id())
         summary = build_run_summary(
-            store.job_records(current_run_id()),
+            records,
             current_run_id(),
             status,
             settings.planned_partitions,
             present,
             int(os.environ.get(RUN_JOBS_VARIABLE, "0")),
+            securities_notes(settings, [record.job for record in records]),
         )
     path = write_run_summary(settings.state_dir, summary)
     if lost is None:

@@ -11,6 +11,7 @@ endpoints; for Alpaca the job reads the corporate actions the lake keeps (the
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,12 +20,13 @@ from marketpipe.connectors import ConnectorError, PolygonClient
 from marketpipe.ingest.securities import (
     SecurityOf,
     alpaca_security,
+    learned_renames,
     polygon_security,
     refresh_securities,
 )
 from marketpipe.lake.actions import read_actions
 from marketpipe.lake.ledger import CheckpointStore
-from marketpipe.lake.securities import TickerInterval
+from marketpipe.lake.securities import TickerInterval, read_securities
 from marketpipe.lake.universe import membership_digest, publish_membership
 from marketpipe.markettime.calendar import new_york_date
 from marketpipe.observability.logs import job_context, json_log_file, log_event
@@ -35,7 +37,7 @@ from marketpipe.workflow.jobs import (
     job_error_is_permanent,
     write_marker,
 )
-from marketpipe.workflow.planning import symbols_label
+from marketpipe.workflow.planning import securities_marker, symbols_label
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.vendors import VendorClients, open_clients
 
@@ -57,13 +59,16 @@ def refresh_security_master(
     permanent = False
     rows: list[TickerInterval] = []
     changed = False
+    notes: list[str] = []
     with json_log_file(log_path), job_context(symbol=",".join(symbols), month="securities"):
         log_event(logger, "securities.start", f"securities of {symbols_label(symbols)}")
         try:
+            stored = read_securities(settings.lake)
             with open_clients(settings, recorder) as clients:
                 rows, changed = refresh_securities(
                     settings.lake, symbols, _asker(settings, clients, as_of, today)
                 )
+            notes = _announce_renames(learned_renames(stored, rows, symbols))
         except (ConnectorError, ValueError, OSError) as exc:
             error = f"securities of {symbols_label(symbols)} failed: {exc}"
             permanent = job_error_is_permanent(exc)
@@ -84,9 +89,36 @@ def refresh_security_master(
         "as_of": as_of.isoformat(),
         "symbols": list(symbols),
         "changed": changed,
+        "notes": notes,
     }
     write_marker(marker, summary)
     return rows
+
+
+def _announce_renames(renames: list[TickerInterval]) -> list[str]:
+    """One line per rename the master learned: logged, and said by the run's verdict once."""
+    notes = []
+    for rename in renames:
+        since = f" (since {rename.valid_from})" if rename.valid_from else ""
+        note = (
+            f"{rename.symbol} now trades as {rename.ticker}{since}; its series goes on under "
+            "the new ticker"
+        )
+        log_event(logger, "securities.renamed", note, symbol=rename.symbol)
+        notes.append(note)
+    return notes
+
+
+def securities_notes(settings: WorkflowSettings, jobs: list[str]) -> list[str]:
+    """What this run's security-master job had to say (a rename it learned), if it ran
+    (``jobs``: the names of the run's jobs)."""
+    if JOB_NAME not in jobs:
+        return []
+    try:
+        written = json.loads(securities_marker(settings).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(note) for note in written.get("notes", [])]
 
 
 def publish_universe(settings: WorkflowSettings, marker: Path | str, log_path: Path | str) -> bool:
