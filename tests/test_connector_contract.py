@@ -7,6 +7,7 @@ build its client, the simulator settings that accept exactly one key, and a wron
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterator
@@ -26,7 +27,9 @@ from marketpipe.connectors import (
     BaseApiClient,
     ResponseFormatError,
 )
+from marketpipe.connectors.models import TradedAs
 from marketpipe.connectors.rate_budget import SharedRateLimiter
+from marketpipe.markettime.calendar import NEW_YORK, new_york_midnight
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from tests.conftest import (
     FakeClock,
@@ -38,6 +41,7 @@ from tests.conftest import (
     start_simulator,
     utc,
 )
+from tests.securities_book import securities_simulator
 
 ClientFactory = Callable[..., BaseApiClient[BarsQuery]]
 
@@ -265,3 +269,50 @@ def test_one_budget_is_shared_by_threads_and_processes(
         assert worker.exitcode == 0
     assert len(slots) == len(simulator.request_log.entries) > 4 * 2
     assert _busiest_window(slots, 10.0) == 5  # never over the budget, and tightly packed
+
+
+@pytest.fixture(scope="module")
+def securities_server() -> Iterator[SimulatorServer]:
+    yield from securities_simulator()
+
+
+RENAMED = bars_query(
+    ("META",),
+    start=new_york_midnight(dt.date(2022, 6, 6)),
+    end=new_york_midnight(dt.date(2022, 6, 11)),
+    asof=dt.date(2022, 6, 11),
+    timeframe="1Hour",
+    traded_as=(
+        TradedAs(ticker="FB", last=dt.date(2022, 6, 8)),
+        TradedAs(ticker="META", first=dt.date(2022, 6, 9)),
+    ),
+)
+
+
+def test_a_renamed_security_comes_whole_under_its_symbol(
+    connector: Connector, securities_server: SimulatorServer
+) -> None:
+    # FB became META on 2022-06-09: the week before and after is one series, labelled META,
+    # and the same truth from either vendor.
+    with connector.client(securities_server) as client:
+        table = fetch_all(client, RENAMED)
+    days = {stamp.astimezone(NEW_YORK).date() for stamp in table["timestamp"].to_pylist()}
+    assert sorted(days) == [dt.date(2022, 6, day) for day in (6, 7, 8, 9, 10)]
+    assert set(table["symbol"].to_pylist()) == {"META"}
+    with CONNECTORS["alpaca"].client(securities_server) as reference:
+        assert rows(table) == rows(fetch_all(reference, RENAMED))
+
+
+def test_a_reused_ticker_never_brings_the_other_companys_bars(
+    connector: Connector, securities_server: SimulatorServer
+) -> None:
+    # The company that took FB up in 2023 has no bars in June 2022, whoever traded as FB.
+    newcomer = RENAMED.model_copy(
+        update={
+            "symbols": ("FB",),
+            "asof": dt.date(2023, 6, 1),
+            "traded_as": (TradedAs(ticker="FB", first=dt.date(2023, 3, 1)),),
+        }
+    )
+    with connector.client(securities_server) as client:
+        assert fetch_all(client, newcomer).num_rows == 0

@@ -121,7 +121,8 @@ class BarsQuery(BaseModel):
         if not self.traded_as or table.num_rows == 0:
             return table
         symbols = pa.array([self.symbols[0]] * table.num_rows, pa.string())
-        return table.set_column(table.schema.get_field_index("symbol"), "symbol", symbols)
+        index = table.schema.get_field_index("symbol")
+        return table.set_column(index, table.schema.field(index), symbols)
 
 
 def bars_table(groups: Iterable[tuple[str, Any]], where: str) -> pa.Table:
