@@ -17,11 +17,16 @@ from marketpipe.connectors import CorporateActionsClient
 from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.corporate_actions import CorporateActionsQuery
 from marketpipe.ingest.securities import alpaca_security, polygon_security, refresh_securities
+from marketpipe.lake.compare_securities import security_differences
+from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.securities import (
     SECURITIES_KEY,
+    TickerInterval,
+    publish_securities,
     read_securities,
     securities_of,
 )
+from marketpipe.markettime.calendar import NEW_YORK
 from marketpipe.simulator import SimulatorServer
 from marketpipe.simulator.assets_api import asset_id
 from tests.conftest import alpaca_client, polygon_client
@@ -178,3 +183,30 @@ def test_a_symbol_keeps_naming_the_security_its_series_was_built_from(
     with polygon_client(server) as client:
         newcomer = polygon_security(client, "FB", dt.date(2024, 6, 28), ASKED)
     assert [(row.ticker, row.valid_from) for row in newcomer] == [("FB", dt.date(2023, 3, 1))]
+
+
+def test_reconcile_compares_securities_not_ids(tmp_path: Path) -> None:
+    def master(lake: Path, *rows: tuple[str, str, dt.date | None, dt.date | None]) -> LocalStore:
+        lake.mkdir()
+        publish_securities(
+            lake,
+            [
+                TickerInterval(
+                    "FB", security_id, ticker, first, last, None, None, None, "v", "e", ASKED
+                )
+                for security_id, ticker, first, last in rows
+            ],
+        )
+        return LocalStore(lake)
+
+    facebook = [
+        ("FB", dt.date(2012, 5, 18), dt.date(2022, 6, 8)),
+        ("META", dt.date(2022, 6, 9), None),
+    ]
+    by_figi = master(tmp_path / "a", *((META_FIGI, *row) for row in facebook))
+    by_asset = master(tmp_path / "b", *(("asset-1", *row) for row in facebook))
+    newcomer = master(tmp_path / "c", ("asset-2", "FB", dt.date(2023, 3, 1), None))
+    assert security_differences(by_figi, by_asset, None).num_rows == 0
+    (differs,) = security_differences(by_figi, newcomer, None).to_pylist()
+    assert (differs["symbol"], differs["kind"]) == ("FB", "security_differs")
+    assert differs["timestamp"].astimezone(NEW_YORK).date() == dt.date(2022, 6, 9)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.connectors.models import OHLCV_SCHEMA
+from marketpipe.lake.compare_securities import SECURITY_KINDS, security_differences
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.one_sided import (
     DATASET_KINDS,
@@ -59,7 +60,7 @@ MINUTE_KINDS = (
     "vwap",
 )
 KINDS = (*PARTITION_KINDS, *MINUTE_KINDS)  # the per-symbol-day summary's columns
-ALL_KINDS = (*KINDS, *DATASET_KINDS)
+ALL_KINDS = (*KINDS, *DATASET_KINDS, *SECURITY_KINDS)
 PRICE_FIELDS = ("open", "high", "low", "close", "vwap")
 DEFAULT_PRICE_TOLERANCE = "0"  # exact to the tick (see marketpipe.lake.tolerance)
 DEFAULT_VOLUME_TOLERANCE = 0.05  # vendors' trade-condition filters differ by a few percent
@@ -155,6 +156,7 @@ def reconcile_lakes(
     counts = [partition_counts(store, side) for store, side in zip(stores, only, strict=True)]
     minutes, summary = _compare_common(stores, common, sources, tolerance, volume_tolerance)
     parts = [minutes, partition_differences(only[0], only[1], counts)]
+    parts.append(security_differences(*stores, wanted))
     if not allow_missing:
         parts.append(dataset_differences(*stores, start, end, wanted))
     differences = _sorted(pa.concat_tables(parts))
