@@ -25,8 +25,8 @@ from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SyntheticMarket
 from marketpipe.workflow.config_loading import load_settings
-from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.status import lake_status
+from marketpipe.workflow.streams import stream_settings
 from marketpipe.workflow.vendors import open_client
 from tests.workflow_support import (
     DAYS,

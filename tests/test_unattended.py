@@ -25,8 +25,8 @@ from marketpipe.lake.run_lock import RunInProgress, RunLock
 from marketpipe.lake.storage import DamagedFileError, file_sha256, partition_path
 from marketpipe.observability.alerts import AlertPolicy, send_alert
 from marketpipe.workflow.config_loading import load_settings
-from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.streams import stream_settings
 from marketpipe.workflow.vendors import open_client
 from tests.webhook_receiver import webhook_receiver
 from tests.workflow_support import (

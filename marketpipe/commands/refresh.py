@@ -33,8 +33,8 @@ from marketpipe.lake.storage import (
 )
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.observability.logs import current_run_id, json_log_file
-from marketpipe.workflow.jobs import stream_settings
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.streams import stream_settings
 from marketpipe.workflow.vendors import open_client
 
 STAGING_DIR = Path("_state") / "refresh"

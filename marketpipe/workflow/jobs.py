@@ -9,24 +9,20 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from marketpipe.connectors import ConnectorError
-from marketpipe.connectors.assets import Asset
 from marketpipe.connectors.errors import is_permanent
 from marketpipe.foundation.files import write_atomically
 from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
 from marketpipe.ingest.bars import (
     IngestReport,
-    KnownSecurity,
-    StreamSettings,
     SymbolsFailed,
     ingest_days,
 )
-from marketpipe.ingest.securities import is_asset_id, traded_as_now
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
@@ -43,44 +39,14 @@ from marketpipe.workflow.console import job_failed
 from marketpipe.workflow.planning import symbols_label
 from marketpipe.workflow.report import make_report
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.streams import stream_settings
 from marketpipe.workflow.vendors import open_clients
 
 logger = logging.getLogger(__name__)
-# A range ending this close to today may end after a rename the master has not learned yet.
-RECENT = dt.timedelta(days=7)
 
 
 class FetchFailed(RuntimeError):
     """A job could not fetch some symbols' bars; the message says which and why."""
-
-
-def stream_settings(
-    settings: WorkflowSettings, asset_of: Callable[[str], Asset | None] | None = None
-) -> StreamSettings:
-    """The provenance of the bars this configuration fetches, and what the security master
-    says of its symbols. With ``asset_of`` (Alpaca's assets) and a range ending in the
-    last week, a security whose asset answers to a ticker the master has not learned yet
-    (renamed since its last check) is asked for under it, whichever job runs first."""
-    today = new_york_date(settings.now)
-    recent = asset_of is not None and settings.symbols_asof >= today - RECENT
-    eve = settings.symbols_asof - dt.timedelta(days=1)
-    securities = []
-    for symbol, security in settings.stored_securities().items():
-        traded_as = () if security.plain else security.traded_as()
-        if recent and asset_of is not None and is_asset_id(security.security_id):
-            asset = asset_of(security.security_id)
-            if asset is not None and asset.symbol != security.intervals[-1].ticker:
-                traded_as = traded_as_now(security, asset.symbol, eve)
-        securities.append((symbol, KnownSecurity(traded_as, security.life())))
-    return StreamSettings(
-        vendor=settings.config.vendor,
-        timeframe=settings.timeframe,
-        feed=settings.feed,
-        adjustment=settings.adjustment,
-        settle=settings.finality.settle,
-        asof=settings.symbols_asof,
-        securities=tuple(securities),
-    )
 
 
 def present_partition_count(store: CheckpointStore, settings: WorkflowSettings) -> int:
