@@ -316,3 +316,33 @@ def test_a_reused_ticker_never_brings_the_other_companys_bars(
     )
     with connector.client(securities_server) as client:
         assert fetch_all(client, newcomer).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    ("symbol", "first", "last", "days"),
+    [
+        # Twitter's last session was 2022-10-27 (taken over for cash): nothing after it.
+        ("TWTR", dt.date(2022, 10, 24), dt.date(2022, 10, 31), [24, 25, 26, 27]),
+        # Arm listed on 2023-09-14: nothing before it.
+        ("ARM", dt.date(2023, 9, 11), dt.date(2023, 9, 15), [14, 15]),
+    ],
+)
+def test_a_delisting_and_a_listing_bound_the_bars(
+    connector: Connector,
+    securities_server: SimulatorServer,
+    symbol: str,
+    first: dt.date,
+    last: dt.date,
+    days: list[int],
+) -> None:
+    query = bars_query(
+        (symbol,),
+        start=new_york_midnight(first),
+        end=new_york_midnight(last + dt.timedelta(days=1)),
+        asof=last + dt.timedelta(days=1),
+        timeframe="1Hour",
+    )
+    with connector.client(securities_server) as client:
+        table = fetch_all(client, query)
+    found = {stamp.astimezone(NEW_YORK).date() for stamp in table["timestamp"].to_pylist()}
+    assert sorted(found) == [first.replace(day=day) for day in days]
