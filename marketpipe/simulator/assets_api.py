@@ -64,18 +64,48 @@ def assets_answer(
     return [asset for asset in assets if status is None or asset["status"] == status]
 
 
+_TICKER_CHARACTERS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789."
+
+
+def plain_asset_id(ticker: str) -> str:
+    """The id of a plain ticker's asset (one never renamed): a UUID that holds the ticker,
+    so the asset is found by its id as by its symbol, as the live API's are."""
+    packed = 0
+    for character in reversed(ticker):
+        packed = packed * len(_TICKER_CHARACTERS) + _TICKER_CHARACTERS.index(character)
+    check = hashlib.sha256(f"asset|{ticker}".encode()).digest()[:6]
+    return str(uuid.UUID(bytes=check + packed.to_bytes(10, "big")))
+
+
+def _plain_ticker_of(identifier: str) -> str | None:
+    """The ticker a :func:`plain_asset_id` holds, if ``identifier`` is one."""
+    try:
+        raw = uuid.UUID(identifier).bytes
+    except ValueError:
+        return None
+    packed, characters = int.from_bytes(raw[6:], "big"), []
+    while packed:
+        packed, index = divmod(packed, len(_TICKER_CHARACTERS))
+        characters.append(_TICKER_CHARACTERS[index])
+    ticker = "".join(characters)
+    return ticker if ticker and plain_asset_id(ticker) == identifier else None
+
+
 def _one_asset(
     identifier: str, book: SecurityBook, unknown: frozenset[str], today: dt.date
 ) -> dict[str, Any]:
     for security in book.securities:
         if asset_id(security.key) == identifier:
             return _security_asset(security, today)
+    plain = _plain_ticker_of(identifier)
+    if plain is not None and not book.known(plain) and plain_ticker_exists(plain, unknown):
+        return _asset(identifier, plain, f"{plain} Simulated Inc.", True)
     if book.known(identifier):
         security = book.holder(identifier, today) or book.last_holder(identifier, today)
         if security is not None and security.ticker_on(today) == identifier:
             return _security_asset(security, today)
     elif plain_ticker_exists(identifier, unknown):
-        return _asset(asset_id(identifier), identifier, f"{identifier} Simulated Inc.", True)
+        return _asset(plain_asset_id(identifier), identifier, f"{identifier} Simulated Inc.", True)
     raise BadRequest(f"asset not found for {identifier}", status=404, code=ASSET_NOT_FOUND_CODE)
 
 
