@@ -32,15 +32,20 @@ META = [record for record in SECURITIES if record["name"].startswith("Meta")]
 RANGE = {"symbols": ["META"], "start": "2022-06-06", "end": "2022-06-10"}
 
 
-def securities_command(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+def cli(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``marketpipe ARGS`` in ``workdir``, with ``env`` added to the environment."""
     return subprocess.run(
-        marketpipe_command("securities", *args),
+        marketpipe_command(*args),
         cwd=workdir,
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, **env},
     )
+
+
+def securities_command(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return cli(workdir, "securities", *args, **env)
 
 
 @pytest.mark.workflow
@@ -63,9 +68,7 @@ def test_an_alpaca_format_lake_keeps_the_renames_its_corporate_actions_tell(
     assert lines[2:] == ["  FB       until 2022-06-08", "  META     since 2022-06-09"]
     rows = marketpipe.securities("META", data_dir=tmp_path / "lake").to_pylist()
     assert [(row["ticker"], row["vendor"]) for row in rows] == [("FB", "demo"), ("META", "demo")]
-    status = subprocess.run(
-        marketpipe_command("status"), cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    status = cli(tmp_path, "status")
     assert "META: active, also traded as FB" in status.stdout.splitlines()
     again = snakemake(tmp_path, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -146,17 +149,11 @@ def test_status_says_when_a_security_was_delisted(tmp_path: Path) -> None:
     )
     result = snakemake(tmp_path, "--cores", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    status = subprocess.run(
-        marketpipe_command("status"), cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    status = cli(tmp_path, "status")
     assert status.returncode == 0, status.stderr
     assert "TWTR: delisted on 2022-10-28" in status.stdout.splitlines()
     assert not any(line.startswith("AAPL:") for line in status.stdout.splitlines())
-    document = json.loads(
-        subprocess.run(
-            marketpipe_command("status", "--json"), cwd=tmp_path, capture_output=True, text=True
-        ).stdout
-    )
+    document = json.loads(cli(tmp_path, "status", "--json").stdout)
     assert {row["symbol"]: row["status"] for row in document["securities"]} == {
         "AAPL": "active",
         "TWTR": "delisted on 2022-10-28",
@@ -240,14 +237,7 @@ def test_one_truth_in_both_formats_is_whole_and_reconciles(tmp_path: Path) -> No
         assert (lake / "ohlcv" / f"symbol={symbol}" / "year=2023" / "month=10").is_dir()
     assert not (lake / "ohlcv" / "symbol=TWTR" / "year=2023" / "month=10").exists()
     assert bar_days(lake, "TWTR", "2022-10-03", "2023-10-31")[-1] == "2022-10-27"
-    status = subprocess.run(
-        marketpipe_command("status", "--require-complete"),
-        cwd=polygon,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    status = cli(polygon, "status", "--require-complete", POLYGON_API_KEY="polygon-demo-key")
     assert status.returncode == 0, status.stdout + status.stderr
 
 

@@ -38,6 +38,7 @@ from marketpipe.lake.storage import (
     read_verified,
 )
 from marketpipe.markettime.calendar import new_york_date
+from marketpipe.markettime.timeutil import new_york_day
 
 NEWS_DIR = "news"
 NEWS_FILE = "news.parquet"
@@ -205,7 +206,7 @@ def read_news(
     (inclusive) that names any of ``symbols`` (``None``: every stored article), sorted by
     ``created_at`` and id; ``output`` is ``arrow``, ``pandas`` or ``polars``. Days not in
     the lake raise :class:`MissingNewsError` naming them, unless ``missing="skip"``."""
-    first, last = _as_date(start, "start"), _as_date(end, "end")
+    first, last = new_york_day(start, "start"), new_york_day(end, "end")
     if last < first:
         raise ValueError(f"end ({last}) is before start ({first})")
     if output not in ("arrow", "pandas", "polars"):
@@ -232,17 +233,6 @@ def names_any(table: pa.Table, symbols: Sequence[str]) -> pa.Array:
     for index in hits.to_pylist():
         mask[index] = True
     return pa.array(mask, pa.bool_())
-
-
-def _as_date(value: dt.date | str, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        raise ValueError(f"{name}: pass a New York date (datetime.date or 'YYYY-MM-DD')")
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a date such as 2024-01-02") from None
 
 
 def adopt_unrecorded_news(lake: Lake, store: CheckpointStore, run_id: str) -> list[dt.date]:

@@ -171,8 +171,9 @@ def plan_read(
     sessions = trading_sessions(first, last)
     found: list[tuple[str, dt.date, str]] = []  # (name, first day, key)
     absent, month_days = [], {}
-    # A remote lake's pyarrow filesystem, made once for every symbol's month footers.
-    filesystem = None if isinstance(lake, LocalStore) else lake_filesystem(lake)
+    # A remote lake's pyarrow filesystem, made once (when a whole month is read) for every
+    # symbol's month footers.
+    filesystem = None
     for series in (item for name in symbols for item in series_of(name)):
         wanted = [session for session in sessions if series.days.covers(session.date)]
         by_month = {
@@ -184,6 +185,8 @@ def plan_read(
         ]
         day_keys = {session.date: partition_key(series.symbol, session.date) for session in wanted}
         stamps = _day_stamps(lake, series.symbol, day_keys)
+        if whole and filesystem is None and not isinstance(lake, LocalStore):
+            filesystem = lake_filesystem(lake)
         usable = usable_month_keys(lake, series.symbol, whole, stamps, filesystem)
         for month, group in by_month.items():
             if month in usable:

@@ -18,6 +18,7 @@ import pyarrow as pa
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import as_store, parquet_bytes, read_table_at
 from marketpipe.markettime.spans import DaySpan, DaySpans
+from marketpipe.markettime.timeutil import new_york_day
 
 UNIVERSE_KEY = "universe/members.parquet"
 UNIVERSE_SCHEMA = pa.schema(
@@ -80,8 +81,8 @@ def members(
     """Who was in the lake's universe on ``start`` (New York date), or at any time from
     ``start`` through ``end``: sorted symbols, ready for ``read_bars``, which reads each
     for its membership days without calling the others missing."""
-    first = _day(start, "start")
-    last = first if end is None else _day(end, "end")
+    first = new_york_day(start, "start")
+    last = first if end is None else new_york_day(end, "end")
     if last < first:
         raise ValueError(f"end ({last}) is before start ({first})")
     membership = read_membership(data_dir)
@@ -96,14 +97,3 @@ def members(
         for symbol, spans in membership.items()
         if any(span.overlap(window) is not None for span in spans.spans)
     )
-
-
-def _day(value: dt.date | str, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        raise TypeError(f"{name} must be a New York date, not a datetime")
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} {value!r} is not a YYYY-MM-DD date") from None

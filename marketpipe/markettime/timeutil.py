@@ -59,3 +59,16 @@ def dates_as_text(value: Any) -> Any:
 def sorted_days(values: Iterable[dt.date | str]) -> list[dt.date]:
     """Dates given as dates or ``YYYY-MM-DD`` text (as Snakemake params carry them), sorted."""
     return sorted(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in values)
+
+
+def new_york_day(value: dt.date | str, name: str) -> dt.date:
+    """A New York date given as a date or ``YYYY-MM-DD`` (a datetime is refused: a day is
+    meant, not an instant); errors name ``name``."""
+    if isinstance(value, dt.datetime):
+        raise ValueError(f"{name}: pass a New York date (datetime.date or 'YYYY-MM-DD')")
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a date such as 2024-01-02") from None

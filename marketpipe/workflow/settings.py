@@ -170,7 +170,7 @@ class WorkflowSettings(BaseModel):
         """The New York dates of :attr:`final_sessions`."""
         return [session.date for session in self.final_sessions]
 
-    @property
+    @functools.cached_property
     def planned_partitions(self) -> int:
         """How many partitions the configuration asks for now: each symbol's final sessions
         among the days it should have bars (see :meth:`expected_days`)."""
