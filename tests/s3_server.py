@@ -130,6 +130,11 @@ class S3Server:
         self.requests: list[S3Request] = []
         # A fault to inject: requests for which this says True are answered 503.
         self.refuse: Callable[[S3Request], bool] | None = None
+        # Another: the S3 error code (e.g. InvalidAccessKeyId) a request is refused with (403).
+        self.refuse_with: Callable[[S3Request], str | None] | None = None
+        # And one more: requests for which this says True get half their body, then the
+        # connection is closed (the length header still promises all of it).
+        self.cut_short: Callable[[S3Request], bool] | None = None
         # The server's wall clock: presigned requests expire by it, answers are dated by it.
         self.clock: Callable[[], float] = time.time
         self._lock = threading.Lock()
@@ -163,6 +168,10 @@ class S3Server:
                 return self._answer(
                     request, start_response, "503 Service Unavailable", SERVICE_UNAVAILABLE
                 )
+            code = self.refuse_with(request) if self.refuse_with is not None else None
+            if code is not None:
+                error = f"<Error><Code>{code}</Code><Message>refused</Message></Error>"
+                return self._answer(request, start_response, "403 Forbidden", error.encode())
             region = _wrong_region(environ, query)
             if region is not None:
                 signed_for = query["X-Amz-Credential"][0].split("/")[2]
@@ -177,6 +186,9 @@ class S3Server:
                 request.status = int(status.split()[0])
                 return start_response(status, headers, *args)
 
+            if self.cut_short is not None and self.cut_short(request):
+                body = b"".join(app(environ, answered))
+                return [body[: len(body) // 2]]
             return app(environ, answered)
 
         return counted

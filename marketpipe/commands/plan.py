@@ -117,7 +117,7 @@ def build_plan(settings: WorkflowSettings) -> Plan:
     )
     pending = coverage.pending(settings.lake)
     jobs = []
-    for job in fetch_jobs(pending, settings.config.symbols_per_job):
+    for job in fetch_jobs(pending, settings.symbols_per_job):
         # The job's symbols miss the same days, so each run of days is one shared stream.
         missing = list(job.pending[0].missing)
         runs = contiguous_runs(missing, list(job.month.days))

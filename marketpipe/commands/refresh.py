@@ -19,7 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from marketpipe.connectors.flat_files import FlatFilesClient
 from marketpipe.ingest.bars import SymbolsFailed, ingest_days
+from marketpipe.ingest.flat_files import ingest_flat_files
 from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
@@ -33,9 +35,9 @@ from marketpipe.lake.storage import (
 )
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.observability.logs import current_run_id, json_log_file
-from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.settings import WorkflowSettings, flat_files_config
 from marketpipe.workflow.streams import stream_settings
-from marketpipe.workflow.vendors import open_client
+from marketpipe.workflow.vendors import open_clients
 
 STAGING_DIR = Path("_state") / "refresh"
 
@@ -93,6 +95,8 @@ def refresh_partitions(
         shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted refresh
         log = state_dir / "_logs" / "refresh" / f"{run_id}.jsonl"
         with json_log_file(log, this_thread_only=False, mode="a"):
+            if settings.reads_flat_files:
+                published = _with_replaced_files(settings, published, result)
             _fetch(settings, staging, published, result)
             with CheckpointStore(state_dir) as store, CheckpointStore(staging) as staged:
                 store.claim_settings(settings.lake_settings())
@@ -101,6 +105,7 @@ def refresh_partitions(
                     _adopt_changes(
                         store, staged, settings.lake, staging, symbol, days, reason, run_id, result
                     )
+                _adopt_sources(store, staged, first, last)
         shutil.rmtree(staging, ignore_errors=True)
     return result
 
@@ -115,20 +120,57 @@ def _fetch(
     groups: dict[tuple[dt.date, ...], list[str]] = {}
     for symbol, days in published.items():
         groups.setdefault(tuple(days), []).append(symbol)
-    with open_client(settings) as client, CheckpointStore(staging) as staged:
+    with open_clients(settings) as clients, CheckpointStore(staging) as staged:
         for days, members in groups.items():
+            arguments = (staged, staging, members, list(days), stream_settings(settings))
             try:
-                ingest_days(
-                    client,
-                    staged,
-                    staging,
-                    members,
-                    list(days),
-                    stream_settings(settings),
-                    now=settings.now,
-                )
+                if clients.flat_files is not None:
+                    ingest_flat_files(
+                        clients.flat_files, clients.bars, *arguments, now=settings.now
+                    )
+                else:
+                    ingest_days(clients.bars, *arguments, now=settings.now)
             except SymbolsFailed as failed:
                 result.failed.update({s: str(error) for s, error in failed.errors.items()})
+
+
+def _with_replaced_files(
+    settings: WorkflowSettings,
+    published: dict[str, list[dt.date]],
+    result: RefreshResult,
+) -> dict[str, list[dt.date]]:
+    """Of ``published``, the partitions whose flat file changed since they were split from
+    it (a new ETag), or that came from the REST API or from no file the ledger knows; the
+    others are unchanged without a read (one HEAD request per day)."""
+    days = sorted({day for symbol_days in published.values() for day in symbol_days})
+    if not days:
+        return published
+    with CheckpointStore(settings.state_dir) as store:
+        recorded = store.partition_sources(days[0], days[-1])
+    with FlatFilesClient(flat_files_config(settings.config)) as files:
+        current = {day: files.etag(day) for day in days}
+    changed: dict[str, list[dt.date]] = {}
+    for symbol, symbol_days in published.items():
+        kept = [
+            day
+            for day in symbol_days
+            if current[day] is None or recorded.get((symbol, day), ("", ""))[1] != current[day]
+        ]
+        result.unchanged += len(symbol_days) - len(kept)
+        if kept:
+            changed[symbol] = kept
+    return changed
+
+
+def _adopt_sources(
+    store: CheckpointStore, staged: CheckpointStore, first: dt.date, last: dt.date
+) -> None:
+    """Record the files (and versions) the refreshed partitions were split from."""
+    by_file: dict[tuple[str, str], list[tuple[str, dt.date]]] = {}
+    for partition, source in staged.partition_sources(first, last).items():
+        by_file.setdefault(source, []).append(partition)
+    for (source, version), partitions in sorted(by_file.items()):
+        store.record_sources(source, version, partitions)
 
 
 def _adopt_changes(

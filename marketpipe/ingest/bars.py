@@ -59,7 +59,7 @@ def _has_bars(store: CheckpointStore, symbol: str) -> bool:
     return any(entry.rows for entry in store.ledger(symbol).values())
 
 
-def _split_by_symbol(table: pa.Table) -> list[tuple[str, pa.Table]]:
+def split_by_symbol(table: pa.Table) -> list[tuple[str, pa.Table]]:
     """Consecutive same-symbol slices of a page, in page order."""
     if table.num_rows == 0:
         return []
@@ -73,8 +73,8 @@ def _split_by_symbol(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 @dataclass
-class _Ingest:
-    """One ingest call's shared state."""
+class BarsIngest:
+    """One ingest call's shared state: the client, the ledger, the lake and the report."""
 
     client: BaseApiClient[BarsQuery]
     store: CheckpointStore
@@ -97,6 +97,20 @@ class _Ingest:
             traded_as=self.stream.tickers_of(symbols[0]) if len(symbols) == 1 else (),
         )
 
+    def missing_listed(self, symbol: str, days: list[dt.date]) -> list[dt.date]:
+        """``symbol``'s days among ``days`` that are not in the lake yet and that its
+        security was listed on; the unlisted ones are recorded empty on the way."""
+        missing = sync_ledger_with_files(self.store, self.lake, symbol, days, self.adopt)
+        invalidate_months(self.lake, self.store, symbol, missing)
+        self.report.missing_days += len(missing)
+        known = self.stream.security_of(symbol)
+        if known is not None and known.unlisted_days_known:
+            unlisted = [day for day in missing if not known.life.covers(day)]
+            if unlisted:
+                self.publish_unlisted(symbol, unlisted)
+                missing = [day for day in missing if known.life.covers(day)]
+        return missing
+
     def publish_unlisted(self, symbol: str, days: list[dt.date]) -> None:
         """Record ``days`` as empty without asking: the security master says ``symbol``'s
         security was not listed then (before its listing, after its last session)."""
@@ -110,6 +124,15 @@ class _Ingest:
             days[0],
             days[-1],
             extra={"event": "partition.unlisted", "symbol": symbol, "days": len(days)},
+        )
+
+    def doubtful(self, silent: Sequence[str]) -> tuple[str, ...]:
+        """Those of ``silent`` (no bars in this ingest) the vendor may not know at all: no
+        bars in the lake either, and no security the master knows."""
+        return tuple(
+            symbol
+            for symbol in silent
+            if not _has_bars(self.store, symbol) and self.stream.security_of(symbol) is None
         )
 
     def run_stream(self, symbols: tuple[str, ...], run: list[dt.date]) -> dict[str, ConnectorError]:
@@ -138,7 +161,7 @@ class _Ingest:
         query = self.query(symbols, run)
         for table in self.client.fetch_batch(query):
             self.report.requests += 1
-            parts = _split_by_symbol(table)
+            parts = split_by_symbol(table)
             charged = parts[0][0] if parts else symbols[min(current, len(symbols) - 1)]
             publishers[charged].requests_since_publish += 1
             for symbol, part in parts:
@@ -157,21 +180,13 @@ class _Ingest:
                 publishers[symbol].add_page(part)
             ledger.commit()
         silent = [symbol for symbol in symbols if not publishers[symbol].rows_received]
-        doubtful = tuple(
-            symbol
-            for symbol in silent
-            if not _has_bars(self.store, symbol) and self.stream.security_of(symbol) is None
-        )
+        doubtful = self.doubtful(silent)
         unknown = self.client.unknown_symbols(doubtful, query) if doubtful else set()
         for symbol in symbols:
             if symbol not in unknown:
                 publishers[symbol].finish()
         failed: dict[str, ConnectorError] = {
-            symbol: UnknownSymbolError(
-                f"the vendor does not know {symbol}: no bars on any of {len(run)} trading "
-                f"day(s), and {self.client.vendor} says no such symbol; check the symbol in "
-                "the config"
-            )
+            symbol: unknown_symbol(symbol, len(run), self.client.vendor)
             for symbol in sorted(unknown)
         }
         for symbol in symbols:
@@ -179,6 +194,14 @@ class _Ingest:
             if suspect:
                 failed[symbol] = SuspectEmptyDays(symbol, self.client.vendor, suspect)
         return failed
+
+
+def unknown_symbol(symbol: str, days: int, vendor: str) -> UnknownSymbolError:
+    """The error of a symbol the vendor does not know."""
+    return UnknownSymbolError(
+        f"the vendor does not know {symbol}: no bars on any of {days} trading day(s), and "
+        f"{vendor} says no such symbol; check the symbol in the config"
+    )
 
 
 class SuspectEmptyDays(ConnectorError):
@@ -219,22 +242,14 @@ def ingest_days(
     """
     days = sorted(days)
     lake = as_store(lake)
-    _require_final(days, stream.finality, now if now is not None else clock.now())
+    require_final(days, stream.finality, now if now is not None else clock.now())
     symbols = tuple(sorted(symbols))
     report = report or IngestReport(symbols=symbols)
     report.planned_days = len(days) * len(symbols)
     streams: dict[tuple[tuple[dt.date, ...], str], list[str]] = {}
-    ingest = _Ingest(client, store, lake, stream, report, adopt)
+    ingest = BarsIngest(client, store, lake, stream, report, adopt)
     for symbol in symbols:
-        missing = sync_ledger_with_files(store, lake, symbol, days, adopt)
-        invalidate_months(lake, store, symbol, missing)
-        report.missing_days += len(missing)
-        known = stream.security_of(symbol)
-        if known is not None and known.unlisted_days_known:
-            unlisted = [day for day in missing if not known.life.covers(day)]
-            if unlisted:
-                ingest.publish_unlisted(symbol, unlisted)
-                missing = [day for day in missing if known.life.covers(day)]
+        missing = ingest.missing_listed(symbol, days)
         # A security asked for under its tickers' intervals (renamed, or a ticker another
         # company also used) streams alone.
         alone = symbol if stream.tickers_of(symbol) else ""
@@ -262,7 +277,7 @@ def ingest_days(
     return report
 
 
-def _require_final(days: list[dt.date], finality: Finality, now: dt.datetime) -> None:
+def require_final(days: list[dt.date], finality: Finality, now: dt.datetime) -> None:
     """Refuse days that are not NYSE sessions, or not final at ``now``."""
     if not days:
         return
@@ -279,7 +294,7 @@ def _require_final(days: list[dt.date], finality: Finality, now: dt.datetime) ->
 
 
 def _one_by_one(
-    ingest: _Ingest, symbols: list[str], run: list[dt.date], days: list[dt.date]
+    ingest: BarsIngest, symbols: list[str], run: list[dt.date], days: list[dt.date]
 ) -> dict[str, ConnectorError]:
     """Fetch each symbol's still-missing days of ``run`` alone; return the failures.
 

@@ -97,6 +97,7 @@ class IngestReport:
     planned_days: int = 0
     missing_days: int = 0
     requests: int = 0
+    files_read: int = 0  # bulk (flat) files read, one per day for every symbol
     published: list[LedgerEntry] = field(default_factory=list)
 
     @property

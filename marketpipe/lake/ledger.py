@@ -29,6 +29,7 @@ from marketpipe.lake.ledger_rows import (
     ledger_entry,
     replacement_from_row,
 )
+from marketpipe.lake.ledger_sources import SourceLedger
 from marketpipe.markettime import clock
 from marketpipe.observability.summary import JobRecord
 
@@ -57,7 +58,7 @@ class LakeSettingsMismatch(ValueError):
     """The lake under ``data_dir`` was filled with different settings."""
 
 
-class CheckpointStore(DataSetLedger, MonthLedger):
+class CheckpointStore(DataSetLedger, MonthLedger, SourceLedger):
     """Checkpoints of one lake; open one per job and close it when done."""
 
     def __init__(self, data_dir: Path | str) -> None:
@@ -130,6 +131,7 @@ class CheckpointStore(DataSetLedger, MonthLedger):
         with self._transaction() as db:
             db.executemany("DELETE FROM partitions WHERE symbol = ? AND day = ?", keys)
             db.executemany("DELETE FROM file_stats WHERE symbol = ? AND day = ?", keys)
+            db.executemany("DELETE FROM partition_sources WHERE symbol = ? AND day = ?", keys)
 
     def record_file_stats(self, stats: Iterable[tuple[str, dt.date, int, int]]) -> None:
         """Remember (symbol, day, size, mtime_ns) of local partition files as written, so a

@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS partitions (
     flagged_rows INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (symbol, day)
 );
+CREATE TABLE IF NOT EXISTS partition_sources (
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    source TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (symbol, day)
+);
 CREATE TABLE IF NOT EXISTS file_stats (
     symbol TEXT NOT NULL,
     day TEXT NOT NULL,

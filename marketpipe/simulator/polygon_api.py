@@ -46,6 +46,7 @@ FREE_PLAN_HISTORY_MESSAGE = (
 MAX_LIMIT = 50_000
 DEFAULT_LIMIT = 5_000
 _TIMESPANS = {"minute": "Min", "hour": "Hour", "day": "Day"}
+_MINUTE = Timeframe.parse("1Min")
 _PARAMS = {"adjusted", "sort", "limit", "cursor", "apiKey"}
 
 
@@ -150,6 +151,10 @@ class PolygonAggregates:
             path = "/".join(["", *parts[:7], str(more_at), end_text])
             payload["next_url"] = f"{path}?{urlencode({'cursor': cursor})}"
         return payload, len(bars)
+
+    def minute_bars(self, ticker: str, session: Session, now: dt.datetime) -> list[Bar]:
+        """``ticker``'s raw one-minute bars of ``session`` as traded, as known at ``now``."""
+        return self._session(ticker, session, _MINUTE, False, now)
 
     def _session(
         self, ticker: str, session: Session, timeframe: Timeframe, adjusted: bool, now: dt.datetime

@@ -158,6 +158,10 @@ class SecurityBook:
         """Whether some security in the book used ``ticker`` at some time."""
         return ticker in self._by_ticker
 
+    def tickers_on(self, day: dt.date) -> list[str]:
+        """The tickers some security in the book traded under on ``day``."""
+        return sorted(ticker for ticker in self._by_ticker if self.holder(ticker, day))
+
     def holder(self, ticker: str, day: dt.date) -> SimulatedSecurity | None:
         """The security ``ticker`` named on ``day``, if one traded under it then."""
         for security in self._by_ticker.get(ticker, ()):

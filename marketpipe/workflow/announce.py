@@ -13,7 +13,7 @@ from marketpipe.lake.store_types import MissingBucket
 from marketpipe.markettime.finality import describe_final_at
 from marketpipe.workflow.config import ConfigError
 from marketpipe.workflow.console import CONSOLE
-from marketpipe.workflow.planning import FetchJob, describe_not_final
+from marketpipe.workflow.planning import FetchJob, describe_not_final, outputs_are_markers
 from marketpipe.workflow.settings import WorkflowSettings
 
 EXIT_BAD_SETTINGS = 2  # as every marketpipe command exits on a bad setting
@@ -58,9 +58,9 @@ def adjustment_warning(settings: WorkflowSettings) -> str | None:
 
 
 def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> None:
-    """Name the partitions the run's jobs fetch, when Snakemake cannot (an S3 lake's jobs
-    output marker files, so ``-n`` would show those)."""
-    if settings.lake.is_local or not jobs:
+    """Name the partitions the run's jobs fetch, when Snakemake cannot (jobs that output
+    marker files, on an S3 lake or for a large plan, so ``-n`` would show those)."""
+    if not jobs or not outputs_are_markers(settings.lake.is_local, jobs):
         return
     missing = sorted(
         (group.symbol, day) for job in jobs for group in job.pending for day in group.missing

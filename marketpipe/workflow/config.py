@@ -22,6 +22,7 @@ from pydantic.json_schema import SkipJsonSchema
 from marketpipe.connectors import AlpacaConfig, PolygonConfig
 from marketpipe.connectors.alpaca import check_adjustment
 from marketpipe.connectors.config import validate_base_url
+from marketpipe.connectors.flat_files import FlatFilesConfig
 from marketpipe.connectors.models import Symbol
 from marketpipe.lake.lease import RENEW_SECONDS, STALE_AFTER_SECONDS
 from marketpipe.lake.location import check_lake_location, check_local_directory
@@ -120,6 +121,29 @@ class PolygonSettings(VendorSettings):
     requests_per_minute: int = Field(
         5, ge=1, le=100_000, description="Request budget (the free tier allows 5)"
     )
+    flat_files: bool = Field(
+        False,
+        description="Backfill from the vendor's flat files: one gzipped CSV per day for the "
+        "whole market, read once for every symbol (S3 keys from "
+        f"${FlatFilesConfig.ENV_ACCESS_KEY_ID[0]} / ${FlatFilesConfig.ENV_SECRET_ACCESS_KEY[0]} "
+        "or the MASSIVE_S3_ names); days without a file yet come from the REST API",
+    )
+    flat_files_endpoint: str = Field(
+        FlatFilesConfig.DEFAULT_ENDPOINT, description="The flat files' S3-compatible endpoint"
+    )
+    flat_files_bucket: str = Field(
+        FlatFilesConfig.DEFAULT_BUCKET, min_length=3, description="The flat files' bucket"
+    )
+    flat_files_prefix: str = Field(
+        FlatFilesConfig.DEFAULT_PREFIX,
+        min_length=1,
+        description="The minute files' key prefix (YYYY/MM/YYYY-MM-DD.csv.gz below it)",
+    )
+
+    @field_validator("flat_files_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        return validate_base_url(value)
 
 
 class AlertSettings(BaseModel):

@@ -30,6 +30,7 @@ from marketpipe.workflow.settings import (
     STATE_DIR_VARIABLE,
     WorkflowSettings,
     alpaca_client_config,
+    flat_files_config,
     polygon_client_config,
 )
 
@@ -198,6 +199,8 @@ def load_settings(
         alpaca_client_config(parsed)
     if parsed.vendor == "polygon":
         polygon_client_config(parsed)
+        if parsed.polygon.flat_files:
+            flat_files_config(parsed)
     return WorkflowSettings(
         config=parsed, now=now if now is not None else environment_now, read_only=read_only
     )

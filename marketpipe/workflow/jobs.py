@@ -23,6 +23,7 @@ from marketpipe.ingest.bars import (
     SymbolsFailed,
     ingest_days,
 )
+from marketpipe.ingest.flat_files import ingest_flat_files
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
@@ -91,17 +92,31 @@ def fetch_partitions(
                 store.open_job(token, symbols, wanted)
                 with open_clients(settings, recorder) as clients:
                     assets = clients.assets.asset if clients.assets is not None else None
-                    ingest_days(
-                        clients.bars,
-                        store,
-                        settings.lake,
-                        symbols,
-                        wanted,
-                        stream_settings(settings, assets),
-                        report,
-                        now=settings.now,
-                        adopt=settings.lake.is_local,
-                    )
+                    stream = stream_settings(settings, assets)
+                    options = {"now": settings.now, "adopt": settings.lake.is_local}
+                    if clients.flat_files is not None:
+                        ingest_flat_files(
+                            clients.flat_files,
+                            clients.bars,
+                            store,
+                            settings.lake,
+                            symbols,
+                            wanted,
+                            stream,
+                            report,
+                            **options,
+                        )
+                    else:
+                        ingest_days(
+                            clients.bars,
+                            store,
+                            settings.lake,
+                            symbols,
+                            wanted,
+                            stream,
+                            report,
+                            **options,
+                        )
             except (ConnectorError, ValueError) as exc:
                 permanent = job_error_is_permanent(exc)
                 cause = str(exc)
@@ -200,8 +215,9 @@ def _finish_job(
         logger,
         "job.end",
         f"{job.label}: {report.missing_days} of {report.planned_days} partitions were missing;"
-        f" {len(report.published)} published with {report.requests} page request(s), "
-        f"{report.rejected_rows} row(s) quarantined, {report.flagged_rows} flagged",
+        f" {len(report.published)} published with {report.requests} page request(s)"
+        + (f" and {report.files_read} flat file(s)" if report.files_read else "")
+        + f", {report.rejected_rows} row(s) quarantined, {report.flagged_rows} flagged",
         status=status,
         missing=report.missing_days,
         published=len(report.published),
@@ -209,6 +225,7 @@ def _finish_job(
         rejected=report.rejected_rows,
         flagged=report.flagged_rows,
         requests=report.requests,
+        files_read=report.files_read,
         seconds=round(time.time() - job.started, 3),
     )
     log_event(

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from marketpipe.connectors import AlpacaConfig, ClientConfig, PolygonConfig
+from marketpipe.connectors.flat_files import FlatFilesConfig
 from marketpipe.lake.identity import (
     LakeIdentity,
     LakeIdentityMismatch,
@@ -43,6 +44,9 @@ from marketpipe.workflow.config import (
 )
 
 STATE_DIR_VARIABLE = "MARKETPIPE_STATE_DIR"
+# Symbols per fetch job with flat files: enough for any universe (a job reads each of its
+# days' files once, whatever the count).
+FLAT_FILE_JOB_SYMBOLS = 100_000
 
 
 class WorkflowSettings(BaseModel):
@@ -268,6 +272,17 @@ class WorkflowSettings(BaseModel):
         failed corporate-actions or master job never holds its bars back."""
         return self.config.vendor == "polygon"
 
+    @property
+    def reads_flat_files(self) -> bool:
+        """Whether backfills come from Polygon's flat files (``polygon.flat_files``)."""
+        return self.config.vendor == "polygon" and self.config.polygon.flat_files
+
+    @property
+    def symbols_per_job(self) -> int:
+        """How many symbols one fetch job takes: with flat files, every symbol of a month
+        that misses the same days (a day's file is read once for all of them)."""
+        return FLAT_FILE_JOB_SYMBOLS if self.reads_flat_files else self.config.symbols_per_job
+
     def stored_securities(self) -> dict[str, Security]:
         """The configured symbols' securities as the lake's master says now (read afresh:
         the ``security_master`` job may have just rewritten it)."""
@@ -306,6 +321,21 @@ def alpaca_client_config(config: WorkflowConfig, **overrides: Any) -> AlpacaConf
 def polygon_client_config(config: WorkflowConfig, **overrides: Any) -> PolygonConfig:
     """The client settings from ``polygon:`` (the key from the environment unless given)."""
     return _client_config("polygon", PolygonConfig, config.polygon, (), overrides)
+
+
+def flat_files_config(config: WorkflowConfig) -> FlatFilesConfig:
+    """The flat files' location from ``polygon:`` and their S3 keys from the environment."""
+    section = config.polygon
+    try:
+        return FlatFilesConfig(
+            endpoint_url=section.flat_files_endpoint,
+            bucket=section.flat_files_bucket,
+            prefix=section.flat_files_prefix,
+            max_attempts=section.max_attempts,
+        )
+    except ValidationError as exc:
+        details = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise ConfigError(f"polygon.flat_files cannot start: {details}") from None
 
 
 ClientConfigT = TypeVar("ClientConfigT", bound=ClientConfig)

@@ -17,6 +17,7 @@ from marketpipe.connectors import (
     PolygonClient,
 )
 from marketpipe.connectors.assets import AlpacaAssetsClient
+from marketpipe.connectors.flat_files import FlatFilesClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.lake.ledger import STATE_DIR
@@ -25,6 +26,7 @@ from marketpipe.simulator import SimulatorServer
 from marketpipe.workflow.settings import (
     WorkflowSettings,
     alpaca_client_config,
+    flat_files_config,
     polygon_client_config,
 )
 
@@ -62,6 +64,7 @@ class VendorClients:
     corporate_actions: CorporateActionsClient | None  # Alpaca's endpoint (None for Polygon)
     news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
     assets: AlpacaAssetsClient | None = None  # Alpaca's trading API (None for Polygon)
+    flat_files: FlatFilesClient | None = None  # Polygon's bulk files (polygon.flat_files)
 
 
 @contextmanager
@@ -78,9 +81,15 @@ def open_clients(
         stack.callback(limiter.close)
         if settings.config.vendor == "polygon":
             polygon = polygon_client_config(settings.config)
+            files = None
+            if settings.reads_flat_files:
+                files = stack.enter_context(
+                    FlatFilesClient(flat_files_config(settings.config), **options)
+                )
             yield VendorClients(
                 bars=stack.enter_context(PolygonClient(polygon, rate_limiter=limiter, **options)),
                 corporate_actions=None,
+                flat_files=files,
             )
             return
         if settings.config.vendor == "alpaca":

@@ -26,6 +26,7 @@ from marketpipe.workflow.planning import (
     RunPlan,
     fetch_jobs,
     fetched_months,
+    outputs_are_markers,
     load_run_plan,
     pending_jobs,
     plan_months,
@@ -72,7 +73,7 @@ if SAVED_PLAN is None:
             plan_months(SETTINGS.final_days),
             SETTINGS.expected_days,
         ),
-        SETTINGS.config.symbols_per_job,
+        SETTINGS.symbols_per_job,
     )
     CONSOLIDATIONS = pending_consolidations(SETTINGS, fetched_months(FETCH_JOBS))
     NEWS_JOBS = pending_news_jobs(SETTINGS)
@@ -92,12 +93,14 @@ if workflow.is_main_process:
 
 # A local lake's jobs output their partitions; an S3 lake's, a marker file each (see
 # FetchJob.marker): Snakemake would otherwise check every object with requests of its own.
+# A plan of more partitions than Snakemake tracks quickly uses markers too.
 LAKE_ON_S3 = not SETTINGS.lake.is_local
+FETCH_MARKERS = outputs_are_markers(SETTINGS.lake.is_local, FETCH_JOBS)
 
 
 def fetch_outputs(job):
     """What one fetch job produces, as Snakemake sees it."""
-    if LAKE_ON_S3:
+    if FETCH_MARKERS:
         return [job.marker(SETTINGS.markers_dir, RUN_ID)]
     return [update(path) for path in job.outputs(SETTINGS.lake.root)]
 
@@ -114,11 +117,15 @@ def news_outputs(job):
 
 def pending_targets():
     """The paths that schedule every fetch and news job (see FetchJob.targets)."""
-    jobs = [*FETCH_JOBS, *NEWS_JOBS]
     if LAKE_ON_S3:
-        return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in jobs]
+        return [job.marker(SETTINGS.markers_dir, RUN_ID) for job in [*FETCH_JOBS, *NEWS_JOBS]]
     markers = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in NEWS_JOBS if job.incomplete]
-    return [*markers, *(target for job in jobs for target in job.targets(SETTINGS.lake.root))]
+    if FETCH_MARKERS:
+        fetch = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in FETCH_JOBS]
+    else:
+        fetch = [target for job in FETCH_JOBS for target in job.targets(SETTINGS.lake.root)]
+    news = [target for job in NEWS_JOBS for target in job.targets(SETTINGS.lake.root)]
+    return [*markers, *fetch, *news]
 
 
 def run_targets():

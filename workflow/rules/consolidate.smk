@@ -9,7 +9,7 @@ from marketpipe.workflow.consolidation import consolidate_month
 def consolidation_inputs(job):
     """One output of each fetch job writing into the month: the month files wait for them."""
     return [
-        fetch_outputs(fetch)[0] if LAKE_ON_S3 else fetch.outputs(SETTINGS.lake.root)[0]
+        fetch_outputs(fetch)[0] if FETCH_MARKERS else fetch.outputs(SETTINGS.lake.root)[0]
         for fetch in FETCH_JOBS
         if (fetch.month.year, fetch.month.month) == job.month
         and set(fetch.symbols) & set(job.symbols)

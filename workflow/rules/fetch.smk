@@ -29,5 +29,5 @@ for index, job in enumerate(FETCH_JOBS):
                 params.symbols,
                 params.days,
                 log[0],
-                done_marker=output[0] if LAKE_ON_S3 else None,
+                done_marker=output[0] if FETCH_MARKERS else None,
             )
