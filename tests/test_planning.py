@@ -52,6 +52,18 @@ def test_different_missing_days_or_months_never_share_a_job() -> None:
     ]
 
 
+def test_symbols_missing_one_day_share_jobs_up_to_the_same_count_of_partitions() -> None:
+    last = (JANUARY.days[-1],)
+    pending = [_pending(f"S{index:03d}", missing=last) for index in range(500)]
+    jobs = fetch_jobs(pending, symbols_per_job=10)
+    # Ten symbols' whole months would be 210 partitions; the URL bounds a stream at 200.
+    assert [len(job.symbols) for job in jobs] == [200, 200, 100]
+    two_days = (JANUARY.days[-2], JANUARY.days[-1])
+    jobs = fetch_jobs([_pending(f"S{i:03d}", missing=two_days) for i in range(500)], 10)
+    assert [len(job.symbols) for job in jobs] == [105, 105, 105, 105, 80]
+    assert {len(job.symbols) for job in fetch_jobs(pending, symbols_per_job=1)} == {1}
+
+
 def test_targets_name_each_missing_partition_unless_the_month_is_empty(tmp_path: Path) -> None:
     (empty,) = fetch_jobs([_pending("AAPL"), _pending("MSFT")], 10)
     assert empty.targets(tmp_path) == [str(partition_path(tmp_path, "AAPL", JANUARY.days[0]))]

@@ -312,7 +312,9 @@ class WorkflowConfig(BaseModel):
         ge=1,
         le=100,
         description="Symbols one job fetches together per month; their bars share pages "
-        "(fewer requests); 1 = one job and stream per (symbol, month)",
+        "(fewer requests). Symbols missing only a few days share a job in larger numbers, up "
+        "to as many partitions (at most 200 symbols); 1 = one job and stream per (symbol, "
+        "month). With polygon.flat_files, a job takes every symbol missing the same days",
     )
     consolidate: bool = Field(
         True,

@@ -182,10 +182,15 @@ class FetchJob:
 
 
 def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob]:
-    """Group pending (symbol, month) work into jobs of up to ``symbols_per_job`` symbols.
+    """Group pending (symbol, month) work into jobs of up to ``symbols_per_job`` symbols'
+    months of partitions.
 
     Only symbols of the same month missing the same days share a job, since only they can
-    share a stream; each group is split into jobs in symbol order.
+    share a stream; each group is split into jobs in symbol order. Symbols missing only a few
+    days of their month share a job in larger numbers, up to the same count of partitions
+    (at most :data:`MAX_STREAM_SYMBOLS`): a daily update of 500 symbols is three streams whose
+    pages are all full but the last, instead of fifty. ``symbols_per_job`` 1 keeps one
+    symbol per job.
     """
     if symbols_per_job < 1:
         raise ValueError(f"symbols_per_job must be at least 1, got {symbols_per_job}")
@@ -193,14 +198,21 @@ def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob
     for job in pending:
         groups.setdefault((job.month, job.missing), []).append(job)
     jobs = []
-    for (month, _), members in groups.items():
+    for (month, missing), members in groups.items():
         members.sort(key=lambda job: job.symbol)
-        for index in range(0, len(members), symbols_per_job):
-            jobs.append(FetchJob(month, tuple(members[index : index + symbols_per_job])))
+        size = symbols_per_job
+        if symbols_per_job > 1:
+            denser = symbols_per_job * len(month.days) // max(1, len(missing))
+            size = max(symbols_per_job, min(denser, MAX_STREAM_SYMBOLS))
+        for index in range(0, len(members), size):
+            jobs.append(FetchJob(month, tuple(members[index : index + size])))
     jobs.sort(key=lambda job: (job.month.label, job.symbols))
     return jobs
 
 
+# The most symbols packed into one job (and stream) when they miss few days: Alpaca's
+# symbols travel in the request's URL, which servers cap at a few kilobytes.
+MAX_STREAM_SYMBOLS = 200
 # Past this many partition paths, Snakemake is given one marker file per fetch job instead
 # of the partitions themselves: its planning grows with every output it tracks (1.26M
 # partitions, 500 symbols x 10 years, took 5.7 minutes and 5.3 GB), MarketPipe's own with
