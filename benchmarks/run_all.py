@@ -33,6 +33,10 @@ FULL = [
     ("reading.py", [], "reading"),
     ("s3_planning.py", [], "s3_planning"),
     ("reconcile.py", [], "reconcile"),
+    ("throughput.py", ["--latency-ms", "50"], "throughput_latency_50ms"),
+    ("incremental.py", ["--symbols", "500"], "incremental_500"),
+    ("flat_files.py", [], "flat_files"),
+    ("scale.py", [], "scale"),
 ]
 SMOKE = [
     ("requests_floor.py", ["--symbols", "2", "--months", "1"], "requests_floor"),
@@ -54,6 +58,14 @@ SMOKE = [
     ("crash_trials.py", ["--trials", "1"], "crash_trials"),
     ("s3_planning.py", ["--symbols", "3", "--years", "1"], "s3_planning"),
     ("reconcile.py", ["--symbols", "2", "--months", "1", "--rounds", "1"], "reconcile"),
+    (
+        "throughput.py",
+        ["--symbols", "1", "--months", "1", "--rounds", "1", "--latency-ms", "5"],
+        "throughput_latency_50ms",
+    ),
+    ("incremental.py", ["--symbols", "3"], "incremental_500"),
+    ("flat_files.py", ["--symbols", "3", "--days", "2"], "flat_files"),
+    ("scale.py", ["--symbols", "5", "--years", "1", "--full-years", "1", "--smoke"], "scale"),
 ]
 
 

@@ -112,6 +112,7 @@ def run_plan(args: argparse.Namespace) -> int:
         f"{plan.missing_partitions} of {plan.planned_partitions} partitions missing in "
         f"{len(plan.jobs)} job(s): about {plan.estimated_requests} request(s), "
         f"{_duration(plan.estimated_minutes)} at {plan.requests_per_minute} requests/min"
+        + (f", and {plan.file_reads} flat file read(s)" if plan.file_reads else "")
     )
     if plan.actions_requests:
         print(actions)

@@ -61,6 +61,15 @@ def test_every_benchmark_script_still_runs(tmp_path: Path) -> None:
     throughput = json.loads((tmp_path / "throughput.json").read_text())
     rows = throughput["rows"]  # each side's own count: both wrote every bar
     assert rows["marketpipe"] == rows["alpaca-py"] > 10_000 and throughput["speedup"] > 0
+    # The floor received exactly the bars MarketPipe asked for, with its requests.
+    assert rows["floor"] == rows["marketpipe"]
+    assert throughput["requests"]["floor"] == throughput["requests"]["marketpipe"]
+    flat = json.loads((tmp_path / "flat_files.json").read_text())
+    assert flat["lakes_agree"] and flat["flat_files"]["file_reads"] == 2
+    assert flat["flat_files"]["bar_requests"] == 0 < flat["rest"]["bar_requests"]
+    scale = json.loads((tmp_path / "scale.json").read_text())
+    assert scale["nothing_due"]["partitions"] == 5 * 252
+    assert scale["cross_section"]["month_file_reads"]["month"]["rows"] > 0
     polygon = json.loads((tmp_path / "requests_floor_polygon.json").read_text())
     assert polygon["vendor"] == "polygon" and polygon["requests"] == polygon["floor"] == 2
     reconciled = json.loads((tmp_path / "reconcile.json").read_text())

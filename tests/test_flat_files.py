@@ -17,6 +17,7 @@ import boto3
 import pytest
 from pydantic import SecretStr
 
+from marketpipe.commands.plan import build_plan
 from marketpipe.connectors import AuthenticationError, ResponseFormatError
 from marketpipe.connectors.flat_files import FlatFilesClient, FlatFilesConfig
 from marketpipe.ingest.bars import StreamSettings, SymbolsFailed, ingest_days
@@ -28,6 +29,8 @@ from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorServer
 from marketpipe.simulator.flat_files import FLAT_FILE_HEADER, publish_flat_files
+from marketpipe.workflow.config import ConfigError
+from marketpipe.workflow.config_loading import load_settings
 from tests.conftest import polygon_client, start_simulator
 from tests.s3_server import AWS_ENVIRONMENT, S3Server
 from tests.workflow_support import marketpipe_command, snakemake, write_config
@@ -311,3 +314,27 @@ def test_a_flat_file_backfill_runs_the_workflow_and_refresh_takes_replaced_files
     )
     assert "0 partition(s) replaced" in again.stdout, again.stdout + again.stderr
     assert len(_gets(vendor)) == reads + 2  # nothing read: every version is known
+
+
+def test_the_plan_counts_one_file_read_per_day_for_every_symbol(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POLYGON_API_KEY", "polygon-demo-key")
+    monkeypatch.setenv("POLYGON_S3_ACCESS_KEY_ID", "AKIAFLATFILES")
+    monkeypatch.setenv("POLYGON_S3_SECRET_ACCESS_KEY", "flat-secret-value")
+    tickers = [f"S{index:03d}" for index in range(30)]
+    config = {
+        "symbols": tickers,
+        "start": DAYS[0],
+        "end": DAYS[-1],
+        "data_dir": str(tmp_path / "lake"),
+        "vendor": "polygon",
+        "polygon": {"flat_files": True},
+    }
+    plan = build_plan(load_settings(config, now=WEEK_LATER))
+    # One job for all 30 symbols (not symbols_per_job's 10), a file read per day, no pages.
+    assert [len(job.symbols) for job in plan.jobs] == [30]
+    assert plan.file_reads == len(DAYS) and plan.jobs[0].estimated_requests == 0
+    monkeypatch.delenv("POLYGON_S3_SECRET_ACCESS_KEY")
+    with pytest.raises(ConfigError, match="POLYGON_S3_SECRET_ACCESS_KEY"):
+        load_settings(config, now=WEEK_LATER)

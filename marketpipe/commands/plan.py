@@ -43,6 +43,7 @@ class PlannedJob:
     runs: int
     estimated_bars: int
     estimated_requests: int
+    file_reads: int = 0  # flat files (one per missing day), outside the request budget
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class Plan:
         security-master checks."""
         bars = sum(job.estimated_requests for job in self.jobs)
         return bars + self.actions_requests + self.securities_requests + self.news_requests
+
+    @property
+    def file_reads(self) -> int:
+        """Flat files the run reads (none without ``polygon.flat_files``)."""
+        return sum(job.file_reads for job in self.jobs)
 
     @property
     def estimated_minutes(self) -> float:
@@ -126,6 +132,9 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         requests = sum(
             _run_requests(settings, [bars * len(run) for bars in per_symbol]) for run in runs
         )
+        # With flat files, a day's file replaces the job's requests (REST answers only the
+        # days whose file is not out yet: at most the latest, not counted here).
+        files = len(missing) if settings.reads_flat_files else 0
         month = job.month.label.replace("_", "-")
         jobs.append(
             PlannedJob(
@@ -134,7 +143,8 @@ def build_plan(settings: WorkflowSettings) -> Plan:
                 len(missing) * len(job.symbols),
                 len(runs),
                 round(per_day * len(missing)),
-                requests,
+                0 if files else requests,
+                files,
             )
         )
     symbols = len(settings.config.symbols)
