@@ -3,6 +3,7 @@ splits each day's file into the universe's partitions, and the result equals RES
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import os
@@ -20,15 +21,18 @@ from pydantic import SecretStr
 from marketpipe.commands.plan import build_plan
 from marketpipe.connectors import AuthenticationError, ResponseFormatError
 from marketpipe.connectors.flat_files import FlatFilesClient, FlatFilesConfig
-from marketpipe.ingest.bars import StreamSettings, SymbolsFailed, ingest_days
+from marketpipe.connectors.models import TradedAs
+from marketpipe.ingest.bars import KnownSecurity, StreamSettings, SymbolsFailed, ingest_days
 from marketpipe.ingest.flat_files import ingest_flat_files
 from marketpipe.lake.compare import reconcile_lakes
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.reader import read_bars
 from marketpipe.lake.storage import partition_path
 from marketpipe.markettime.calendar import NEW_YORK, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator import SimulatorServer
 from marketpipe.simulator.flat_files import FLAT_FILE_HEADER, publish_flat_files
+from marketpipe.simulator.settings import DEMO_SECURITIES
 from marketpipe.workflow.config import ConfigError
 from marketpipe.workflow.config_loading import load_settings
 from tests.conftest import polygon_client, start_simulator
@@ -338,3 +342,38 @@ def test_the_plan_counts_one_file_read_per_day_for_every_symbol(
     monkeypatch.delenv("POLYGON_S3_SECRET_ACCESS_KEY")
     with pytest.raises(ConfigError, match="POLYGON_S3_SECRET_ACCESS_KEY"):
         load_settings(config, now=WEEK_LATER)
+
+
+def test_a_renamed_security_is_read_under_the_ticker_it_traded_as_each_day(
+    s3_api: S3Server, tmp_path: Path
+) -> None:
+    days = [s.date for s in trading_sessions(dt.date(2024, 1, 29), dt.date(2024, 2, 2))]
+    now = dt.datetime(2024, 2, 20, tzinfo=dt.UTC)
+    server = start_simulator(market_now=now, securities=list(DEMO_SECURITIES))
+    vendor = Vendor(server, s3_api, s3_api.create_bucket())
+    renamed = KnownSecurity(
+        traded_as=(
+            TradedAs(ticker="CDAY", last=dt.date(2024, 1, 31)),
+            TradedAs(ticker="DAY", first=dt.date(2024, 2, 1)),
+        )
+    )
+    stream = dataclasses.replace(STREAM, securities=(("DAY", renamed),))
+    try:
+        publish_flat_files(vendor.boto(), vendor.bucket, PREFIX, server.app.polygon, days, [], now)
+        lakes = {"flat": tmp_path / "flat", "rest": tmp_path / "rest"}
+        with (
+            vendor.files() as files,
+            polygon_client(server) as rest,
+            CheckpointStore(lakes["flat"]) as flat_store,
+            CheckpointStore(lakes["rest"]) as rest_store,
+        ):
+            ingest_flat_files(
+                files, rest, flat_store, lakes["flat"], ["DAY"], days, stream, now=now
+            )
+            ingest_days(rest, rest_store, lakes["rest"], ["DAY"], days, stream, now=now)
+    finally:
+        server.stop()
+    assert reconcile_lakes(lakes["flat"], lakes["rest"]).agree
+    # Before the rename the file lists CDAY: those rows are DAY's security's.
+    january = read_bars(["DAY"], days[0], days[2], data_dir=lakes["flat"])
+    assert january.num_rows > 0 and set(january["symbol"].to_pylist()) == {"DAY"}
