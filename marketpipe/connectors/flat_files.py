@@ -39,6 +39,7 @@ from marketpipe.connectors.errors import (
     SubscriptionError,
 )
 from marketpipe.connectors.models import OHLCV_SCHEMA
+from marketpipe.connectors.retry import RetryPolicy
 from marketpipe.observability.metrics import MetricsRecorder
 
 FLAT_FILE_COLUMNS: dict[str, pa.DataType] = {
@@ -132,6 +133,8 @@ class FlatFilesClient:
         self._s3 = s3
         self._sleep = sleep
         self.metrics = metrics or MetricsRecorder()
+        # The transport's curve (full jitter); boto3 retries the requests themselves.
+        self._backoff = RetryPolicy(config.max_attempts, float("inf"), base=0.5, cap=30.0)
 
     @property
     def s3(self) -> Any:
@@ -172,7 +175,7 @@ class FlatFilesClient:
                     raise RetryExhaustedError(
                         _ENDPOINT, attempt, interrupted.cause, f"reading {key} kept failing"
                     ) from None
-                delay = min(30.0, 0.5 * 2**attempt)
+                delay = self._backoff.backoff(attempt)
                 self.metrics.retry(self.vendor, _ENDPOINT, "interrupted", delay)
                 self._sleep(delay)
                 attempt += 1
