@@ -62,6 +62,10 @@ def test_symbols_missing_one_day_share_jobs_up_to_the_same_count_of_partitions()
     jobs = fetch_jobs([_pending(f"S{i:03d}", missing=two_days) for i in range(500)], 10)
     assert [len(job.symbols) for job in jobs] == [105, 105, 105, 105, 80]
     assert {len(job.symbols) for job in fetch_jobs(pending, symbols_per_job=1)} == {1}
+    # A month planned up to the range's end only (a daily update on its first session).
+    first = MonthPlan(2024, 2, (FEBRUARY.days[0],))
+    jobs = fetch_jobs([_pending(f"S{i:03d}", first) for i in range(100)], 10)
+    assert [len(job.symbols) for job in jobs] == [100]
 
 
 def test_targets_name_each_missing_partition_unless_the_month_is_empty(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob
         members.sort(key=lambda job: job.symbol)
         size = symbols_per_job
         if symbols_per_job > 1:
-            denser = symbols_per_job * len(month.days) // max(1, len(missing))
+            denser = symbols_per_job * SESSIONS_PER_MONTH // max(1, len(missing))
             size = max(symbols_per_job, min(denser, MAX_STREAM_SYMBOLS))
         for index in range(0, len(members), size):
             jobs.append(FetchJob(month, tuple(members[index : index + size])))
@@ -213,6 +213,9 @@ def fetch_jobs(pending: list[PendingJob], symbols_per_job: int) -> list[FetchJob
 # The most symbols packed into one job (and stream) when they miss few days: Alpaca's
 # symbols travel in the request's URL, which servers cap at a few kilobytes.
 MAX_STREAM_SYMBOLS = 200
+# A whole month's sessions, the unit of ``symbols_per_job`` (a month planned only up to the
+# range's end, as a daily update's is, still packs by it).
+SESSIONS_PER_MONTH = 21
 # Past this many partition paths, Snakemake is given one marker file per fetch job instead
 # of the partitions themselves: its planning grows with every output it tracks (1.26M
 # partitions, 500 symbols x 10 years, took 5.7 minutes and 5.3 GB), MarketPipe's own with
