@@ -4,8 +4,9 @@ Target (docs): 100 symbols -> bar requests at most 1.1 x the floor ceil(bars / 1
 at most 15 s of overhead beyond the requests themselves. Measured twice: with the default
 packing (symbols missing the same day share pages) and with ``symbols_per_job: 1`` (one
 request per symbol). The run's other requests are counted by endpoint: corporate actions
-(the daily check) and news (the new day's, and the daily recheck). History is written by the
-fixture writer; the new day is fetched for real from the bundled simulator.
+(the daily check) and news (the new day's, and the daily recheck). History (bars, and news files
+for every day of it) is written by the fixture writer; the new day is fetched for real from
+the bundled simulator.
 
     python benchmarks/incremental.py
     python benchmarks/incremental.py --symbols 5      # smoke run
@@ -34,11 +35,27 @@ HISTORY = (dt.date(2024, 1, 2), dt.date(2024, 1, 31))
 NEW_DAY = dt.date(2024, 2, 1)
 
 
+def write_news_history(data_dir: Path, tickers: list[str], first: dt.date, last: dt.date) -> None:
+    """A news file for every calendar day of the history, complete for ``tickers`` (empty:
+    the update's news work is then the new day's and the daily recheck, as in a lake that
+    has been updated every day)."""
+    from marketpipe.connectors import NEWS_SCHEMA
+    from marketpipe.lake.news import news_file, news_path
+
+    for offset in range((last - first).days + 1):
+        day = first + dt.timedelta(days=offset)
+        _, data = news_file(day, NEWS_SCHEMA.empty_table(), tickers)
+        path = news_path(data_dir, day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
 def measure(tickers: list[str], symbols_per_job: int | None) -> dict[str, float]:
     """Fetch the new day on top of a fixture history; requests, bars and seconds."""
     with tempfile.TemporaryDirectory(prefix="marketpipe-incremental-") as scratch:
         workdir = Path(scratch)
         write_fixture_lake(workdir / "lake", tickers, *HISTORY)
+        write_news_history(workdir / "lake", tickers, *HISTORY)
         config = {
             "symbols": tickers,
             "start": HISTORY[0],
