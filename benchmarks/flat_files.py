@@ -20,8 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import boto3
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,13 +54,7 @@ def main() -> int:
     results: dict[str, object] = {"symbols": args.symbols, "days": len(days)}
     with s3_server() as s3, tempfile.TemporaryDirectory(prefix="marketpipe-flat-") as scratch:
         bucket = s3.create_bucket()
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.url,
-            region_name="us-east-1",
-            aws_access_key_id=AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
-        )
+        client = s3.client()
         # The same market as the simulator process below (seed 0, its default).
         market = SimulatorApp(SimulatorConfig(seed=0, rate_limit_per_minute=0)).polygon
         began = time.perf_counter()

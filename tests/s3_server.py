@@ -217,19 +217,22 @@ class S3Server:
         for name, value in {**self.environment, **extra}.items():
             monkeypatch.setenv(name, value)
 
-    def create_bucket(self) -> str:
-        """A new, empty bucket's name."""
+    def client(self) -> Any:
+        """A boto3 S3 client of this server, with its test credentials."""
         import boto3
 
-        name = f"lake-{uuid.uuid4().hex[:12]}"
-        client = boto3.client(
+        return boto3.client(
             "s3",
             endpoint_url=self.url,
             region_name="us-east-1",
             aws_access_key_id=AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
         )
-        client.create_bucket(Bucket=name)
+
+    def create_bucket(self) -> str:
+        """A new, empty bucket's name."""
+        name = f"lake-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
         return name
 
     def put_directly(self, bucket: str, keys: Iterable[str], body: bytes) -> None:

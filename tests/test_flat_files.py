@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from pydantic import SecretStr
 
@@ -65,18 +64,9 @@ class Vendor:
             sleep=lambda _: None,
         )
 
-    def boto(self) -> Any:
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3.url,
-            region_name="us-east-1",
-            aws_access_key_id=AWS_ENVIRONMENT["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=AWS_ENVIRONMENT["AWS_SECRET_ACCESS_KEY"],
-        )
-
     def publish(self, now: dt.datetime) -> list[str]:
         return publish_flat_files(
-            self.boto(), self.bucket, PREFIX, self.server.app.polygon, DAYS, MARKET, now
+            self.s3.client(), self.bucket, PREFIX, self.server.app.polygon, DAYS, MARKET, now
         )
 
 
@@ -164,7 +154,7 @@ def test_a_file_without_a_column_is_refused_naming_the_file_and_column(
     key = f"{PREFIX}/2024/03/2024-03-04.csv.gz"
     header = FLAT_FILE_HEADER.replace(",transactions", "")
     body = gzip.compress(f"{header}\nAAPL,100,1.0,1.0,1.0,1.0,1709560800000000000\n".encode())
-    vendor.boto().put_object(Bucket=vendor.bucket, Key=key, Body=body)
+    vendor.s3.client().put_object(Bucket=vendor.bucket, Key=key, Body=body)
     with vendor.files() as files, pytest.raises(ResponseFormatError) as refused:
         files.read_day(DAYS[0], ["AAPL"])
     assert key in str(refused.value) and "transactions" in str(refused.value)
@@ -285,7 +275,7 @@ def test_a_flat_file_backfill_runs_the_workflow_and_refresh_takes_replaced_files
 
     # The vendor corrects Tuesday's file and publishes Friday's; a week later, refresh
     # reads those two files again (HEAD for the rest) and replaces what changed.
-    boto = vendor.boto()
+    boto = vendor.s3.client()
     key = f"{PREFIX}/2024/03/2024-03-05.csv.gz"
     original = boto.get_object(Bucket=vendor.bucket, Key=key)["Body"].read()
     boto.put_object(Bucket=vendor.bucket, Key=key, Body=_corrected(original, "AAPL"))
@@ -293,13 +283,18 @@ def test_a_flat_file_backfill_runs_the_workflow_and_refresh_takes_replaced_files
         boto, vendor.bucket, PREFIX, vendor.server.app.polygon, DAYS[-1:], MARKET, WEEK_LATER
     )
     reads = len(_gets(vendor))
-    refreshed = subprocess.run(
-        marketpipe_command("refresh", "--start", str(DAYS[0]), "--end", str(DAYS[-1])),
-        cwd=workdir,
-        env={**env, "MARKETPIPE_NOW": WEEK_LATER.isoformat()},
-        capture_output=True,
-        text=True,
-    )
+
+    def refresh() -> subprocess.CompletedProcess[str]:
+        """``marketpipe refresh`` of the whole range, a week later."""
+        return subprocess.run(
+            marketpipe_command("refresh", "--start", str(DAYS[0]), "--end", str(DAYS[-1])),
+            cwd=workdir,
+            env={**env, "MARKETPIPE_NOW": WEEK_LATER.isoformat()},
+            capture_output=True,
+            text=True,
+        )
+
+    refreshed = refresh()
     assert refreshed.returncode == 0, refreshed.stdout + refreshed.stderr
     assert sorted(_gets(vendor)[reads:]) == [200, 200]
     # AAPL's corrected Tuesday, and Friday for both (from the file now, without VWAP).
@@ -309,13 +304,7 @@ def test_a_flat_file_backfill_runs_the_workflow_and_refresh_takes_replaced_files
         history = store.replacements("AAPL")
     assert len(sources) == len(UNIVERSE) * len(DAYS)
     assert sorted(change.day for change in history) == [DAYS[1], DAYS[-1]]
-    again = subprocess.run(
-        marketpipe_command("refresh", "--start", str(DAYS[0]), "--end", str(DAYS[-1])),
-        cwd=workdir,
-        env={**env, "MARKETPIPE_NOW": WEEK_LATER.isoformat()},
-        capture_output=True,
-        text=True,
-    )
+    again = refresh()
     assert "0 partition(s) replaced" in again.stdout, again.stdout + again.stderr
     assert len(_gets(vendor)) == reads + 2  # nothing read: every version is known
 
@@ -359,7 +348,9 @@ def test_a_renamed_security_is_read_under_the_ticker_it_traded_as_each_day(
     )
     stream = dataclasses.replace(STREAM, securities=(("DAY", renamed),))
     try:
-        publish_flat_files(vendor.boto(), vendor.bucket, PREFIX, server.app.polygon, days, [], now)
+        publish_flat_files(
+            vendor.s3.client(), vendor.bucket, PREFIX, server.app.polygon, days, [], now
+        )
         lakes = {"flat": tmp_path / "flat", "rest": tmp_path / "rest"}
         with (
             vendor.files() as files,

@@ -20,8 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from marketpipe.connectors.flat_files import FlatFilesClient
-from marketpipe.ingest.bars import SymbolsFailed, ingest_days
-from marketpipe.ingest.flat_files import ingest_flat_files
+from marketpipe.ingest.bars import SymbolsFailed
 from marketpipe.lake.consolidated import invalidate_months
 from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
@@ -122,14 +121,15 @@ def _fetch(
         groups.setdefault(tuple(days), []).append(symbol)
     with open_clients(settings) as clients, CheckpointStore(staging) as staged:
         for days, members in groups.items():
-            arguments = (staged, staging, members, list(days), stream_settings(settings))
             try:
-                if clients.flat_files is not None:
-                    ingest_flat_files(
-                        clients.flat_files, clients.bars, *arguments, now=settings.now
-                    )
-                else:
-                    ingest_days(clients.bars, *arguments, now=settings.now)
+                clients.ingest_bars(
+                    staged,
+                    staging,
+                    members,
+                    list(days),
+                    stream_settings(settings),
+                    now=settings.now,
+                )
             except SymbolsFailed as failed:
                 result.failed.update({s: str(error) for s, error in failed.errors.items()})
 

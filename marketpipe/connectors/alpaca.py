@@ -18,7 +18,7 @@ from marketpipe.connectors.errors import (
     ResponseFormatError,
     SubscriptionError,
 )
-from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol, TradedAs
+from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol, TradedAs, labelled_rows
 from marketpipe.connectors.transport import RequestSpec
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.markettime.timeutil import format_rfc3339
@@ -120,9 +120,7 @@ class BarsQuery(BaseModel):
         under another ticker (see :attr:`traded_as`)."""
         if not self.traded_as or table.num_rows == 0:
             return table
-        symbols = pa.array([self.symbols[0]] * table.num_rows, pa.string())
-        index = table.schema.get_field_index("symbol")
-        return table.set_column(index, table.schema.field(index), symbols)
+        return labelled_rows(table, self.symbols[0])
 
 
 def bars_table(groups: Iterable[tuple[str, Any]], where: str) -> pa.Table:

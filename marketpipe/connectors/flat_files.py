@@ -40,6 +40,7 @@ from marketpipe.connectors.errors import (
 )
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.connectors.retry import RetryPolicy
+from marketpipe.foundation.s3_errors import error_code, error_status
 from marketpipe.observability.metrics import MetricsRecorder
 
 FLAT_FILE_COLUMNS: dict[str, pa.DataType] = {
@@ -154,8 +155,8 @@ class FlatFilesClient:
         try:
             answer = self.s3.head_object(Bucket=self.config.bucket, Key=key)
         except Exception as exc:  # botocore's ClientError, without importing botocore here
-            self._attempt(started, _status(exc) or type(exc).__name__)
-            if _code(exc) in _NOT_FOUND:
+            self._attempt(started, error_status(exc) or type(exc).__name__)
+            if error_code(exc) in _NOT_FOUND:
                 return None
             raise self._explained(exc, key) from None
         self._attempt(started, 200)
@@ -185,8 +186,8 @@ class FlatFilesClient:
         try:
             answer = self.s3.get_object(Bucket=self.config.bucket, Key=key)
         except Exception as exc:
-            self._attempt(started, _status(exc) or type(exc).__name__)
-            if _code(exc) in _NOT_FOUND:
+            self._attempt(started, error_status(exc) or type(exc).__name__)
+            if error_code(exc) in _NOT_FOUND:
                 return None
             if _is_transient(exc):
                 raise _Interrupted(f"{type(exc).__name__}: {exc}") from None
@@ -213,7 +214,7 @@ class FlatFilesClient:
 
     def _explained(self, exc: Exception, key: str) -> ConnectorError:
         """A refused request as the connector error that says what to check."""
-        code = _code(exc)
+        code = error_code(exc)
         if code in _BAD_KEYS:
             names = (
                 f"{FlatFilesConfig.ENV_ACCESS_KEY_ID[0]} and "
@@ -229,7 +230,7 @@ class FlatFilesClient:
                 "them, and the S3 keys from the vendor's dashboard (not the REST key)",
                 key,
             )
-        return ApiError(_status(exc) or 0, f"reading {key} failed: {code or exc}", _ENDPOINT)
+        return ApiError(error_status(exc) or 0, f"reading {key} failed: {code or exc}", _ENDPOINT)
 
     def close(self) -> None:
         """Close the S3 client's connections."""
@@ -294,21 +295,6 @@ def _parse(body: Any, key: str, wanted: pa.Array, block_bytes: int) -> pa.Table:
     return table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
 
 
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def _status(exc: Exception) -> int | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
 def _is_transient(exc: Exception) -> bool:
     """A broken connection, a timeout, a short body or a server error: worth reading again."""
     names = {kind.__name__ for kind in type(exc).__mro__}
@@ -323,7 +309,7 @@ def _is_transient(exc: Exception) -> bool:
         "ProtocolError",
         "TimeoutError",
     }
-    status = _status(exc)
+    status = error_status(exc)
     return bool(names & transient) or (status is not None and status >= 500)
 
 

@@ -141,6 +141,13 @@ OHLCV = Dataset("ohlcv", OHLCVBar)
 OHLCV_SCHEMA = OHLCV.schema
 
 
+def labelled_rows(table: pa.Table, symbol: str) -> pa.Table:
+    """``table``'s rows under ``symbol`` (rows asked for under another ticker)."""
+    index = table.schema.get_field_index("symbol")
+    column = pa.array([symbol] * table.num_rows, pa.string())
+    return table.set_column(index, table.schema.field(index), column)
+
+
 class CorporateAction(BaseModel):
     """One corporate action (split, dividend, spin-off, name change ...) of one symbol.
 

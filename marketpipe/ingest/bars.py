@@ -240,14 +240,10 @@ def ingest_days(
     after publishing the others. Pass ``report`` to keep the progress made before an exception.
     ``adopt`` is :func:`sync_ledger_with_files`'s.
     """
-    days = sorted(days)
-    lake = as_store(lake)
-    require_final(days, stream.finality, now if now is not None else clock.now())
-    symbols = tuple(sorted(symbols))
-    report = report or IngestReport(symbols=symbols)
-    report.planned_days = len(days) * len(symbols)
+    ingest, symbols, days = begin_ingest(
+        client, store, lake, symbols, days, stream, report, now, adopt
+    )
     streams: dict[tuple[tuple[dt.date, ...], str], list[str]] = {}
-    ingest = BarsIngest(client, store, lake, stream, report, adopt)
     for symbol in symbols:
         missing = ingest.missing_listed(symbol, days)
         # A security asked for under its tickers' intervals (renamed, or a ticker another
@@ -274,7 +270,29 @@ def ingest_days(
             errors.update(_one_by_one(ingest, members, list(run), days))
     if errors:
         raise SymbolsFailed(dict(sorted(errors.items())))
-    return report
+    return ingest.report
+
+
+def begin_ingest(
+    client: BaseApiClient[BarsQuery],
+    store: CheckpointStore,
+    lake: LakeStore | Path,
+    symbols: Sequence[str],
+    days: list[dt.date],
+    stream: StreamSettings,
+    report: IngestReport | None,
+    now: dt.datetime | None,
+    adopt: bool,
+) -> tuple[BarsIngest, tuple[str, ...], list[dt.date]]:
+    """The start every bars ingest shares: ``days`` sorted and refused unless final at
+    ``now`` (default: the clock's), ``symbols`` sorted, the report's plan set. Returns the
+    ingest's state, the symbols and the days."""
+    days = sorted(days)
+    require_final(days, stream.finality, now if now is not None else clock.now())
+    symbols = tuple(sorted(symbols))
+    report = report or IngestReport(symbols=symbols)
+    report.planned_days = len(days) * len(symbols)
+    return BarsIngest(client, store, as_store(lake), stream, report, adopt), symbols, days
 
 
 def require_final(days: list[dt.date], finality: Finality, now: dt.datetime) -> None:

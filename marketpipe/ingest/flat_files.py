@@ -17,16 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-
 from marketpipe.connectors import BarsQuery, BaseApiClient, ConnectorError
 from marketpipe.connectors.flat_files import DayFile, FlatFilesClient
-from marketpipe.connectors.models import TradedAs
+from marketpipe.connectors.models import TradedAs, labelled_rows
 from marketpipe.ingest.bars import (
     BarsIngest,
     SuspectEmptyDays,
+    begin_ingest,
     ingest_days,
-    require_final,
     split_by_symbol,
     unknown_symbol,
 )
@@ -34,7 +32,6 @@ from marketpipe.ingest.publish import LedgerBatch, RunPublisher
 from marketpipe.ingest.stream import IngestReport, StreamSettings, SymbolsFailed
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import LakeStore
-from marketpipe.lake.storage import as_store
 from marketpipe.markettime import clock
 
 logger = logging.getLogger(__name__)
@@ -59,14 +56,10 @@ def ingest_flat_files(
     without bars). Raises :class:`SymbolsFailed` naming the symbols that failed, after
     publishing the others; ``report`` keeps the progress made before an exception.
     """
-    days = sorted(days)
-    lake = as_store(lake)
     now = now if now is not None else clock.now()
-    require_final(days, stream.finality, now)
-    symbols = tuple(sorted(symbols))
-    report = report or IngestReport(symbols=symbols)
-    report.planned_days = len(days) * len(symbols)
-    ingest = BarsIngest(client, store, lake, stream, report, adopt)
+    ingest, symbols, days = begin_ingest(
+        client, store, lake, symbols, days, stream, report, now, adopt
+    )
     wanted: dict[dt.date, list[str]] = {}
     for symbol in symbols:
         for day in ingest.missing_listed(symbol, days):
@@ -85,15 +78,15 @@ def ingest_flat_files(
         later = sorted({symbol for day in unpublished for symbol in wanted[day]})
         rest = IngestReport(symbols=tuple(later))
         try:
-            ingest_days(client, store, lake, later, unpublished, stream, rest, now, adopt)
+            ingest_days(client, store, ingest.lake, later, unpublished, stream, rest, now, adopt)
         except SymbolsFailed as failed:
             errors.update(failed.errors)
         finally:
-            report.requests += rest.requests
-            report.published.extend(rest.published)
+            ingest.report.requests += rest.requests
+            ingest.report.published.extend(rest.published)
     if errors:
         raise SymbolsFailed(dict(sorted(errors.items())))
-    return report
+    return ingest.report
 
 
 @dataclass
@@ -138,7 +131,8 @@ class _DaySplitter:
                     self.silent.setdefault(symbol, []).append(day_file.day)
                     continue
                 publisher = RunPublisher(ledger, ingest.lake, symbol, [day_file.day], ingest.stream)
-                publisher.add_page(_labelled(part, symbol))
+                # A file names the rows by the ticker as traded that day.
+                publisher.add_page(part if ticker == symbol else labelled_rows(part, symbol))
                 publisher.finish()
                 self.received.add(symbol)
                 published.append((symbol, day_file.day))
@@ -183,12 +177,3 @@ def _ticker_on(traded_as: tuple[TradedAs, ...], symbol: str, day: dt.date) -> st
     if not traded_as:
         return symbol
     return next((span.ticker for span in traded_as if span.covers(day)), None)
-
-
-def _labelled(table: pa.Table, symbol: str) -> pa.Table:
-    """``table``'s rows under ``symbol`` (a file names them by the ticker as traded)."""
-    if table.num_rows and table["symbol"][0].as_py() == symbol:
-        return table
-    index = table.schema.get_field_index("symbol")
-    column = pa.array([symbol] * table.num_rows, pa.string())
-    return table.set_column(index, table.schema.field(index), column)

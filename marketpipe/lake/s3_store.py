@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from marketpipe.chaos import crash_point
+from marketpipe.foundation.s3_errors import error_status
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.s3_writes import FencedWriter
 from marketpipe.lake.store_types import (
@@ -148,7 +149,7 @@ class S3Store:
                 Bucket=self.bucket, Key=self.object_key(key), Body=data, **condition
             )
         except Exception as exc:  # botocore's ClientError, without importing botocore here
-            if _status(exc) in (404, 409, 412):
+            if error_status(exc) in (404, 409, 412):
                 return None
             raise
         return str(answer["ETag"])
@@ -158,7 +159,7 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))
         except Exception as exc:
-            if _status(exc) == 404:
+            if error_status(exc) == 404:
                 raise FileNotFoundError(f"{self.uri}/{key}") from None
             raise
 
@@ -172,7 +173,7 @@ class S3Store:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key), IfMatch=etag)
         except Exception as exc:
-            if _status(exc) in (404, 412):
+            if error_status(exc) in (404, 412):
                 return False
             raise
         return True
@@ -195,7 +196,7 @@ class S3Store:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))
         except Exception as exc:
-            if _status(exc) == 404:
+            if error_status(exc) == 404:
                 return False
             raise
         return True
@@ -242,14 +243,6 @@ class S3Store:
             Bucket=self.bucket, Prefix=self.object_key(prefix.rstrip("/") + "/"), MaxKeys=1
         )
         return bool(answer.get("KeyCount", 0))
-
-
-def _status(exc: Exception) -> int | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return None
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
 
 
 def s3_client(endpoint_url: str | None, region: str | None = None) -> Any:

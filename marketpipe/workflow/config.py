@@ -63,7 +63,7 @@ class VendorSettings(BaseModel):
         "'api'). 1 = one budget shared through a file on this machine",
     )
 
-    @field_validator("base_url", "trading_url", check_fields=False)
+    @field_validator("base_url", "trading_url", "flat_files_endpoint", check_fields=False)
     @classmethod
     def _check_base_url(cls, value: str | None) -> str | None:
         return None if value is None else validate_base_url(value)
@@ -139,11 +139,6 @@ class PolygonSettings(VendorSettings):
         min_length=1,
         description="The minute files' key prefix (YYYY/MM/YYYY-MM-DD.csv.gz below it)",
     )
-
-    @field_validator("flat_files_endpoint")
-    @classmethod
-    def _check_endpoint(cls, value: str) -> str:
-        return validate_base_url(value)
 
 
 class AlertSettings(BaseModel):

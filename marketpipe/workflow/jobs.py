@@ -21,9 +21,7 @@ from marketpipe.ingest.actions import ActionsReport, sync_corporate_actions
 from marketpipe.ingest.bars import (
     IngestReport,
     SymbolsFailed,
-    ingest_days,
 )
-from marketpipe.ingest.flat_files import ingest_flat_files
 from marketpipe.lake.fencing import LeaseLost, check_fence
 from marketpipe.lake.identity import claim_identity
 from marketpipe.lake.ledger import CheckpointStore, JobRecord
@@ -92,31 +90,16 @@ def fetch_partitions(
                 store.open_job(token, symbols, wanted)
                 with open_clients(settings, recorder) as clients:
                     assets = clients.assets.asset if clients.assets is not None else None
-                    stream = stream_settings(settings, assets)
-                    options = {"now": settings.now, "adopt": settings.lake.is_local}
-                    if clients.flat_files is not None:
-                        ingest_flat_files(
-                            clients.flat_files,
-                            clients.bars,
-                            store,
-                            settings.lake,
-                            symbols,
-                            wanted,
-                            stream,
-                            report,
-                            **options,
-                        )
-                    else:
-                        ingest_days(
-                            clients.bars,
-                            store,
-                            settings.lake,
-                            symbols,
-                            wanted,
-                            stream,
-                            report,
-                            **options,
-                        )
+                    clients.ingest_bars(
+                        store,
+                        settings.lake,
+                        symbols,
+                        wanted,
+                        stream_settings(settings, assets),
+                        report,
+                        now=settings.now,
+                        adopt=settings.lake.is_local,
+                    )
             except (ConnectorError, ValueError) as exc:
                 permanent = job_error_is_permanent(exc)
                 cause = str(exc)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,10 @@ from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.flat_files import FlatFilesClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
-from marketpipe.lake.ledger import STATE_DIR
+from marketpipe.ingest.bars import IngestReport, StreamSettings, ingest_days
+from marketpipe.ingest.flat_files import ingest_flat_files
+from marketpipe.lake.ledger import STATE_DIR, CheckpointStore
+from marketpipe.lake.objects import LakeStore
 from marketpipe.observability.metrics import MetricsRecorder
 from marketpipe.simulator import SimulatorServer
 from marketpipe.workflow.settings import (
@@ -65,6 +69,26 @@ class VendorClients:
     news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
     assets: AlpacaAssetsClient | None = None  # Alpaca's trading API (None for Polygon)
     flat_files: FlatFilesClient | None = None  # Polygon's bulk files (polygon.flat_files)
+
+    def ingest_bars(
+        self,
+        store: CheckpointStore,
+        lake: LakeStore | Path,
+        symbols: Sequence[str],
+        days: list[dt.date],
+        stream: StreamSettings,
+        report: IngestReport | None = None,
+        *,
+        now: dt.datetime | None = None,
+        adopt: bool = True,
+    ) -> IngestReport:
+        """Publish ``symbols``' missing ``days``: from Polygon's flat files when they are on
+        (the REST API for the days without a file yet), else from the bars API."""
+        if self.flat_files is not None:
+            return ingest_flat_files(
+                self.flat_files, self.bars, store, lake, symbols, days, stream, report, now, adopt
+            )
+        return ingest_days(self.bars, store, lake, symbols, days, stream, report, now, adopt)
 
 
 @contextmanager
