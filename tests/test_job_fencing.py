@@ -18,6 +18,7 @@ from marketpipe.lake.objects import S3Store
 from marketpipe.workflow import jobs
 from marketpipe.workflow.config_loading import load_settings
 from marketpipe.workflow.jobs import FetchFailed, fetch_partitions
+from marketpipe.workflow.vendors import VendorClients
 from tests.s3_server import S3Server
 
 NOW = dt.datetime(2024, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -60,7 +61,7 @@ def test_a_lease_lost_while_a_failed_job_records_itself_does_not_hide_the_failur
         fencing.check_fence("a job record")  # an S3 lake's record is a fenced PUT
         real_record(*args)
 
-    monkeypatch.setattr(jobs, "ingest_days", failing_ingest)
+    monkeypatch.setattr(VendorClients, "ingest_bars", failing_ingest)
     monkeypatch.setattr(jobs, "record_job", record_in_bucket)
     settings = load_settings(
         {"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-05", "data_dir": str(tmp_path)}
