@@ -15,7 +15,7 @@ import pytest
 
 from marketpipe.connectors import OHLCV_SCHEMA
 from marketpipe.foundation import files
-from marketpipe.foundation.files import write_atomically
+from marketpipe.foundation.files import remove_dead_temporaries, write_atomically
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import file_sha256, partition_path, write_table
 from marketpipe.lake.validation import validate_bars
@@ -148,21 +148,27 @@ def test_iex_window_and_wider_timeframes() -> None:
     assert validate_bars(daily, SESSION, "sip", Timeframe.parse("1Day")).rejected.num_rows == 0
 
 
-def test_a_dead_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
-    target = tmp_path / "symbol=A" / "actions.parquet"
-    target.parent.mkdir()
+def _finished_pid() -> int:
+    """The process id of a process that has ended."""
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    dead = target.parent / f".actions.parquet.{int(finished.stdout)}.1.tmp"
+    return int(finished.stdout)
+
+
+def test_a_dead_writers_temporary_file_goes_with_the_next_write(tmp_path: Path) -> None:
+    target = tmp_path / "symbol=A" / "actions.parquet"
+    target.parent.mkdir()
+    finished = _finished_pid()
+    dead = target.parent / f".actions.parquet.{finished}.1.tmp"
     dead.write_bytes(b"half")
     live = target.parent / f".actions.parquet.{os.getpid()}.99.tmp"
     live.write_bytes(b"being written")
     # A dead writer of another file of the directory (a marker named by the date, say).
-    other = target.parent / f".checked-2026-12-01-ab12.json.{int(finished.stdout)}.7.tmp"
+    other = target.parent / f".checked-2026-12-01-ab12.json.{finished}.7.tmp"
     other.write_bytes(b"{")
     write_atomically(target, b"new")
     assert target.read_bytes() == b"new"
@@ -201,3 +207,19 @@ def test_each_thread_flushes_only_what_it_staged(tmp_path: Path) -> None:
     assert lake.exists("b/two.parquet") and not lake.exists("a/one.parquet")
     lake.flush()
     assert lake.get("a/one.parquet") == b"1"
+
+
+def test_a_killed_runs_temporary_marker_is_removed_from_its_own_runs_directory(
+    tmp_path: Path,
+) -> None:
+    old_run = tmp_path / "_state" / "consolidate" / "20261207T195936Z-4e4ce9"
+    old_run.mkdir(parents=True)
+    dead = old_run / f".2024_02.done.{_finished_pid()}.140657303721664.tmp"
+    live = old_run / f".2024_03.done.{os.getpid()}.7.tmp"
+    dead.write_bytes(b"{")
+    live.write_bytes(b"{")
+
+    remove_dead_temporaries(tmp_path / "_state")
+
+    assert not dead.exists()
+    assert live.exists()  # a live writer's is kept

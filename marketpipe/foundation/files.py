@@ -105,6 +105,15 @@ def publish_staged(root: Path, staged: Sequence[tuple[Path, Path, str | None]]) 
         _remove_dead_temporaries(directory)
 
 
+def remove_dead_temporaries(root: Path) -> None:
+    """Delete, anywhere under ``root``, the temporary files of processes that died before
+    their rename: a run killed while writing a marker into its own run's directory leaves
+    one where no later write looks (a live writer's are kept)."""
+    for directory, _, names in os.walk(root):
+        if any(name.endswith(".tmp") for name in names):
+            _remove_dead_temporaries(Path(directory))
+
+
 def _remove_dead_temporaries(directory: Path) -> None:
     """Delete temporary files in ``directory`` left by processes that died before
     their rename (a kill -9 between the fsync and the rename), whatever file they were for:

@@ -9,6 +9,7 @@
 import sys
 from pathlib import Path
 
+from marketpipe.foundation.files import remove_dead_temporaries
 from marketpipe.observability.logs import current_run_id, workflow_run_id
 from marketpipe.workflow.run import (
     configure_workflow_process,
@@ -64,6 +65,8 @@ PLAN_PATH = run_plan_location(SETTINGS, RUN_ID)
 # the clock's and the lake's changed state.
 SAVED_PLAN = None if workflow.is_main_process else load_run_plan(PLAN_PATH)
 if workflow.is_main_process:
+    # A run killed while writing a marker left a temporary file in its own run's directory.
+    remove_dead_temporaries(SETTINGS.markers_dir)
     repair_damaged_before_planning(SETTINGS, sys.argv)
 if SAVED_PLAN is None:
     FETCH_JOBS = fetch_jobs(
