@@ -85,6 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._alpaca_bars(query)
         elif path[:2] == ["v2", "assets"] and len(path) == 3:
             body = self._asset(path[2])
+        elif path == ["v2", "assets"]:
+            assets = [self._asset(entity["asset"]) for entity in ENTITIES.values()]
+            body = [a for a in assets if a and query.get("status") in (None, a["status"])]
         elif path == ["v1", "corporate-actions"]:
             body = self._actions(query)
         elif path[:3] == ["v2", "aggs", "ticker"]:

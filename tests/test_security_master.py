@@ -29,8 +29,8 @@ from marketpipe.lake.securities import (
 from marketpipe.markettime.calendar import NEW_YORK
 from marketpipe.simulator import SimulatorServer
 from marketpipe.simulator.assets_api import asset_id
-from tests.conftest import alpaca_client, polygon_client
-from tests.securities_book import META_FIGI, securities_simulator
+from tests.conftest import alpaca_client, polygon_client, start_simulator
+from tests.securities_book import META_FIGI, SECURITIES, TODAY, securities_simulator
 
 ASKED = dt.date(2026, 12, 1)
 
@@ -210,3 +210,31 @@ def test_reconcile_compares_securities_not_ids(tmp_path: Path) -> None:
     (differs,) = security_differences(by_figi, newcomer, None).to_pylist()
     assert (differs["symbol"], differs["kind"]) == ("FB", "security_differs")
     assert differs["timestamp"].astimezone(NEW_YORK).date() == dt.date(2022, 6, 9)
+
+
+def test_many_assets_are_learned_from_one_listing_and_answer_as_one_by_one() -> None:
+    plain = [f"PLN{letter}" for letter in "ABCDEFGHIJKL"]
+    simulator = start_simulator(
+        market_now=TODAY,
+        securities=SECURITIES,
+        corporate_actions=(),
+        unknown_symbols=frozenset({"NOPE"}),
+        listed_tickers=frozenset(plain),
+    )
+    asked = [*plain, "META", "FB", "TWTR", "NOPE", "ZZZZ"]
+    try:
+        with alpaca_client(simulator, client_class=AlpacaAssetsClient) as one_by_one:
+            expected = {key: one_by_one.asset(key) for key in asked}
+        simulator.request_log.clear()
+        with alpaca_client(simulator, client_class=AlpacaAssetsClient) as assets:
+            assets.prefetch(asked)
+            assert {key: assets.asset(key) for key in asked} == expected
+            assets.prefetch(asked)  # listed once per client
+        paths = [entry.path for entry in simulator.request_log.entries]
+    finally:
+        simulator.stop()
+    # One listing (the plain tickers, META and the newcomer under FB), then one request for
+    # each ticker it does not hold: TWTR (inactive), NOPE (unknown) and ZZZZ (not listed).
+    assert paths == ["/v2/assets", "/v2/assets/TWTR", "/v2/assets/NOPE", "/v2/assets/ZZZZ"]
+    assert expected["NOPE"] is None and expected["TWTR"].status == "inactive"
+    assert expected["FB"].name == "Second FB Corp."

@@ -75,6 +75,11 @@ class SimulatorConfig:
     # Securities that were renamed, delisted or listed late, or whose ticker another company
     # took up later (records as simulator.securities.security_from_record reads them).
     securities: tuple[dict[str, Any], ...] = ()
+    # Plain tickers ``GET /v2/assets`` lists as active besides the book's securities. The
+    # real list names every asset; the made-up market serves any well-formed ticker, so it
+    # lists those it is told of (the demo workflow's symbols). Unlisted ones are still
+    # answered when asked for by name.
+    listed_tickers: frozenset[str] = frozenset()
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
@@ -250,7 +255,8 @@ class SimulatorApp:
             elif assets:
                 today = new_york_date(self.market_clock())
                 unknown = frozenset(self.config.unknown_symbols)
-                payload = assets_answer(parts, query, self.book, unknown, today)
+                listed = self.config.listed_tickers
+                payload = assets_answer(parts, query, self.book, unknown, today, listed)
                 count = 0
             else:
                 request = parse_bars_request(

@@ -4,8 +4,8 @@
   ``active``, or ``inactive`` once delisted); a renamed asset keeps its id and answers to its
   new symbol only; ``404 {"code": 40410000, "message": "asset not found for X"}`` otherwise
   (the message text is unconfirmed).
-- ``GET /v2/assets?status=active|inactive``: the book's assets (plain tickers are countless
-  and not listed).
+- ``GET /v2/assets?status=active|inactive``: the book's assets, and the plain tickers it is
+  told to list (plain tickers are countless; the real list names every asset).
 - ``name_changes`` corporate actions (``old_symbol``, ``old_cusip``, ``new_symbol``,
   ``new_cusip``, ``process_date``: the first session under the new symbol), as alpaca-py's
   ``NameChange`` reads them; a symbol-only change keeps the CUSIP. A delisting is a
@@ -42,8 +42,10 @@ def assets_answer(
     book: SecurityBook,
     unknown: frozenset[str],
     today: dt.date,
+    listed: frozenset[str] = frozenset(),
 ) -> Any:
-    """The body of an assets request, or a :class:`BadRequest`."""
+    """The body of an assets request, or a :class:`BadRequest`; ``listed``: the plain
+    tickers the list names besides the book's securities."""
     params = dict(query)
     if len(parts) == 3:
         unexpected = sorted(set(params))
@@ -61,6 +63,11 @@ def assets_answer(
         for security in book.securities
         if security.listed <= today and security.ticker_on(today) is not None
     ]
+    assets.extend(
+        _asset(plain_asset_id(ticker), ticker, f"{ticker} Simulated Inc.", True)
+        for ticker in sorted(listed)
+        if not book.known(ticker) and plain_ticker_exists(ticker, unknown)
+    )
     return [asset for asset in assets if status is None or asset["status"] == status]
 
 

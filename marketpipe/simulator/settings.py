@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -114,10 +115,14 @@ class DemoSettings(BaseModel):
             ActionBook(ungrouped_records(dates_as_text(value)))
         return value
 
-    def simulator_config(self, rate_window_seconds: float) -> SimulatorConfig:
-        """The simulator these settings ask for, counting requests over ``rate_window_seconds``."""
+    def simulator_config(
+        self, rate_window_seconds: float, listed: Iterable[str] = ()
+    ) -> SimulatorConfig:
+        """The simulator these settings ask for, counting requests over ``rate_window_seconds``
+        and listing the tickers ``listed`` among its assets (a workflow's symbols)."""
         return SimulatorConfig(
             seed=self.seed,
+            listed_tickers=frozenset(listed),
             rate_limit_per_minute=self.rate_limit_per_minute,
             rate_limit_window_seconds=rate_window_seconds,
             faults=FaultConfig(

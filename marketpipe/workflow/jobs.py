@@ -89,13 +89,12 @@ def fetch_partitions(
                 claim_identity(settings.lake, settings.identity)
                 store.open_job(token, symbols, wanted)
                 with open_clients(settings, recorder) as clients:
-                    assets = clients.assets.asset if clients.assets is not None else None
                     clients.ingest_bars(
                         store,
                         settings.lake,
                         symbols,
                         wanted,
-                        stream_settings(settings, assets),
+                        stream_settings(settings, clients.assets, set(symbols)),
                         report,
                         now=settings.now,
                         adopt=settings.lake.is_local,

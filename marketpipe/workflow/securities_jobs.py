@@ -154,6 +154,8 @@ def _asker(
     if isinstance(polygon, PolygonClient):
         return lambda symbol, pinned: polygon_security(polygon, symbol, as_of, today, pinned)
     assets = clients.assets
+    if assets is not None:
+        assets.prefetch(settings.config.symbols)
     return lambda symbol, pinned: alpaca_security(
         read_actions(settings.lake, symbol),
         symbol,

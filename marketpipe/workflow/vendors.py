@@ -124,7 +124,7 @@ def open_clients(
             server = stack.enter_context(
                 SimulatorServer(
                     settings.config.demo.simulator_config(
-                        settings.config.alpaca.rate_window_seconds
+                        settings.config.alpaca.rate_window_seconds, settings.config.symbols
                     ),
                     log_path=log_path,
                 )
