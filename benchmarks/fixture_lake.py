@@ -21,18 +21,36 @@ def symbols(count: int) -> list[str]:
     return [f"S{index:03d}" for index in range(count)]
 
 
-def write_fixture_lake(data_dir: Path, tickers: list[str], start: dt.date, end: dt.date) -> int:
-    """One small valid partition file per symbol and session; returns how many were written."""
+def write_fixture_lake(
+    data_dir: Path, tickers: list[str], start: dt.date, end: dt.date, *, settled: bool = False
+) -> int:
+    """One small valid partition file per symbol and session; returns how many were written.
+    ``settled``: also record them in the ledger and build the month files of the whole
+    months, as a lake updated every day holds them."""
     data = parquet_bytes(pa.Table.from_pylist([], schema=LAKE_SCHEMA), {})
-    written = 0
+    written = []
     for session in trading_sessions(start, end):
         for ticker in tickers:
             path = partition_path(data_dir, ticker, session.date)
             os.makedirs(path.parent, exist_ok=True)
             with open(path, "wb") as handle:
                 handle.write(data)
-            written += 1
-    return written
+            written.append((ticker, session.date))
+    if settled:
+        from marketpipe.lake.consolidated import consolidate
+        from marketpipe.lake.ledger import CheckpointStore, LedgerEntry
+        from marketpipe.lake.objects import LocalStore
+
+        sha = hashlib.sha256(data).hexdigest()
+        with CheckpointStore(data_dir) as store:
+            store.publish_many(
+                [
+                    (LedgerEntry(ticker, day, 0, sha, True, 0, 0), None, None)
+                    for ticker, day in written
+                ]
+            )
+            consolidate(LocalStore(data_dir), store)
+    return len(written)
 
 
 def _template_day(seed: int = 0) -> pa.Table:

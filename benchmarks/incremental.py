@@ -5,8 +5,8 @@ at most 15 s of overhead beyond the requests themselves. Measured twice: with th
 packing (symbols missing the same day share pages) and with ``symbols_per_job: 1`` (one
 request per symbol). The run's other requests are counted by endpoint: corporate actions
 (the daily check) and news (the new day's, and the daily recheck). History (bars, and news files
-for every day of it) is written by the fixture writer; the new day is fetched for real from
-the bundled simulator.
+for every day of it, in the ledger and in month files as a lake updated every day holds it) is
+written by the fixture writer; the new day is fetched for real from the bundled simulator.
 
     python benchmarks/incremental.py
     python benchmarks/incremental.py --symbols 5      # smoke run
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_workflow, write_results
 from fixture_lake import symbols, write_fixture_lake
 
+from marketpipe.markettime.clock import NOW_VARIABLE
+
 ENDPOINTS = {
     "/v1/corporate-actions": "corporate_actions",
     "/v1beta1/news": "news",
@@ -33,6 +36,9 @@ ENDPOINTS = {
 }
 HISTORY = (dt.date(2024, 1, 2), dt.date(2024, 1, 31))
 NEW_DAY = dt.date(2024, 2, 1)
+# The run's clock: the morning after the new session, when a daily update runs (its news
+# recheck then reaches the new day, not a week past it).
+NOW = "2024-02-02T12:00:00Z"
 
 
 def write_news_history(data_dir: Path, tickers: list[str], first: dt.date, last: dt.date) -> None:
@@ -54,7 +60,7 @@ def measure(tickers: list[str], symbols_per_job: int | None) -> dict[str, float]
     """Fetch the new day on top of a fixture history; requests, bars and seconds."""
     with tempfile.TemporaryDirectory(prefix="marketpipe-incremental-") as scratch:
         workdir = Path(scratch)
-        write_fixture_lake(workdir / "lake", tickers, *HISTORY)
+        write_fixture_lake(workdir / "lake", tickers, *HISTORY, settled=True)
         write_news_history(workdir / "lake", tickers, *HISTORY)
         config = {
             "symbols": tickers,
@@ -65,7 +71,7 @@ def measure(tickers: list[str], symbols_per_job: int | None) -> dict[str, float]
         }
         if symbols_per_job is not None:
             config["symbols_per_job"] = symbols_per_job
-        elapsed, served = run_workflow(workdir, config)
+        elapsed, served = run_workflow(workdir, config, env={**os.environ, NOW_VARIABLE: NOW})
     in_requests = sum(entry.duration_ms for entry in served) / 1000
     bar_requests = [entry for entry in served if entry.path.endswith("/bars")]
     bars = sum(entry.bars for entry in bar_requests)

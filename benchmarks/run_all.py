@@ -103,11 +103,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     parser.add_argument("--output-dir", type=Path, help="where to write the JSON results")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="rerun only this result (e.g. incremental_500); measured.json keeps the others "
+        "and says which results a later commit measured",
+    )
     args = parser.parse_args()
     output_dir = args.output_dir or HERE / "results"
     source = measured_on()
     results: dict[str, Any] = {}
-    for script, script_args, name in SMOKE if args.smoke else FULL:
+    chosen = SMOKE if args.smoke else FULL
+    if args.only:
+        unknown = sorted(set(args.only) - {name for _, _, name in chosen})
+        if unknown:
+            parser.error(f"--only: no result named {', '.join(unknown)}")
+        chosen = [entry for entry in chosen if entry[2] in args.only]
+    for script, script_args, name in chosen:
         output = output_dir / f"{name}.json"
         print(f"== {script} {' '.join(script_args)}", flush=True)
         command = [sys.executable, str(HERE / script), *script_args, "--output", str(output)]
@@ -115,6 +128,11 @@ def main() -> int:
         results[name] = json.loads(output.read_text())
     if not args.smoke:
         payload = {**source, "results": results}
+        if args.only:
+            payload = json.loads(MEASURED.read_text())
+            payload["results"].update(results)
+            reruns = payload.setdefault("reruns", {})
+            reruns.update({name: source for name in results})
         MEASURED.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         rewrite_page(json.loads(MEASURED.read_text()))
         print(f"wrote {MEASURED} and the table of docs/benchmarks.md")

@@ -261,11 +261,19 @@ def render(measured: dict[str, Any]) -> str:
             f"| {number} | {row.what} | {row.target} | {row.measured(results)} | {verdict} |"
         )
     lines.append("")
-    lines.append(
+    provenance = (
         f"Every number above is from one `run_all.py` run on commit `{measured['commit'][:12]}`"
         f"{' (with uncommitted changes)' if measured['dirty'] else ''}, "
-        f"{measured['measured_at']}, on {measured['machine']}: `benchmarks/measured.json`."
+        f"{measured['measured_at']}, on {measured['machine']}: `benchmarks/measured.json`"
     )
+    reruns = measured.get("reruns", {})
+    if reruns:
+        provenance += "; measured again since (`run_all.py --only`): " + ", ".join(
+            f"`{name}` on commit `{source['commit'][:12]}`"
+            f"{' (with uncommitted changes)' if source['dirty'] else ''}, {source['measured_at']}"
+            for name, source in sorted(reruns.items())
+        )
+    lines.append(provenance + ".")
     return "\n".join(lines)
 
 
