@@ -18,7 +18,7 @@ from marketpipe.commands.common import (
 )
 from marketpipe.commands.consolidate import add_consolidate_command
 from marketpipe.commands.demo import add_demo_command
-from marketpipe.commands.export import export_bars
+from marketpipe.commands.export import add_export_options, run_export_command
 from marketpipe.commands.migrate import migrate_lake
 from marketpipe.commands.plan import build_plan
 from marketpipe.commands.plot import add_plot_options, chart_path, plot_bars
@@ -32,12 +32,10 @@ from marketpipe.commands.update import (
 )
 from marketpipe.commands.verify import verify_lake
 from marketpipe.foundation.version import VERSION
-from marketpipe.lake.actions import MissingActionsError
-from marketpipe.lake.adjustment import ADJUSTMENTS
 from marketpipe.lake.identity import LakeIdentityMismatch
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.objects import MissingBucket
-from marketpipe.lake.reader import MissingPartitionsError, NoLakeError
+from marketpipe.lake.reader import NoLakeError
 from marketpipe.lake.reindex import reindex
 from marketpipe.lake.run_lock import RunInProgress
 from marketpipe.lake.securities import NoSecurityMasterError
@@ -218,31 +216,9 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Write a symbol and date range of the lake to one Parquet or CSV file."""
+    """Write a symbol and date range of the lake to one Parquet or CSV file, or a catalog."""
     settings = _settings(args)
-    symbols = _chosen_symbols(args, settings)
-    end = args.end or args.start
-    try:
-        rows = export_bars(
-            settings,
-            symbols,
-            args.start,
-            end,
-            args.output,
-            session=args.session,
-            timeframe=args.timeframe,
-            skip_missing=args.skip_missing,
-            adjustment=args.adjustment,
-            timezone=args.timezone,
-            decimals=args.decimals,
-        )
-    except (MissingPartitionsError, MissingActionsError, NoLakeError, ValueError) as exc:
-        print(f"marketpipe export: {exc}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {rows:,} bar(s) of {len(symbols)} symbol(s), {args.start}..{end}, to {args.output}"
-    )
-    return 0
+    return run_export_command(args, settings, _chosen_symbols(args, settings))
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -313,32 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--end", type=dt.date.fromisoformat, help="last New York date (default: --start)"
             )
         if name == "export":
-            command.add_argument(
-                "--output", type=Path, required=True, help="FILE.parquet or FILE.csv"
-            )
-            command.add_argument("--session", choices=["extended", "regular"], default="extended")
-            command.add_argument("--timeframe", help="roll up to wider bars: 5Min, 1Hour, 1Day")
-            command.add_argument(
-                "--skip-missing",
-                action="store_true",
-                help="export what is there instead of failing on missing partitions",
-            )
-            command.add_argument(
-                "--adjustment",
-                choices=list(ADJUSTMENTS),
-                default="raw",
-                help="apply the stored corporate actions: split (prices and volume), dividend "
-                "(prices), all (both); default raw, as stored",
-            )
-            command.add_argument(
-                "--timezone",
-                default="UTC",
-                help="write timestamps in this time zone, with their offset (default UTC; "
-                "e.g. America/New_York)",
-            )
-            command.add_argument(
-                "--decimals", type=int, help="round prices and vwap to this many decimals"
-            )
+            add_export_options(command)
         if name == "refresh":
             command.add_argument(
                 "--reason", default="refresh requested", help="recorded in the ledger's history"
