@@ -60,7 +60,7 @@ def _factors(actions: pa.Table, kinds: frozenset[str]) -> list[tuple[int, float,
         if ex_date is None:
             continue
         if kind in SPLIT_TYPES and "split" in kinds:
-            ratio = _split_ratio(row)
+            ratio = split_ratio(row)
             events.append((_day_key(ex_date), str(row["id"]), 1.0 / ratio, ratio))
         elif kind in DIVIDEND_TYPES and "dividend" in kinds:
             close, cash = row[REFERENCE_CLOSE], row["rate"]
@@ -85,7 +85,7 @@ def _factors(actions: pa.Table, kinds: frozenset[str]) -> list[tuple[int, float,
     return [(key, price, volume) for key, _, price, volume in events]
 
 
-def _split_ratio(row: Mapping[str, object]) -> float:
+def split_ratio(row: Mapping[str, object]) -> float:
     """New shares per old share of a split (or ``1 + rate`` of a stock dividend)."""
     if row["type"] == "stock_dividend":
         rate = row["rate"]
