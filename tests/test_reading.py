@@ -258,3 +258,17 @@ def test_export_writes_one_parquet_or_csv_file_of_a_range(
     assert cli_main(missing) == 1
     assert "AAPL 2024-04-01" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_wide_read_has_a_column_per_field_and_symbol_for_vectorbt(reference: Path) -> None:
+    day = dt.date(2024, 2, 5)
+    long = read_bars(SYMBOLS, day, day, data_dir=reference / "lake")
+    wide = read_bars(SYMBOLS, day, day, data_dir=reference / "lake", output="wide")
+    closes = wide["close"]
+    assert list(closes.columns) == SYMBOLS and str(closes.index.dtype) == "datetime64[ns, UTC]"
+    for bar in long.to_pylist():
+        assert closes.at[bar["timestamp"], bar["symbol"]] == bar["close"]
+        assert wide["volume"].at[bar["timestamp"], bar["symbol"]] == bar["volume"]
+    # A minute without a bar of one symbol is NaN there, never filled in.
+    assert int(closes.notna().sum().sum()) == long.num_rows
+    assert closes.index.is_monotonic_increasing and closes.index.is_unique

@@ -32,7 +32,6 @@ from marketpipe.lake.storage import (
     LAKE_SCHEMA,
     SYMBOL_COLUMN,
     DamagedFileError,
-    Output,
     as_output,
     as_store,
     new_york_day_keys,
@@ -57,6 +56,8 @@ logger = logging.getLogger(__name__)
 VERIFIED_PARQUET = ds.ParquetFileFormat(
     default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
 )
+# read_bars' outputs: the readers' own, and "wide" (a pandas column per symbol).
+BarsOutput = Literal["arrow", "pandas", "polars", "wide"]
 _RESAMPLE_UNITS = (TimeframeUnit.MINUTE, TimeframeUnit.HOUR, TimeframeUnit.DAY)
 
 
@@ -134,7 +135,7 @@ def read_bars(
     *,
     data_dir: Path | str = "data",
     columns: Sequence[str] | None = None,
-    output: Output = "arrow",
+    output: BarsOutput = "arrow",
     missing: Literal["error", "skip"] = "error",
     session: Literal["extended", "regular"] = "extended",
     timeframe: str | None = None,
@@ -148,7 +149,9 @@ def read_bars(
     09:30 to the close (early closes included). ``timeframe`` (``5Min``, ``1Hour``, ``1Day``
     ...) rolls the minutes up into wider bars aligned to the session's start. ``output`` is
     ``arrow`` (a table sorted by symbol and time), ``pandas`` (a ``(symbol, timestamp)``
-    index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols) or ``polars``.
+    index like alpaca-py's ``.df``, UTC timestamps, plain-string symbols), ``polars``, or
+    ``wide`` (pandas, a column per field and symbol: ``wide["close"]`` has one per symbol,
+    for vectorbt and the like; no bar is NaN).
     ``adjustment`` (``split``, ``dividend`` or ``all``) applies the corporate actions stored
     in the lake to the raw bars, as of the last run (see :mod:`marketpipe.lake.adjustment`).
     An Arrow table's metadata says what the lake holds (``marketpipe.vendor``, ``.feed``,
@@ -158,8 +161,8 @@ def read_bars(
     lake = as_store(data_dir)
     if session not in ("extended", "regular"):
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
-    if output not in ("arrow", "pandas", "polars"):
-        raise ValueError(f"output must be 'arrow', 'pandas' or 'polars', got {output!r}")
+    if output not in ("arrow", "pandas", "polars", "wide"):
+        raise ValueError(f"output must be 'arrow', 'pandas', 'polars' or 'wide', got {output!r}")
     plan = plan_read(sorted_symbols(symbols), start, end, lake, missing, series_resolver(lake))
     sessions, start_at, end_at = plan.sessions, plan.start_at, plan.end_at
     table = _read_in_order(plan, lake)
@@ -346,9 +349,23 @@ def resample(
     return result.sort_by([(SYMBOL_COLUMN, "ascending"), ("timestamp", "ascending")])
 
 
-def _convert(table: pa.Table, output: Output) -> Any:
+def _convert(table: pa.Table, output: BarsOutput) -> Any:
+    if output == "wide":
+        return _wide(table)
     if output == "pandas":
         frame = table.to_pandas()
         frame[SYMBOL_COLUMN] = frame[SYMBOL_COLUMN].astype(str)
         return frame.set_index([SYMBOL_COLUMN, "timestamp"])
     return as_output(table, output)
+
+
+def _wide(table: pa.Table) -> Any:
+    """One pandas column per (field, symbol), indexed by UTC timestamp: ``frame["close"]``
+    is a frame of closes with a column per symbol, as vectorbt and pandas users build by
+    hand. A minute one symbol has no bar in is NaN (volume too): nothing is filled in."""
+    frame = table.to_pandas()
+    frame[SYMBOL_COLUMN] = frame[SYMBOL_COLUMN].astype(str)
+    fields = [name for name in table.column_names if name not in (SYMBOL_COLUMN, "timestamp")]
+    wide = frame.pivot(index="timestamp", columns=SYMBOL_COLUMN, values=fields)
+    wide.columns.names = ["field", SYMBOL_COLUMN]
+    return wide
