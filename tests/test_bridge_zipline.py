@@ -20,6 +20,8 @@ from zipline.finance import commission, slippage
 from marketpipe.bridges.zipline import register_bundle
 from marketpipe.lake.reader import read_bars
 from marketpipe.markettime.calendar import NEW_YORK
+from tests.securities_book import SECURITIES
+from tests.workflow_support import snakemake, write_config
 
 FIRST, LAST = dt.date(2024, 2, 5), dt.date(2024, 2, 16)  # AAPL: dividend 02-09, 4:1 split 02-12
 
@@ -132,4 +134,29 @@ def test_a_buy_and_hold_algorithm_fills_at_the_lakes_prices(
     assert fill["price"] == pytest.approx(round(second["close"][0].as_py(), 3))
     assert pd.Timestamp(fill["dt"]) == pd.Timestamp(lake["timestamp"][1].as_py()) + pd.Timedelta(
         minutes=1
+    )
+
+
+def test_a_renamed_security_is_one_asset_under_each_of_its_tickers(tmp_path: Path) -> None:
+    # The simulator renames FB to META on 2022-06-09; the lake keeps the series as META.
+    meta = [record for record in SECURITIES if record["name"].startswith("Meta")]
+    write_config(
+        tmp_path, symbols=["META"], start="2022-06-06", end="2022-06-10", demo={"securities": meta}
+    )
+    result = snakemake(tmp_path, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = f"marketpipe-{uuid.uuid4().hex[:8]}"
+    environ = {"ZIPLINE_ROOT": str(tmp_path / "zipline")}
+    register_bundle(name, data_dir=tmp_path / "lake")
+    try:
+        bundles.ingest(name, environ=environ, show_progress=False)
+        finder = bundles.load(name, environ=environ).asset_finder
+        facebook = finder.lookup_symbol("FB", as_of_date=pd.Timestamp("2022-06-08"))
+        meta_platforms = finder.lookup_symbol("META", as_of_date=pd.Timestamp("2022-06-10"))
+    finally:
+        bundles.unregister(name)
+    assert facebook.sid == meta_platforms.sid
+    assert (facebook.start_date, facebook.end_date) == (
+        pd.Timestamp("2022-06-06"),
+        pd.Timestamp("2022-06-10"),
     )
