@@ -50,6 +50,17 @@ NOT_RUN = {
     ".venv/bin/python benchmarks/crash_trials.py": (
         "30 kill -9 trials take minutes; test_reliability.py runs crash trials"
     ),
+    "zipline ": (
+        "reads the bundle registered in ~/.zipline/extension.py; "
+        "tests/test_bridge_zipline.py ingests one and runs an algorithm over it"
+    ),
+}
+# Python blocks that need what MarketPipe does not install, by their first line.
+PYTHON_NOT_RUN = {
+    "import vectorbt": (
+        "vectorbt is not a MarketPipe dependency; tests/test_reading.py checks the wide frame "
+        "it is given, and the pandas block before it runs"
+    ),
 }
 
 
@@ -148,6 +159,9 @@ def run_every_block(
 def _walk_through(blocks: list[tuple[str, str]], workdir: Path, env: dict[str, str]) -> int:
     ran = 0
     for language, text in blocks:
+        first_line = text.splitlines()[0] if text else ""
+        if language == "python" and any(map(first_line.startswith, PYTHON_NOT_RUN)):
+            continue
         if language == "python":
             script = workdir / "example.py"
             script.write_text(text)

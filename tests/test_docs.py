@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,14 +19,19 @@ from tests.workflow_support import ROOT
 DOCS = ROOT / "docs"
 
 
-def nav_pages() -> list[Path]:
-    """The docs pages in the order of the site's navigation."""
-    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
-    return [DOCS / next(iter(entry.values())) for entry in nav]
+def nav_pages(nav: list[dict[str, Any]] | None = None) -> list[Path]:
+    """The docs pages in the order of the site's navigation (sections' pages in place)."""
+    if nav is None:
+        nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    pages = []
+    for entry in nav:
+        target = next(iter(entry.values()))
+        pages.extend(nav_pages(target) if isinstance(target, list) else [DOCS / target])
+    return pages
 
 
 def test_every_page_is_in_the_navigation() -> None:
-    assert sorted(nav_pages()) == sorted(DOCS.glob("*.md"))
+    assert sorted(nav_pages()) == sorted(DOCS.rglob("*.md"))
 
 
 def test_the_configuration_reference_is_generated_from_the_model() -> None:

@@ -47,22 +47,29 @@ def register_bundle(
 ) -> None:
     """Register the lake at ``data_dir`` as zipline bundle ``name`` (for
     ``~/.zipline/extension.py``): ``symbols`` (default: every symbol with bars), from
-    ``start`` to ``end`` (New York dates; default: the first and last day the lake holds)."""
+    ``start`` to ``end`` (New York dates; default: the first and last day the lake holds).
+    With all three given the lake is not read until ``zipline ingest`` (zipline loads the
+    extension at every command)."""
     bundles = require_engine("zipline.data.bundles", "zipline-reloaded")
     import pandas as pd
 
     lake = as_store(data_dir)
-    present = present_partitions(lake, None if symbols is None else list(symbols))
-    if not present:
-        raise ValueError(f"{lake.uri} holds no bars of {symbols or 'any symbol'}; run the workflow")
-    chosen = (
-        sorted_symbols(list(symbols)) if symbols is not None else sorted({s for s, _ in present})
-    )
-    first = _date(start) if start is not None else min(day for _, day in present)
-    last = _date(end) if end is not None else max(day for _, day in present)
+    if symbols is None or start is None or end is None:
+        chosen_symbols = None if symbols is None else list(symbols)
+        present = present_partitions(lake, chosen_symbols)
+        if not present:
+            raise ValueError(
+                f"{lake.uri} holds no bars of {symbols or 'any symbol'}; run the workflow first"
+            )
+        symbols = symbols if symbols is not None else sorted({s for s, _ in present})
+        start = start if start is not None else min(day for _, day in present)
+        end = end if end is not None else max(day for _, day in present)
+    first, last = _date(start), _date(end)
+    if last < first:
+        raise ValueError(f"end ({last}) is before start ({first})")
     bundles.register(
         name,
-        _Ingest(lake, chosen, first, last),
+        _Ingest(lake, sorted_symbols(list(symbols)), first, last),
         calendar_name=CALENDAR,
         start_session=pd.Timestamp(first),
         end_session=pd.Timestamp(last),
