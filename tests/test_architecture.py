@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "marketpipe.simulator": 3,
     "marketpipe.lake": 4,
     "marketpipe.ingest": 5,
+    "marketpipe.bridges": 5,  # the lake into backtesters, beside ingest
     "marketpipe.workflow": 6,
     "marketpipe.commands": 7,
     "marketpipe.cli": 8,
