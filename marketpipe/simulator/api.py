@@ -36,6 +36,7 @@ from marketpipe.simulator.replies import (
 )
 from marketpipe.simulator.request_log import RequestLog
 from marketpipe.simulator.securities import SecurityBook
+from marketpipe.simulator.ticks_api import TickServer, is_ticks_path, parse_ticks_request
 from marketpipe.simulator.wire import (
     RECENT_SIP_CODE,
     RECENT_SIP_MESSAGE,
@@ -183,6 +184,7 @@ class SimulatorApp:
         )
         self.corporate_actions = self.config.corporate_actions + security_action_records(self.book)
         self.news = NewsDesk(self.config.seed, self.config.news_window)
+        self.ticks = TickServer(self.market, self.book)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""
@@ -220,8 +222,11 @@ class SimulatorApp:
         actions = parts == ["v1", "corporate-actions"]
         news = parts == ["v1beta1", "news"]
         assets = is_assets_path(parts)
+        ticks = is_ticks_path(parts)
         if latest or actions or news or assets or parts == ["v2", "stocks", "bars"]:
             single_symbol = None
+        elif ticks is not None:
+            single_symbol = ticks[1]
         elif len(parts) == 4 and parts[:2] == ["v2", "stocks"] and parts[3] == "bars":
             single_symbol = parts[2]
         else:
@@ -252,6 +257,10 @@ class SimulatorApp:
                 today = new_york_date(self.market_clock())
                 records = self.corporate_actions
                 payload, count = corporate_actions_page(query, records, today)
+            elif ticks is not None:
+                now = self.market_clock()
+                request = parse_ticks_request(ticks[0], query, single_symbol, now, self.config.plan)
+                payload, count = self.ticks.page(request, query, single_symbol, now.timestamp())
             elif assets:
                 today = new_york_date(self.market_clock())
                 unknown = frozenset(self.config.unknown_symbols)

@@ -15,6 +15,7 @@ import numpy as np
 from marketpipe.markettime.calendar import NEW_YORK, Session, new_york_midnight
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.actions import ActionBook
+from marketpipe.simulator.ticks import ROLE_PRINTS, bar_vwaps
 
 BAD_BAR_KINDS = ("high_below_low", "negative_volume", "nan", "duplicate", "out_of_order")
 FEEDS_WITH_DATA = ("sip", "iex")
@@ -161,7 +162,6 @@ class SyntheticMarket:
         wick_down = np.abs(rng.normal(0.0, sigma / 2, count))
         trade_roll = rng.random(count)
         volume_draw = rng.lognormal(0.0, 0.8, count)
-        vwap_position = rng.random(count)
         # Shares per share of before every split: the same walk, on the tape's scale.
         shares = self.actions.shares_per_original(symbol, session.date)
         close = np.maximum(0.5, start_price * np.exp(np.cumsum(moves))) / shares
@@ -182,10 +182,12 @@ class SyntheticMarket:
         o, c = self._outside_range(o, c, h, low, symbol, session)
         scale = np.where(regular, 1.0, 0.15) * (0.025 if feed == "iex" else 1.0)
         volume = np.maximum(1, (traits.mean_volume * scale * volume_draw).astype(np.int64))
-        trades = np.maximum(1, volume // traits.trade_size)
+        # At least the open, high, low and close prints (see simulator.ticks).
+        trades = np.maximum(ROLE_PRINTS, volume // traits.trade_size)
         if shares != 1.0:
-            volume = np.maximum(1, np.round(volume * shares).astype(np.int64))
-        vwap = np.round(low + (h - low) * vwap_position, 4)
+            volume = np.round(volume * shares).astype(np.int64)
+        volume = np.maximum(volume, trades)
+        vwap = bar_vwaps(o, h, low, c, volume, trades)
         columns = (times, o, h, low, c, volume, trades, vwap)
         bars = [
             Bar(*row) for row in zip(*(column[keep].tolist() for column in columns), strict=True)
@@ -267,7 +269,11 @@ def _corrected(bars: list[Bar]) -> list[Bar]:
     middle = len(bars) // 2
     bar = bars[middle]
     cancelled = max(1, bar.v // 3)
-    fixed = bar._replace(v=max(1, bar.v - cancelled), n=max(1, bar.n - 1))
+    trades = max(ROLE_PRINTS, bar.n - 1)
+    volume = max(trades, bar.v - cancelled)
+    prices = [np.array([price]) for price in (bar.o, bar.h, bar.l, bar.c)]
+    vwap = float(bar_vwaps(*prices, np.array([volume]), np.array([trades]))[0])
+    fixed = bar._replace(v=volume, n=trades, vw=vwap)
     return [*bars[:middle], fixed, *bars[middle + 1 :]]
 
 
