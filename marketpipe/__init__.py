@@ -20,9 +20,12 @@ __all__ = [
     "news_events",
     "read_bars",
     "read_news",
+    "read_quotes",
+    "read_trades",
     "reconcile",
     "reconcile_lakes",
     "scan_bars",
+    "scan_ticks",
     "securities",
 ]
 _HOMES = {
@@ -41,11 +44,15 @@ _HOMES = {
     "reconcile_lakes": "marketpipe.lake.compare",
     "read_news": "marketpipe.lake.news",
     "news_events": "marketpipe.lake.events",
+    "read_trades": "marketpipe.lake.ticks",
+    "read_quotes": "marketpipe.lake.ticks",
+    "scan_ticks": "marketpipe.lake.ticks",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """``marketpipe.read_bars``, ``scan_bars``, ``bar_files``, ``read_news``, ``news_events``,
+    """``marketpipe.read_bars``, ``scan_bars``, ``bar_files``, ``read_trades``,
+    ``read_quotes``, ``scan_ticks``, ``read_news``, ``news_events``,
     ``securities``, ``members``, ``reconcile``, ``reconcile_lakes`` and the readers'
     errors, imported on first use (they pull in pyarrow, which light modules such as
     ``marketpipe.markettime.clock`` do not need)."""

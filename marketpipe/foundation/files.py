@@ -21,12 +21,20 @@ def write_atomically(path: Path, data: bytes, crash_point_name: str | None = Non
     The bytes go to a temporary file beside the target, are fsynced, and are renamed over
     the target; the directory is fsynced so the rename survives a crash.
     """
+    with atomic_file(path, crash_point_name) as temporary, open(temporary, "wb") as handle:
+        handle.write(data)
+
+
+@contextmanager
+def atomic_file(path: Path, crash_point_name: str | None = None) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write a file to (streaming, as long as it takes);
+    when the block ends without an error the file is fsynced and renamed over ``path`` (and
+    the directory fsynced), else it is removed: readers see the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_beside(path)
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
+        yield temporary
+        with open(temporary, "rb+") as handle:
             os.fsync(handle.fileno())
         if crash_point_name:
             crash_point(crash_point_name)

@@ -33,7 +33,7 @@ QUARANTINE_FILE = "rejected.parquet"
 _FILE_OF = {LAKE_DIR: PARTITION_FILE, QUARANTINE_DIR: QUARANTINE_FILE}
 REASON_COLUMN = "reason"  # why a quarantined row was rejected
 # Fixed writer options: the same rows always give the same bytes (for one pyarrow version).
-_WRITER_OPTIONS = {
+WRITER_OPTIONS = {
     "compression": "zstd",
     "compression_level": 3,
     "version": "2.6",
@@ -237,7 +237,7 @@ def parquet_bytes(table: pa.Table, metadata: Mapping[str, str]) -> bytes:
     schema_metadata.update({key.encode(): value.encode() for key, value in metadata.items()})
     table = table.replace_schema_metadata(schema_metadata)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **_WRITER_OPTIONS)
+    pq.write_table(table, sink, **WRITER_OPTIONS)
     return sink.getvalue().to_pybytes()
 
 

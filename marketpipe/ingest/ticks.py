@@ -1,0 +1,50 @@
+"""One symbol-day of trades or quotes from the vendor into the lake, page by page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketpipe.connectors.errors import ResponseFormatError
+from marketpipe.connectors.ticks import AlpacaQuotesClient, AlpacaTradesClient, TicksQuery
+from marketpipe.lake.storage import SYMBOL_COLUMN, WrittenFile
+from marketpipe.lake.ticks import write_tick_day
+from marketpipe.markettime.calendar import new_york_midnight
+
+_LAST_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def fetch_tick_day(
+    client: AlpacaTradesClient | AlpacaQuotesClient,
+    data_dir: Path | str,
+    symbol: str,
+    day: dt.date,
+    *,
+    feed: str = "sip",
+    asof: dt.date | None = None,
+) -> WrittenFile:
+    """Fetch ``symbol``'s prints of the New York ``day`` (midnight to midnight) and publish
+    them as its day file, streaming: memory holds a page and a row group, not the day."""
+    query = TicksQuery(
+        symbols=(symbol,),
+        start=new_york_midnight(day),
+        end=new_york_midnight(day + dt.timedelta(days=1)) - _LAST_MICROSECOND,
+        feed=feed,
+        asof=asof,
+    )
+    metadata = {"marketpipe.vendor": client.vendor, "marketpipe.feed": feed}
+
+    def pages() -> Iterator[pa.Table]:
+        for table in client.fetch_batch(query):
+            foreign = pc.sum(pc.not_equal(table[SYMBOL_COLUMN], symbol)).as_py() or 0
+            if foreign:
+                raise ResponseFormatError(
+                    f"{client.kind} of {symbol} {day}: rows of another symbol"
+                )
+            yield table
+
+    return write_tick_day(data_dir, client.kind, symbol, day, pages(), metadata)
