@@ -37,6 +37,7 @@ FULL = [
     ("incremental.py", ["--symbols", "500"], "incremental_500"),
     ("flat_files.py", [], "flat_files"),
     ("scale.py", [], "scale"),
+    ("ticks_memory.py", [], "ticks_memory"),
 ]
 SMOKE = [
     ("requests_floor.py", ["--symbols", "2", "--months", "1"], "requests_floor"),
@@ -66,6 +67,7 @@ SMOKE = [
     ("incremental.py", ["--symbols", "3"], "incremental_500"),
     ("flat_files.py", ["--symbols", "3", "--days", "2"], "flat_files"),
     ("scale.py", ["--symbols", "5", "--years", "1", "--full-years", "1", "--smoke"], "scale"),
+    ("ticks_memory.py", ["--symbol", "AAPL", "--minutes", "2"], "ticks_memory"),
 ]
 
 

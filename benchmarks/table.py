@@ -14,6 +14,7 @@ from typing import Any
 
 from table_rows import Results, Row, ms
 from table_scale import SCALE_ROWS
+from table_ticks import TICKS_ROWS
 
 HERE = Path(__file__).resolve().parent
 MEASURED = HERE / "measured.json"
@@ -244,6 +245,7 @@ ROWS = [
         lambda r: r["reconcile"]["seconds"] <= 10,
     ),
     *SCALE_ROWS,
+    *TICKS_ROWS,
 ]
 
 

@@ -106,7 +106,7 @@ def test_the_run_output_the_readme_shows_is_what_a_run_prints(tmp_path: Path) ->
 
 
 def test_every_documented_command_is_run_or_explained() -> None:
-    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
+    pages = [README, *sorted((ROOT / "docs").rglob("*.md"))]
     commands = [
         command
         for language, text in fenced_blocks(*pages)

@@ -41,6 +41,17 @@ from marketpipe.connectors.models import (
 from marketpipe.connectors.news import NewsClient, NewsQuery, RejectedArticle
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
+from marketpipe.connectors.ticks import (
+    QUOTES,
+    QUOTES_SCHEMA,
+    TRADES,
+    TRADES_SCHEMA,
+    AlpacaQuotesClient,
+    AlpacaTradesClient,
+    Quote,
+    TicksQuery,
+    Trade,
+)
 from marketpipe.connectors.transport import HttpTransport, RequestSpec, Response
 
 __all__ = [
@@ -50,9 +61,15 @@ __all__ = [
     "NEWS_SCHEMA",
     "OHLCV",
     "OHLCV_SCHEMA",
+    "QUOTES",
+    "QUOTES_SCHEMA",
+    "TRADES",
+    "TRADES_SCHEMA",
     "AlpacaClient",
     "AlpacaConfig",
     "AlpacaKeyAuth",
+    "AlpacaQuotesClient",
+    "AlpacaTradesClient",
     "ApiError",
     "AuthStrategy",
     "AuthenticationError",
@@ -78,6 +95,7 @@ __all__ = [
     "PolygonClient",
     "PolygonConfig",
     "QueryApiKeyAuth",
+    "Quote",
     "RateLimiter",
     "RejectedArticle",
     "RequestSpec",
@@ -86,6 +104,8 @@ __all__ = [
     "RetryExhaustedError",
     "SlidingWindowRateLimiter",
     "SubscriptionError",
+    "TicksQuery",
     "TlsVerificationError",
+    "Trade",
     "UnknownSymbolError",
 ]

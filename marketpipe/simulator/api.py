@@ -81,6 +81,8 @@ class SimulatorConfig:
     # lists those it is told of (the demo workflow's symbols). Unlisted ones are still
     # answered when asked for by name.
     listed_tickers: frozenset[str] = frozenset()
+    # Quotes per trade print (a liquid stock's tape has about ten).
+    quotes_per_trade: int = 10
     plan: Literal["paid", "free"] = "paid"
     fractional_timestamps: bool = False
     gzip_level: int = 1
@@ -184,7 +186,7 @@ class SimulatorApp:
         )
         self.corporate_actions = self.config.corporate_actions + security_action_records(self.book)
         self.news = NewsDesk(self.config.seed, self.config.news_window)
-        self.ticks = TickServer(self.market, self.book)
+        self.ticks = TickServer(self.market, self.book, self.config.quotes_per_trade)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""

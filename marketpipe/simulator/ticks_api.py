@@ -138,7 +138,7 @@ class TickServer:
     """Pages of trades or quotes, each minute's prints drawn from its own stream."""
 
     def __init__(
-        self, market: SyntheticMarket, book: SecurityBook | None = None, quotes_per_trade: int = 8
+        self, market: SyntheticMarket, book: SecurityBook | None = None, quotes_per_trade: int = 10
     ) -> None:
         self.market = market
         self.book = book or SecurityBook()
