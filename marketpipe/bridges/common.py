@@ -15,12 +15,20 @@ import numpy as np
 import pyarrow as pa
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+# The venue (Nautilus) or exchange (zipline) a lake's bars are given: the vendor's
+# consolidated view, not one exchange's.
+VENUES = {"alpaca": "ALPACA", "demo": "ALPACA", "polygon": "POLYGON"}
 # Decimals a price can be quoted in: cents, or hundredths of a cent below $1 (Reg NMS).
 PRICE_PRECISIONS = (2, 4)
 
 
 class BridgeUnavailable(RuntimeError):
     """The engine a bridge writes for is not installed."""
+
+
+def vendor_venue(vendor: str) -> str:
+    """The venue name of a lake of ``vendor``'s bars (its name, upper case, if unknown)."""
+    return VENUES.get(vendor, vendor.upper())
 
 
 def require_engine(module: str, package: str) -> ModuleType:

@@ -27,23 +27,22 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from marketpipe.bridges.common import (
     price_precision,
     published_directory,
     require_engine,
     rounded_prices,
+    vendor_venue,
     widened_count,
 )
 from marketpipe.lake.identity import stored_identity
 from marketpipe.lake.read_plan import sorted_symbols
 from marketpipe.lake.reader import read_bars
-from marketpipe.lake.storage import SYMBOL_COLUMN, as_store
+from marketpipe.lake.storage import as_store
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 
 METADATA_FILE = "marketpipe.json"
-VENUES = {"alpaca": "ALPACA", "demo": "ALPACA", "polygon": "POLYGON"}
 _NAUTILUS_UNITS = {TimeframeUnit.MINUTE: "MINUTE", TimeframeUnit.HOUR: "HOUR"}
 
 
@@ -114,7 +113,6 @@ def write_catalog(
     if timeframe.unit not in _NAUTILUS_UNITS:
         raise ValueError(f"a {timeframe} lake has no Nautilus bar type here; use 1Min bars")
     tickers = sorted_symbols(symbols)
-    table = read_bars(tickers, start, end, data_dir=lake, adjustment=adjustment, session=session)
     export = CatalogExport(
         path=Path(output),
         source=lake.uri,
@@ -123,7 +121,7 @@ def write_catalog(
         timeframe=str(timeframe),
         adjustment=adjustment,
         session=session,
-        venue=(venue or VENUES.get(identity.vendor, identity.vendor.upper())),
+        venue=venue or vendor_venue(identity.vendor),
         start=str(start),
         end=str(end),
     )
@@ -131,8 +129,10 @@ def write_catalog(
     width_ns = (timeframe.seconds or 60) * 10**9
     with published_directory(Path(output)) as scratch:
         catalog = _catalog(scratch)
-        for symbol in tickers:
-            rows = table.filter(pc.equal(table[SYMBOL_COLUMN], symbol))
+        for symbol in tickers:  # a symbol at a time: memory holds one symbol's range
+            rows = read_bars(
+                symbol, start, end, data_dir=lake, adjustment=adjustment, session=session
+            )
             export.symbols[symbol] = _write_symbol(catalog, rows, symbol, export, spec, width_ns)
         (scratch / METADATA_FILE).write_text(json.dumps(_described(export), indent=2) + "\n")
     return export

@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from marketpipe.bridges.common import require_engine
+from marketpipe.bridges.common import require_engine, vendor_venue
 from marketpipe.lake.actions import actions_of
 from marketpipe.lake.adjustment import DIVIDEND_TYPES, SPLIT_TYPES, split_ratio
 from marketpipe.lake.identity import stored_identity
@@ -35,7 +35,6 @@ from marketpipe.lake.storage import as_store, present_partitions
 
 CALENDAR = "XNYS"
 MINUTES_PER_DAY = 390
-EXCHANGES = {"alpaca": "ALPACA", "demo": "ALPACA", "polygon": "POLYGON"}
 
 
 def register_bundle(
@@ -99,7 +98,7 @@ class _Ingest:
     ) -> None:
         """Write the assets, minute and daily bars, splits and dividends."""
         identity = stored_identity(self.lake)
-        exchange = EXCHANGES.get(identity.vendor, identity.vendor.upper()) if identity else "US"
+        exchange = vendor_venue(identity.vendor) if identity else "US"
         minutes = read_bars(
             self.symbols, self.first, self.last, data_dir=self.lake, session="regular"
         )
