@@ -145,7 +145,8 @@ def _with_odd_lots(
 
 
 def _conditions(code: str) -> tuple[str, ...]:
-    return (code,) if code == REGULAR else (REGULAR, code) if code == OUTSIDE_RANGE else (code,)
+    """A print's condition codes: a derivatively priced print is a regular sale too."""
+    return (REGULAR, OUTSIDE_RANGE) if code == OUTSIDE_RANGE else (code,)
 
 
 def counts_toward_bars(conditions: tuple[str, ...]) -> bool:
