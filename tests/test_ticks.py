@@ -187,3 +187,5 @@ def test_quotes_of_a_window_read_back_exactly_and_missing_days_are_named(
     assert in_window == [(q.bid_price, q.ask_price, q.bid_size, q.ask_exchange) for q in theirs]
     with pytest.raises(MissingPartitionsError, match="MSFT 2024-02-06"):
         marketpipe.read_quotes("MSFT", DAY, dt.date(2024, 2, 6), data_dir=tmp_path)
+    with pytest.raises(ValueError, match="local lake only"):
+        marketpipe.read_quotes("MSFT", DAY, DAY, data_dir="s3://bucket/lake")

@@ -24,6 +24,7 @@ from marketpipe.connectors.ticks import QUOTES_SCHEMA, TRADES_SCHEMA
 from marketpipe.foundation.files import atomic_file
 from marketpipe.lake.read_plan import MissingPartitionsError, range_bound, sorted_symbols
 from marketpipe.lake.storage import (
+    S3_PREFIX,
     SYMBOL_COLUMN,
     WRITER_OPTIONS,
     Output,
@@ -45,6 +46,16 @@ def tick_schema(kind: TickKind) -> pa.Schema:
     """The schema of a stored trades or quotes file (no symbol column: the path names it)."""
     schema = _SCHEMAS[kind]
     return schema.remove(schema.get_field_index(SYMBOL_COLUMN))
+
+
+def _local_root(data_dir: Path | str) -> Path:
+    """The lake's directory: trades and quotes are kept in local lakes only, for now."""
+    if str(data_dir).startswith(S3_PREFIX):
+        raise ValueError(
+            f"data_dir {data_dir}: trades and quotes are kept in a local lake only, not yet "
+            "on S3; give a local directory"
+        )
+    return Path(data_dir)
 
 
 def tick_key(kind: TickKind, symbol: str, day: dt.date) -> str:
@@ -71,7 +82,7 @@ def write_tick_day(
             **{name.encode(): value.encode() for name, value in (metadata or {}).items()},
         }
     )
-    path = Path(data_dir) / key
+    path = _local_root(data_dir) / key
     rows = 0
     with atomic_file(path, "parquet_write") as temporary:
         with pq.ParquetWriter(temporary, schema, **WRITER_OPTIONS) as writer:
@@ -112,7 +123,7 @@ def tick_files(
     found, absent = [], []
     for symbol in sorted_symbols(symbols):
         for session in trading_sessions(first, last):
-            path = Path(data_dir) / tick_key(kind, symbol, session.date)
+            path = _local_root(data_dir) / tick_key(kind, symbol, session.date)
             if path.exists():
                 found.append((symbol, path))
             else:
