@@ -26,23 +26,19 @@ import numpy as np
 import orjson
 
 from marketpipe.markettime.calendar import new_york_date, trading_sessions
-from marketpipe.markettime.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator.market import Bar, SyntheticMarket
 from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.ticks import MinuteTrades, minute_quotes, minute_trades
 from marketpipe.simulator.wire import (
-    DEFAULT_LIMIT,
-    FEEDS,
-    MAX_LIMIT,
     BadRequest,
-    check_ticker,
+    check_sort,
     json_list,
     json_numbers,
     parse_asof,
-    parse_time,
-    recent_sip_refused,
-    start_of_new_york_day,
+    requested_limit,
+    requested_symbols,
+    requested_window,
 )
 
 KINDS = ("trades", "quotes")
@@ -87,34 +83,10 @@ def parse_ticks_request(
     unexpected = sorted(set(params) - allowed)
     if unexpected:
         raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
-    raw = [single_symbol] if single_symbol else params.get("symbols", "").split(",")
-    symbols = sorted({symbol.strip() for symbol in raw if symbol and symbol.strip()})
-    if not symbols:
-        raise BadRequest("symbols is required")
-    for symbol in symbols:
-        try:
-            check_ticker(symbol)
-        except ValueError:
-            raise BadRequest(f"invalid symbol: {symbol}") from None
-    delayed = now - FREE_PLAN_SIP_DELAY
-    end = parse_time(params.get("end"), "end")
-    feed = params.get("feed") or ("sip" if plan != "free" or (end or now) <= delayed else "iex")
-    if feed not in FEEDS:
-        raise BadRequest(f"invalid feed: {feed}")
-    end = end or (delayed if plan == "free" and feed == "sip" else now)
-    start = parse_time(params.get("start"), "start") or start_of_new_york_day(now)
-    if end < start:
-        raise BadRequest("end should not be before start")
-    if plan == "free" and feed == "sip" and end > delayed:
-        raise recent_sip_refused()
-    try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise BadRequest("invalid limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
-    if params.get("sort", "asc") != "asc":
-        raise BadRequest("sort=desc is not supported by the simulator", 422)
+    symbols = sorted(set(requested_symbols(params, single_symbol)))
+    feed, start, end = requested_window(params, now, plan)
+    limit = requested_limit(params)
+    check_sort(params)
     identity = "|".join(
         f"{name}={params.get(name, '')}" for name in sorted(_PARAMS - {"page_token", "limit"})
     )

@@ -106,49 +106,20 @@ def parse_bars_request(
     unexpected = sorted(set(params) - allowed)
     if unexpected:
         raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
-    raw_symbols = [single_symbol] if single_symbol else params.get("symbols", "").split(",")
-    symbols = [symbol.strip() for symbol in raw_symbols if symbol and symbol.strip()]
-    if not symbols:
-        raise BadRequest("symbols is required")
-    for symbol in symbols:
-        try:
-            check_ticker(symbol)
-        except ValueError:
-            raise BadRequest(f"invalid symbol: {symbol}") from None
+    symbols = requested_symbols(params, single_symbol)
     if "timeframe" not in params:
         raise BadRequest("timeframe is required")
     try:
         timeframe = Timeframe.parse(params["timeframe"])
     except ValueError:
         raise BadRequest("invalid timeframe", 422) from None
-    free = plan == "free"
-    delayed = now - FREE_PLAN_SIP_DELAY
-    # The free plan's defaults: `end` is 15 minutes ago unless the feed is real-time for
-    # it (IEX), and a missing feed means SIP when `end` is old enough, else silently IEX.
-    explicit_end = parse_time(params.get("end"), "end")
-    feed = params.get("feed") or ("sip" if not free or (explicit_end or now) <= delayed else "iex")
-    if feed not in FEEDS:
-        raise BadRequest(f"invalid feed: {feed}")
-    end = explicit_end or (delayed if free and feed == "sip" else now)
-    start = parse_time(params.get("start"), "start") or min(start_of_new_york_day(now), delayed)
-    if end < start:
-        raise BadRequest("end should not be before start")
-    if free and feed == "sip" and end > delayed:
-        raise recent_sip_refused()
-    try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise BadRequest("invalid limit") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
+    feed, start, end = requested_window(params, now, plan)
+    limit = requested_limit(params)
     try:
         adjustment = check_adjustment(params.get("adjustment", "raw"))
     except ValueError:
         raise BadRequest(f"invalid adjustment: {params['adjustment']}") from None
-    if params.get("sort", "asc") not in ("asc", "desc"):
-        raise BadRequest(f"invalid sort: {params['sort']}")
-    if params.get("sort") == "desc":
-        raise BadRequest("sort=desc is not supported by the simulator", 422)
+    check_sort(params)
     asof = parse_asof(params.get("asof"), new_york_date(now))
     identity = "|".join(
         f"{name}={params.get(name, '')}"
@@ -166,6 +137,60 @@ def parse_bars_request(
         adjustment=adjustment_kinds(adjustment),
         asof=asof,
     )
+
+
+def requested_symbols(params: dict[str, str], single_symbol: str | None) -> list[str]:
+    """The symbols a market-data query names (the path's, or ``symbols``), each checked."""
+    raw_symbols = [single_symbol] if single_symbol else params.get("symbols", "").split(",")
+    symbols = [symbol.strip() for symbol in raw_symbols if symbol and symbol.strip()]
+    if not symbols:
+        raise BadRequest("symbols is required")
+    for symbol in symbols:
+        try:
+            check_ticker(symbol)
+        except ValueError:
+            raise BadRequest(f"invalid symbol: {symbol}") from None
+    return symbols
+
+
+def requested_window(
+    params: dict[str, str], now: dt.datetime, plan: str
+) -> tuple[str, dt.datetime, dt.datetime]:
+    """A market-data query's feed, start and end, with the plan's defaults and refusals."""
+    free = plan == "free"
+    delayed = now - FREE_PLAN_SIP_DELAY
+    # The free plan's defaults: `end` is 15 minutes ago unless the feed is real-time for
+    # it (IEX), and a missing feed means SIP when `end` is old enough, else silently IEX.
+    explicit_end = parse_time(params.get("end"), "end")
+    feed = params.get("feed") or ("sip" if not free or (explicit_end or now) <= delayed else "iex")
+    if feed not in FEEDS:
+        raise BadRequest(f"invalid feed: {feed}")
+    end = explicit_end or (delayed if free and feed == "sip" else now)
+    start = parse_time(params.get("start"), "start") or min(start_of_new_york_day(now), delayed)
+    if end < start:
+        raise BadRequest("end should not be before start")
+    if free and feed == "sip" and end > delayed:
+        raise recent_sip_refused()
+    return feed, start, end
+
+
+def requested_limit(params: dict[str, str]) -> int:
+    """A query's page size: ``limit`` (default 1,000), 1 to 10,000."""
+    try:
+        limit = int(params.get("limit", DEFAULT_LIMIT))
+    except ValueError:
+        raise BadRequest("invalid limit") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadRequest(f"invalid limit: must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def check_sort(params: dict[str, str]) -> None:
+    """Refuse a bad ``sort``; ``desc`` is valid at Alpaca but not served here."""
+    if params.get("sort", "asc") not in ("asc", "desc"):
+        raise BadRequest(f"invalid sort: {params['sort']}")
+    if params.get("sort") == "desc":
+        raise BadRequest("sort=desc is not supported by the simulator", 422)
 
 
 def parse_asof(value: str | None, today: dt.date) -> dt.date | None:
