@@ -56,21 +56,16 @@ def _fits(values: np.ndarray, scale: float) -> bool:
     return bool(np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, scaled)))
 
 
-def rounded_prices(table: pa.Table, precision: int) -> dict[str, np.ndarray]:
+def rounded_prices(table: pa.Table, precision: int) -> tuple[dict[str, np.ndarray], int]:
     """The open, high, low and close of ``table`` at ``precision`` decimals, high and low
     widened where open or close lies outside them (the lake keeps such bars as the vendor
-    served them; engines refuse them)."""
+    served them; engines refuse them), and how many bars were widened."""
     prices = {name: np.round(table[name].to_numpy(), precision) for name in PRICE_COLUMNS}
-    prices["high"] = np.maximum.reduce([prices["high"], prices["open"], prices["close"]])
-    prices["low"] = np.minimum.reduce([prices["low"], prices["open"], prices["close"]])
-    return prices
-
-
-def widened_count(table: pa.Table, prices: dict[str, np.ndarray], precision: int) -> int:
-    """How many bars :func:`rounded_prices` widened."""
-    high = np.round(table["high"].to_numpy(), precision)
-    low = np.round(table["low"].to_numpy(), precision)
-    return int(np.count_nonzero((prices["high"] != high) | (prices["low"] != low)))
+    high = np.maximum.reduce([prices["high"], prices["open"], prices["close"]])
+    low = np.minimum.reduce([prices["low"], prices["open"], prices["close"]])
+    widened = int(np.count_nonzero((high != prices["high"]) | (low != prices["low"])))
+    prices["high"], prices["low"] = high, low
+    return prices, widened
 
 
 @contextmanager

@@ -34,7 +34,6 @@ from marketpipe.bridges.common import (
     require_engine,
     rounded_prices,
     vendor_venue,
-    widened_count,
 )
 from marketpipe.lake.identity import stored_identity
 from marketpipe.lake.read_plan import sorted_symbols
@@ -155,7 +154,7 @@ def _write_symbol(
     instrument = _equity(symbol, export.venue, precision, export.adjustment)
     bar_type = BarType.from_str(f"{instrument.id}-{spec}")
     catalog.write_data([instrument])
-    prices = rounded_prices(rows, precision)
+    prices, widened = rounded_prices(rows, precision)
     volume = rows["volume"].to_numpy()
     whole = np.round(volume)
     closes = rows["timestamp"].cast(pa.int64()).to_numpy() + width_ns
@@ -170,7 +169,7 @@ def _write_symbol(
         instrument_id=str(instrument.id),
         bar_type=str(bar_type),
         bars=rows.num_rows,
-        widened=widened_count(rows, prices, precision),
+        widened=widened,
         volume_rounded=int(np.count_nonzero(whole != volume)),
         price_precision=precision,
         prices_rounded=rounded,
