@@ -32,6 +32,7 @@ from marketpipe.lake.read_plan import sorted_symbols
 from marketpipe.lake.reader import read_bars
 from marketpipe.lake.securities import TickerInterval, read_securities
 from marketpipe.lake.storage import as_store, present_partitions
+from marketpipe.markettime.calendar import NEW_YORK
 
 CALENDAR = "XNYS"
 MINUTES_PER_DAY = 390
@@ -99,13 +100,7 @@ class _Ingest:
         """Write the assets, minute and daily bars, splits and dividends."""
         identity = stored_identity(self.lake)
         exchange = vendor_venue(identity.vendor) if identity else "US"
-        minutes = read_bars(
-            self.symbols, self.first, self.last, data_dir=self.lake, session="regular"
-        )
         sids = {symbol: sid for sid, symbol in enumerate(self.symbols)}
-        spans = _spans(minutes, self.symbols)
-        minute_bar_writer.write(_minute_frames(minutes, sids), show_progress=show_progress)
-        sessions = calendar.sessions_in_range(start_session, end_session)
         daily = read_bars(
             self.symbols,
             self.first,
@@ -114,6 +109,12 @@ class _Ingest:
             session="regular",
             timeframe="1Day",
         )
+        spans = _spans(daily, self.symbols)
+        minutes = read_bars(
+            self.symbols, self.first, self.last, data_dir=self.lake, session="regular"
+        )
+        minute_bar_writer.write(_minute_frames(minutes, sids), show_progress=show_progress)
+        sessions = calendar.sessions_in_range(start_session, end_session)
         daily_bar_writer.write(
             _daily_frames(daily, sids, spans, sessions), show_progress=show_progress
         )
@@ -129,12 +130,15 @@ def _date(value: dt.date | str) -> dt.date:
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
 
 
-def _spans(minutes: pa.Table, symbols: list[str]) -> dict[str, tuple[dt.date, dt.date]]:
-    """Each symbol's first and last New York day with regular-session bars."""
-    frame = minutes.select(["symbol", "timestamp"]).to_pandas()
-    days = frame["timestamp"].dt.tz_convert("America/New_York").dt.date
-    grouped = days.groupby(frame["symbol"].astype(str))
-    spans = {symbol: (grouped.min()[symbol], grouped.max()[symbol]) for symbol in grouped.groups}
+def _spans(daily: pa.Table, symbols: list[str]) -> dict[str, tuple[dt.date, dt.date]]:
+    """Each symbol's first and last New York day with regular-session bars (from its daily
+    bars, sorted by symbol then time)."""
+    spans: dict[str, tuple[dt.date, dt.date]] = {}
+    for symbol, stamp in zip(
+        daily["symbol"].to_pylist(), daily["timestamp"].to_pylist(), strict=True
+    ):
+        day = stamp.astimezone(NEW_YORK).date()
+        spans[symbol] = (spans.get(symbol, (day, day))[0], day)
     missing = [symbol for symbol in symbols if symbol not in spans]
     if missing:
         raise ValueError(
