@@ -174,14 +174,12 @@ def read_ticks(
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         raise ValueError(f"unknown column(s) {unknown}; choose from {names}")
+    symbol_field = _SCHEMAS[kind].field(SYMBOL_COLUMN)
     tables = []
     for symbol, path in tick_files(kind, symbols, start, end, data_dir, missing):
         table = pq.read_table(path, columns=chosen)
-        symbol_field = _SCHEMAS[kind].field(SYMBOL_COLUMN)
         tables.append(table.add_column(0, symbol_field, repeated_string(symbol, table.num_rows)))
-    schema = pa.schema(
-        [_SCHEMAS[kind].field(SYMBOL_COLUMN), *(tick_schema(kind).field(n) for n in chosen)]
-    )
+    schema = pa.schema([symbol_field, *(tick_schema(kind).field(name) for name in chosen)])
     table = pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
     return as_output(table, output)
 
