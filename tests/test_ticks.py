@@ -28,9 +28,11 @@ from marketpipe.connectors.ticks import (
 from marketpipe.ingest.ticks import fetch_tick_day
 from marketpipe.lake import ticks as lake_ticks
 from marketpipe.lake.read_plan import MissingPartitionsError
+from marketpipe.lake.s3_store import S3Store
 from marketpipe.markettime.calendar import new_york_midnight
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from tests.conftest import FakeClock, alpaca_client, start_simulator
+from tests.s3_server import S3Server
 
 DAY = dt.date(2024, 2, 5)
 WINDOW = TicksQuery(
@@ -187,5 +189,23 @@ def test_quotes_of_a_window_read_back_exactly_and_missing_days_are_named(
     assert in_window == [(q.bid_price, q.ask_price, q.bid_size, q.ask_exchange) for q in theirs]
     with pytest.raises(MissingPartitionsError, match="MSFT 2024-02-06"):
         marketpipe.read_quotes("MSFT", DAY, dt.date(2024, 2, 6), data_dir=tmp_path)
-    with pytest.raises(ValueError, match="local lake only"):
-        marketpipe.read_quotes("MSFT", DAY, DAY, data_dir="s3://bucket/lake")
+
+
+def test_a_tick_day_goes_to_an_s3_lake_whole_and_reads_back_the_same(
+    server: SimulatorServer,
+    s3_api: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s3_api.point_here(monkeypatch)
+    uri = f"s3://{s3_api.create_bucket()}/lake"
+    store = S3Store(uri, s3_api.url)
+    with alpaca_client(server, client_class=AlpacaTradesClient) as client:
+        local = fetch_tick_day(client, tmp_path, "AAPL", DAY)
+        remote = fetch_tick_day(client, store, "AAPL", DAY)
+    assert (remote.key, remote.rows, remote.sha256) == (local.key, local.rows, local.sha256)
+    assert lake_ticks.present_tick_days(store, "trades", ["AAPL"]) == {("AAPL", DAY)}
+    ours = marketpipe.read_trades("AAPL", DAY, DAY, data_dir=uri)
+    assert ours.equals(marketpipe.read_trades("AAPL", DAY, DAY, data_dir=tmp_path))
+    lazy = marketpipe.scan_ticks("trades", "AAPL", DAY, DAY, data_dir=uri)
+    assert lazy.count_rows() == local.rows

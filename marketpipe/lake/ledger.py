@@ -30,6 +30,7 @@ from marketpipe.lake.ledger_rows import (
     replacement_from_row,
 )
 from marketpipe.lake.ledger_sources import SourceLedger
+from marketpipe.lake.ledger_ticks import TickEntry, TickLedger
 from marketpipe.markettime import clock
 from marketpipe.observability.summary import JobRecord
 
@@ -42,6 +43,7 @@ __all__ = [
     "MonthEntry",
     "Replacement",
     "StreamKey",
+    "TickEntry",
     "state_path",
 ]
 
@@ -58,7 +60,7 @@ class LakeSettingsMismatch(ValueError):
     """The lake under ``data_dir`` was filled with different settings."""
 
 
-class CheckpointStore(DataSetLedger, MonthLedger, SourceLedger):
+class CheckpointStore(DataSetLedger, MonthLedger, SourceLedger, TickLedger):
     """Checkpoints of one lake; open one per job and close it when done."""
 
     def __init__(self, data_dir: Path | str) -> None:

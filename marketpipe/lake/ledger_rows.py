@@ -116,6 +116,16 @@ CREATE TABLE IF NOT EXISTS lake_file_stats (
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tick_files (
+    kind TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    day TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    stored_at REAL NOT NULL,
+    run_id TEXT NOT NULL,
+    PRIMARY KEY (kind, symbol, day)
+);
 CREATE TABLE IF NOT EXISTS high_water (
     symbol TEXT NOT NULL,
     timeframe TEXT NOT NULL,

@@ -30,7 +30,13 @@ LAKE_SCHEMA = OHLCV_SCHEMA.remove(OHLCV_SCHEMA.get_field_index(SYMBOL_COLUMN))
 QUARANTINE_DIR = "quarantine"
 PARTITION_FILE = "bars.parquet"
 QUARANTINE_FILE = "rejected.parquet"
-_FILE_OF = {LAKE_DIR: PARTITION_FILE, QUARANTINE_DIR: QUARANTINE_FILE}
+# The file of one symbol-day in each area (trades and quotes: see marketpipe.lake.ticks).
+_FILE_OF = {
+    LAKE_DIR: PARTITION_FILE,
+    QUARANTINE_DIR: QUARANTINE_FILE,
+    "trades": "trades.parquet",
+    "quotes": "quotes.parquet",
+}
 REASON_COLUMN = "reason"  # why a quarantined row was rejected
 # Fixed writer options: the same rows always give the same bytes (for one pyarrow version).
 WRITER_OPTIONS = {

@@ -11,27 +11,30 @@ only once whole (see :func:`marketpipe.foundation.files.atomic_file`).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as fs
 import pyarrow.parquet as pq
 
 from marketpipe.connectors.ticks import QUOTES_SCHEMA, TRADES_SCHEMA
 from marketpipe.foundation.files import atomic_file
+from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.read_plan import MissingPartitionsError, range_bound, sorted_symbols
 from marketpipe.lake.storage import (
-    S3_PREFIX,
     SYMBOL_COLUMN,
     WRITER_OPTIONS,
     Output,
     WrittenFile,
     as_output,
+    as_store,
     day_prefix,
     file_sha256,
+    present_partitions,
     repeated_string,
 )
 from marketpipe.markettime.calendar import trading_sessions
@@ -48,23 +51,13 @@ def tick_schema(kind: TickKind) -> pa.Schema:
     return schema.remove(schema.get_field_index(SYMBOL_COLUMN))
 
 
-def _local_root(data_dir: Path | str) -> Path:
-    """The lake's directory: trades and quotes are kept in local lakes only, for now."""
-    if str(data_dir).startswith(S3_PREFIX):
-        raise ValueError(
-            f"data_dir {data_dir}: trades and quotes are kept in a local lake only, not yet "
-            "on S3; give a local directory"
-        )
-    return Path(data_dir)
-
-
 def tick_key(kind: TickKind, symbol: str, day: dt.date) -> str:
     """The key, relative to the lake's root, of one symbol-day's trades or quotes."""
     return f"{day_prefix(kind, symbol, day)}/{kind}.parquet"
 
 
 def write_tick_day(
-    data_dir: Path | str,
+    lake: LakeStore | Path | str,
     kind: TickKind,
     symbol: str,
     day: dt.date,
@@ -72,8 +65,36 @@ def write_tick_day(
     metadata: dict[str, str] | None = None,
 ) -> WrittenFile:
     """Stream ``pages`` (canonical rows of ``symbol``) into its ``day`` file, published whole
-    at the end; returns its key, rows and sha256."""
+    at the end; returns its key, rows and sha256.
+
+    A local lake's file is written beside its final path and renamed over it. An S3 lake's
+    is written to a local temporary file and then put in one request (an object appears whole
+    or not at all), so memory holds the compressed file, not the day's rows.
+    """
+    store = as_store(lake)
     key = tick_key(kind, symbol, day)
+    if isinstance(store, LocalStore):
+        with atomic_file(store.path(key), "parquet_write") as temporary:
+            rows = _write_pages(temporary, kind, symbol, day, pages, metadata)
+            sha256 = file_sha256(temporary)
+        return WrittenFile(key, rows, sha256)
+    with tempfile.TemporaryDirectory(prefix="marketpipe-ticks-") as directory:
+        temporary = Path(directory) / f"{kind}.parquet"
+        rows = _write_pages(temporary, kind, symbol, day, pages, metadata)
+        data = temporary.read_bytes()
+    store.put(key, data, "parquet_write")
+    return WrittenFile(key, rows, hashlib.sha256(data).hexdigest())
+
+
+def _write_pages(
+    path: Path,
+    kind: TickKind,
+    symbol: str,
+    day: dt.date,
+    pages: Iterable[pa.Table],
+    metadata: dict[str, str] | None,
+) -> int:
+    """Write ``pages`` to ``path`` in row groups of :data:`ROW_GROUP_ROWS`; the rows written."""
     schema = tick_schema(kind).with_metadata(
         {
             b"marketpipe.dataset": kind.encode(),
@@ -82,28 +103,32 @@ def write_tick_day(
             **{name.encode(): value.encode() for name, value in (metadata or {}).items()},
         }
     )
-    path = _local_root(data_dir) / key
     rows = 0
-    with atomic_file(path, "parquet_write") as temporary:
-        with pq.ParquetWriter(temporary, schema, **WRITER_OPTIONS) as writer:
-            pending: list[pa.Table] = []
-            held = 0
-            for page in pages:
-                table = pa.Table.from_arrays([page[name] for name in schema.names], schema=schema)
-                pending.append(table)
-                held += table.num_rows
-                rows += table.num_rows
-                while held >= ROW_GROUP_ROWS:
-                    whole = pa.concat_tables(pending)
-                    writer.write_table(whole.slice(0, ROW_GROUP_ROWS), ROW_GROUP_ROWS)
-                    rest = whole.slice(ROW_GROUP_ROWS)
-                    pending, held = [rest], rest.num_rows
-            if held:
-                writer.write_table(pa.concat_tables(pending), ROW_GROUP_ROWS)
-            if rows == 0:
-                writer.write_table(schema.empty_table())
-        sha256 = file_sha256(temporary)
-    return WrittenFile(key, rows, sha256)
+    with pq.ParquetWriter(path, schema, **WRITER_OPTIONS) as writer:
+        pending: list[pa.Table] = []
+        held = 0
+        for page in pages:
+            table = pa.Table.from_arrays([page[name] for name in schema.names], schema=schema)
+            pending.append(table)
+            held += table.num_rows
+            rows += table.num_rows
+            while held >= ROW_GROUP_ROWS:
+                whole = pa.concat_tables(pending)
+                writer.write_table(whole.slice(0, ROW_GROUP_ROWS), ROW_GROUP_ROWS)
+                rest = whole.slice(ROW_GROUP_ROWS)
+                pending, held = [rest], rest.num_rows
+        if held:
+            writer.write_table(pa.concat_tables(pending), ROW_GROUP_ROWS)
+        if rows == 0:
+            writer.write_table(schema.empty_table())
+    return rows
+
+
+def present_tick_days(
+    lake: LakeStore | Path | str, kind: TickKind, symbols: Sequence[str] | None
+) -> set[tuple[str, dt.date]]:
+    """Every (symbol, day) of ``symbols`` (``None``: all) with a ``kind`` file, by listing."""
+    return present_partitions(lake, symbols, area=kind)
 
 
 def tick_files(
@@ -111,21 +136,24 @@ def tick_files(
     symbols: str | Sequence[str],
     start: dt.date | str,
     end: dt.date | str,
-    data_dir: Path | str,
+    lake: LakeStore | Path | str,
     missing: Literal["error", "skip"] = "error",
-) -> list[tuple[str, Path]]:
-    """(symbol, file) of every session of the range, by symbol then day; absent ones raise
-    :class:`MissingPartitionsError` naming them (``missing="skip"``: left out)."""
+) -> list[tuple[str, str]]:
+    """(symbol, key) of every session of the range, by symbol then day, found by one listing
+    per symbol; absent ones raise :class:`MissingPartitionsError` naming them
+    (``missing="skip"``: left out)."""
     first, _ = range_bound(start, "start")
     last, _ = range_bound(end, "end")
     if last < first:
         raise ValueError(f"end ({last}) is before start ({first})")
+    wanted = sorted_symbols(symbols)
+    years = list(range(first.year, last.year + 1))
+    present = present_partitions(lake, wanted, area=kind, years=years)
     found, absent = [], []
-    for symbol in sorted_symbols(symbols):
+    for symbol in wanted:
         for session in trading_sessions(first, last):
-            path = _local_root(data_dir) / tick_key(kind, symbol, session.date)
-            if path.exists():
-                found.append((symbol, path))
+            if (symbol, session.date) in present:
+                found.append((symbol, tick_key(kind, symbol, session.date)))
             else:
                 absent.append((symbol, session.date))
     if absent and missing == "error":
@@ -139,21 +167,23 @@ def scan_ticks(
     start: dt.date | str,
     end: dt.date | str,
     *,
-    data_dir: Path | str = "data",
+    data_dir: LakeStore | Path | str = "data",
     missing: Literal["error", "skip"] = "error",
 ) -> ds.Dataset:
     """The lazy form of :func:`read_ticks`: a ``pyarrow.dataset`` over exactly the range's
     files, ``symbol`` from their paths (stream it with ``.to_batches()``)."""
-    files = tick_files(kind, symbols, start, end, data_dir, missing)
-    parquet, local = ds.ParquetFileFormat(), fs.LocalFileSystem()
+    lake = as_store(data_dir)
+    files = tick_files(kind, symbols, start, end, lake, missing)
+    filesystem, root = lake_filesystem(lake)
+    parquet = ds.ParquetFileFormat()
     fragments = [
         parquet.make_fragment(
-            str(path), local, partition_expression=ds.field(SYMBOL_COLUMN) == symbol
+            f"{root}/{key}", filesystem, partition_expression=ds.field(SYMBOL_COLUMN) == symbol
         )
-        for symbol, path in files
+        for symbol, key in files
     ]
     schema = tick_schema(kind).append(pa.field(SYMBOL_COLUMN, pa.string()))
-    return ds.FileSystemDataset(fragments, schema, parquet, local)
+    return ds.FileSystemDataset(fragments, schema, parquet, filesystem)
 
 
 def read_ticks(
@@ -162,7 +192,7 @@ def read_ticks(
     start: dt.date | str,
     end: dt.date | str,
     *,
-    data_dir: Path | str = "data",
+    data_dir: LakeStore | Path | str = "data",
     columns: Sequence[str] | None = None,
     output: Output = "arrow",
     missing: Literal["error", "skip"] = "error",
@@ -174,10 +204,12 @@ def read_ticks(
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         raise ValueError(f"unknown column(s) {unknown}; choose from {names}")
+    lake = as_store(data_dir)
+    filesystem, root = lake_filesystem(lake)
     symbol_field = _SCHEMAS[kind].field(SYMBOL_COLUMN)
     tables = []
-    for symbol, path in tick_files(kind, symbols, start, end, data_dir, missing):
-        table = pq.read_table(path, columns=chosen)
+    for symbol, key in tick_files(kind, symbols, start, end, lake, missing):
+        table = pq.read_table(f"{root}/{key}", columns=chosen, filesystem=filesystem)
         tables.append(table.add_column(0, symbol_field, repeated_string(symbol, table.num_rows)))
     schema = pa.schema([symbol_field, *(tick_schema(kind).field(name) for name in chosen)])
     table = pa.concat_tables(tables).cast(schema) if tables else schema.empty_table()
@@ -189,7 +221,7 @@ def read_trades(
     start: dt.date | str,
     end: dt.date | str,
     *,
-    data_dir: Path | str = "data",
+    data_dir: LakeStore | Path | str = "data",
     columns: Sequence[str] | None = None,
     output: Output = "arrow",
     missing: Literal["error", "skip"] = "error",
@@ -212,7 +244,7 @@ def read_quotes(
     start: dt.date | str,
     end: dt.date | str,
     *,
-    data_dir: Path | str = "data",
+    data_dir: LakeStore | Path | str = "data",
     columns: Sequence[str] | None = None,
     output: Output = "arrow",
     missing: Literal["error", "skip"] = "error",
