@@ -20,6 +20,7 @@ include: "workflow/rules/securities.smk"
 include: "workflow/rules/fetch.smk"
 include: "workflow/rules/consolidate.smk"
 include: "workflow/rules/news.smk"
+include: "workflow/rules/ticks.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -233,6 +233,7 @@ def run_verify(args: argparse.Namespace) -> int:
             (result.actions_checked, "corporate-actions"),
             (result.news_checked, "news"),
             (result.months_checked, "month"),
+            (result.ticks_checked, "trades/quotes"),
         )
         if count
     ]

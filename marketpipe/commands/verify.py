@@ -36,6 +36,7 @@ from marketpipe.lake.storage import (
     partition_of,
     repair_advice,
 )
+from marketpipe.lake.ticks import KINDS, present_tick_days, tick_file_problems, tick_key
 from marketpipe.observability.progress import with_progress
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import premature_partitions, require_lake
@@ -58,6 +59,7 @@ class VerifyResult:
     actions_checked: int = 0  # corporate-actions files
     news_checked: int = 0  # news day files
     months_checked: int = 0  # consolidated month files
+    ticks_checked: int = 0  # trades and quotes day files
 
 
 def _check_contents(data: bytes, symbol: str, day: dt.date) -> str | None:
@@ -160,6 +162,29 @@ def verify_news(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
     return len(days), problems
 
 
+def verify_ticks(lake: LakeStore, state_dir: Path) -> tuple[int, list[Problem]]:
+    """Re-hash every trades and quotes file against the ledger and read it through (page
+    checksums, schema, footer, prints inside their day and in time order)."""
+    with CheckpointStore(state_dir) as store:
+        ledger = store.tick_entries()
+    problems: list[Problem] = []
+    checked = 0
+    for kind in KINDS:
+        present = sorted(present_tick_days(lake, kind, None))
+        for symbol, day in with_progress(present, len(present), f"verifying {kind}"):
+            checked += 1
+            where = f"{lake.uri}/{tick_key(kind, symbol, day)}"
+            entry = ledger.get((kind, symbol, day))
+            for issue in tick_file_problems(lake, kind, symbol, day, entry and entry.sha256):
+                advice = f"; {repair_advice(where)}" if issue.startswith("content") else ""
+                problems.append(Problem(where, issue + advice))
+        recorded = {(symbol, day) for stored_kind, symbol, day in ledger if stored_kind == kind}
+        for symbol, day in sorted(recorded - set(present)):
+            where = f"{lake.uri}/{tick_key(kind, symbol, day)}"
+            problems.append(Problem(where, "recorded in the ledger but the file is missing"))
+    return checked, problems
+
+
 def _differs_from_ledger(where: str) -> str:
     return f"content differs from the ledger (sha256); {repair_advice(where)}"
 
@@ -215,7 +240,7 @@ def verify_months(
 
 
 def verify_lake(settings: WorkflowSettings) -> VerifyResult:
-    """Re-hash every partition, month, corporate-actions and news file against the ledger and
+    """Re-hash every partition, month, corporate-actions, news and tick file against the ledger and
     check schema, row placement and that each month file matches its day files."""
     require_lake(settings)
     lake = settings.lake
@@ -253,6 +278,8 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
     problems.extend(actions_problems)
     news_checked, news_problems = verify_news(lake, settings.state_dir)
     problems.extend(news_problems)
+    ticks_checked, tick_problems = verify_ticks(lake, settings.state_dir)
+    problems.extend(tick_problems)
     hashes = {key: entry.sha256 for key, entry in ledger.items()}
     months_checked, month_problems = verify_months(lake, settings.state_dir, hashes)
     problems.extend(month_problems)
@@ -264,4 +291,6 @@ def verify_lake(settings: WorkflowSettings) -> VerifyResult:
                 "`marketpipe update` fetches it again",
             )
         )
-    return VerifyResult(checked, problems, actions_checked, news_checked, months_checked)
+    return VerifyResult(
+        checked, problems, actions_checked, news_checked, months_checked, ticks_checked
+    )

@@ -191,3 +191,6 @@ class AlpacaQuotesClient(_AlpacaTicksClient):
 
     dataset = QUOTES
     kind = "quotes"
+
+
+TicksClient = AlpacaTradesClient | AlpacaQuotesClient

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.connectors.errors import ResponseFormatError
-from marketpipe.connectors.ticks import AlpacaQuotesClient, AlpacaTradesClient, TicksQuery
+from marketpipe.connectors.ticks import TicksClient, TicksQuery
+from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import SYMBOL_COLUMN, WrittenFile
 from marketpipe.lake.ticks import write_tick_day
 from marketpipe.markettime.calendar import new_york_midnight
@@ -19,8 +20,8 @@ _LAST_MICROSECOND = dt.timedelta(microseconds=1)
 
 
 def fetch_tick_day(
-    client: AlpacaTradesClient | AlpacaQuotesClient,
-    data_dir: Path | str,
+    client: TicksClient,
+    lake: LakeStore | Path | str,
     symbol: str,
     day: dt.date,
     *,
@@ -47,4 +48,4 @@ def fetch_tick_day(
                 )
             yield table
 
-    return write_tick_day(data_dir, client.kind, symbol, day, pages(), metadata)
+    return write_tick_day(lake, client.kind, symbol, day, pages(), metadata)

@@ -25,6 +25,7 @@ from marketpipe.lake.month_sources import Month, month_key
 from marketpipe.lake.news import news_key
 from marketpipe.lake.objects import LocalStore
 from marketpipe.lake.storage import file_sha256, partition_key
+from marketpipe.lake.ticks import KINDS, tick_key
 
 DAMAGED_DIR = "_damaged"
 
@@ -87,10 +88,10 @@ def find_damaged(store: CheckpointStore, lake: LocalStore) -> list[Damage]:
 
 @dataclass(frozen=True)
 class FileDamage:
-    """A month, news or corporate-actions file whose bytes are no longer those the ledger
-    recorded."""
+    """A month, news, corporate-actions, trades or quotes file whose bytes are no longer
+    those the ledger recorded."""
 
-    kind: Literal["month", "news", "actions"]
+    kind: Literal["month", "news", "actions", "trades", "quotes"]
     key: str
     label: str
     reason: str = "changed on disk after it was written (its sha256 no longer matches the ledger)"
@@ -100,7 +101,8 @@ class FileDamage:
 
 
 def _recorded_files(store: CheckpointStore) -> list[tuple[FileDamage, str]]:
-    """Every month, news and corporate-actions file the ledger records, with its sha256."""
+    """Every month, news, corporate-actions and tick file the ledger records, with its
+    sha256."""
     files = []
     for (symbol, month), entry in sorted(store.month_entries().items()):
         label = f"{symbol} {month[0]:04d}-{month[1]:02d} (month file)"
@@ -113,11 +115,16 @@ def _recorded_files(store: CheckpointStore) -> list[tuple[FileDamage, str]]:
         files.append(
             (FileDamage("actions", actions_key(symbol), label, symbol=symbol), actions.sha256)
         )
+    for (kind, symbol, day), entry in store.tick_entries().items():
+        damage = FileDamage(
+            kind, tick_key(kind, symbol, day), f"{kind} {symbol} {day}", symbol=symbol, day=day
+        )
+        files.append((damage, entry.sha256))
     return files
 
 
 def find_damaged_files(store: CheckpointStore, lake: LocalStore) -> list[FileDamage]:
-    """Recorded month, news and corporate-actions files changed on disk since last seen
+    """Recorded month, news, corporate-actions and tick files changed on disk since last seen
     (a ``stat`` each; a hash only for those, and once for those never seen) whose bytes no
     longer match the ledger."""
     remembered = store.file_stamps()
@@ -142,8 +149,8 @@ def remove_damaged_files(
     store: CheckpointStore, lake: LocalStore, damaged: Sequence[FileDamage], stamp: str
 ) -> None:
     """Move damaged files aside to ``_damaged/<stamp>/`` and drop their ledger rows: the run
-    builds a month file again from its day files, fetches a news day again, and checks the
-    symbol's corporate actions again."""
+    builds a month file again from its day files, fetches a news, trades or quotes day again,
+    and checks the symbol's corporate actions again."""
     for damage in damaged:
         destination = lake.path(f"{DAMAGED_DIR}/{stamp}") / damage.key
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +161,8 @@ def remove_damaged_files(
             store.forget_months(damage.symbol, [damage.month])
         elif damage.kind == "news" and damage.day is not None:
             store.forget_news([damage.day])
+        elif damage.kind in KINDS and damage.day is not None:
+            store.forget_ticks(damage.kind, damage.symbol, [damage.day])
         else:
             store.forget_actions([damage.symbol])
 

@@ -32,6 +32,7 @@ from marketpipe.lake.storage import (
     quarantine_key,
     read_table_at,
 )
+from marketpipe.lake.ticks import adopt_unrecorded_ticks
 from marketpipe.lake.validation import count_flagged
 from marketpipe.observability.progress import with_progress
 
@@ -90,6 +91,7 @@ def reindex(store: CheckpointStore, lake: LakeStore) -> ReindexResult:
         store.forget(symbol, days)
     _reindex_actions(store, lake)
     adopt_unrecorded_news(lake, store, "reindex")
+    adopt_unrecorded_ticks(lake, store, "reindex")
     reindex_months(lake, store)
     return ReindexResult(len(new), len(gone), len(present & known))
 

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from marketpipe.connectors.ticks import QUOTES_SCHEMA, TRADES_SCHEMA
 from marketpipe.foundation.files import atomic_file
+from marketpipe.lake.ledger import CheckpointStore, TickEntry
 from marketpipe.lake.objects import LakeStore, LocalStore, lake_filesystem
 from marketpipe.lake.read_plan import MissingPartitionsError, range_bound, sorted_symbols
 from marketpipe.lake.storage import (
@@ -32,12 +34,13 @@ from marketpipe.lake.storage import (
     WrittenFile,
     as_output,
     as_store,
+    damage_of,
     day_prefix,
     file_sha256,
     present_partitions,
     repeated_string,
 )
-from marketpipe.markettime.calendar import trading_sessions
+from marketpipe.markettime.calendar import new_york_midnight, trading_sessions
 
 TickKind = Literal["trades", "quotes"]
 KINDS: tuple[TickKind, ...] = ("trades", "quotes")
@@ -260,3 +263,96 @@ def read_quotes(
         output=output,
         missing=missing,
     )
+
+
+def adopt_unrecorded_ticks(
+    lake: LakeStore | Path | str,
+    store: CheckpointStore,
+    run_id: str,
+    kinds: Sequence[TickKind] = KINDS,
+    symbols: Sequence[str] | None = None,
+) -> list[TickEntry]:
+    """Record tick files the ledger does not know (a crash between a file and its row, a job
+    on another machine, a lost ledger); forget rows whose file is gone. A file is whole by
+    construction (atomic writes), so its bytes are what the row records."""
+    lake = as_store(lake)
+    adopted = []
+    for kind in kinds:
+        present = present_tick_days(lake, kind, symbols)
+        recorded = {
+            (symbol, day)
+            for (_, symbol, day) in store.tick_entries(kind)
+            if symbols is None or symbol in symbols
+        }
+        for symbol, day in sorted(present - recorded):
+            entry = stored_tick_entry(lake, kind, symbol, day, run_id)
+            store.record_ticks(entry)
+            adopted.append(entry)
+        gone: dict[str, list[dt.date]] = {}
+        for symbol, day in sorted(recorded - present):
+            gone.setdefault(symbol, []).append(day)
+        for symbol, days in gone.items():
+            store.forget_ticks(kind, symbol, days)
+    return adopted
+
+
+def stored_tick_entry(
+    lake: LakeStore, kind: TickKind, symbol: str, day: dt.date, run_id: str
+) -> TickEntry:
+    """The ledger row of a stored tick file, read from the file: its rows and sha256."""
+    key = tick_key(kind, symbol, day)
+    if isinstance(lake, LocalStore):
+        path = lake.path(key)
+        rows = pq.read_metadata(path).num_rows
+        sha256 = file_sha256(path)
+    else:
+        data = lake.get(key)
+        rows = pq.read_metadata(pa.BufferReader(data)).num_rows
+        sha256 = hashlib.sha256(data).hexdigest()
+    return TickEntry(kind, symbol, day, rows, sha256, run_id)
+
+
+def tick_file_problems(
+    lake: LakeStore, kind: TickKind, symbol: str, day: dt.date, sha256: str | None
+) -> list[str]:
+    """What is wrong with a stored tick file: bytes other than the ledger's ``sha256``
+    (``None``: no row records it), unreadable pages, another schema, a footer naming another
+    symbol or day, prints outside its New York day or out of time order."""
+    entry = stored_tick_entry(lake, kind, symbol, day, "")
+    problems = []
+    if sha256 is None:
+        problems.append("no ledger row records this file")
+    elif entry.sha256 != sha256:
+        problems.append("content differs from the ledger (sha256)")
+    filesystem, root = lake_filesystem(lake)
+    try:
+        file = pq.ParquetFile(
+            f"{root}/{tick_key(kind, symbol, day)}",
+            filesystem=filesystem,
+            page_checksum_verification=True,
+        )
+        footer = {k.decode(): v.decode() for k, v in (file.schema_arrow.metadata or {}).items()}
+        if not file.schema_arrow.remove_metadata().equals(tick_schema(kind)):
+            return [*problems, f"schema differs from the stored {kind} schema"]
+        named = (footer.get("marketpipe.symbol"), footer.get("marketpipe.day"))
+        if named != (symbol, day.isoformat()):
+            problems.append(f"its footer names {named[0]} {named[1]}, not the path's")
+        first = new_york_midnight(day)
+        last = new_york_midnight(day + dt.timedelta(days=1))
+        previous = None
+        for batch in file.iter_batches(columns=["timestamp"], use_threads=False):
+            times = batch.column(0)
+            if not len(times):
+                continue
+            low, high = pc.min_max(times).values()
+            if low.as_py() < first or high.as_py() >= last:
+                problems.append(f"holds prints outside New York {day}")
+                break
+            ordered = pc.all(pc.less_equal(times[:-1], times[1:])).as_py() is not False
+            if not ordered or (previous is not None and times[0].as_py() < previous):
+                problems.append("its prints are not in time order")
+                break
+            previous = times[-1].as_py()
+    except (OSError, pa.ArrowException) as exc:
+        problems.append(damage_of(exc))
+    return problems

@@ -18,6 +18,10 @@ RUNS_DIR = "_runs"
 LATEST = "latest.json"
 
 
+# The job records whose rows are not bars: their "symbol" names the data set.
+SIDE_DATASETS = frozenset({"news", "trades", "quotes"})
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """What one workflow job did, with its per-endpoint metrics."""
@@ -43,6 +47,11 @@ class JobRecord:
     def is_news(self) -> bool:
         """Whether this is a news job (its rows are articles, not bars)."""
         return self.symbol == "news"
+
+    @property
+    def is_bars(self) -> bool:
+        """Whether its rows are bars (not articles, trades or quotes)."""
+        return self.symbol not in SIDE_DATASETS
 
 
 def build_run_summary(
@@ -76,7 +85,7 @@ def build_run_summary(
         for record in records
         if record.status != "ok"
     ]
-    bars = [record for record in records if not record.is_news]
+    bars = [record for record in records if record.is_bars]
     news = [record for record in records if record.is_news]
     started = min((record.started_at for record in records), default=time.time())
     return {
@@ -103,6 +112,10 @@ def build_run_summary(
         "news": {
             "articles": sum(record.rows for record in news),
             "refused": sum(record.rejected_rows for record in news),
+        },
+        "ticks": {
+            kind: sum(record.rows for record in records if record.symbol == kind)
+            for kind in ("trades", "quotes")
         },
         "requests": sum(stats.requests for stats in endpoints.values()),
         "retries": dict(sorted(retries.items())),
@@ -187,6 +200,10 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         lines.insert(
             2, f"  news: {news['articles']:,} article(s) received, {news['refused']} refused"
         )
+    ticks = {kind: rows for kind, rows in (summary.get("ticks") or {}).items() if rows}
+    if ticks:
+        stored = ", ".join(f"{rows:,} {kind}" for kind, rows in ticks.items())
+        lines.insert(2, f"  ticks: {stored} stored this run")
     lines += [f"  note: {note}" for note in summary.get("notes", [])]
     for cause, (labels, permanent) in failures_by_cause(jobs["failures"]).items():
         shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")

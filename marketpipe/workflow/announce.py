@@ -15,6 +15,7 @@ from marketpipe.workflow.config import ConfigError
 from marketpipe.workflow.console import CONSOLE
 from marketpipe.workflow.planning import FetchJob, describe_not_final, outputs_are_markers
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.tick_planning import TickJob, describe_missing_ticks
 
 EXIT_BAD_SETTINGS = 2  # as every marketpipe command exits on a bad setting
 
@@ -57,9 +58,14 @@ def adjustment_warning(settings: WorkflowSettings) -> str | None:
     )
 
 
-def announce_missing(settings: WorkflowSettings, jobs: Sequence[FetchJob]) -> None:
+def announce_missing(
+    settings: WorkflowSettings, jobs: Sequence[FetchJob], tick_jobs: Sequence[TickJob] = ()
+) -> None:
     """Name the partitions the run's jobs fetch, when Snakemake cannot (jobs that output
-    marker files, on an S3 lake or for a large plan, so ``-n`` would show those)."""
+    marker files, on an S3 lake or for a large plan, so ``-n`` would show those), and the
+    trades and quotes days (their jobs always output markers)."""
+    for line in describe_missing_ticks(tick_jobs):
+        print(f"[marketpipe] {line}", file=sys.stderr, flush=True)
     if not jobs or not outputs_are_markers(settings.lake.is_local, jobs):
         return
     missing = sorted(

@@ -31,6 +31,12 @@ from marketpipe.markettime.finality import DEFAULT_SETTLE_MINUTES, FREE_PLAN_SIP
 from marketpipe.markettime.spans import DaySpan, DaySpans
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 from marketpipe.simulator.settings import DemoSettings
+from marketpipe.workflow.config_datasets import (
+    CorporateActionsSettings,
+    NewsSettings,
+    TicksSettings,
+    UniverseSettings,
+)
 from marketpipe.workflow.universe_file import read_universe_file
 
 
@@ -198,56 +204,6 @@ class S3Settings(BaseModel):
         return self
 
 
-class CorporateActionsSettings(BaseModel):
-    """Corporate actions (splits, dividends ...) stored beside the bars for adjusted reads."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fetch: bool = Field(
-        True, description="Bring the configured symbols' corporate actions up to date each run"
-    )
-    recheck_days: int = Field(
-        30,
-        ge=0,
-        le=3660,
-        description="Ask the vendor again about actions processed in the last N days of the "
-        "previous check: records can arrive late, and ratios get corrected",
-    )
-
-
-class NewsSettings(BaseModel):
-    """News articles about the configured symbols, stored by New York day beside the bars."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fetch: bool = Field(
-        True, description="Store the news of every final New York day of the range (Alpaca's)"
-    )
-    include_content: bool = Field(
-        False, description="Also store each article's body (HTML); larger files"
-    )
-    recheck_days: int = Field(
-        7,
-        ge=0,
-        le=365,
-        description="Once per New York date, ask again about the news of the last N stored "
-        "days and replace a day whose articles were updated or added (history in the ledger)",
-    )
-
-
-class UniverseSettings(BaseModel):
-    """A point-in-time universe: who was a member when, from a CSV file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    file: str = Field(
-        min_length=1,
-        description="CSV of members: intervals (symbol,start,end; empty end = still a member) "
-        "or snapshots (date,tickers: the full list from that date on); a path relative to "
-        "the directory the workflow runs in",
-    )
-
-
 class WorkflowConfig(BaseModel):
     """What to fetch and where to keep it (``config/config.yaml``)."""
 
@@ -338,6 +294,15 @@ class WorkflowConfig(BaseModel):
         description="News kept beside the bars (read_news, news_events)",
     )
 
+    trades: TicksSettings = Field(
+        default_factory=TicksSettings,
+        description="Trades kept beside the bars (read_trades, read_bars(source='trades'))",
+    )
+    quotes: TicksSettings = Field(
+        default_factory=TicksSettings,
+        description="Quotes (national best bid and offer) kept beside the bars (read_quotes)",
+    )
+
     @field_validator("symbols")
     @classmethod
     def _unique(cls, value: list[str], info: ValidationInfo) -> list[str]:
@@ -392,6 +357,18 @@ class WorkflowConfig(BaseModel):
         if is_s3(value):
             raise ValueError("must be a local directory (the ledger is SQLite)")
         return str(check_local_directory(value))
+
+    @model_validator(mode="after")
+    def _check_tick_symbols(self) -> WorkflowConfig:
+        for kind in ("trades", "quotes"):
+            chosen = getattr(self, kind).symbols or []
+            unlisted = sorted(set(chosen) - set(self.symbols))
+            if unlisted:
+                raise ValueError(
+                    f"{kind}.symbols names {', '.join(unlisted)}, not among the configured "
+                    "symbols; add them to symbols (or the universe) or leave them out"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_range(self) -> WorkflowConfig:

@@ -223,7 +223,7 @@ class RunProgress:
                 records = store.job_records(current_run_id())
         except Exception:  # the ledger is being created, or busy: skip this tick
             return ""
-        bars = [record for record in records if not record.is_news]
+        bars = [record for record in records if record.is_bars]
         published = sum(record.published for record in bars)
         rows = sum(record.rows for record in bars)
         present = min(self.planned_partitions, (self.present_at_start or 0) + published)

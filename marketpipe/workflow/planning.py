@@ -20,6 +20,7 @@ from marketpipe.markettime.spans import EVERY_DAY, DaySpans
 from marketpipe.workflow.consolidation import ConsolidationJob
 from marketpipe.workflow.news_planning import NewsJob
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.tick_planning import TickJob
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class RunPlan:
     news_marker: Path | None = None  # the news recheck's marker, if it runs
     consolidations: list[ConsolidationJob] = field(default_factory=list)
     securities_marker: Path | None = None  # the security master's marker, if it runs
+    tick_jobs: list[TickJob] = field(default_factory=list)
 
 
 PlanLocation = Path | tuple[LakeStore, str]
@@ -295,6 +297,7 @@ def save_run_plan(location: PlanLocation, plan: RunPlan) -> None:
             }
             for job in plan.news_jobs
         ],
+        "tick_jobs": [job.to_json() for job in plan.tick_jobs],
         "jobs": [
             {
                 "month": job.month.label,
@@ -357,6 +360,7 @@ def load_run_plan(location: PlanLocation) -> RunPlan | None:
         Path(news) if news else None,
         consolidations,
         Path(securities) if (securities := payload.get("securities_marker")) else None,
+        [TickJob.from_json(item) for item in payload.get("tick_jobs", [])],
     )
 
 

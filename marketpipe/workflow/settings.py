@@ -244,6 +244,13 @@ class WorkflowSettings(BaseModel):
         count = (last - self.config.start).days + 1
         return [self.config.start + dt.timedelta(days=offset) for offset in range(count)]
 
+    def tick_symbols(self, kind: str) -> list[str]:
+        """The symbols whose ``kind`` (trades or quotes) runs keep; none when not fetched."""
+        section = getattr(self.config, kind)
+        if not section.fetch:
+            return []
+        return list(section.symbols) if section.symbols is not None else self.config.symbols
+
     @property
     def fetches_actions(self) -> bool:
         """Whether runs keep the corporate actions (Alpaca's endpoint; not yet for Polygon)."""

@@ -21,6 +21,7 @@ from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.flat_files import FlatFilesClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
+from marketpipe.connectors.ticks import AlpacaQuotesClient, AlpacaTradesClient, TicksClient
 from marketpipe.ingest.bars import IngestReport, StreamSettings, ingest_days
 from marketpipe.ingest.flat_files import ingest_flat_files
 from marketpipe.lake.ledger import STATE_DIR, CheckpointStore
@@ -69,6 +70,15 @@ class VendorClients:
     news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
     assets: AlpacaAssetsClient | None = None  # Alpaca's trading API (None for Polygon)
     flat_files: FlatFilesClient | None = None  # Polygon's bulk files (polygon.flat_files)
+    trades: TicksClient | None = None
+    quotes: TicksClient | None = None
+
+    def ticks(self, kind: str) -> TicksClient:
+        """The vendor's trades or quotes client."""
+        client = self.trades if kind == "trades" else self.quotes
+        if client is None:
+            raise ValueError(f"{kind} are not fetched from this vendor; set {kind}.fetch: false")
+        return client
 
     def ingest_bars(
         self,
@@ -146,6 +156,8 @@ def open_clients(
             ),
             news=stack.enter_context(NewsClient(config, rate_limiter=limiter, **options)),
             assets=assets,
+            trades=stack.enter_context(AlpacaTradesClient(config, rate_limiter=limiter, **options)),
+            quotes=stack.enter_context(AlpacaQuotesClient(config, rate_limiter=limiter, **options)),
         )
 
 

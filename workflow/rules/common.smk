@@ -35,6 +35,7 @@ from marketpipe.workflow.planning import (
     save_run_plan,
 )
 from marketpipe.workflow.news_planning import news_marker, news_recheck_due, pending_news_jobs
+from marketpipe.workflow.tick_planning import pending_tick_jobs
 from marketpipe.workflow.config_loading import load_settings
 
 configure_workflow_process()
@@ -82,6 +83,7 @@ if SAVED_PLAN is None:
     NEWS_JOBS = pending_news_jobs(SETTINGS)
     NEWS_MARKER = news_marker(SETTINGS)
     RECHECK_NEWS = news_recheck_due(SETTINGS)
+    TICK_JOBS = pending_tick_jobs(SETTINGS)
 else:
     SETTINGS = SETTINGS.at(SAVED_PLAN.now)
     FETCH_JOBS = SAVED_PLAN.jobs
@@ -89,9 +91,10 @@ else:
     NEWS_JOBS = SAVED_PLAN.news_jobs
     NEWS_MARKER = SAVED_PLAN.news_marker or news_marker(SETTINGS)
     RECHECK_NEWS = SAVED_PLAN.news_marker is not None
+    TICK_JOBS = SAVED_PLAN.tick_jobs
 if workflow.is_main_process:
     announce_run_scope(SETTINGS, FETCH_JOBS)
-    announce_missing(SETTINGS, FETCH_JOBS)
+    announce_missing(SETTINGS, FETCH_JOBS, TICK_JOBS)
 
 
 # A local lake's jobs output their partitions; an S3 lake's, a marker file each (see
@@ -141,8 +144,10 @@ def run_targets():
     universe = [UNIVERSE_MARKER] if SETTINGS.config.universe else []
     news = [NEWS_MARKER] if RECHECK_NEWS else []
     months = [job.marker(SETTINGS.markers_dir, RUN_ID) for job in CONSOLIDATIONS]
+    ticks = [job.marker(SETTINGS.markers_dir, RUN_ID, i) for i, job in enumerate(TICK_JOBS)]
     return [
         *pending_targets(),
+        *ticks,
         *months,
         *actions,
         *securities,
@@ -153,15 +158,20 @@ def run_targets():
 
 
 def planned_job_count():
-    """The jobs that leave a record: every fetch and news job, today's corporate-actions and
-    securities checks unless they ran already, and today's news recheck if due (a run's
+    """The jobs that leave a record: every fetch, news and tick job, today's corporate-actions
+    and securities checks unless they ran already, and today's news recheck if due (a run's
     summary counts those that never finished)."""
     if not SETTINGS.final_sessions:  # run_targets() is empty: no job runs
         return 0
     check = SETTINGS.fetches_actions and not Path(ACTIONS_MARKER).exists()
     securities = SETTINGS.keeps_securities and not Path(SECURITIES_MARKER).exists()
     return (
-        len(FETCH_JOBS) + len(NEWS_JOBS) + int(check) + int(securities) + int(RECHECK_NEWS)
+        len(FETCH_JOBS)
+        + len(NEWS_JOBS)
+        + len(TICK_JOBS)
+        + int(check)
+        + int(securities)
+        + int(RECHECK_NEWS)
     )
 
 
@@ -192,6 +202,7 @@ onstart:
             NEWS_MARKER if RECHECK_NEWS else None,
             CONSOLIDATIONS,
             SECURITIES_MARKER if SETTINGS.keeps_securities else None,
+            TICK_JOBS,
         ),
     )
     start_run(SETTINGS, planned_jobs=planned_job_count())
