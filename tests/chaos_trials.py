@@ -17,6 +17,7 @@ from marketpipe.lake.month_sources import MONTHLY_DIR
 from marketpipe.lake.news import NEWS_DIR, news_key
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.storage import LAKE_DIR, as_store
+from marketpipe.lake.ticks import KINDS as TICK_KINDS
 
 # How often each crash point is at least reached by a cold run of two liquid symbols over
 # 2024-01-02..2024-03-28 (three jobs, about a dozen pages, one ledger commit per page), so a
@@ -25,13 +26,14 @@ SMALL_RUN_ARRIVALS = {"request": 10, "parquet_write": 110, "checkpoint_commit": 
 
 
 def lake_hashes(lake: LakeStore | Path | str) -> dict[str, str]:
-    """sha256 of every data file of the lake (bars, month files, corporate actions and news),
-    by key relative to its root (``ohlcv/symbol=...``, ``ohlcv_monthly/symbol=...``,
-    ``corporate_actions/symbol=...``, ``news/year=...``)."""
+    """sha256 of every data file of the lake (bars, month files, corporate actions, news,
+    trades and quotes), by key relative to its root (``ohlcv/symbol=...``,
+    ``ohlcv_monthly/symbol=...``, ``corporate_actions/symbol=...``, ``news/year=...``,
+    ``trades/symbol=...``)."""
     store = as_store(lake)
     return {
         key: hashlib.sha256(store.get(key)).hexdigest()
-        for area in (LAKE_DIR, MONTHLY_DIR, ACTIONS_DIR, NEWS_DIR)
+        for area in (LAKE_DIR, MONTHLY_DIR, ACTIONS_DIR, NEWS_DIR, *TICK_KINDS)
         for key in store.list(area)
         if key.endswith(".parquet")
     }

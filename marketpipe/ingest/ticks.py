@@ -27,9 +27,11 @@ def fetch_tick_day(
     *,
     feed: str = "sip",
     asof: dt.date | None = None,
+    vendor: str | None = None,
 ) -> WrittenFile:
     """Fetch ``symbol``'s prints of the New York ``day`` (midnight to midnight) and publish
-    them as its day file, streaming: memory holds a page and a row group, not the day."""
+    them as its day file, streaming: memory holds a page and a row group, not the day.
+    ``vendor`` names the source in the file's footer (default: the client's)."""
     query = TicksQuery(
         symbols=(symbol,),
         start=new_york_midnight(day),
@@ -37,7 +39,7 @@ def fetch_tick_day(
         feed=feed,
         asof=asof,
     )
-    metadata = {"marketpipe.vendor": client.vendor, "marketpipe.feed": feed}
+    metadata = {"marketpipe.vendor": vendor or client.vendor, "marketpipe.feed": feed}
 
     def pages() -> Iterator[pa.Table]:
         for table in client.fetch_batch(query):

@@ -70,6 +70,7 @@ def fetch_ticks(
                             day,
                             feed=settings.feed,
                             asof=settings.symbols_asof,
+                            vendor=settings.config.vendor,
                         )
                         entry = TickEntry(kind, symbol, day, written.rows, written.sha256, run_id)
                         store.record_ticks(entry)

@@ -1,0 +1,215 @@
+"""Trades and quotes in the workflow: planned and named by a dry run, stored as alpaca-py
+reads them from the vendor, recorded and verified, a damaged day moved aside and fetched
+again, an unrecorded day adopted without a request, and a crash resumed to the same bytes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+import marketpipe
+from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.ticks import tick_key
+from marketpipe.markettime.calendar import new_york_days_range
+from tests.chaos_trials import lake_hashes, run_crash_trial
+from tests.conftest import start_simulator
+from tests.workflow_support import (
+    copy_of,
+    marketpipe_command,
+    request_log,
+    snakemake,
+    snakemake_command,
+    write_config,
+)
+
+pytestmark = pytest.mark.workflow
+
+DAY = dt.date(2024, 1, 3)
+SYMBOL = "F"  # the demo market's quietest symbol: a day's quotes in seconds, not minutes
+TICK_CONFIG = {
+    "symbols": [SYMBOL, "SPY"],
+    "start": DAY,
+    "end": DAY,
+    "news": {"fetch": False},
+    "corporate_actions": {"fetch": False},
+    "consolidate": False,
+    "trades": {"fetch": True, "symbols": [SYMBOL]},
+    "quotes": {"fetch": True, "symbols": [SYMBOL]},
+}
+
+
+def to_microseconds(table: pa.Table) -> list[dict[str, object]]:
+    """Rows with timestamps cut to microseconds, as alpaca-py's datetimes hold them (the
+    lake keeps the vendor's nanoseconds)."""
+    index = table.schema.get_field_index("timestamp")
+    cut = pc.cast(table["timestamp"], pa.timestamp("us", "UTC"), safe=False)
+    return table.set_column(index, "timestamp", cut).to_pylist()
+
+
+@pytest.fixture(scope="module")
+def tick_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workflow run keeping F's trades and quotes of one day (bars of F and SPY)."""
+    workdir = tmp_path_factory.mktemp("ticks")
+    write_config(workdir, **TICK_CONFIG)
+    dry = snakemake(workdir, "-n")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert f"missing trades: {SYMBOL} {DAY}" in dry.stderr
+    assert f"missing quotes: {SYMBOL} {DAY}" in dry.stderr
+    assert "missing trades: SPY" not in dry.stderr  # not among trades.symbols
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "trades" in result.stdout and "stored this run" in result.stdout
+    return workdir
+
+
+def test_stored_ticks_are_what_alpaca_py_reads_from_the_vendor(tick_lake: Path) -> None:
+    from alpaca.data.historical import StockHistoricalDataClient
+    from alpaca.data.requests import StockQuotesRequest, StockTradesRequest
+
+    lake = tick_lake / "lake"
+    trades = to_microseconds(marketpipe.read_trades(SYMBOL, DAY, DAY, data_dir=lake))
+    quotes = to_microseconds(marketpipe.read_quotes(SYMBOL, DAY, DAY, data_dir=lake))
+    stored = marketpipe.read_trades(SYMBOL, DAY, DAY, data_dir=lake, columns=["timestamp"])
+    assert stored.schema.field("timestamp").type == pa.timestamp("ns", "UTC")
+    assert pc.any(pc.not_equal(pc.cast(stored["timestamp"], pa.int64()).to_numpy() % 1000, 0))
+    start, end = new_york_days_range(DAY, DAY)
+    vendor = start_simulator(seed=0)  # the demo vendor's market
+    try:
+        client = StockHistoricalDataClient("demo", "demo", url_override=vendor.url)
+        their_trades = client.get_stock_trades(
+            StockTradesRequest(symbol_or_symbols=SYMBOL, start=start, end=end)
+        ).data[SYMBOL]
+        their_quotes = client.get_stock_quotes(
+            StockQuotesRequest(symbol_or_symbols=SYMBOL, start=start, end=end)
+        ).data[SYMBOL]
+    finally:
+        vendor.stop()
+    assert len(trades) > 1000 and len(quotes) > len(trades)
+    assert [
+        (t.timestamp, t.price, t.size, t.exchange, t.id, t.conditions, t.tape) for t in their_trades
+    ] == [
+        (
+            row["timestamp"],
+            row["price"],
+            row["size"],
+            row["exchange"],
+            row["id"],
+            row["conditions"],
+            row["tape"],
+        )
+        for row in trades
+    ]
+    assert [
+        (
+            q.timestamp,
+            q.bid_price,
+            q.bid_size,
+            q.bid_exchange,
+            q.ask_price,
+            q.ask_size,
+            q.ask_exchange,
+            q.conditions,
+            q.tape,
+        )
+        for q in their_quotes
+    ] == [
+        (
+            row["timestamp"],
+            row["bid_price"],
+            row["bid_size"],
+            row["bid_exchange"],
+            row["ask_price"],
+            row["ask_size"],
+            row["ask_exchange"],
+            row["conditions"],
+            row["tape"],
+        )
+        for row in quotes
+    ]
+    with CheckpointStore(lake) as store:
+        entries = store.tick_entries()
+    assert set(entries) == {("trades", SYMBOL, DAY), ("quotes", SYMBOL, DAY)}
+    assert entries[("trades", SYMBOL, DAY)].rows == len(trades)
+    footer = pq.read_schema(lake / tick_key("quotes", SYMBOL, DAY)).metadata
+    assert footer[b"marketpipe.vendor"] == b"demo" and footer[b"marketpipe.feed"] == b"sip"
+
+
+def test_a_rerun_asks_nothing_and_verify_checks_the_tick_files(
+    tick_lake: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(tick_lake, tmp_path)
+    before = len(request_log(workdir))
+    dry = snakemake(workdir, "-n")
+    assert "missing trades" not in dry.stderr and "missing quotes" not in dry.stderr
+    rerun = snakemake(workdir, "--cores", "2")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert len(request_log(workdir)) == before
+    verify = subprocess.run(
+        marketpipe_command("verify"), cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "2 trades/quotes file(s): OK" in verify.stdout
+
+
+def test_a_damaged_tick_day_is_named_moved_aside_and_fetched_again(
+    tick_lake: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(tick_lake, tmp_path)
+    reference = lake_hashes(tick_lake / "lake")
+    key = tick_key("trades", SYMBOL, DAY)
+    path = workdir / "lake" / key
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    verify = subprocess.run(
+        marketpipe_command("verify"), cwd=workdir, capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 1
+    assert f"BAD lake/{key}: content differs from the ledger" in verify.stdout
+    dry = snakemake(workdir, "-n")
+    assert f"damaged: trades {SYMBOL} {DAY}" in dry.stderr
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert lake_hashes(workdir / "lake") == reference
+    assert list((workdir / "lake" / "_damaged").rglob("trades.parquet.reason"))
+
+
+def test_an_unrecorded_tick_day_is_adopted_without_asking_the_vendor(
+    tick_lake: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(tick_lake, tmp_path)
+    with CheckpointStore(workdir / "lake") as store:  # a crash after the file, before its row
+        store.forget_ticks("quotes", SYMBOL, [DAY])
+    dry = snakemake(workdir, "-n")
+    assert f"missing quotes: {SYMBOL} {DAY}" in dry.stderr
+    before = len(request_log(workdir))
+    result = snakemake(workdir, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [entry for entry in request_log(workdir)[before:] if "quotes" in entry.path]
+    with CheckpointStore(workdir / "lake") as store:
+        assert ("quotes", SYMBOL, DAY) in store.tick_entries()
+
+
+def test_a_crash_while_writing_a_tick_day_resumes_to_the_same_bytes(
+    tick_lake: Path, tmp_path: Path
+) -> None:
+    workdir = copy_of(tick_lake, tmp_path)
+    reference = lake_hashes(tick_lake / "lake")
+    for kind in ("trades", "quotes"):
+        shutil.rmtree(workdir / "lake" / kind)
+    result = run_crash_trial(
+        command=snakemake_command(workdir, "--cores", "1"),
+        workdir=workdir,
+        data_dir=workdir / "lake",
+        point="parquet_write",
+        nth=1,
+        reference=reference,
+    )
+    assert result.crashed and result.passed, result
