@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from marketpipe.connectors import AlpacaClient, AlpacaConfig, BarsQuery
 from marketpipe.connectors.alpaca import AlpacaDataClient
-from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
+from marketpipe.connectors.polygon import PolygonApiClient, PolygonClient, PolygonConfig
 from marketpipe.connectors.rate_limit import RateLimiter
 from marketpipe.markettime.calendar import trading_sessions
 from marketpipe.markettime.clock import NOW_VARIABLE
@@ -154,12 +154,14 @@ def polygon_client(
     clock: FakeClock | None = None,
     *,
     rate_limiter: RateLimiter | None = None,
+    client_class: type[PolygonApiClient[Any]] = PolygonClient,
     **config: Any,
-) -> PolygonClient:
-    """A PolygonClient pointed at ``server``; with ``clock``, time is fake and instant."""
+) -> Any:
+    """A Massive client (aggregates, or ``client_class``: trades, quotes) pointed at
+    ``server``; with ``clock``, time is fake and instant."""
     config.setdefault("api_key", SecretStr("polygon-demo-key"))
     config.setdefault("requests_per_minute", 10_000)
-    return PolygonClient(
+    return client_class(
         PolygonConfig(base_url=server.url, **config),
         rate_limiter=rate_limiter,
         **clock_options(clock),

@@ -40,6 +40,7 @@ from marketpipe.connectors.models import (
 )
 from marketpipe.connectors.news import NewsClient, NewsQuery, RejectedArticle
 from marketpipe.connectors.polygon import PolygonClient, PolygonConfig
+from marketpipe.connectors.polygon_ticks import PolygonQuotesClient, PolygonTradesClient
 from marketpipe.connectors.rate_limit import NoRateLimit, RateLimiter, SlidingWindowRateLimiter
 from marketpipe.connectors.ticks import (
     QUOTES,
@@ -94,6 +95,8 @@ __all__ = [
     "PaginationError",
     "PolygonClient",
     "PolygonConfig",
+    "PolygonQuotesClient",
+    "PolygonTradesClient",
     "QueryApiKeyAuth",
     "Quote",
     "RateLimiter",

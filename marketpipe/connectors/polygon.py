@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.auth import AuthStrategy, BearerTokenAuth
-from marketpipe.connectors.base_api_client import BaseApiClient, Page
+from marketpipe.connectors.base_api_client import BaseApiClient, Page, QueryT
 from marketpipe.connectors.config import ClientConfig, NonEmptySecret, with_environment_defaults
 from marketpipe.connectors.errors import (
     ApiError,
@@ -70,21 +70,50 @@ class PolygonConfig(ClientConfig):
         return with_environment_defaults(data, sources, required=("api_key",))
 
 
-class PolygonClient(BaseApiClient[BarsQuery]):
-    """Massive (Polygon.io) aggregates as canonical OHLCV tables, raw (``adjusted=false``)."""
+class PolygonApiClient(BaseApiClient[QueryT]):
+    """What every Massive (Polygon.io) endpoint shares: the key as a bearer token, and a 403
+    that is the plan's limit."""
 
     vendor: ClassVar[str] = "polygon"
     credential_variables: ClassVar[tuple[str, ...]] = (
         PolygonConfig.ENV_API_KEY,
         PolygonConfig.ENV_ALTERNATE_API_KEY,
     )
-    dataset = OHLCV
 
     def default_auth(self, config: ClientConfig) -> AuthStrategy:
         """``Authorization: Bearer <key>``, as the official client sends it."""
         if not isinstance(config, PolygonConfig):
-            raise TypeError("PolygonClient needs a PolygonConfig (or an explicit auth=)")
+            raise TypeError(f"{type(self).__name__} needs a PolygonConfig (or an explicit auth=)")
         return BearerTokenAuth(config.api_key)
+
+    def explain(self, error: ApiError) -> ConnectorError:
+        """A 403 is the plan (history depth, delay); a 401 the key (see the base)."""
+        if error.status == 403:
+            return SubscriptionError(
+                403,
+                f"{error.message}: this Massive/Polygon plan does not cover the data asked for "
+                "(history depth or recency); not retried",
+                error.endpoint,
+            )
+        return super().explain(error)
+
+    def next_path(self, page: Page, prefix: str, what: str) -> str | None:
+        """``next_url``'s path and query, to re-request against our own base (the vendor
+        leaves the key out of it); ``None`` at the end."""
+        payload = page.payload
+        next_url = payload.get("next_url") if isinstance(payload, dict) else None
+        if not next_url:
+            return None
+        parts = urlsplit(str(next_url))
+        if not parts.path.startswith(prefix):
+            raise ResponseFormatError(f"{what} page {page.number}: next_url leads elsewhere")
+        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+class PolygonClient(PolygonApiClient[BarsQuery]):
+    """Massive (Polygon.io) aggregates as canonical OHLCV tables, raw (``adjusted=false``)."""
+
+    dataset = OHLCV
 
     def ticker_details(self, symbol: str, on: dt.date | None = None) -> dict[str, Any] | None:
         """``GET /v3/reference/tickers/{symbol}``'s ``results`` as of ``on`` (default: today;
@@ -193,14 +222,7 @@ class PolygonClient(BaseApiClient[BarsQuery]):
 
     def next_cursor(self, page: Page) -> str | None:
         """``next_url``'s path and query (resolved against our own base); ``None`` at the end."""
-        payload = page.payload
-        next_url = payload.get("next_url") if isinstance(payload, dict) else None
-        if not next_url:
-            return None
-        parts = urlsplit(str(next_url))
-        if not parts.path.startswith("/v2/aggs/ticker/"):
-            raise ResponseFormatError(f"aggs page {page.number}: next_url leads elsewhere")
-        return f"{parts.path}?{parts.query}" if parts.query else parts.path
+        return self.next_path(page, "/v2/aggs/ticker/", "aggs")
 
     def parse_page(self, page: Page, query: BarsQuery) -> pa.Table:
         """The page's ``results`` as a canonical table (absent ``results``: no bars)."""
@@ -236,17 +258,6 @@ class PolygonClient(BaseApiClient[BarsQuery]):
         except (TypeError, AttributeError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ResponseFormatError(f"{where}: a bar is malformed: {exc}") from None
         return query.labelled(pa.Table.from_arrays(arrays, schema=OHLCV_SCHEMA))
-
-    def explain(self, error: ApiError) -> ConnectorError:
-        """A 403 is the plan (history depth, delay); a 401 the key (see the base)."""
-        if error.status == 403:
-            return SubscriptionError(
-                403,
-                f"{error.message}: this Massive/Polygon plan does not cover the data asked for "
-                "(history depth or recency); not retried",
-                error.endpoint,
-            )
-        return super().explain(error)
 
 
 def _as_traded(query: BarsQuery) -> Iterator[BarsQuery]:

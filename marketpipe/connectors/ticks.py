@@ -9,7 +9,8 @@ page: nothing holds more than one page.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, Literal
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal, Protocol
 
 import pyarrow as pa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -193,4 +194,12 @@ class AlpacaQuotesClient(_AlpacaTicksClient):
     kind = "quotes"
 
 
-TicksClient = AlpacaTradesClient | AlpacaQuotesClient
+class TicksClient(Protocol):
+    """What fetching a tick day needs of a vendor's trades or quotes client."""
+
+    vendor: ClassVar[str]
+    kind: ClassVar[Literal["trades", "quotes"]]
+
+    def fetch_batch(self, query: TicksQuery) -> Iterator[pa.Table]:
+        """The query's rows, a table per page."""
+        ...

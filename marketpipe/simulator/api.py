@@ -27,6 +27,7 @@ from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMar
 from marketpipe.simulator.news_api import NewsDesk
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
 from marketpipe.simulator.polygon_reference import ReferenceData, is_reference_path
+from marketpipe.simulator.polygon_ticks import PolygonTicks, is_polygon_ticks_path
 from marketpipe.simulator.replies import (
     Reply,
     error_reply,
@@ -187,6 +188,7 @@ class SimulatorApp:
         self.corporate_actions = self.config.corporate_actions + security_action_records(self.book)
         self.news = NewsDesk(self.config.seed, self.config.news_window)
         self.ticks = TickServer(self.market, self.book, self.config.quotes_per_trade)
+        self.polygon_ticks = PolygonTicks(self.ticks)
 
     def handle(self, path: str, query: list[tuple[str, str]], headers: Mapping[str, str]) -> Reply:
         """Answer one GET request and record it in the request log."""
@@ -218,7 +220,7 @@ class SimulatorApp:
     ) -> tuple[Reply, dict[str, Any]]:
         info: dict[str, Any] = {}
         parts = path.strip("/").split("/")
-        if is_polygon_path(parts) or is_reference_path(parts):
+        if is_polygon_path(parts) or is_reference_path(parts) or is_polygon_ticks_path(parts):
             return self._polygon(parts, query, headers, info)
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
@@ -286,8 +288,8 @@ class SimulatorApp:
         headers: Mapping[str, str],
         info: dict[str, Any],
     ) -> tuple[Reply, dict[str, Any]]:
-        """Massive/Polygon aggregates and ticker details: key by ``Authorization: Bearer``
-        or ``apiKey``."""
+        """Massive/Polygon aggregates, trades, quotes and reference data: key by
+        ``Authorization: Bearer`` or ``apiKey``."""
         bearer = headers.get("Authorization", "")
         key = bearer[7:].strip() if bearer.startswith("Bearer ") else dict(query).get("apiKey", "")
         if not key or (self.config.strict_keys and key != self.config.key_id):
@@ -307,7 +309,10 @@ class SimulatorApp:
         if fault is not None and fault != "slow":
             return fault_reply(fault, {}, "polygon", self.config.faults, self.clock()), info
         try:
-            if is_reference_path(parts):
+            if is_polygon_ticks_path(parts):
+                host = headers.get("Host") or headers.get("host") or "127.0.0.1"
+                payload, count = self.polygon_ticks.page(parts, query, self.market_clock(), host)
+            elif is_reference_path(parts):
                 request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
                 today = new_york_date(self.market_clock())
                 payload = self.reference.answer(parts, query, today, request_id)

@@ -18,7 +18,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from marketpipe.markettime.calendar import new_york_date, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator.market import Bar, SyntheticMarket
 from marketpipe.simulator.securities import SecurityBook
-from marketpipe.simulator.ticks import MinuteTrades, minute_quotes, minute_trades
+from marketpipe.simulator.ticks import MinuteQuotes, MinuteTrades, minute_quotes, minute_trades
 from marketpipe.simulator.wire import (
     BadRequest,
     check_sort,
@@ -104,6 +104,9 @@ def parse_ticks_request(
 
 # Where a page resumes: symbol, session, minute index in it, print index in the minute.
 Position = tuple[str, dt.date, int, int]
+# How one minute's prints inside the request go on the wire: (request, stream key, bar,
+# tape, minute index in the session) -> encoded JSON objects.
+MinuteEncoder = Callable[["TicksRequest", str, Bar, str, int], list[bytes]]
 
 
 class TickServer:
@@ -122,17 +125,7 @@ class TickServer:
         """One page of ``request`` from its ``page_token`` on, with the next token."""
         token = dict(query).get("page_token")
         position = _decode(token, request) if token else (request.symbols[0], dt.date.min, 0, 0)
-        groups: dict[str, list[bytes]] = {}
-        remaining, resume = request.limit, None
-        for symbol, day, minute, encoded in self._minutes(request, position, now):
-            taken = encoded[:remaining]
-            if taken:
-                groups.setdefault(symbol, []).extend(taken)
-                remaining -= len(taken)
-            if remaining == 0:
-                skipped = position[3] if (symbol, day, minute) == position[:3] else 0
-                resume = (symbol, day, minute, skipped + len(taken))
-                break
+        groups, resume = self.collect(request, position, now, self._encode_minute)
         next_token = _encode(resume, request) if resume else None
         count = sum(len(rows) for rows in groups.values())
         kind = request.kind
@@ -142,8 +135,26 @@ class TickServer:
         grouped = {symbol: json_list(rows) for symbol, rows in groups.items()}
         return {kind: grouped, "next_page_token": next_token}, count
 
+    def collect(
+        self, request: TicksRequest, position: Position, now: float, encode: MinuteEncoder
+    ) -> tuple[dict[str, list[bytes]], Position | None]:
+        """Up to ``request.limit`` prints from ``position`` on, encoded by ``encode`` and
+        grouped by symbol, and where the next page resumes (``None``: the end)."""
+        groups: dict[str, list[bytes]] = {}
+        remaining, resume = request.limit, None
+        for symbol, day, minute, encoded in self._minutes(request, position, now, encode):
+            taken = encoded[:remaining]
+            if taken:
+                groups.setdefault(symbol, []).extend(taken)
+                remaining -= len(taken)
+            if remaining == 0:
+                skipped = position[3] if (symbol, day, minute) == position[:3] else 0
+                resume = (symbol, day, minute, skipped + len(taken))
+                break
+        return groups, resume
+
     def _minutes(
-        self, request: TicksRequest, position: Position, now: float
+        self, request: TicksRequest, position: Position, now: float, encode: MinuteEncoder
     ) -> Iterator[tuple[str, dt.date, int, list[bytes]]]:
         """Each minute's encoded prints inside the range, from ``position`` on."""
         first = new_york_date(dt.datetime.fromtimestamp(request.start_ns / 1e9, dt.UTC))
@@ -167,18 +178,28 @@ class TickServer:
                         continue
                     if (bar.t + 60) * 10**9 <= request.start_ns or bar.t * 10**9 > request.end_ns:
                         continue
-                    encoded = self._encode_minute(request, key, bar, tape)
+                    encoded = encode(request, key, bar, tape, index)
                     skip = start_print if at_start and index == start_minute else 0
                     yield symbol, session.date, index, encoded[skip:]
 
-    def _encode_minute(self, request: TicksRequest, key: str, bar: Bar, tape: str) -> list[bytes]:
-        """The minute's trades or quotes inside [start, end], as Alpaca's JSON objects."""
+    def minute_prints(
+        self, request: TicksRequest, key: str, bar: Bar
+    ) -> tuple[MinuteTrades | MinuteQuotes, np.ndarray]:
+        """The minute's trades or quotes, and which of them lie inside [start, end]."""
         trades = minute_trades(key, bar.t, (bar.o, bar.h, bar.l, bar.c, bar.v, bar.n, bar.vw))
-        if request.kind == "trades":
-            inside = (trades.times >= request.start_ns) & (trades.times <= request.end_ns)
-            return _encoded_trades(trades, inside, tape)
-        quotes = minute_quotes(key, bar.t, trades, self.quotes_per_trade)
-        inside = (quotes.times >= request.start_ns) & (quotes.times <= request.end_ns)
+        prints: MinuteTrades | MinuteQuotes = trades
+        if request.kind == "quotes":
+            prints = minute_quotes(key, bar.t, trades, self.quotes_per_trade)
+        return prints, (prints.times >= request.start_ns) & (prints.times <= request.end_ns)
+
+    def _encode_minute(
+        self, request: TicksRequest, key: str, bar: Bar, tape: str, minute: int
+    ) -> list[bytes]:
+        """The minute's trades or quotes inside [start, end], as Alpaca's JSON objects."""
+        prints, inside = self.minute_prints(request, key, bar)
+        if isinstance(prints, MinuteTrades):
+            return _encoded_trades(prints, inside, tape)
+        quotes = prints
         if not inside.any():
             return []
         stamps = _stamps(quotes.times[inside])

@@ -16,6 +16,8 @@ from marketpipe.connectors import (
     CorporateActionsClient,
     NewsClient,
     PolygonClient,
+    PolygonQuotesClient,
+    PolygonTradesClient,
 )
 from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.flat_files import FlatFilesClient
@@ -124,6 +126,12 @@ def open_clients(
                 bars=stack.enter_context(PolygonClient(polygon, rate_limiter=limiter, **options)),
                 corporate_actions=None,
                 flat_files=files,
+                trades=stack.enter_context(
+                    PolygonTradesClient(polygon, rate_limiter=limiter, **options)
+                ),
+                quotes=stack.enter_context(
+                    PolygonQuotesClient(polygon, rate_limiter=limiter, **options)
+                ),
             )
             return
         if settings.config.vendor == "alpaca":
