@@ -31,8 +31,8 @@ from marketpipe.connectors.ticks import (
     TicksQuery,
 )
 from marketpipe.simulator import FaultConfig, SimulatorServer
-from marketpipe.simulator.polygon_ticks import CONDITION_IDS, EXCHANGE_IDS
 from tests.conftest import FakeClock, alpaca_client, polygon_client, start_simulator
+from tests.tick_codes import in_massive_codes
 
 WINDOW = TicksQuery(
     symbols=("AAPL", "MSFT"),
@@ -97,19 +97,6 @@ def reference(server: SimulatorServer, kind: str) -> list[dict[str, Any]]:
     client_class = AlpacaTradesClient if kind == "trades" else AlpacaQuotesClient
     with alpaca_client(server, client_class=client_class, page_size=10_000) as client:
         return pa.concat_tables(list(client.fetch_batch(WINDOW))).to_pylist()
-
-
-def in_massive_codes(row: dict[str, Any]) -> dict[str, Any]:
-    """An Alpaca-format row with Massive's exchange and condition IDs, as its API sends them."""
-    coded = dict(row)
-    for name in ("exchange", "bid_exchange", "ask_exchange"):
-        if name in coded:
-            coded[name] = str(EXCHANGE_IDS[coded[name]])
-    if "exchange" in coded:  # trades: a regular print carries no condition there
-        coded["conditions"] = [str(CONDITION_IDS[c]) for c in row["conditions"] if c != "@"]
-    else:
-        coded["conditions"] = []
-    return coded
 
 
 def expected(server: SimulatorServer, connector: TickConnector) -> list[dict[str, Any]]:

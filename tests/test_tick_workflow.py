@@ -5,6 +5,7 @@ again, an unrecorded day adopted without a request, and a crash resumed to the s
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,10 +21,12 @@ from marketpipe.lake.ticks import tick_key
 from marketpipe.markettime.calendar import new_york_days_range
 from tests.chaos_trials import lake_hashes, run_crash_trial
 from tests.conftest import start_simulator
+from tests.tick_codes import in_massive_codes
 from tests.workflow_support import (
     copy_of,
     marketpipe_command,
     request_log,
+    simulator_process,
     snakemake,
     snakemake_command,
     write_config,
@@ -213,3 +216,23 @@ def test_a_crash_while_writing_a_tick_day_resumes_to_the_same_bytes(
         reference=reference,
     )
     assert result.crashed and result.passed, result
+
+
+def test_a_polygon_lake_stores_the_same_prints_in_massives_codes(
+    tick_lake: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "POLYGON_API_KEY": "polygon-demo-key"}
+    with simulator_process(tmp_path / "requests.jsonl") as url:
+        write_config(
+            tmp_path,
+            **{**TICK_CONFIG, "quotes": {"fetch": False}},
+            vendor="polygon",
+            polygon={"base_url": url, "requests_per_minute": 10_000},
+        )
+        result = snakemake(tmp_path, "--cores", "2", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    theirs = marketpipe.read_trades(SYMBOL, DAY, DAY, data_dir=tmp_path / "lake").to_pylist()
+    demo = marketpipe.read_trades(SYMBOL, DAY, DAY, data_dir=tick_lake / "lake").to_pylist()
+    assert theirs == [in_massive_codes(row) for row in demo]
+    footer = pq.read_schema(tmp_path / "lake" / tick_key("trades", SYMBOL, DAY)).metadata
+    assert footer[b"marketpipe.vendor"] == b"polygon"
