@@ -1,4 +1,5 @@
-"""``marketpipe reconcile LAKE_A LAKE_B``: two sources' bars compared minute by minute."""
+"""``marketpipe reconcile LAKE_A LAKE_B``: two sources' bars compared minute by minute (or,
+``--from-trades``, a lake's bars with bars rolled up from its trades)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,18 @@ def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
         "read), said in one line"
     )
     command.add_argument("lake_a", metavar="LAKE_A", help="a lake: directory or s3://bucket/prefix")
-    command.add_argument("lake_b", metavar="LAKE_B", help="the lake to compare with LAKE_A")
+    command.add_argument(
+        "lake_b",
+        metavar="LAKE_B",
+        nargs="?",
+        help="the lake to compare with LAKE_A (with --from-trades: default LAKE_A)",
+    )
+    command.add_argument(
+        "--from-trades",
+        action="store_true",
+        help="compare LAKE_A's bars with bars rolled up from the trades stored in LAKE_B "
+        "(default: LAKE_A's own), for the symbols whose trades it keeps",
+    )
     command.add_argument("--symbols", help="comma-separated (default: every symbol both hold)")
     command.add_argument("--start", type=dt.date.fromisoformat, help="first New York date")
     command.add_argument("--end", type=dt.date.fromisoformat, help="last New York date")
@@ -84,6 +96,13 @@ def run_reconcile(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
     symbols = args.symbols.split(",") if args.symbols else None
+    if args.lake_b is None and not args.from_trades:
+        print(
+            "marketpipe reconcile: name LAKE_B, or compare LAKE_A with its own trades "
+            "(--from-trades)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     try:
         result = reconcile_lakes(
             args.lake_a,
@@ -94,6 +113,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
             price_tolerance=args.price_tolerance,
             volume_tolerance=args.volume_tolerance,
             allow_missing=args.allow_missing,
+            b_source="trades" if args.from_trades else "bars",
         )
         for path, table in ((args.output, result.differences), (args.summary, result.summary)):
             if path is not None:

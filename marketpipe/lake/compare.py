@@ -28,6 +28,7 @@ from marketpipe.lake.one_sided import (
     DATASET_KINDS,
     DIFFERENCE_SCHEMA,
     PARTITION_KINDS,
+    BarSource,
     Partition,
     PartitionCounts,
     count_kinds,
@@ -39,12 +40,14 @@ from marketpipe.lake.one_sided import (
 )
 from marketpipe.lake.reader import sorted_symbols
 from marketpipe.lake.storage import (
+    LAKE_DIR,
     SYMBOL_COLUMN,
     as_store,
     partition_key,
     present_partitions,
     read_table_at,
 )
+from marketpipe.lake.ticks import tick_key
 from marketpipe.lake.tolerance import PriceTolerance, relative_differs
 from marketpipe.markettime.calendar import trading_sessions
 
@@ -116,7 +119,7 @@ def reconcile(
 
 def reconcile_lakes(
     lake_a: LakeStore | Path | str,
-    lake_b: LakeStore | Path | str,
+    lake_b: LakeStore | Path | str | None = None,
     *,
     start: dt.date | None = None,
     end: dt.date | None = None,
@@ -124,20 +127,37 @@ def reconcile_lakes(
     price_tolerance: PriceTolerance | str | float = DEFAULT_PRICE_TOLERANCE,
     volume_tolerance: float = DEFAULT_VOLUME_TOLERANCE,
     allow_missing: bool = False,
+    b_source: BarSource = "bars",
 ) -> Reconciliation:
     """Compare two lakes (local directories or ``s3://`` URIs) between ``start`` and ``end``
     (New York dates, inclusive; default: all), for ``symbols`` (default: every symbol either
     lake holds): minute by minute where both hold a partition, and (unless
     ``allow_missing``) what only one of them holds. ``price_tolerance``: ``"0"`` (exact to
-    the tick), dollars (``"0.01"``) or basis points (``"1bp"``)."""
+    the tick), dollars (``"0.01"``) or basis points (``"1bp"``).
+
+    ``b_source="trades"`` compares ``lake_a``'s bars with bars rolled up from the trades
+    stored in ``lake_b`` (default: ``lake_a`` itself), for the symbols whose trades it holds
+    (default); news, corporate actions and securities are then not compared."""
     tolerance = PriceTolerance.parse(price_tolerance)
     if not 0 <= volume_tolerance < 1:
         raise ValueError(
             f"volume_tolerance must be a relative difference in [0, 1), got {volume_tolerance}"
         )
-    stores = as_store(lake_a), as_store(lake_b)
+    if lake_b is None and b_source == "bars":
+        raise ValueError("name the second lake, or compare with the first one's trades")
+    stores = as_store(lake_a), as_store(lake_b if lake_b is not None else lake_a)
     wanted = None if symbols is None else sorted_symbols(symbols)
-    held = [_held_partitions(store, start, end, wanted) for store in stores]
+    held_b = _held_partitions(stores[1], start, end, wanted, b_source)
+    if b_source == "trades" and not held_b:
+        raise NothingToCompareError(
+            f"{stores[1].uri} keeps no trades between {start or 'the start'} and "
+            f"{end or 'the end'}"
+            + (f" for {', '.join(wanted)}" if wanted else "")
+            + "; fetch them with trades.fetch: true (and trades.symbols)"
+        )
+    if b_source == "trades" and wanted is None:  # the symbols whose trades the lake keeps
+        wanted = sorted({symbol for symbol, _ in held_b})
+    held = [_held_partitions(stores[0], start, end, wanted), held_b]
     common = sorted(held[0] & held[1])
     only = ([], []) if allow_missing else (sorted(held[0] - held[1]), sorted(held[1] - held[0]))
     if not common and not (only[0] or only[1]):
@@ -149,15 +169,20 @@ def reconcile_lakes(
             + (f" for {', '.join(wanted)}" if wanted else "")
             + "; check the paths, --symbols and the dates"
         )
+    where = ("bars", b_source)
     sources = tuple(
-        lake_source(store, min(partitions)) if partitions else LakeSource(store.uri, "", "")
-        for store, partitions in zip(stores, held, strict=True)
+        lake_source(store, min(partitions), area) if partitions else LakeSource(store.uri, "", "")
+        for store, partitions, area in zip(stores, held, where, strict=True)
     )
-    counts = [partition_counts(store, side) for store, side in zip(stores, only, strict=True)]
-    minutes, summary = _compare_common(stores, common, sources, tolerance, volume_tolerance)
+    counts = [
+        partition_counts(store, side, area)
+        for store, side, area in zip(stores, only, where, strict=True)
+    ]
+    minutes, summary = _compare_common(stores, common, sources, tolerance, volume_tolerance, where)
     parts = [minutes, partition_differences(only[0], only[1], counts)]
-    parts.append(security_differences(*stores, wanted))
-    if not allow_missing:
+    if b_source == "bars":
+        parts.append(security_differences(*stores, wanted))
+    if b_source == "bars" and not allow_missing:
         parts.append(dataset_differences(*stores, start, end, wanted))
     differences = _sorted(pa.concat_tables(parts))
     summary = _with_one_sided_rows(summary, only, counts)
@@ -167,23 +192,33 @@ def reconcile_lakes(
 
 
 def _held_partitions(
-    store: LakeStore, start: dt.date | None, end: dt.date | None, wanted: list[str] | None
+    store: LakeStore,
+    start: dt.date | None,
+    end: dt.date | None,
+    wanted: list[str] | None,
+    source: BarSource = "bars",
 ) -> set[Partition]:
+    area = LAKE_DIR if source == "bars" else "trades"
     return {
         (symbol, day)
-        for symbol, day in present_partitions(store, wanted)
+        for symbol, day in present_partitions(store, wanted, area)
         if (start is None or day >= start) and (end is None or day <= end)
     }
 
 
-def lake_source(store: LakeStore, partition: tuple[str, dt.date]) -> LakeSource:
-    """The vendor and feed a lake's bars came from, read from one partition's metadata."""
-    metadata = read_table_at(store, partition_key(*partition)).schema.metadata or {}
+def lake_source(
+    store: LakeStore, partition: tuple[str, dt.date], source: BarSource = "bars"
+) -> LakeSource:
+    """The vendor and feed a lake's bars (or trades) came from, read from one file's
+    metadata; a side of rolled-up trades is named ``<lake> (trades)``."""
+    key = partition_key(*partition) if source == "bars" else tick_key("trades", *partition)
+    metadata = read_table_at(store, key).schema.metadata or {}
 
     def value(key: str) -> str:
         return metadata.get(f"marketpipe.{key}".encode(), b"unknown").decode()
 
-    return LakeSource(store.uri, value("vendor"), value("feed"))
+    uri = store.uri if source == "bars" else f"{store.uri} (trades)"
+    return LakeSource(uri, value("vendor"), value("feed"))
 
 
 def _compare_common(
@@ -192,11 +227,12 @@ def _compare_common(
     sources: tuple[LakeSource, ...],
     tolerance: PriceTolerance,
     volume_tolerance: float,
+    where: tuple[BarSource, BarSource],
 ) -> tuple[pa.Table, pa.Table]:
     """Minute-by-minute differences and the summary of the partitions both lakes hold."""
     if not common:
         return DIFFERENCE_SCHEMA.empty_table(), _summary_schema().empty_table()
-    bars = [read_partitions(store, common) for store in stores]
+    bars = [read_partitions(store, common, area) for store, area in zip(stores, where, strict=True)]
     joined = bars[0].join(
         bars[1],
         keys=[SYMBOL_COLUMN, "timestamp"],

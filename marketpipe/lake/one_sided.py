@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +24,7 @@ from marketpipe.lake.storage import SYMBOL_COLUMN, new_york_day_keys
 from marketpipe.markettime.calendar import new_york_midnight, trading_sessions
 
 Partition = tuple[str, dt.date]
+BarSource = Literal["bars", "trades"]  # stored bars, or bars rolled up from stored trades
 PARTITION_KINDS = ("day_missing_in_a", "day_missing_in_b")
 DATASET_KINDS = (
     "news_day_missing_in_a",
@@ -55,12 +57,15 @@ def day_key(day: dt.date) -> int:
     return day.year * 10_000 + day.month * 100 + day.day
 
 
-def read_partitions(store: LakeStore, partitions: Sequence[Partition]) -> pa.Table:
-    """The bars of exactly ``partitions`` (symbol, New York day), with each row's ``day``."""
+def read_partitions(
+    store: LakeStore, partitions: Sequence[Partition], source: BarSource = "bars"
+) -> pa.Table:
+    """The bars of exactly ``partitions`` (symbol, New York day), with each row's ``day``
+    (``source="trades"``: rolled up from the stored trades)."""
     symbols = sorted({symbol for symbol, _ in partitions})
     first = min(day for _, day in partitions)
     last = max(day for _, day in partitions)
-    table = read_bars(symbols, first, last, data_dir=store, missing="skip")
+    table = read_bars(symbols, first, last, data_dir=store, missing="skip", source=source)
     table = table.append_column("day", new_york_day_keys(table).cast(pa.int32()))
     wanted = pa.table(
         {
@@ -71,11 +76,13 @@ def read_partitions(store: LakeStore, partitions: Sequence[Partition]) -> pa.Tab
     return table.join(wanted, keys=[SYMBOL_COLUMN, "day"], join_type="inner")
 
 
-def partition_counts(store: LakeStore, partitions: Sequence[Partition]) -> PartitionCounts:
+def partition_counts(
+    store: LakeStore, partitions: Sequence[Partition], source: BarSource = "bars"
+) -> PartitionCounts:
     """How many bars, and how much volume, each of ``partitions`` holds."""
     if not partitions:
         return PartitionCounts({}, {})
-    table = read_partitions(store, partitions).select([SYMBOL_COLUMN, "day", "volume"])
+    table = read_partitions(store, partitions, source).select([SYMBOL_COLUMN, "day", "volume"])
     grouped = table.group_by([SYMBOL_COLUMN, "day"]).aggregate(
         [("volume", "count"), ("volume", "sum")]
     )

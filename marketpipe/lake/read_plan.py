@@ -35,12 +35,14 @@ from marketpipe.markettime.timeutil import parse_rfc3339, require_utc
 class MissingPartitionsError(LookupError):
     """Some requested (symbol, session) partitions are not in the lake; the message names them."""
 
-    def __init__(self, missing: list[tuple[str, dt.date]]) -> None:
+    def __init__(self, missing: list[tuple[str, dt.date]], dataset: str = "") -> None:
         self.missing = missing
+        what = f"{dataset} day(s)" if dataset else "partition(s)"
+        how = f"with {dataset}.fetch: true, " if dataset else ""
         super().__init__(
-            f"{len(missing)} partition(s) are not in the lake: {describe_partitions(missing)}. "
-            "Fetch them "
-            "(snakemake or marketpipe update; sessions that are not final yet cannot be), "
+            f"{len(missing)} {what} are not in the lake: {describe_partitions(missing)}. "
+            f"Fetch them ({how}"
+            "snakemake or marketpipe update; sessions that are not final yet cannot be), "
             "or read what is there (missing='skip'; export: --skip-missing)"
         )
 

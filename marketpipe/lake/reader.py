@@ -24,6 +24,7 @@ from marketpipe.lake.read_plan import (
     NoLakeError,
     ReadPlan,
     plan_read,
+    range_bound,
     sorted_symbols,
 )
 from marketpipe.lake.securities import series_resolver
@@ -38,7 +39,8 @@ from marketpipe.lake.storage import (
     read_table_at,
     repeated_string,
 )
-from marketpipe.markettime.calendar import Session, new_york_midnight
+from marketpipe.lake.tick_bars import read_trade_bars
+from marketpipe.markettime.calendar import Session, new_york_midnight, trading_sessions
 from marketpipe.markettime.timeframe import Timeframe, TimeframeUnit
 
 __all__ = [
@@ -140,6 +142,7 @@ def read_bars(
     session: Literal["extended", "regular"] = "extended",
     timeframe: str | None = None,
     adjustment: str = "raw",
+    source: Literal["bars", "trades"] = "bars",
 ) -> Any:
     """The bars of ``symbols`` from ``start`` to ``end``, read from exactly their files.
 
@@ -156,6 +159,9 @@ def read_bars(
     in the lake to the raw bars, as of the last run (see :mod:`marketpipe.lake.adjustment`).
     An Arrow table's metadata says what the lake holds (``marketpipe.vendor``, ``.feed``,
     ``.timeframe``, ``.synthetic``: ``true`` for the demo simulator's made-up market).
+    ``source="trades"`` rolls the one-minute bars up from the lake's stored trades instead,
+    by the vendor's trade-condition rules (see :mod:`marketpipe.lake.tick_bars`): what a
+    user does to check a vendor's bars; missing trades days are named as missing bars are.
     """
     kinds = adjustment_kinds(adjustment)
     lake = as_store(data_dir)
@@ -163,11 +169,19 @@ def read_bars(
         raise ValueError(f"session must be 'extended' or 'regular', got {session!r}")
     if output not in ("arrow", "pandas", "polars", "wide"):
         raise ValueError(f"output must be 'arrow', 'pandas', 'polars' or 'wide', got {output!r}")
-    plan = plan_read(sorted_symbols(symbols), start, end, lake, missing, series_resolver(lake))
-    sessions, start_at, end_at = plan.sessions, plan.start_at, plan.end_at
-    table = _read_in_order(plan, lake)
+    if source not in ("bars", "trades"):
+        raise ValueError(f"source must be 'bars' or 'trades', got {source!r}")
+    if source == "trades":
+        (first, start_at), (last, end_at) = range_bound(start, "start"), range_bound(end, "end")
+        sessions = trading_sessions(first, last)
+        table = read_trade_bars(sorted_symbols(symbols), first, last, lake, missing)
+    else:
+        plan = plan_read(sorted_symbols(symbols), start, end, lake, missing, series_resolver(lake))
+        sessions, start_at, end_at = plan.sessions, plan.start_at, plan.end_at
+        table = _read_in_order(plan, lake)
+        if kinds:
+            _require_raw(plan.keys, lake)
     if kinds:
-        _require_raw(plan.keys, lake)
         table = adjust_bars(table, actions_of(lake, sorted_symbols(symbols)), kinds)
     if start_at is not None:
         table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(start_at)))
@@ -184,7 +198,9 @@ def read_bars(
         keep = [SYMBOL_COLUMN, "timestamp"]
         table = table.select([*keep, *(name for name in columns if name not in keep)])
     held = stored_identity(lake)
-    if held is not None:  # what these bars are: vendor, feed, timeframe, synthetic or not
+    if source == "trades":
+        table = table.replace_schema_metadata({"marketpipe.source": "trades"})
+    elif held is not None:  # what these bars are: vendor, feed, timeframe, synthetic or not
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **held.metadata()})
     return _convert(table, output)
 

@@ -160,7 +160,7 @@ def tick_files(
             else:
                 absent.append((symbol, session.date))
     if absent and missing == "error":
-        raise MissingPartitionsError(absent)
+        raise MissingPartitionsError(absent, kind)
     return found
 
 
