@@ -87,6 +87,10 @@ def run_plan(args: argparse.Namespace) -> int:
         + (" and today's recheck" if plan.news_requests and not plan.news_missing else "")
         + f", about {plan.news_requests} request(s)."
     )
+    ticks = (
+        " and ".join(f"{count} {kind} day(s)" for kind, count in plan.tick_days.items())
+        + f" to fetch: about {plan.tick_rows:,} prints in {plan.tick_requests:,} request(s)."
+    )
     if not plan.jobs:
         if plan.planned_partitions:
             print(
@@ -96,6 +100,8 @@ def run_plan(args: argparse.Namespace) -> int:
             print(actions)
         if plan.news_requests:
             print(news)
+        if plan.tick_days:
+            print(ticks[0].upper() + ticks[1:])
         _print_not_final(settings)
         return 0
     print(
@@ -116,6 +122,8 @@ def run_plan(args: argparse.Namespace) -> int:
         print(actions)
     if plan.news_requests:
         print(news)
+    if plan.tick_days:
+        print(ticks[0].upper() + ticks[1:])
     _print_not_final(settings)
     return 0
 

@@ -295,3 +295,20 @@ def test_reconcile_names_the_minute_whose_trades_disagree_with_the_bar(
     minute = pc.floor_temporal(trades["timestamp"][dropped], unit="minute").as_py()
     assert {row["timestamp"] for row in found} == {minute}
     assert {row["kind"] for row in found} >= {"volume", "trade_count"}
+
+
+def test_plan_costs_the_missing_tick_days_from_the_stored_ones(tick_lake: Path) -> None:
+    with CheckpointStore(tick_lake / "lake") as store:
+        rows = {kind: entry.rows for (kind, _, _), entry in store.tick_entries().items()}
+    planned = subprocess.run(
+        marketpipe_command("plan", "--set", "end=2024-01-05"),
+        cwd=tick_lake,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert planned.returncode == 0, planned.stderr
+    expected = 2 * (rows["trades"] + rows["quotes"])
+    assert (
+        f"2 trades day(s) and 2 quotes day(s) to fetch: about {expected:,} prints" in planned.stdout
+    )

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 import marketpipe
 from marketpipe.connectors import AuthenticationError, ResponseFormatError
+from marketpipe.connectors.tick_conditions import bar_rules
 from marketpipe.connectors.ticks import (
     QUOTES_SCHEMA,
     TRADES_SCHEMA,
@@ -29,6 +30,7 @@ from marketpipe.ingest.ticks import fetch_tick_day
 from marketpipe.lake import ticks as lake_ticks
 from marketpipe.lake.read_plan import MissingPartitionsError
 from marketpipe.lake.s3_store import S3Store
+from marketpipe.lake.tick_bars import bars_from_trades
 from marketpipe.markettime.calendar import new_york_midnight
 from marketpipe.simulator import FaultConfig, SimulatorServer
 from tests.conftest import FakeClock, alpaca_client, start_simulator
@@ -209,3 +211,46 @@ def test_a_tick_day_goes_to_an_s3_lake_whole_and_reads_back_the_same(
     assert ours.equals(marketpipe.read_trades("AAPL", DAY, DAY, data_dir=tmp_path))
     lazy = marketpipe.scan_ticks("trades", "AAPL", DAY, DAY, data_dir=uri)
     assert lazy.count_rows() == local.rows
+
+
+def test_bars_from_trades_count_what_the_vendors_conditions_let_count() -> None:
+    minute = dt.datetime(2024, 2, 5, 14, 30, tzinfo=dt.UTC)
+    prints = [  # (seconds into the minute, price, size, conditions)
+        (1, 10.00, 100, ["@"]),
+        (2, 12.00, 5, ["I"]),  # odd lot: in no field
+        (3, 10.50, 200, ["@"]),
+        (4, 9.00, 100, ["4"]),  # derivatively priced: not the low
+        (5, 9.80, 100, ["@"]),
+        (61, 11.00, 50, ["@"]),
+    ]
+    trades = pa.table(
+        {
+            "symbol": ["MSFT"] * len(prints),
+            "timestamp": pa.array(
+                [minute + dt.timedelta(seconds=s) for s, *_ in prints], pa.timestamp("ns", "UTC")
+            ),
+            "price": [p for _, p, _, _ in prints],
+            "size": [float(z) for _, _, z, _ in prints],
+            "conditions": [c for *_, c in prints],
+        }
+    )
+    bars = bars_from_trades(trades, bar_rules("demo")).to_pylist()
+    assert [(b["open"], b["high"], b["low"], b["close"]) for b in bars] == [
+        (10.0, 10.5, 9.8, 9.8),
+        (11.0, 11.0, 11.0, 11.0),
+    ]
+    assert [(b["volume"], b["trade_count"]) for b in bars] == [(500.0, 4), (50.0, 1)]
+    assert bars[0]["vwap"] == round((1000 + 2100 + 900 + 980) / 500, 4)
+    assert bars[0]["timestamp"] == minute
+    with pytest.raises(ValueError, match="no trade-condition rules for vendor 'other'"):
+        bar_rules("other")
+
+
+def test_tick_symbols_must_be_among_the_configured_ones(tmp_path: Path) -> None:
+    from marketpipe.workflow.config import WorkflowConfig
+
+    config = {"symbols": ["AAPL"], "start": "2024-01-02", "end": "2024-01-03"}
+    chosen = WorkflowConfig.model_validate({**config, "trades": {"fetch": True}})
+    assert chosen.trades.fetch and chosen.trades.symbols is None and not chosen.quotes.fetch
+    with pytest.raises(ValueError, match=r"quotes.symbols names NVDA, not among the configured"):
+        WorkflowConfig.model_validate({**config, "quotes": {"fetch": True, "symbols": ["NVDA"]}})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from marketpipe.connectors import PolygonConfig
+from marketpipe.connectors.polygon_ticks import POLYGON_TICK_LIMIT
+from marketpipe.connectors.ticks import TICK_PAGE_LIMIT
 from marketpipe.ingest.actions import SYMBOLS_PER_REQUEST
 from marketpipe.ingest.news import consecutive_runs
 from marketpipe.lake.ledger import CheckpointStore, state_path
@@ -23,6 +25,7 @@ from marketpipe.workflow.news_planning import (
 from marketpipe.workflow.planning import actions_due, fetch_jobs, securities_due
 from marketpipe.workflow.settings import WorkflowSettings
 from marketpipe.workflow.status import planned_coverage
+from marketpipe.workflow.tick_planning import pending_tick_jobs
 
 POLYGON_PAGE_SIZE: int = PolygonConfig.model_fields["page_size"].default
 # Share of the feed's session minutes that have trades, for a symbol never fetched before.
@@ -31,6 +34,8 @@ _DEFAULT_FILL = {"sip": 0.9, "iex": 0.6}
 _REFERENCE_DAY = dt.date(2024, 1, 3)
 # Articles a day names a symbol in, before any day was stored (Alpaca's news, large caps).
 _DEFAULT_ARTICLES_PER_SYMBOL_DAY = 2
+# A liquid large cap's prints a day, before any day was stored (order of magnitude).
+_DEFAULT_TICKS_PER_DAY = {"trades": 500_000, "quotes": 5_000_000}
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,9 @@ class Plan:
     securities_requests: int = 0  # today's security-master check, if due (0 if not)
     news_missing: int = 0  # news days to fetch
     news_requests: int = 0  # for them, and for today's news recheck if due
+    tick_days: dict[str, int] = field(default_factory=dict)  # trades/quotes days to fetch
+    tick_rows: int = 0  # the prints they are expected to hold
+    tick_requests: int = 0  # and the pages that takes
 
     @property
     def missing_partitions(self) -> int:
@@ -65,10 +73,11 @@ class Plan:
 
     @property
     def estimated_requests(self) -> int:
-        """API requests the run should take: the bars, news, and the corporate-actions and
-        security-master checks."""
+        """API requests the run should take: the bars, news, trades and quotes, and the
+        corporate-actions and security-master checks."""
         bars = sum(job.estimated_requests for job in self.jobs)
-        return bars + self.actions_requests + self.securities_requests + self.news_requests
+        checks = self.actions_requests + self.securities_requests
+        return bars + checks + self.news_requests + self.tick_requests
 
     @property
     def file_reads(self) -> int:
@@ -149,6 +158,7 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         )
     symbols = len(settings.config.symbols)
     news_missing, news_requests = _news_cost(settings)
+    tick_days, tick_rows, tick_requests = _tick_cost(settings)
     return Plan(
         jobs=jobs,
         planned_partitions=coverage.partitions,
@@ -157,6 +167,9 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         securities_requests=_securities_cost(settings),
         news_missing=news_missing,
         news_requests=news_requests,
+        tick_days=tick_days,
+        tick_rows=tick_rows,
+        tick_requests=tick_requests,
     )
 
 
@@ -189,3 +202,30 @@ def _news_cost(settings: WorkflowSettings) -> tuple[int, int]:
     missing = [day for job in pending_news_jobs(settings) for day in job.missing]
     recheck = recheck_days(settings, stored, set(missing)) if news_recheck_due(settings) else []
     return len(missing), requests(missing) + requests(recheck)
+
+
+def _tick_cost(settings: WorkflowSettings) -> tuple[dict[str, int], int, int]:
+    """Missing trades and quotes days by kind, the prints expected in them (the stored days'
+    mean, else a liquid large cap's day) and the pages that takes."""
+    jobs = pending_tick_jobs(settings)
+    if not jobs:
+        return {}, 0, 0
+    stored: dict[str, list[int]] = {kind: [] for kind in _DEFAULT_TICKS_PER_DAY}
+    if state_path(settings.state_dir).exists():
+        with CheckpointStore(settings.state_dir) as store:
+            for (kind, _, _), entry in store.tick_entries().items():
+                if entry.rows:
+                    stored[kind].append(entry.rows)
+    if settings.config.vendor == "polygon":
+        page = min(settings.config.polygon.page_size, POLYGON_TICK_LIMIT)
+    else:
+        page = min(settings.config.alpaca.page_size, TICK_PAGE_LIMIT)
+    days: dict[str, int] = {}
+    rows = requests = 0
+    for job in jobs:
+        per_day = statistics.fmean(stored[job.kind]) if stored[job.kind] else None
+        expected = round(per_day or _DEFAULT_TICKS_PER_DAY[job.kind])
+        days[job.kind] = days.get(job.kind, 0) + len(job.missing)
+        rows += expected * len(job.missing)
+        requests += max(1, math.ceil(expected / page)) * len(job.missing)
+    return days, rows, requests
