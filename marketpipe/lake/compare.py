@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.lake.compare_securities import SECURITY_KINDS, security_differences
+from marketpipe.lake.compare_sides import LakeSource, held_partitions, lake_source
 from marketpipe.lake.objects import LakeStore
 from marketpipe.lake.one_sided import (
     DATASET_KINDS,
@@ -40,14 +41,9 @@ from marketpipe.lake.one_sided import (
 )
 from marketpipe.lake.reader import sorted_symbols
 from marketpipe.lake.storage import (
-    LAKE_DIR,
     SYMBOL_COLUMN,
     as_store,
-    partition_key,
-    present_partitions,
-    read_table_at,
 )
-from marketpipe.lake.ticks import tick_key
 from marketpipe.lake.tolerance import PriceTolerance, relative_differs
 from marketpipe.markettime.calendar import trading_sessions
 
@@ -73,15 +69,6 @@ _VALUES = [name for name in OHLCV_SCHEMA.names if name not in (SYMBOL_COLUMN, "t
 class NothingToCompareError(LookupError):
     """Neither lake holds a (symbol, session) partition in the range asked for (or, with
     ``allow_missing``, they share none)."""
-
-
-@dataclass(frozen=True)
-class LakeSource:
-    """Where a lake's bars came from, as its partitions' metadata say."""
-
-    uri: str
-    vendor: str
-    feed: str
 
 
 @dataclass(frozen=True)
@@ -147,7 +134,7 @@ def reconcile_lakes(
         raise ValueError("name the second lake, or compare with the first one's trades")
     stores = as_store(lake_a), as_store(lake_b if lake_b is not None else lake_a)
     wanted = None if symbols is None else sorted_symbols(symbols)
-    held_b = _held_partitions(stores[1], start, end, wanted, b_source)
+    held_b = held_partitions(stores[1], start, end, wanted, b_source)
     if b_source == "trades" and not held_b:
         raise NothingToCompareError(
             f"{stores[1].uri} keeps no trades between {start or 'the start'} and "
@@ -157,7 +144,7 @@ def reconcile_lakes(
         )
     if b_source == "trades" and wanted is None:  # the symbols whose trades the lake keeps
         wanted = sorted({symbol for symbol, _ in held_b})
-    held = [_held_partitions(stores[0], start, end, wanted), held_b]
+    held = [held_partitions(stores[0], start, end, wanted), held_b]
     common = sorted(held[0] & held[1])
     only = ([], []) if allow_missing else (sorted(held[0] - held[1]), sorted(held[1] - held[0]))
     if not common and not (only[0] or only[1]):
@@ -189,36 +176,6 @@ def reconcile_lakes(
     return Reconciliation(
         sources[0], sources[1], differences, summary, tolerance, volume_tolerance, allow_missing
     )
-
-
-def _held_partitions(
-    store: LakeStore,
-    start: dt.date | None,
-    end: dt.date | None,
-    wanted: list[str] | None,
-    source: BarSource = "bars",
-) -> set[Partition]:
-    area = LAKE_DIR if source == "bars" else "trades"
-    return {
-        (symbol, day)
-        for symbol, day in present_partitions(store, wanted, area)
-        if (start is None or day >= start) and (end is None or day <= end)
-    }
-
-
-def lake_source(
-    store: LakeStore, partition: tuple[str, dt.date], source: BarSource = "bars"
-) -> LakeSource:
-    """The vendor and feed a lake's bars (or trades) came from, read from one file's
-    metadata; a side of rolled-up trades is named ``<lake> (trades)``."""
-    key = partition_key(*partition) if source == "bars" else tick_key("trades", *partition)
-    metadata = read_table_at(store, key).schema.metadata or {}
-
-    def value(key: str) -> str:
-        return metadata.get(f"marketpipe.{key}".encode(), b"unknown").decode()
-
-    uri = store.uri if source == "bars" else f"{store.uri} (trades)"
-    return LakeSource(uri, value("vendor"), value("feed"))
 
 
 def _compare_common(

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from marketpipe.connectors.models import NEWS_SCHEMA
-from marketpipe.lake.compare import lake_source
+from marketpipe.lake.compare_sides import lake_source
 from marketpipe.lake.reader import read_bars
 from marketpipe.lake.storage import as_store, present_partitions
 from marketpipe.markettime.calendar import new_york_date, next_session, trading_sessions
