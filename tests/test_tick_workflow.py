@@ -20,10 +20,12 @@ import marketpipe
 from marketpipe.lake import ticks as lake_ticks
 from marketpipe.lake.compare import reconcile_lakes
 from marketpipe.lake.ledger import CheckpointStore
+from marketpipe.lake.s3_store import S3Store
 from marketpipe.lake.ticks import tick_key
 from marketpipe.markettime.calendar import new_york_days_range
 from tests.chaos_trials import lake_hashes, run_crash_trial
 from tests.conftest import start_simulator
+from tests.s3_server import S3Server
 from tests.tick_codes import in_massive_codes
 from tests.workflow_support import (
     copy_of,
@@ -312,3 +314,27 @@ def test_plan_costs_the_missing_tick_days_from_the_stored_ones(tick_lake: Path) 
     assert (
         f"2 trades day(s) and 2 quotes day(s) to fetch: about {expected:,} prints" in planned.stdout
     )
+
+
+def test_an_s3_lake_keeps_the_same_tick_days_and_verifies_them(
+    tick_lake: Path, tmp_path: Path, s3_api: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    uri = f"s3://{s3_api.create_bucket()}/lake"
+    write_config(tmp_path, **TICK_CONFIG, data_dir=uri)
+    env = {**os.environ, **s3_api.environment}
+    dry = snakemake(tmp_path, "-n", env=env)
+    assert f"missing trades: {SYMBOL} {DAY}" in dry.stderr
+    result = snakemake(tmp_path, "--cores", "2", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    s3_api.point_here(monkeypatch)
+    store = S3Store(uri, s3_api.url)
+    expected = lake_hashes(tick_lake / "lake")
+    ticks = {key: sha for key, sha in expected.items() if key.startswith(("trades/", "quotes/"))}
+    assert ticks and {key: lake_hashes(store)[key] for key in ticks} == ticks
+    again = snakemake(tmp_path, "-n", env=env)
+    assert "missing trades" not in again.stderr and "missing quotes" not in again.stderr
+    verify = subprocess.run(
+        marketpipe_command("verify"), cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "2 trades/quotes file(s): OK" in verify.stdout
