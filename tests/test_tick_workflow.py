@@ -15,16 +15,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import marketpipe
+from marketpipe.connectors import PolygonTradesClient
+from marketpipe.connectors.ticks import TicksQuery
 from marketpipe.lake import ticks as lake_ticks
 from marketpipe.lake.compare import reconcile_lakes
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.s3_store import S3Store
 from marketpipe.lake.ticks import tick_key
 from marketpipe.markettime.calendar import new_york_days_range
+from marketpipe.simulator.request_log import read_request_log
+from marketpipe.simulator.settings import DEMO_SECURITIES
 from tests.chaos_trials import lake_hashes, run_crash_trial
-from tests.conftest import start_simulator
+from tests.conftest import RemoteSimulator, polygon_client, start_simulator
 from tests.s3_server import S3Server
 from tests.tick_codes import in_massive_codes
 from tests.workflow_support import (
@@ -338,3 +343,44 @@ def test_an_s3_lake_keeps_the_same_tick_days_and_verifies_them(
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "2 trades/quotes file(s): OK" in verify.stdout
+
+
+def test_a_renamed_securitys_ticks_come_from_massive_under_the_ticker_it_used(
+    tmp_path: Path,
+) -> None:
+    # Dayforce traded as CDAY until 2024-01-31 (the demo market's rename): Massive serves
+    # tickers as traded, so that day's prints are asked for under CDAY and stored as DAY's,
+    # and the next day's under DAY.
+    day, renamed = dt.date(2024, 1, 31), dt.date(2024, 2, 1)
+    env = {**os.environ, "POLYGON_API_KEY": "polygon-demo-key"}
+    book = tmp_path / "securities.yaml"
+    book.write_text(yaml.safe_dump(list(DEMO_SECURITIES)))
+    with simulator_process(tmp_path / "requests.jsonl", "--securities", str(book)) as url:
+        write_config(
+            tmp_path,
+            symbols=["DAY"],
+            start=day,
+            end=renamed,
+            news={"fetch": False},
+            corporate_actions={"fetch": False},
+            trades={"fetch": True},
+            vendor="polygon",
+            polygon={"base_url": url, "requests_per_minute": 10_000},
+        )
+        result = snakemake(tmp_path, "--cores", "2", env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        with polygon_client(RemoteSimulator(url), client_class=PolygonTradesClient) as client:
+            start, end = new_york_days_range(day, day)
+            query = TicksQuery(symbols=("CDAY",), start=start, end=end)
+            theirs = pa.concat_tables(list(client.fetch_batch(query)))
+    stored = marketpipe.read_trades("DAY", day, day, data_dir=tmp_path / "lake")
+    assert theirs.num_rows > 1000 and stored.num_rows == theirs.num_rows
+    assert set(stored["symbol"].to_pylist()) == {"DAY"}
+    assert stored.drop_columns(["symbol"]).equals(theirs.drop_columns(["symbol"]))
+    asked = {entry.path for entry in read_request_log(tmp_path / "requests.jsonl")}
+    assert {path for path in asked if path.startswith("/v3/trades/")} == {
+        "/v3/trades/CDAY",
+        "/v3/trades/DAY",
+    }
+    after = marketpipe.read_trades("DAY", renamed, renamed, data_dir=tmp_path / "lake")
+    assert after.num_rows > 1000 and set(after["symbol"].to_pylist()) == {"DAY"}

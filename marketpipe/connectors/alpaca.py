@@ -18,7 +18,14 @@ from marketpipe.connectors.errors import (
     ResponseFormatError,
     SubscriptionError,
 )
-from marketpipe.connectors.models import OHLCV, OHLCV_SCHEMA, Symbol, TradedAs, labelled_rows
+from marketpipe.connectors.models import (
+    OHLCV,
+    OHLCV_SCHEMA,
+    Symbol,
+    TradedAs,
+    labelled_rows,
+    ticker_on,
+)
 from marketpipe.connectors.transport import RequestSpec
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.markettime.timeutil import format_rfc3339
@@ -107,13 +114,7 @@ class BarsQuery(BaseModel):
         """The ticker the (first) symbol's security traded under on ``day``: from
         :attr:`traded_as` (the nearest interval when ``day`` falls outside them all), else
         the symbol itself."""
-        if not self.traded_as:
-            return self.symbols[0]
-        for span in self.traded_as:
-            if span.covers(day):
-                return span.ticker
-        before = [span for span in self.traded_as if span.first is None or span.first <= day]
-        return (before[-1] if before else self.traded_as[0]).ticker
+        return ticker_on(self.traded_as, self.symbols[0], day)
 
     def labelled(self, table: pa.Table) -> pa.Table:
         """``table`` with its rows labelled with the query's symbol when they were asked for

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -60,6 +61,18 @@ class TradedAs(BaseModel):
     def covers(self, day: dt.date) -> bool:
         """Whether the security traded under this ticker on ``day``."""
         return (self.first is None or self.first <= day) and (self.last is None or day <= self.last)
+
+
+def ticker_on(traded_as: Sequence[TradedAs], symbol: str, day: dt.date) -> str:
+    """The ticker ``symbol``'s security traded under on ``day``: from ``traded_as`` (the
+    nearest interval when ``day`` falls outside them all), else the symbol itself."""
+    if not traded_as:
+        return symbol
+    for span in traded_as:
+        if span.covers(day):
+            return span.ticker
+    before = [span for span in traded_as if span.first is None or span.first <= day]
+    return (before[-1] if before else traded_as[0]).ticker
 
 
 class OHLCVBar(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from marketpipe.connectors import ConnectorError
 from marketpipe.connectors.errors import is_permanent
+from marketpipe.connectors.models import ticker_on
 from marketpipe.ingest.ticks import fetch_tick_day
 from marketpipe.lake.fencing import check_fence
 from marketpipe.lake.ledger import CheckpointStore, TickEntry
@@ -27,6 +28,7 @@ from marketpipe.workflow.jobs import (
     write_marker,
 )
 from marketpipe.workflow.settings import WorkflowSettings
+from marketpipe.workflow.streams import stream_settings
 from marketpipe.workflow.vendors import open_clients
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,12 @@ def fetch_ticks(
                 done = {entry.day for entry in stored}
                 with open_clients(settings, recorder) as clients:
                     client = clients.ticks(kind)
+                    # Massive serves tickers as traded: a renamed security's days are asked
+                    # for under the ticker it used then (from the security master).
+                    traded_as = ()
+                    if settings.fetches_by_security:
+                        streams = stream_settings(settings, clients.assets, {symbol})
+                        traded_as = streams.tickers_of(symbol)
                     for day in wanted:
                         if day in done:
                             continue
@@ -71,6 +79,7 @@ def fetch_ticks(
                             feed=settings.feed,
                             asof=settings.symbols_asof,
                             vendor=settings.config.vendor,
+                            ticker=ticker_on(traded_as, symbol, day),
                         )
                         entry = TickEntry(kind, symbol, day, written.rows, written.sha256, run_id)
                         store.record_ticks(entry)

@@ -1,7 +1,9 @@
 # Trades and quotes (off by default: trades.fetch / quotes.fetch), one file per symbol and
 # final session: <data_dir>/trades/symbol=S/year=YYYY/month=MM/day=DD/trades.parquet (quotes
 # alike; see marketpipe.lake.ticks). One job per kind, symbol and month with missing days;
-# its output is a marker of this run (the run's first lines name the missing days).
+# its output is a marker of this run (the run's first lines name the missing days). Polygon's
+# jobs wait for the security master: a renamed security's days are asked for under the
+# ticker it traded as then.
 
 from marketpipe.workflow.tick_jobs import fetch_ticks
 
@@ -10,6 +12,8 @@ for index, job in enumerate(TICK_JOBS):
     rule:
         name:
             f"{job.name}_{index}"
+        input:
+            [str(SECURITIES_MARKER)] if SETTINGS.fetches_by_security else [],
         output:
             job.marker(SETTINGS.markers_dir, RUN_ID, index),
         log:
