@@ -19,11 +19,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from marketpipe.connectors import AlpacaClient, ConnectorError, CorporateActionsClient
+from marketpipe.connectors import (
+    AlpacaClient,
+    ConnectorError,
+    CorporateActionsClient,
+    PolygonClient,
+)
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.corporate_actions import CorporateActionsQuery
 from marketpipe.connectors.errors import is_permanent, may_differ_by_symbol
 from marketpipe.connectors.models import CORPORATE_ACTIONS_SCHEMA
+from marketpipe.connectors.polygon_actions import PolygonCorporateActionsClient
 from marketpipe.lake.actions import (
     ACTIONS_SCHEMA,
     REFERENCE_CLOSE,
@@ -84,7 +90,10 @@ def _windows(
 
 
 def _fetch(
-    client: CorporateActionsClient, symbols: Sequence[str], first: dt.date, last: dt.date
+    client: CorporateActionsClient | PolygonCorporateActionsClient,
+    symbols: Sequence[str],
+    first: dt.date,
+    last: dt.date,
 ) -> pa.Table:
     query = CorporateActionsQuery(symbols=tuple(symbols), start=first, end=last)
     tables = list(client.fetch_batch(query))
@@ -92,7 +101,9 @@ def _fetch(
     return with_reference_close(fetched)
 
 
-def reference_close(client: AlpacaClient, symbol: str, session: Session) -> float | None:
+def reference_close(
+    client: AlpacaClient | PolygonClient, symbol: str, session: Session
+) -> float | None:
     """The raw SIP close of ``session``'s last regular-hours minute bar, from the vendor."""
     end = session.close - _MINUTE
     for start in (session.close - _CLOSE_WINDOW, session.open):
@@ -106,7 +117,7 @@ def reference_close(client: AlpacaClient, symbol: str, session: Session) -> floa
 
 
 def _fill_reference_closes(
-    table: pa.Table, client: AlpacaClient, finality: Finality, now: dt.datetime
+    table: pa.Table, client: AlpacaClient | PolygonClient, finality: Finality, now: dt.datetime
 ) -> tuple[pa.Table, int]:
     """Cash dividends get the close before their ex-date once that session is final;
     returns the table and how many dividends still wait."""
@@ -133,8 +144,8 @@ def _fill_reference_closes(
 
 
 def sync_corporate_actions(
-    actions_client: CorporateActionsClient,
-    bars_client: AlpacaClient,
+    actions_client: CorporateActionsClient | PolygonCorporateActionsClient,
+    bars_client: AlpacaClient | PolygonClient,
     data_dir: Path | str,
     lake: LakeStore | Path | str,
     symbols: Sequence[str],
@@ -196,7 +207,7 @@ def sync_corporate_actions(
 
 
 def _fetch_batch(
-    client: CorporateActionsClient,
+    client: CorporateActionsClient | PolygonCorporateActionsClient,
     batch: list[str],
     first: dt.date,
     last: dt.date,

@@ -25,6 +25,7 @@ from marketpipe.simulator.bars_api import BarServer
 from marketpipe.simulator.faults import FaultConfig, FaultInjector
 from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMarket
 from marketpipe.simulator.news_api import NewsDesk
+from marketpipe.simulator.polygon_actions import actions_page, is_polygon_actions_path
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
 from marketpipe.simulator.polygon_reference import ReferenceData, is_reference_path
 from marketpipe.simulator.polygon_ticks import PolygonTicks, is_polygon_ticks_path
@@ -220,7 +221,13 @@ class SimulatorApp:
     ) -> tuple[Reply, dict[str, Any]]:
         info: dict[str, Any] = {}
         parts = path.strip("/").split("/")
-        if is_polygon_path(parts) or is_reference_path(parts) or is_polygon_ticks_path(parts):
+        polygon = (
+            is_polygon_path,
+            is_reference_path,
+            is_polygon_ticks_path,
+            is_polygon_actions_path,
+        )
+        if any(recognises(parts) for recognises in polygon):
             return self._polygon(parts, query, headers, info)
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
@@ -309,9 +316,14 @@ class SimulatorApp:
         if fault is not None and fault != "slow":
             return fault_reply(fault, {}, "polygon", self.config.faults, self.clock()), info
         try:
+            host = headers.get("Host") or headers.get("host") or "127.0.0.1"
             if is_polygon_ticks_path(parts):
-                host = headers.get("Host") or headers.get("host") or "127.0.0.1"
                 payload, count = self.polygon_ticks.page(parts, query, self.market_clock(), host)
+            elif is_polygon_actions_path(parts):
+                request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
+                today = new_york_date(self.market_clock())
+                records = self.config.corporate_actions
+                payload, count = actions_page(parts[2], query, records, today, host, request_id)
             elif is_reference_path(parts):
                 request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
                 today = new_york_date(self.market_clock())

@@ -235,11 +235,6 @@ def fetch_corporate_actions(
         log_event(logger, "actions.start", f"corporate actions of {symbols_label(symbols)}")
         try:
             with open_clients(settings, recorder) as clients:
-                if clients.corporate_actions is None:
-                    raise ValueError(
-                        f"vendor {settings.config.vendor}: corporate actions are not fetched "
-                        "from this vendor yet; set corporate_actions.fetch: false"
-                    )
                 report = sync_corporate_actions(
                     clients.corporate_actions,
                     clients.bars,

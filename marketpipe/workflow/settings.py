@@ -253,8 +253,9 @@ class WorkflowSettings(BaseModel):
 
     @property
     def fetches_actions(self) -> bool:
-        """Whether runs keep the corporate actions (Alpaca's endpoint; not yet for Polygon)."""
-        return self.config.corporate_actions.fetch and self.config.vendor != "polygon"
+        """Whether runs keep the corporate actions (Alpaca's, or Massive's splits and
+        dividends)."""
+        return self.config.corporate_actions.fetch
 
     @property
     def symbols_asof(self) -> dt.date:

@@ -21,6 +21,7 @@ from marketpipe.connectors import (
 )
 from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.flat_files import FlatFilesClient
+from marketpipe.connectors.polygon_actions import PolygonCorporateActionsClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.connectors.ticks import AlpacaQuotesClient, AlpacaTradesClient, TicksClient
@@ -65,10 +66,11 @@ def shared_rate_limiter(settings: WorkflowSettings) -> SharedRateLimiter | EvenS
 
 @dataclass(frozen=True)
 class VendorClients:
-    """The configured vendor's clients: bars, corporate actions and news; one budget."""
+    """The configured vendor's clients: bars, corporate actions, news, trades and quotes;
+    one budget."""
 
     bars: AlpacaClient | PolygonClient
-    corporate_actions: CorporateActionsClient | None  # Alpaca's endpoint (None for Polygon)
+    corporate_actions: CorporateActionsClient | PolygonCorporateActionsClient
     news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
     assets: AlpacaAssetsClient | None = None  # Alpaca's trading API (None for Polygon)
     flat_files: FlatFilesClient | None = None  # Polygon's bulk files (polygon.flat_files)
@@ -124,7 +126,9 @@ def open_clients(
                 )
             yield VendorClients(
                 bars=stack.enter_context(PolygonClient(polygon, rate_limiter=limiter, **options)),
-                corporate_actions=None,
+                corporate_actions=stack.enter_context(
+                    PolygonCorporateActionsClient(polygon, rate_limiter=limiter, **options)
+                ),
                 flat_files=files,
                 trades=stack.enter_context(
                     PolygonTradesClient(polygon, rate_limiter=limiter, **options)
