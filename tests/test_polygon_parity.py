@@ -1,17 +1,22 @@
 """Vendor parity: a Massive/Polygon lake and an Alpaca-format lake filled from the
-simulator's one truth keep the same corporate actions and give the same adjusted reads, and
-the official ``massive`` client reads the simulator's splits and dividends exactly as
-MarketPipe stores them."""
+simulator's one truth keep the same corporate actions and news and give the same adjusted
+reads, and the official ``massive`` client reads the simulator's splits, dividends and news
+exactly as MarketPipe stores them."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 import marketpipe
 from marketpipe.lake.actions import actions_of
+from marketpipe.markettime.calendar import new_york_days_range
+from marketpipe.markettime.timeutil import format_rfc3339
 from tests.workflow_support import simulator_process, snakemake, write_config
 
 pytestmark = pytest.mark.workflow
@@ -29,7 +34,7 @@ SAME = ("symbol", "type", "ex_date", "old_rate", "new_rate", "rate")
 def lakes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     """(Alpaca-format lake, Massive lake, the Massive simulator's request log)."""
     alpaca = tmp_path_factory.mktemp("alpaca")
-    write_config(alpaca, **RANGE, news={"fetch": False})
+    write_config(alpaca, **RANGE)
     result = snakemake(alpaca, "--cores", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     polygon = tmp_path_factory.mktemp("polygon")
@@ -39,7 +44,6 @@ def lakes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
         write_config(
             polygon,
             **RANGE,
-            news={"fetch": False},
             vendor="polygon",
             polygon={"base_url": url, "requests_per_minute": 10_000},
         )
@@ -110,3 +114,57 @@ def test_the_massive_client_reads_the_splits_and_dividends_marketpipe_stores(
             when = row["ex_date"].isoformat()
             kept[action_id] = (row["symbol"], when, row["old_rate"], row["new_rate"])
     assert seen == kept and len(kept) == 3
+
+
+def article_facts(table: pa.Table) -> set[tuple]:
+    """What both vendors say of each article: when, headline, symbols, url."""
+    return {
+        (row["created_at"], row["headline"], tuple(row["symbols"]), row["url"])
+        for row in table.to_pylist()
+    }
+
+
+def test_both_lakes_keep_the_same_news(lakes: tuple[Path, Path, Path]) -> None:
+    alpaca, polygon, _ = lakes
+    start, end = RANGE["start"], RANGE["end"]
+    ours = marketpipe.read_news(SYMBOLS, start, end, data_dir=alpaca)
+    theirs = marketpipe.read_news(SYMBOLS, start, end, data_dir=polygon)
+    assert ours.num_rows > 10
+    assert article_facts(theirs) == article_facts(ours)
+    assert set(theirs["source"].to_pylist()) == {"Benzinga"}
+    insights = [json.loads(raw)["insights"] for raw in theirs["raw"].to_pylist()]
+    assert all(
+        item["sentiment"] in ("positive", "neutral", "negative") for i in insights for item in i
+    )
+    assert ours["raw"].null_count == ours.num_rows  # Alpaca's fields all have columns
+    events = marketpipe.news_events(theirs, data_dir=polygon, horizons=(5,))
+    assert (
+        events.num_rows > 0
+        and events.num_rows == marketpipe.news_events(ours, data_dir=alpaca, horizons=(5,)).num_rows
+    )
+
+
+def test_the_massive_client_reads_the_news_marketpipe_stores(
+    lakes: tuple[Path, Path, Path],
+) -> None:
+    from massive import RESTClient
+
+    _, polygon, _ = lakes
+    start, end = RANGE["start"], RANGE["end"]
+    stored = marketpipe.read_news(SYMBOLS, start, end, data_dir=polygon).to_pylist()
+    kept = {json.loads(row["raw"])["id"]: (row["headline"], row["symbols"]) for row in stored}
+    first, last = new_york_days_range(dt.date.fromisoformat(start), dt.date.fromisoformat(end))
+    with simulator_process(polygon.parent / "news.jsonl") as url:
+        client = RESTClient(api_key="polygon-demo-key", base=url)
+        seen = {
+            article.id: (article.title, article.tickers)
+            for symbol in SYMBOLS
+            for article in client.list_ticker_news(
+                ticker=symbol,
+                published_utc_gte=format_rfc3339(first),
+                published_utc_lte=format_rfc3339(last),
+                order="asc",
+                limit=1000,
+            )
+        }
+    assert seen == kept

@@ -213,6 +213,11 @@ class NewsArticle(BaseModel):
     symbols: list[str] = Field(description="Tickers the article is about (may be empty)")
     images: list[NewsImage] = Field(description="Images (often none)")
     content: str = Field(description="Body (HTML), empty unless asked for with include_content")
+    raw: str | None = Field(
+        None,
+        description="The record as sent, when the vendor says more than these columns hold "
+        "(Massive: its id, keywords, insights, publisher; JSON); None for Alpaca",
+    )
 
     @field_validator("created_at", "updated_at")
     @classmethod

@@ -65,6 +65,13 @@ def article_row(record: Any) -> dict[str, Any]:
         fields[key] = "" if fields[key] is None else fields[key]
     for key in ("symbols", "images"):
         fields[key] = [] if fields[key] is None else fields[key]
+    fields["raw"] = None  # every field Alpaca sends has a column
+    return validated_article(fields, record.get("id"))
+
+
+def validated_article(fields: dict[str, Any], vendor_id: Any) -> dict[str, Any]:
+    """``fields`` as a validated :class:`NewsArticle` row, or a ``ValueError`` naming the
+    article (``vendor_id``) and each reason."""
     try:
         return NewsArticle.model_validate(fields).model_dump()
     except ValidationError as exc:
@@ -72,7 +79,7 @@ def article_row(record: Any) -> dict[str, Any]:
             f"{'.'.join(map(str, error['loc'])) or 'record'}: {error['msg']}"
             for error in exc.errors()
         )
-        raise ValueError(f"article {record.get('id')!r} is malformed ({reasons})") from None
+        raise ValueError(f"article {vendor_id!r} is malformed ({reasons})") from None
 
 
 class NewsClient(AlpacaDataClient[NewsQuery]):

@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from marketpipe.connectors.models import NEWS_SCHEMA
 from marketpipe.connectors.news import NewsClient, NewsQuery, RejectedArticle
+from marketpipe.connectors.polygon_news import PolygonNewsClient
 from marketpipe.foundation.files import exclusive
 from marketpipe.lake.ledger import CheckpointStore
 from marketpipe.lake.ledger_rows import NewsEntry
@@ -99,7 +100,7 @@ class NewsSync:
     symbols' news, whether with bodies, the run it belongs to, and the lake's first and last
     day (an article created outside them is not the lake's)."""
 
-    client: NewsClient
+    client: NewsClient | PolygonNewsClient
     lake: LakeStore
     store: CheckpointStore
     symbols: tuple[str, ...]

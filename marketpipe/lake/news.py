@@ -103,11 +103,19 @@ def present_news_days(lake: Lake) -> set[dt.date]:
     return found
 
 
+def current_news(table: pa.Table) -> pa.Table:
+    """Articles in the current schema; a file written before the ``raw`` column (releases
+    before Massive's news) reads with it empty."""
+    if "raw" not in table.column_names:
+        table = table.append_column("raw", pa.nulls(table.num_rows, pa.string()))
+    return table.cast(NEWS_SCHEMA)
+
+
 def latest_versions(table: pa.Table) -> pa.Table:
     """One row per article id, the one with the latest ``updated_at``, in the stored order."""
     if table.num_rows == 0:
-        return table.cast(NEWS_SCHEMA)
-    ordered = table.cast(NEWS_SCHEMA).sort_by([("id", "ascending"), ("updated_at", "ascending")])
+        return current_news(table)
+    ordered = current_news(table).sort_by([("id", "ascending"), ("updated_at", "ascending")])
     ids = ordered["id"].to_numpy()
     last = [
         index for index in range(len(ids)) if index + 1 == len(ids) or ids[index + 1] != ids[index]
@@ -165,12 +173,12 @@ def _sha256(data: bytes) -> str:
 def read_news_day(lake: Lake, day: dt.date) -> pa.Table:
     """One stored day's articles (page checksums verified)."""
     store = as_store(lake)
-    return read_table_at(store, news_key(day)).cast(NEWS_SCHEMA)
+    return current_news(read_table_at(store, news_key(day)))
 
 
 def parse_news_file(data: bytes, where: str) -> pa.Table:
     """The articles in a news file's bytes (page checksums verified; ``where`` names it)."""
-    return read_verified(pa.BufferReader(data), where).cast(NEWS_SCHEMA)
+    return current_news(read_verified(pa.BufferReader(data), where))
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ def stored_news_file(lake: Lake, day: dt.date) -> StoredNews:
     table = read_verified(pa.BufferReader(data), where)
     covered = (table.schema.metadata or {}).get(SYMBOLS_KEY.encode(), b"").decode()
     symbols = tuple(symbol for symbol in covered.split(",") if symbol)
-    return StoredNews(_sha256(data), table.cast(NEWS_SCHEMA), symbols)
+    return StoredNews(_sha256(data), current_news(table), symbols)
 
 
 def read_news(

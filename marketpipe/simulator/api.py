@@ -27,6 +27,8 @@ from marketpipe.simulator.market import DEFAULT_OUTSIDE_RANGE_RATE, SyntheticMar
 from marketpipe.simulator.news_api import NewsDesk
 from marketpipe.simulator.polygon_actions import actions_page, is_polygon_actions_path
 from marketpipe.simulator.polygon_api import PolygonAggregates, is_polygon_path, polygon_error
+from marketpipe.simulator.polygon_news import PATH as POLYGON_NEWS_PATH
+from marketpipe.simulator.polygon_news import news_page
 from marketpipe.simulator.polygon_reference import ReferenceData, is_reference_path
 from marketpipe.simulator.polygon_ticks import PolygonTicks, is_polygon_ticks_path
 from marketpipe.simulator.replies import (
@@ -227,7 +229,7 @@ class SimulatorApp:
             is_polygon_ticks_path,
             is_polygon_actions_path,
         )
-        if any(recognises(parts) for recognises in polygon):
+        if any(recognises(parts) for recognises in polygon) or parts == POLYGON_NEWS_PATH:
             return self._polygon(parts, query, headers, info)
         latest = parts == ["v2", "stocks", "bars", "latest"]
         actions = parts == ["v1", "corporate-actions"]
@@ -319,6 +321,10 @@ class SimulatorApp:
             host = headers.get("Host") or headers.get("host") or "127.0.0.1"
             if is_polygon_ticks_path(parts):
                 payload, count = self.polygon_ticks.page(parts, query, self.market_clock(), host)
+            elif parts == POLYGON_NEWS_PATH:
+                request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
+                seed, now = self.config.seed, self.market_clock()
+                payload, count = news_page(query, seed, now, host, request_id)
             elif is_polygon_actions_path(parts):
                 request_id = hashlib.sha256(f"{parts}{sorted(query)}".encode()).hexdigest()[:32]
                 today = new_york_date(self.market_clock())

@@ -31,7 +31,9 @@ class NewsSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fetch: bool = Field(
-        True, description="Store the news of every final New York day of the range (Alpaca's)"
+        True,
+        description="Store the news of every final New York day of the range (Alpaca's, or "
+        "Massive's with its keywords and insights)",
     )
     include_content: bool = Field(
         False, description="Also store each article's body (HTML); larger files"

@@ -233,8 +233,8 @@ class WorkflowSettings(BaseModel):
 
     @property
     def fetches_news(self) -> bool:
-        """Whether runs keep the news (Alpaca's endpoint; the demo simulator serves it too)."""
-        return self.config.news.fetch and self.config.vendor != "polygon"
+        """Whether runs keep the news (Alpaca's or Massive's; the demo simulator serves both)."""
+        return self.config.news.fetch
 
     @functools.cached_property
     def news_days(self) -> list[dt.date]:

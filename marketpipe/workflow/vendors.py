@@ -22,6 +22,7 @@ from marketpipe.connectors import (
 from marketpipe.connectors.assets import AlpacaAssetsClient
 from marketpipe.connectors.flat_files import FlatFilesClient
 from marketpipe.connectors.polygon_actions import PolygonCorporateActionsClient
+from marketpipe.connectors.polygon_news import PolygonNewsClient
 from marketpipe.connectors.rate_budget import BUDGET_FILE, SharedRateLimiter
 from marketpipe.connectors.rate_limit import EvenShareRateLimiter
 from marketpipe.connectors.ticks import AlpacaQuotesClient, AlpacaTradesClient, TicksClient
@@ -71,7 +72,7 @@ class VendorClients:
 
     bars: AlpacaClient | PolygonClient
     corporate_actions: CorporateActionsClient | PolygonCorporateActionsClient
-    news: NewsClient | None = None  # Alpaca's endpoint (None for Polygon)
+    news: NewsClient | PolygonNewsClient | None = None
     assets: AlpacaAssetsClient | None = None  # Alpaca's trading API (None for Polygon)
     flat_files: FlatFilesClient | None = None  # Polygon's bulk files (polygon.flat_files)
     trades: TicksClient | None = None
@@ -128,6 +129,9 @@ def open_clients(
                 bars=stack.enter_context(PolygonClient(polygon, rate_limiter=limiter, **options)),
                 corporate_actions=stack.enter_context(
                     PolygonCorporateActionsClient(polygon, rate_limiter=limiter, **options)
+                ),
+                news=stack.enter_context(
+                    PolygonNewsClient(polygon, rate_limiter=limiter, **options)
                 ),
                 flat_files=files,
                 trades=stack.enter_context(
