@@ -8,13 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import marketpipe
-from marketpipe.lake.actions import actions_of
+from marketpipe.lake.actions import actions_of, publish_actions, read_actions
+from marketpipe.lake.compare import reconcile_lakes
 from marketpipe.markettime.calendar import new_york_days_range
 from marketpipe.markettime.timeutil import format_rfc3339
 from tests.workflow_support import simulator_process, snakemake, write_config
@@ -168,3 +173,30 @@ def test_the_massive_client_reads_the_news_marketpipe_stores(
             )
         }
     assert seen == kept
+
+
+def test_reconcile_finds_the_lakes_agree_and_names_a_split_one_lacks(
+    lakes: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    alpaca, polygon, _ = lakes
+    assert reconcile_lakes(alpaca, polygon).agree
+    # A copy of the Massive lake whose AAPL file lost its split: adjusted reads would differ.
+    doctored = tmp_path / "lake"
+    shutil.copytree(polygon, doctored)
+    table = read_actions(doctored, "AAPL")
+    assert table is not None
+    without = table.filter(pc.not_equal(table["type"], "forward_split"))
+    publish_actions(doctored, "AAPL", without)
+    found = reconcile_lakes(alpaca, doctored).differences.to_pylist()
+    splits = [row for row in found if row["kind"].startswith("split")]
+    assert [(r["symbol"], r["kind"], r["value_a"], r["value_b"]) for r in splits] == [
+        ("AAPL", "split_missing_in_b", 4.0, None)
+    ]
+    assert splits[0]["timestamp"].date() == dt.date(2024, 2, 12)
+    result = subprocess.run(
+        [sys.executable, "-m", "marketpipe.cli", "reconcile", str(alpaca), str(doctored)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and "split_missing_in_b 1" in result.stdout

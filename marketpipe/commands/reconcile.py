@@ -22,6 +22,7 @@ from marketpipe.lake.compare import (
     Reconciliation,
     reconcile_lakes,
 )
+from marketpipe.lake.compare_actions import ACTION_KINDS
 from marketpipe.lake.objects import MissingBucket
 from marketpipe.lake.reader import NoLakeError
 from marketpipe.lake.storage import DamagedFileError
@@ -29,7 +30,9 @@ from marketpipe.workflow.report import REPORT_STYLE
 
 EXIT_AGREE, EXIT_DIFFER, EXIT_USAGE = 0, 1, 2
 _SHOWN = 10  # symbol-days with differences listed on the terminal
-ONE_SIDED_KINDS = tuple(kind for kind in ALL_KINDS if "_missing_in_" in kind)
+ONE_SIDED_KINDS = tuple(
+    kind for kind in ALL_KINDS if "_missing_in_" in kind and kind not in ACTION_KINDS
+)
 
 
 def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
@@ -38,7 +41,8 @@ def add_reconcile_command(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("reconcile", help=summary, description=summary)
     command.epilog = (
         "exit codes: 0 the lakes agree: the same partitions, news days and corporate-actions "
-        "files, and every minute within the tolerances; 1 they differ (the differences are "
+        "files, the same splits and cash dividends, and every minute within the tolerances; "
+        "1 they differ (the differences are "
         "listed); 2 anything else (bad arguments, nothing to compare, a lake that cannot be "
         "read), said in one line"
     )

@@ -8,7 +8,8 @@ minute one lake has and the other lacks is a ``missing_in_a``/``missing_in_b`` d
 close, vwap) beyond ``price_tolerance`` (default: exact to the tick, see
 :mod:`marketpipe.lake.tolerance`) or in volume or trade_count by more than the relative
 ``volume_tolerance``. A field either side does not carry (``vwap``/``trade_count`` are
-optional for some vendors) is not compared.
+optional for some vendors) is not compared. Each symbol's splits and cash dividends are
+compared too (see :mod:`marketpipe.lake.compare_actions`), as are its securities.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from marketpipe.connectors.models import OHLCV_SCHEMA
+from marketpipe.lake.compare_actions import ACTION_KINDS, action_differences
 from marketpipe.lake.compare_securities import SECURITY_KINDS, security_differences
 from marketpipe.lake.compare_sides import LakeSource, held_partitions, lake_source
 from marketpipe.lake.objects import LakeStore
@@ -59,7 +61,7 @@ MINUTE_KINDS = (
     "vwap",
 )
 KINDS = (*PARTITION_KINDS, *MINUTE_KINDS)  # the per-symbol-day summary's columns
-ALL_KINDS = (*KINDS, *DATASET_KINDS, *SECURITY_KINDS)
+ALL_KINDS = (*KINDS, *DATASET_KINDS, *SECURITY_KINDS, *ACTION_KINDS)
 PRICE_FIELDS = ("open", "high", "low", "close", "vwap")
 DEFAULT_PRICE_TOLERANCE = "0"  # exact to the tick (see marketpipe.lake.tolerance)
 DEFAULT_VOLUME_TOLERANCE = 0.05  # vendors' trade-condition filters differ by a few percent
@@ -169,6 +171,7 @@ def reconcile_lakes(
     parts = [minutes, partition_differences(only[0], only[1], counts)]
     if b_source == "bars":
         parts.append(security_differences(*stores, wanted))
+        parts.append(action_differences(*stores, start, end, wanted))
     if b_source == "bars" and not allow_missing:
         parts.append(dataset_differences(*stores, start, end, wanted))
     differences = _sorted(pa.concat_tables(parts))
