@@ -275,11 +275,13 @@ def test_a_polygon_lake_equals_the_demo_lake_and_works_unchanged(
     assert "Nothing to be done" in again.stdout + again.stderr
     served = read_request_log(polygon_api[1])
     bars = [entry for entry in served if entry.path.startswith("/v2/aggs/ticker/")]
-    # Besides aggregates, only reference data (the security master, listings).
-    assert bars and all(
-        entry.path.startswith(("/v2/aggs/ticker/", "/v3/reference/", "/vX/reference/"))
-        for entry in served
-    )
+    # Besides aggregates, only reference data (the security master, listings, splits and
+    # dividends) and news.
+    allowed = ("/v2/aggs/ticker/", "/v3/reference/", "/vX/reference/", "/v2/reference/news")
+    assert bars and all(entry.path.startswith(allowed) for entry in served)
+    assert {"/v3/reference/splits", "/v3/reference/dividends", "/v2/reference/news"} <= {
+        entry.path for entry in served
+    }
     assert any(entry.fault for entry in bars)  # the run went through injected faults
     symbols, first, last = ["AAPL", "MSFT"], dt.date(2024, 1, 2), dt.date(2024, 3, 28)
     ours = read_bars(symbols, first, last, data_dir=polygon_lake / "lake")
@@ -293,16 +295,11 @@ def test_a_polygon_lake_equals_the_demo_lake_and_works_unchanged(
             text=True,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
-    # Cross-source: the two vendors' lakes of one market agree to the last minute, once
-    # news and corporate actions (not fetched from Polygon yet) are left out.
+    # Cross-source: the two vendors' lakes of one market agree to the last minute and keep
+    # the same news days, splits and dividends.
     lakes = [str(polygon_lake / "lake"), str(reference / "lake")]
     command = [sys.executable, "-m", "marketpipe.cli", "reconcile", *lakes]
     compared = subprocess.run(command, capture_output=True, text=True)
-    assert compared.returncode == 1, compared.stdout + compared.stderr
-    assert "news_day_missing_in_a" in compared.stdout and "day_missing_in" not in (
-        compared.stdout.replace("news_day_missing_in", "")
-    )
-    compared = subprocess.run([*command, "--allow-missing"], capture_output=True, text=True)
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "A: " + lakes[0] + " (polygon, sip)" in compared.stdout
     assert "the lakes agree" in compared.stdout

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from marketpipe.connectors import PolygonConfig
+from marketpipe.connectors.polygon_news import MAX_PAGE as MASSIVE_NEWS_PAGE
 from marketpipe.connectors.polygon_ticks import POLYGON_TICK_LIMIT
 from marketpipe.connectors.ticks import TICK_PAGE_LIMIT
 from marketpipe.ingest.actions import SYMBOLS_PER_REQUEST
@@ -156,14 +157,13 @@ def build_plan(settings: WorkflowSettings) -> Plan:
                 files,
             )
         )
-    symbols = len(settings.config.symbols)
     news_missing, news_requests = _news_cost(settings)
     tick_days, tick_rows, tick_requests = _tick_cost(settings)
     return Plan(
         jobs=jobs,
         planned_partitions=coverage.partitions,
         requests_per_minute=settings.vendor_section.requests_per_minute,
-        actions_requests=math.ceil(symbols / SYMBOLS_PER_REQUEST) if actions_due(settings) else 0,
+        actions_requests=_actions_cost(settings) if actions_due(settings) else 0,
         securities_requests=_securities_cost(settings),
         news_missing=news_missing,
         news_requests=news_requests,
@@ -171,6 +171,15 @@ def build_plan(settings: WorkflowSettings) -> Plan:
         tick_rows=tick_rows,
         tick_requests=tick_requests,
     )
+
+
+def _actions_cost(settings: WorkflowSettings) -> int:
+    """Today's corporate-actions check: Alpaca's pages name up to 100 symbols; Massive asks
+    about each symbol's splits and dividends apart."""
+    symbols = len(settings.config.symbols)
+    if settings.config.vendor == "polygon":
+        return 2 * symbols
+    return math.ceil(symbols / SYMBOLS_PER_REQUEST)
 
 
 def _securities_cost(settings: WorkflowSettings) -> int:
@@ -195,8 +204,16 @@ def _news_cost(settings: WorkflowSettings) -> tuple[int, int]:
         else _DEFAULT_ARTICLES_PER_SYMBOL_DAY * len(settings.config.symbols)
     )
 
+    symbols = len(settings.config.symbols)
+
     def requests(days: list[dt.date]) -> int:
         runs = consecutive_runs(days)
+        if settings.config.vendor == "polygon":  # a stream per symbol, 1,000 a page
+            per_symbol = per_day / max(1, symbols)
+            return sum(
+                symbols * max(1, math.ceil(per_symbol * len(run) / MASSIVE_NEWS_PAGE))
+                for run in runs
+            )
         return sum(max(1, math.ceil(per_day * len(run) / ARTICLES_PER_PAGE)) for run in runs)
 
     missing = [day for job in pending_news_jobs(settings) for day in job.missing]
