@@ -9,15 +9,8 @@ import pytest
 
 from marketpipe.lake.storage import partition_path
 from marketpipe.markettime.calendar import trading_sessions
-from marketpipe.workflow.planning import (
-    MonthPlan,
-    PendingJob,
-    RunPlan,
-    fetch_jobs,
-    load_run_plan,
-    plan_months,
-    save_run_plan,
-)
+from marketpipe.workflow.planning import MonthPlan, PendingJob, fetch_jobs, plan_months
+from marketpipe.workflow.run_plan import RunPlan, load_run_plan, save_run_plan
 
 MONTHS = plan_months([s.date for s in trading_sessions(dt.date(2024, 1, 2), dt.date(2024, 2, 29))])
 JANUARY, FEBRUARY = MONTHS

@@ -47,10 +47,7 @@ from marketpipe.observability.summary import (
 from marketpipe.workflow.alerting import alert_about_run, run_log_path
 from marketpipe.workflow.console import CONSOLE, RunProgress
 from marketpipe.workflow.jobs import collect_job_records, present_partition_count
-from marketpipe.workflow.planning import (
-    delete_run_plan,
-    run_plan_location,
-)
+from marketpipe.workflow.run_plan import delete_run_plan, run_plan_location
 from marketpipe.workflow.securities_jobs import securities_notes
 from marketpipe.workflow.settings import STATE_DIR_VARIABLE, WorkflowSettings
 from marketpipe.workflow.status import damaged_partitions

@@ -24,16 +24,13 @@ from marketpipe.workflow.announce import announce_missing, announce_run_scope, s
 from marketpipe.workflow.console import quiet_snakemake_console
 from marketpipe.workflow.consolidation import pending_consolidations
 from marketpipe.workflow.planning import (
-    RunPlan,
     fetch_jobs,
     fetched_months,
-    load_run_plan,
     outputs_are_markers,
     pending_jobs,
     plan_months,
-    run_plan_location,
-    save_run_plan,
 )
+from marketpipe.workflow.run_plan import RunPlan, load_run_plan, run_plan_location, save_run_plan
 from marketpipe.workflow.news_planning import news_marker, news_recheck_due, pending_news_jobs
 from marketpipe.workflow.tick_planning import pending_tick_jobs
 from marketpipe.workflow.config_loading import load_settings
