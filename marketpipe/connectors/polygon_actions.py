@@ -1,7 +1,8 @@
 """Massive (Polygon.io) splits and dividends (``GET /v3/reference/splits`` and
 ``/v3/reference/dividends``) as the canonical corporate-action rows Alpaca's become.
 
-One ticker per request (``ticker``), ``order=asc``, ``limit`` 1,000, ``next_url`` followed.
+One ticker per request (``ticker``), ``order=asc``, ``limit`` up to 1,000 (the configured
+page size if smaller), ``next_url`` followed.
 A split is a ``forward_split`` (``split_to`` above ``split_from``) or a ``reverse_split``
 with ``old_rate = split_from`` and ``new_rate = split_to``; a dividend is a
 ``cash_dividend`` with ``rate = cash_amount`` (``SC`` special ones too). Massive keeps no
@@ -104,7 +105,7 @@ class _PolygonActionsClient(PolygonApiClient[CorporateActionsQuery]):
             (f"{self.date_field}.lte", query.end.isoformat()),
             ("order", "asc"),
             ("sort", self.date_field),
-            ("limit", str(MAX_PAGE)),
+            ("limit", str(min(self.config.page_size, MAX_PAGE))),
         )
         return RequestSpec(path=path, params=params, endpoint=self.name)
 

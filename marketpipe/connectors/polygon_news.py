@@ -2,8 +2,9 @@
 Alpaca's become, on the shared transport.
 
 One ticker per request (``ticker``; none: all news), ``published_utc.gte``/``.lte``,
-``order=asc``, ``sort=published_utc``, ``limit`` 1,000, ``next_url`` followed. An article
-naming several of the query's symbols comes once per symbol; the lake keeps it once.
+``order=asc``, ``sort=published_utc``, ``limit`` up to 1,000 (the configured page size if
+smaller), ``next_url`` followed. An article naming several of the query's symbols comes
+once per symbol; the lake keeps it once.
 
 Mapping: ``title`` is the headline, ``description`` the summary, ``publisher.name`` the
 source, ``article_url`` the url, ``tickers`` the symbols, ``image_url`` one image (size
@@ -99,7 +100,7 @@ class PolygonNewsClient(PolygonApiClient[NewsQuery]):
             ("published_utc.lte", format_rfc3339(query.end)),
             ("order", "asc"),
             ("sort", "published_utc"),
-            ("limit", str(MAX_PAGE)),
+            ("limit", str(min(self.config.page_size, MAX_PAGE))),
         ]
         if query.symbols:
             params.insert(0, ("ticker", query.symbols[0]))
