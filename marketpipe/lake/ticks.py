@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -271,18 +271,24 @@ def adopt_unrecorded_ticks(
     run_id: str,
     kinds: Sequence[TickKind] = KINDS,
     symbols: Sequence[str] | None = None,
+    days: Collection[dt.date] | None = None,
 ) -> list[TickEntry]:
     """Record tick files the ledger does not know (a crash between a file and its row, a job
     on another machine, a lost ledger); forget rows whose file is gone. A file is whole by
-    construction (atomic writes), so its bytes are what the row records."""
+    construction (atomic writes), so its bytes are what the row records. ``symbols`` and
+    ``days`` (``None``: all) bound what is looked at: a job reads only its own days' files."""
     lake = as_store(lake)
     adopted = []
     for kind in kinds:
-        present = present_tick_days(lake, kind, symbols)
+        present = {
+            (symbol, day)
+            for symbol, day in present_tick_days(lake, kind, symbols)
+            if days is None or day in days
+        }
         recorded = {
             (symbol, day)
             for (_, symbol, day) in store.tick_entries(kind)
-            if symbols is None or symbol in symbols
+            if (symbols is None or symbol in symbols) and (days is None or day in days)
         }
         for symbol, day in sorted(present - recorded):
             entry = stored_tick_entry(lake, kind, symbol, day, run_id)

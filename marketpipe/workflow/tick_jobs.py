@@ -57,8 +57,10 @@ def fetch_ticks(
             error, permanent = None, False
             try:
                 check_fence(f"fetching {label}")
-                adopted = adopt_unrecorded_ticks(settings.lake, store, run_id, (kind,), [symbol])
-                stored.extend(entry for entry in adopted if entry.day in wanted)
+                adopted = adopt_unrecorded_ticks(
+                    settings.lake, store, run_id, (kind,), [symbol], set(wanted)
+                )
+                stored.extend(adopted)
                 done = {entry.day for entry in stored}
                 with open_clients(settings, recorder) as clients:
                     client = clients.ticks(kind)
