@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from marketpipe.connectors.alpaca import BarsQuery
 from marketpipe.connectors.auth import AuthStrategy, BearerTokenAuth
@@ -71,8 +71,9 @@ class PolygonConfig(ClientConfig):
 
 
 class PolygonApiClient(BaseApiClient[QueryT]):
-    """What every Massive (Polygon.io) endpoint shares: the key as a bearer token, and a 403
-    that is the plan's limit."""
+    """What every Massive (Polygon.io) endpoint shares: the key as a bearer token, a 403
+    that is the plan's limit, one ticker per request stream, ``next_url`` paging and the
+    ``{"status": "OK", "results": [...]}`` page."""
 
     vendor: ClassVar[str] = "polygon"
     credential_variables: ClassVar[tuple[str, ...]] = (
@@ -108,6 +109,42 @@ class PolygonApiClient(BaseApiClient[QueryT]):
         if not parts.path.startswith(prefix):
             raise ResponseFormatError(f"{what} page {page.number}: next_url leads elsewhere")
         return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+    def streams(self, query: QueryT) -> list[QueryT]:
+        """The queries of one request stream each: Massive's endpoints take one ticker, so
+        one per symbol (a query without symbols: itself)."""
+        symbols = getattr(query, "symbols", ())
+        if not symbols:
+            return [query]
+        model = cast(BaseModel, query)
+        return [cast(QueryT, model.model_copy(update={"symbols": (s,)})) for s in symbols]
+
+    def paginate(self, query: QueryT) -> Iterator[Page]:
+        """Each stream's pages in turn (see :meth:`streams`)."""
+        for part in self.streams(query):
+            yield from super().paginate(part)
+
+    async def apaginate(self, query: QueryT) -> AsyncIterator[Page]:
+        """Async twin of :meth:`paginate`."""
+        for part in self.streams(query):
+            async for page in super().apaginate(part):
+                yield page
+
+    def continued(self, cursor: str, endpoint: str) -> RequestSpec:
+        """The request a ``next_url`` cursor names, as it is (it carries the whole query)."""
+        path, _, text = cursor.partition("?")
+        return RequestSpec(path=path, params=tuple(parse_qsl(text)), endpoint=endpoint)
+
+    def page_results(self, page: Page, what: str) -> tuple[dict[str, Any], list[Any]]:
+        """A page's payload and its ``results`` (absent: none), once it is an OK answer."""
+        where = f"{what} page {page.number}"
+        payload = page.payload
+        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
+            raise ResponseFormatError(f"{where}: expected a JSON object with status OK")
+        results = payload.get("results") or []
+        if not isinstance(results, list):
+            raise ResponseFormatError(f"{where}: 'results' is not a list")
+        return payload, results
 
 
 class PolygonClient(PolygonApiClient[BarsQuery]):
@@ -188,17 +225,10 @@ class PolygonClient(PolygonApiClient[BarsQuery]):
             return False
         return listed <= day and (delisted is None or day < delisted)
 
-    def paginate(self, query: BarsQuery) -> Iterator[Page]:
-        """Each symbol's pages in turn (one ticker per request; a renamed security's under
-        each ticker it traded as, for those days)."""
-        for part in _as_traded(query):
-            yield from super().paginate(part)
-
-    async def apaginate(self, query: BarsQuery) -> AsyncIterator[Page]:
-        """Async twin of :meth:`paginate`."""
-        for part in _as_traded(query):
-            async for page in super().apaginate(part):
-                yield page
+    def streams(self, query: BarsQuery) -> list[BarsQuery]:
+        """Each symbol in turn (one ticker per request; a renamed security's under each
+        ticker it traded as, for those days)."""
+        return list(_as_traded(query))
 
     def build_request(self, query: BarsQuery, cursor: str | None) -> RequestSpec:
         """The first request of the query's (one) symbol, or the page ``cursor`` names."""
@@ -227,13 +257,8 @@ class PolygonClient(PolygonApiClient[BarsQuery]):
     def parse_page(self, page: Page, query: BarsQuery) -> pa.Table:
         """The page's ``results`` as a canonical table (absent ``results``: no bars)."""
         where = f"aggs page {page.number}"
-        payload = page.payload
-        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
-            raise ResponseFormatError(f"{where}: expected a JSON object with status OK")
-        rows = payload.get("results") or []
+        payload, rows = self.page_results(page, "aggs")
         symbol = str(payload.get("ticker") or page.request.path.split("/")[4])
-        if not isinstance(rows, list):
-            raise ResponseFormatError(f"{where}: 'results' is not a list")
         if payload.get("adjusted") is True:
             raise ResponseFormatError(f"{where}: the bars came back adjusted; raw was asked for")
         count = payload.get("resultsCount")

@@ -13,10 +13,9 @@ what it stored. The record as sent is kept in ``raw``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
 
 import orjson
 import pyarrow as pa
@@ -82,23 +81,11 @@ class _PolygonActionsClient(PolygonApiClient[CorporateActionsQuery]):
         """Whether ``query`` asks for any kind this endpoint serves."""
         return not query.types or bool(self.kinds & set(query.types))
 
-    def paginate(self, query: CorporateActionsQuery) -> Iterator[Page]:
-        """Each symbol's pages in turn (one ticker per request)."""
-        for symbol in query.symbols:
-            yield from super().paginate(query.model_copy(update={"symbols": (symbol,)}))
-
-    async def apaginate(self, query: CorporateActionsQuery) -> AsyncIterator[Page]:
-        """Async twin of :meth:`paginate`."""
-        for symbol in query.symbols:
-            async for page in super().apaginate(query.model_copy(update={"symbols": (symbol,)})):
-                yield page
-
     def build_request(self, query: CorporateActionsQuery, cursor: str | None) -> RequestSpec:
         """The first request of the query's (one) symbol, or the page ``cursor`` names."""
         path = f"/v3/reference/{self.name}"
         if cursor is not None:
-            where, _, text = cursor.partition("?")
-            return RequestSpec(path=where, params=tuple(parse_qsl(text)), endpoint=self.name)
+            return self.continued(cursor, self.name)
         params = (
             ("ticker", query.symbols[0]),
             (f"{self.date_field}.gte", query.start.isoformat()),
@@ -120,12 +107,7 @@ class _PolygonActionsClient(PolygonApiClient[CorporateActionsQuery]):
     def parse_page(self, page: Page, query: CorporateActionsQuery) -> pa.Table:
         """The page's ``results`` as canonical rows; a malformed record fails the page."""
         where = f"{self.name} page {page.number}"
-        payload = page.payload
-        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
-            raise ResponseFormatError(f"{where}: expected a JSON object with status OK")
-        records = payload.get("results") or []
-        if not isinstance(records, list):
-            raise ResponseFormatError(f"{where}: 'results' is not a list")
+        _, records = self.page_results(page, self.name)
         rows = []
         for record in records:
             try:

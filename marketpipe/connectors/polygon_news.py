@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 import pyarrow as pa
 
 from marketpipe.connectors.base_api_client import Page
-from marketpipe.connectors.errors import ResponseFormatError
 from marketpipe.connectors.models import NEWS, NEWS_SCHEMA
 from marketpipe.connectors.news import NewsQuery, RejectedArticle, validated_article
 from marketpipe.connectors.polygon import PolygonApiClient
@@ -79,22 +76,10 @@ class PolygonNewsClient(PolygonApiClient[NewsQuery]):
         self.rejected: list[RejectedArticle] = []
         self._rejected_lock = threading.Lock()
 
-    def paginate(self, query: NewsQuery) -> Iterator[Page]:
-        """Each symbol's pages in turn (one ticker per request), or all news."""
-        for part in _per_ticker(query):
-            yield from super().paginate(part)
-
-    async def apaginate(self, query: NewsQuery) -> AsyncIterator[Page]:
-        """Async twin of :meth:`paginate`."""
-        for part in _per_ticker(query):
-            async for page in super().apaginate(part):
-                yield page
-
     def build_request(self, query: NewsQuery, cursor: str | None) -> RequestSpec:
         """The first request of the query's (one) symbol, or the page ``cursor`` names."""
         if cursor is not None:
-            path, _, text = cursor.partition("?")
-            return RequestSpec(path=path, params=tuple(parse_qsl(text)), endpoint="news")
+            return self.continued(cursor, "news")
         params = [
             ("published_utc.gte", format_rfc3339(query.start)),
             ("published_utc.lte", format_rfc3339(query.end)),
@@ -112,13 +97,7 @@ class PolygonNewsClient(PolygonApiClient[NewsQuery]):
 
     def parse_page(self, page: Page, query: NewsQuery) -> pa.Table:
         """The page's valid articles; the others go to :attr:`rejected` with their reasons."""
-        where = f"news page {page.number}"
-        payload = page.payload
-        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
-            raise ResponseFormatError(f"{where}: expected a JSON object with status OK")
-        records = payload.get("results") or []
-        if not isinstance(records, list):
-            raise ResponseFormatError(f"{where}: 'results' is not a list")
+        _, records = self.page_results(page, "news")
         rows = []
         for record in records:
             try:
@@ -128,9 +107,3 @@ class PolygonNewsClient(PolygonApiClient[NewsQuery]):
                 with self._rejected_lock:
                     self.rejected.append(RejectedArticle(str(exc), raw, page.number))
         return pa.Table.from_pylist(rows, schema=NEWS_SCHEMA)
-
-
-def _per_ticker(query: NewsQuery) -> list[NewsQuery]:
-    if not query.symbols:
-        return [query]
-    return [query.model_copy(update={"symbols": (symbol,)}) for symbol in query.symbols]

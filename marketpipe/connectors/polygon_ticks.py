@@ -13,9 +13,8 @@ A/B/C.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
-from urllib.parse import parse_qsl
 
 import pyarrow as pa
 
@@ -106,25 +105,13 @@ class _PolygonTicksClient(PolygonApiClient[TicksQuery]):
 
     kind: ClassVar[Literal["trades", "quotes"]]
 
-    def paginate(self, query: TicksQuery) -> Iterator[Page]:
-        """Each symbol's pages in turn (one ticker per request)."""
-        for symbol in query.symbols:
-            yield from super().paginate(query.model_copy(update={"symbols": (symbol,)}))
-
-    async def apaginate(self, query: TicksQuery) -> AsyncIterator[Page]:
-        """Async twin of :meth:`paginate`."""
-        for symbol in query.symbols:
-            async for page in super().apaginate(query.model_copy(update={"symbols": (symbol,)})):
-                yield page
-
     def build_request(self, query: TicksQuery, cursor: str | None) -> RequestSpec:
         """The first request of the query's (one) symbol, or the page ``cursor`` names."""
         endpoint = f"v3/{self.kind}"
         if query.feed != "sip":
             raise ValueError(f"feed {query.feed}: Massive serves the consolidated tape (sip) only")
         if cursor is not None:
-            path, _, text = cursor.partition("?")
-            return RequestSpec(path=path, params=tuple(parse_qsl(text)), endpoint=endpoint)
+            return self.continued(cursor, endpoint)
         (symbol,) = query.symbols
         params = (
             ("timestamp.gte", str(_ns(query.start))),
@@ -142,12 +129,7 @@ class _PolygonTicksClient(PolygonApiClient[TicksQuery]):
     def parse_page(self, page: Page, query: TicksQuery) -> pa.Table:
         """The page's ``results`` as canonical rows (absent ``results``: none)."""
         where = f"{self.kind} page {page.number}"
-        payload = page.payload
-        if not isinstance(payload, dict) or payload.get("status") not in ("OK", "DELAYED"):
-            raise ResponseFormatError(f"{where}: expected a JSON object with status OK")
-        rows = payload.get("results") or []
-        if not isinstance(rows, list):
-            raise ResponseFormatError(f"{where}: 'results' is not a list")
+        _, rows = self.page_results(page, self.kind)
         symbol = page.request.path.rstrip("/").split("/")[-1]
         return polygon_ticks_table(self.kind, symbol, rows, where)
 
