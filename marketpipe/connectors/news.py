@@ -10,6 +10,7 @@ in :attr:`NewsClient.rejected`, never dropped silently, while the page's valid a
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,16 +83,36 @@ def validated_article(fields: dict[str, Any], vendor_id: Any) -> dict[str, Any]:
         raise ValueError(f"article {vendor_id!r} is malformed ({reasons})") from None
 
 
-class NewsClient(AlpacaDataClient[NewsQuery]):
-    """Alpaca Market Data ``GET /v1beta1/news`` (same host and keys as the bars)."""
-
-    dataset = NEWS
+class KeepsRejectedArticles:
+    """Mixed into a news client: the records that are not valid articles are kept in
+    :attr:`rejected` with their reasons, never dropped silently."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As :class:`BaseApiClient`; :attr:`rejected` starts empty."""
+        """As the client's; :attr:`rejected` starts empty."""
         super().__init__(*args, **kwargs)
         self.rejected: list[RejectedArticle] = []
         self._rejected_lock = threading.Lock()
+
+    def articles(
+        self, records: list[Any], page: Page, row: Callable[[Any], dict[str, Any]]
+    ) -> pa.Table:
+        """The valid articles of ``records`` (each made a row by ``row``, which raises
+        ``ValueError`` for an invalid one); the others go to :attr:`rejected`."""
+        rows = []
+        for record in records:
+            try:
+                rows.append(row(record))
+            except ValueError as exc:
+                raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
+                with self._rejected_lock:
+                    self.rejected.append(RejectedArticle(str(exc), raw, page.number))
+        return pa.Table.from_pylist(rows, schema=NEWS_SCHEMA)
+
+
+class NewsClient(KeepsRejectedArticles, AlpacaDataClient[NewsQuery]):
+    """Alpaca Market Data ``GET /v1beta1/news`` (same host and keys as the bars)."""
+
+    dataset = NEWS
 
     def build_request(self, query: NewsQuery, cursor: str | None) -> RequestSpec:
         """The request for ``query``'s page at ``cursor``, oldest first."""
@@ -118,12 +139,4 @@ class NewsClient(AlpacaDataClient[NewsQuery]):
             records = []
         if not isinstance(records, list):
             raise ResponseFormatError(f"{where}: expected a 'news' list")
-        rows = []
-        for record in records:
-            try:
-                rows.append(article_row(record))
-            except ValueError as exc:
-                raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
-                with self._rejected_lock:
-                    self.rejected.append(RejectedArticle(str(exc), raw, page.number))
-        return pa.Table.from_pylist(rows, schema=NEWS_SCHEMA)
+        return self.articles(records, page, article_row)

@@ -17,15 +17,14 @@ sha256 of it, as a number (stable), and the record as sent, with its id, ``keywo
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
 from marketpipe.connectors.base_api_client import Page
-from marketpipe.connectors.models import NEWS, NEWS_SCHEMA
-from marketpipe.connectors.news import NewsQuery, RejectedArticle, validated_article
+from marketpipe.connectors.models import NEWS
+from marketpipe.connectors.news import KeepsRejectedArticles, NewsQuery, validated_article
 from marketpipe.connectors.polygon import PolygonApiClient
 from marketpipe.connectors.transport import RequestSpec
 from marketpipe.markettime.timeutil import format_rfc3339
@@ -64,17 +63,11 @@ def massive_article_row(record: Any) -> dict[str, Any]:
     return validated_article(fields, vendor_id)
 
 
-class PolygonNewsClient(PolygonApiClient[NewsQuery]):
+class PolygonNewsClient(KeepsRejectedArticles, PolygonApiClient[NewsQuery]):
     """Massive's news (``GET /v2/reference/news``): canonical articles; records that are
     not valid articles go to :attr:`rejected` with their reasons, as Alpaca's do."""
 
     dataset = NEWS
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """As :class:`BaseApiClient`; :attr:`rejected` starts empty."""
-        super().__init__(*args, **kwargs)
-        self.rejected: list[RejectedArticle] = []
-        self._rejected_lock = threading.Lock()
 
     def build_request(self, query: NewsQuery, cursor: str | None) -> RequestSpec:
         """The first request of the query's (one) symbol, or the page ``cursor`` names."""
@@ -98,12 +91,4 @@ class PolygonNewsClient(PolygonApiClient[NewsQuery]):
     def parse_page(self, page: Page, query: NewsQuery) -> pa.Table:
         """The page's valid articles; the others go to :attr:`rejected` with their reasons."""
         _, records = self.page_results(page, "news")
-        rows = []
-        for record in records:
-            try:
-                rows.append(massive_article_row(record))
-            except ValueError as exc:
-                raw = orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
-                with self._rejected_lock:
-                    self.rejected.append(RejectedArticle(str(exc), raw, page.number))
-        return pa.Table.from_pylist(rows, schema=NEWS_SCHEMA)
+        return self.articles(records, page, massive_article_row)
