@@ -18,13 +18,12 @@ Both: ``order`` (``asc``/``desc``, default ``desc``), ``sort`` (a date field), `
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
+from marketpipe.simulator.massive_paging import offset_page, requested_limit, with_carried
 from marketpipe.simulator.wire import BadRequest, parse_day
 
 KINDS = ("splits", "dividends")
@@ -118,9 +117,7 @@ def actions_page(
     request_id: str,
 ) -> tuple[dict[str, Any], int]:
     """One page of Massive's splits or dividends known on ``today``."""
-    given = dict(query)
-    carried = _decode(given["cursor"]) if given.get("cursor") else {}
-    params = {**carried, **{k: v for k, v in given.items() if k != "cursor"}}
+    params = with_carried(query)
     dates = [name + suffix for name in _DATES[kind] for suffix in _RANGES]
     allowed = {*dates, "ticker", "order", "sort", "limit", "apiKey", "offset"}
     allowed |= {"reverse_split"} if kind == "splits" else {"dividend_type"}
@@ -133,10 +130,7 @@ def actions_page(
     order = params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise BadRequest(f"invalid order: {order}")
-    limit_text = params.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit_text}")
-    limit = int(limit_text)
+    limit = requested_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
     matching = sorted(
         (
             item
@@ -146,19 +140,8 @@ def actions_page(
         key=lambda item: (str(item.get(sort) or ""), item["id"]),
         reverse=order == "desc",
     )
-    offset = int(params.get("offset", "0"))
-    page = matching[offset : offset + limit]
+    page, more = offset_page(matching, params, limit, host, f"/v3/reference/{kind}")
     payload: dict[str, Any] = {"results": page, "status": "OK", "request_id": request_id}
-    if offset + limit < len(matching):
-        state = {k: v for k, v in params.items() if k != "apiKey"}
-        state["offset"] = str(offset + limit)
-        cursor = base64.urlsafe_b64encode(urlencode(state).encode()).decode()
-        payload["next_url"] = f"http://{host}/v3/reference/{kind}?{urlencode({'cursor': cursor})}"
+    if more is not None:
+        payload["next_url"] = more
     return payload, len(page)
-
-
-def _decode(cursor: str) -> dict[str, str]:
-    try:
-        return dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid cursor") from None

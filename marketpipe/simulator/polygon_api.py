@@ -16,12 +16,11 @@ rename to it, none after a delisting; another company's after a reuse).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from marketpipe.markettime.calendar import (
     Session,
@@ -33,6 +32,7 @@ from marketpipe.markettime.finality import FREE_PLAN_SIP_DELAY
 from marketpipe.markettime.timeframe import Timeframe
 from marketpipe.simulator.actions import ActionBook
 from marketpipe.simulator.market import Bar, SyntheticMarket, scaled
+from marketpipe.simulator.massive_paging import decode_cursor, encode_cursor
 from marketpipe.simulator.securities import SecurityBook
 from marketpipe.simulator.wire import BadRequest
 
@@ -173,19 +173,6 @@ class PolygonAggregates:
             ticker, session.date, frozenset({"split"}), new_york_date(now), lambda *_: None
         )
         return scaled(bars, price, volume)
-
-
-def encode_cursor(params: Mapping[str, str]) -> str:
-    """An opaque ``next_url`` cursor carrying ``params`` (base64 of a query string)."""
-    return base64.urlsafe_b64encode(urlencode(params).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> dict[str, str]:
-    """The parameters a cursor carries, or a 400 for a broken one."""
-    try:
-        return dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid cursor") from None
 
 
 def _with_cursor(params: dict[str, str]) -> dict[str, str]:

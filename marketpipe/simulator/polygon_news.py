@@ -12,14 +12,13 @@ most 1,000) and ``next_url`` with an opaque cursor. Ids are Massive-like (64 hex
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from marketpipe.markettime.calendar import new_york_date, new_york_midnight
 from marketpipe.markettime.timeutil import format_rfc3339, parse_rfc3339
+from marketpipe.simulator.massive_paging import offset_page, requested_limit, with_carried
 from marketpipe.simulator.news_api import (
     DEFAULT_START,
     NEWS_UNIVERSE,
@@ -91,18 +90,14 @@ def news_page(
     query: list[tuple[str, str]], seed: int, now: dt.datetime, host: str, request_id: str
 ) -> tuple[dict[str, Any], int]:
     """One page of Massive's news, as of market time ``now``."""
-    given = dict(query)
-    carried = _decode(given["cursor"]) if given.get("cursor") else {}
-    params = {**carried, **{k: v for k, v in given.items() if k != "cursor"}}
+    params = with_carried(query)
     unexpected = sorted(set(params) - _PARAMS)
     if unexpected:
         raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
     order, sort = params.get("order", "desc"), params.get("sort", "published_utc")
     if order not in ("asc", "desc") or sort != "published_utc":
         raise BadRequest(f"invalid order or sort: {order}, {sort}")
-    limit_text = params.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit_text}")
+    limit = requested_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
     first, last, after, before = DEFAULT_START, now, None, None
     if "published_utc" in params:
         first = _instant(params["published_utc"], "published_utc", end=False)
@@ -134,24 +129,14 @@ def news_page(
         key=lambda a: (a.created_at.replace(microsecond=0), massive_news_id(a)),
         reverse=order == "desc",
     )
-    offset, limit = int(params.get("offset", "0")), int(limit_text)
-    page = [massive_record(article, now) for article in ordered[offset : offset + limit]]
+    chosen, more = offset_page(ordered, params, limit, host, "/v2/reference/news")
+    page = [massive_record(article, now) for article in chosen]
     payload: dict[str, Any] = {"results": page, "status": "OK", "request_id": request_id}
     payload["count"] = len(page)
-    if offset + limit < len(ordered):
-        state = {k: v for k, v in params.items() if k != "apiKey"}
-        state["offset"] = str(offset + limit)
-        cursor = base64.urlsafe_b64encode(urlencode(state).encode()).decode()
-        payload["next_url"] = f"http://{host}/v2/reference/news?{urlencode({'cursor': cursor})}"
+    if more is not None:
+        payload["next_url"] = more
     return payload, len(page)
 
 
 def _span(first: dt.datetime, last: dt.datetime) -> int:
     return max(0, (new_york_date(last) - new_york_date(first)).days + 1)
-
-
-def _decode(cursor: str) -> dict[str, str]:
-    try:
-        return dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid cursor") from None

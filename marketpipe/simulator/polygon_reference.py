@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from marketpipe.markettime.calendar import new_york_midnight
-from marketpipe.simulator.polygon_api import decode_cursor, encode_cursor
+from marketpipe.simulator.massive_paging import decode_cursor, encode_cursor
 from marketpipe.simulator.securities import (
     SecurityBook,
     SimulatedSecurity,

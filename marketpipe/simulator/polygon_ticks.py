@@ -19,17 +19,16 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import orjson
 
 from marketpipe.markettime.calendar import new_york_midnight
 from marketpipe.simulator.market import Bar
+from marketpipe.simulator.massive_paging import next_url, requested_limit, with_carried
 from marketpipe.simulator.ticks import ODD_LOT, OUTSIDE_RANGE, MinuteTrades
 from marketpipe.simulator.ticks_api import Position, TickServer, TicksRequest
 from marketpipe.simulator.wire import BadRequest, json_list
@@ -116,9 +115,7 @@ class PolygonTicks:
     ) -> tuple[dict[str, Any], int]:
         """The answer to one request, with ``next_url`` on ``host`` when there is more."""
         kind, ticker = parts[1], parts[2]
-        given = dict(query)
-        carried = _decode_cursor(given["cursor"]) if given.get("cursor") else {}
-        params = {**carried, **{k: v for k, v in given.items() if k != "cursor"}}
+        params = with_carried(query)
         unexpected = sorted(set(params) - _PARAMS - {"position"})
         if unexpected:
             raise BadRequest(f"unexpected query parameter(s): {', '.join(unexpected)}")
@@ -127,9 +124,7 @@ class PolygonTicks:
             raise BadRequest(f"order={order} is not served by the simulator; ask order=asc")
         if sort != "timestamp":
             raise BadRequest(f"sort={sort}: only timestamp is served by the simulator")
-        limit_text = params.get("limit", str(DEFAULT_LIMIT))
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-            raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit_text}")
+        limit = requested_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
         first, last = _window(params)
         now_ns = int(now.timestamp()) * 10**9 + now.microsecond * 1000
         identity = "|".join(f"{name}={params.get(name, '')}" for name in sorted(_BOUNDS))
@@ -138,7 +133,7 @@ class PolygonTicks:
             symbols=(ticker,),
             start_ns=first,
             end_ns=min(last, now_ns),
-            limit=int(limit_text),
+            limit=limit,
             feed="sip",
             asof=None,  # as traded: Massive maps no renames
             digest=hashlib.sha256(f"{kind}|{ticker}|{identity}".encode()).hexdigest()[:10],
@@ -151,11 +146,9 @@ class PolygonTicks:
         payload: dict[str, Any] = {"results": json_list(rows), "status": "OK"}
         payload["request_id"] = request_id
         if resume is not None:
-            state = {k: v for k, v in params.items() if k not in ("apiKey", "position")}
-            state["position"] = "|".join([*map(str, resume), request.digest])
-            cursor = base64.urlsafe_b64encode(urlencode(state).encode()).decode()
-            query_text = urlencode({"cursor": cursor})
-            payload["next_url"] = f"http://{host}/v3/{kind}/{ticker}?{query_text}"
+            position = "|".join([*map(str, resume), request.digest])
+            state = {**params, "position": position}
+            payload["next_url"] = next_url(host, f"/v3/{kind}/{ticker}", state)
         return payload, len(rows)
 
     def _encode_trades(
@@ -215,13 +208,6 @@ class PolygonTicks:
             }
             encoded.append(orjson.dumps(item))
         return encoded
-
-
-def _decode_cursor(cursor: str) -> dict[str, str]:
-    try:
-        return dict(parse_qsl(base64.urlsafe_b64decode(cursor.encode()).decode()))
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid cursor") from None
 
 
 def _position(text: str | None, request: TicksRequest) -> Position:
