@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from marketpipe.connectors.models import NEWS_SCHEMA
 from marketpipe.connectors.news import RejectedArticle
@@ -33,6 +32,7 @@ from marketpipe.lake.storage import (
     WrittenFile,
     as_output,
     as_store,
+    lists_naming_any,
     parquet_bytes,
     read_table_at,
     read_verified,
@@ -234,13 +234,7 @@ def read_news(
 
 def names_any(table: pa.Table, symbols: Sequence[str]) -> pa.Array:
     """Per article: whether its ``symbols`` list names any of ``symbols``."""
-    flat = pc.list_flatten(table["symbols"])
-    parents = pc.list_parent_indices(table["symbols"])
-    hits = pc.filter(parents, pc.is_in(flat, pa.array(list(symbols), pa.string())))
-    mask = [False] * table.num_rows
-    for index in hits.to_pylist():
-        mask[index] = True
-    return pa.array(mask, pa.bool_())
+    return pa.array(lists_naming_any(table["symbols"], symbols), pa.bool_())
 
 
 def adopt_unrecorded_news(lake: Lake, store: CheckpointStore, run_id: str) -> list[dt.date]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -281,6 +281,21 @@ def repeated_string(value: str, count: int) -> pa.Array:
     """``value`` ``count`` times as a string array, built in Arrow rather than a Python list."""
     indices = pa.array(np.zeros(count, dtype=np.int32))
     return pa.DictionaryArray.from_arrays(indices, pa.array([value])).cast(pa.string())
+
+
+def lists_naming_any(lists: pa.ChunkedArray | pa.Array, values: Iterable[str]) -> np.ndarray:
+    """Per row of a list-of-strings column: whether its list names any of ``values``."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    mask = np.zeros(len(lists), dtype=bool)
+    wanted = sorted(set(values))
+    if wanted and len(lists):
+        hits = pc.filter(
+            pc.list_parent_indices(lists),
+            pc.is_in(pc.list_flatten(lists), pa.array(wanted, pa.string())),
+        )
+        mask[hits.to_numpy(zero_copy_only=False)] = True
+    return mask
 
 
 def read_table_at(lake: LakeStore, key: str) -> pa.Table:

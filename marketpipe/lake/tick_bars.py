@@ -19,30 +19,17 @@ import pyarrow.parquet as pq
 from marketpipe.connectors.models import OHLCV_SCHEMA
 from marketpipe.connectors.tick_conditions import BarRules, bar_rules
 from marketpipe.lake.objects import LakeStore, lake_filesystem
-from marketpipe.lake.storage import SYMBOL_COLUMN, as_store
+from marketpipe.lake.storage import SYMBOL_COLUMN, as_store, lists_naming_any
 from marketpipe.lake.ticks import read_ticks, tick_files
 
 _COLUMNS = ["timestamp", "price", "size", "conditions"]
 
 
-def _has_any(conditions: pa.ChunkedArray | pa.Array, codes: frozenset[str]) -> np.ndarray:
-    """Per row: whether its conditions name any of ``codes``."""
-    if isinstance(conditions, pa.ChunkedArray):
-        conditions = conditions.combine_chunks()
-    mask = np.zeros(len(conditions), dtype=bool)
-    if codes and len(conditions):
-        flat = pc.list_flatten(conditions)
-        parents = pc.list_parent_indices(conditions)
-        hits = pc.filter(parents, pc.is_in(flat, pa.array(sorted(codes), pa.string())))
-        mask[hits.to_numpy(zero_copy_only=False)] = True
-    return mask
-
-
 def bars_from_trades(trades: pa.Table, rules: BarRules) -> pa.Table:
     """Canonical one-minute bars (labelled at the minute's start) of ``trades`` (``symbol``,
     ``timestamp``, ``price``, ``size``, ``conditions``; each symbol's in time order)."""
-    counted = trades.filter(pa.array(~_has_any(trades["conditions"], rules.uncounted)))
-    in_range = ~_has_any(counted["conditions"], rules.not_in_range)
+    counted = trades.filter(pa.array(~lists_naming_any(trades["conditions"], rules.uncounted)))
+    in_range = ~lists_naming_any(counted["conditions"], rules.not_in_range)
     prices = counted["price"]
     table = pa.table(
         {
